@@ -1,0 +1,303 @@
+//! The YAML registry: typed schema (SPEC §2) and parsing with positions.
+//!
+//! Parsing only checks shape (unknown keys, types). Meaning — duplicates, references,
+//! patterns, hashes, key files — is checked when the registry is compiled
+//! (`registry::compile`), which reports [`Diagnostic`]s by key path; [`Source`] turns a
+//! path back into `file:line:column`.
+
+mod locate;
+
+pub use locate::{Locations, Position};
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub admin_listen: String,
+    #[serde(default)]
+    pub threads: Option<usize>,
+    pub upstream: String,
+    #[serde(default = "default_base_path")]
+    pub base_path: String,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    pub token: TokenConfig,
+    #[serde(default)]
+    pub privileges: Vec<PrivilegeConfig>,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+fn default_base_path() -> String {
+    "/".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub upstream_connect_ms: u64,
+    pub upstream_read_ms: u64,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { upstream_connect_ms: 2000, upstream_read_ms: 30000, shutdown_grace_ms: 10000 }
+    }
+}
+
+/// What happens to a path no privilege covers. ORDS leaves such paths public.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmatched {
+    #[default]
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Algorithm {
+    HS256,
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl Algorithm {
+    pub fn is_symmetric(self) -> bool {
+        self == Algorithm::HS256
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::HS256 => "HS256",
+            Algorithm::RS256 => "RS256",
+            Algorithm::ES256 => "ES256",
+            Algorithm::EdDSA => "EdDSA",
+        }
+    }
+}
+
+impl std::str::FromStr for Algorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "HS256" => Ok(Algorithm::HS256),
+            "RS256" => Ok(Algorithm::RS256),
+            "ES256" => Ok(Algorithm::ES256),
+            "EdDSA" => Ok(Algorithm::EdDSA),
+            _ => Err(format!("unknown algorithm `{s}`: use HS256, RS256, ES256 or EdDSA")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default)]
+    pub audience: Option<String>,
+    #[serde(default = "default_lifetime")]
+    pub lifetime_seconds: u64,
+    pub algorithm: Algorithm,
+    pub signing_key_file: PathBuf,
+    pub key_id: String,
+    #[serde(default)]
+    pub verification_keys: Vec<VerificationKeyConfig>,
+}
+
+fn default_issuer() -> String {
+    "ords-guard".into()
+}
+fn default_lifetime() -> u64 {
+    3600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationKeyConfig {
+    pub key_id: String,
+    pub algorithm: Algorithm,
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivilegeConfig {
+    pub name: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub name: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default = "default_grant_type")]
+    pub grant_type: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub support_email: Option<String>,
+    #[serde(default)]
+    pub privileges: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub token_lifetime_seconds: Option<u64>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+fn default_grant_type() -> String {
+    "client_credentials".into()
+}
+
+/// Where a config came from: the file name and the positions of its keys.
+#[derive(Debug)]
+pub struct Source {
+    pub file: PathBuf,
+    pub locations: Locations,
+}
+
+impl Source {
+    /// Directory against which relative key file paths are resolved.
+    pub fn dir(&self) -> &Path {
+        self.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir().join(p)
+        }
+    }
+
+    /// Render a diagnostic as `file:line:column: key `path`: message`.
+    pub fn render(&self, d: &Diagnostic) -> String {
+        match self.locations.find(&d.path) {
+            Some(p) => format!("{}:{}:{}: key `{}`: {}", self.file.display(), p.line, p.column, d.path, d.message),
+            None => format!("{}: key `{}`: {}", self.file.display(), d.path, d.message),
+        }
+    }
+}
+
+/// A problem found in the config, by key path (`privileges[0].patterns[1]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub path: String,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic { path: path.into(), message: message.into() }
+    }
+}
+
+/// A config that could not be loaded; `Display` gives one line per problem.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub lines: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, l) in self.lines.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{l}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parse the YAML text of `file`. Errors name the file, line, column and key.
+pub fn parse(text: &str, file: &Path) -> Result<(Config, Source), ConfigError> {
+    let source = Source { file: file.to_path_buf(), locations: Locations::index(text) };
+    match serde_yaml::from_str::<Config>(text) {
+        Ok(c) => Ok((c, source)),
+        Err(e) => {
+            let msg = e.to_string();
+            // serde_yaml appends " at line L column C"; we put the position first.
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            let line = match e.location() {
+                Some(l) => format!("{}:{}:{}: {}", file.display(), l.line(), l.column(), msg),
+                None => format!("{}: {}", file.display(), msg),
+            };
+            Err(ConfigError { lines: vec![line] })
+        }
+    }
+}
+
+/// Read and parse `file`.
+pub fn read(file: &Path) -> Result<(Config, Source), ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        lines: vec![format!("{}: cannot read the config file: {e}", file.display())],
+    })?;
+    parse(&text, file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\ntoken:\n  algorithm: HS256\n  signing_key_file: k\n  key_id: a\n";
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let (c, _) = parse(MINIMAL, Path::new("c.yaml")).unwrap();
+        assert_eq!(c.base_path, "/");
+        assert_eq!(c.unmatched, Unmatched::Allow);
+        assert_eq!(c.token.lifetime_seconds, 3600);
+        assert_eq!(c.token.issuer, "ords-guard");
+        assert_eq!(c.timeouts.upstream_read_ms, 30000);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = format!("{MINIMAL}privileges:\n  - name: p\n    rolez: [a]\n");
+        let err = parse(&text, Path::new("conf/g.yaml")).unwrap_err().to_string();
+        assert!(err.starts_with("conf/g.yaml:10:"), "{err}");
+        assert!(err.contains("rolez"), "{err}");
+    }
+
+    #[test]
+    fn bad_algorithm_is_reported() {
+        let text = MINIMAL.replace("HS256", "none");
+        let err = parse(&text, Path::new("g.yaml")).unwrap_err().to_string();
+        assert!(err.starts_with("g.yaml:5:"), "{err}");
+        assert!(err.contains("none"), "{err}");
+    }
+
+    #[test]
+    fn render_points_at_the_key() {
+        let text = format!("{MINIMAL}privileges:\n  - name: p\n    patterns: [\"x\"]\n");
+        let (_, src) = parse(&text, Path::new("g.yaml")).unwrap();
+        let s = src.render(&Diagnostic::new("privileges[0].patterns[0]", "malformed"));
+        assert_eq!(s, "g.yaml:10:16: key `privileges[0].patterns[0]`: malformed");
+    }
+}

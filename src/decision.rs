@@ -1,0 +1,282 @@
+//! The access decision (SPEC §3): a pure function from request facts and the current registry
+//! to a [`Decision`]. The proxy only carries it out; metrics count it by [`Decision::label`].
+
+use crate::config::Unmatched;
+use crate::registry::Registry;
+use crate::token::TokenError;
+use std::fmt;
+
+/// What the `Authorization` header(s) of a request amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// No `Authorization`, or a scheme other than Bearer.
+    None,
+    Bearer(&'a str),
+    /// Several `Authorization` headers, or a Bearer header without a token: refused rather
+    /// than guessing which one the backend would read.
+    Ambiguous,
+}
+
+/// Read the `Authorization` header values of a request.
+pub fn credentials<'a>(values: &[&'a [u8]]) -> Credentials<'a> {
+    match values {
+        [] => Credentials::None,
+        [one] => {
+            let Ok(v) = std::str::from_utf8(one) else { return Credentials::Ambiguous };
+            let v = v.trim();
+            match v.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    let token = token.trim();
+                    if token.is_empty() || token.contains(char::is_whitespace) {
+                        Credentials::Ambiguous
+                    } else {
+                        Credentials::Bearer(token)
+                    }
+                }
+                None if v.eq_ignore_ascii_case("bearer") => Credentials::Ambiguous,
+                _ => Credentials::None,
+            }
+        }
+        _ => Credentials::Ambiguous,
+    }
+}
+
+/// Why a bearer token does not authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    Token(TokenError),
+    Ambiguous,
+    /// The token is sound but its client was removed or disabled since.
+    ClientRevoked,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::Token(e) => e.fmt(f),
+            Invalid::Ambiguous => f.write_str("send exactly one Authorization: Bearer header with one token"),
+            Invalid::ClientRevoked => f.write_str("the token's client is unknown or disabled"),
+        }
+    }
+}
+
+/// Who is let through to a protected path: becomes the `X-ORDS-*` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub client_id: String,
+    pub client_name: String,
+    /// The token's roles the client still has.
+    pub roles: Vec<String>,
+    pub privilege: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No privilege covers the path and `unmatched: allow`.
+    ForwardPublic,
+    Forward(Grant),
+    /// No privilege covers the path and `unmatched: deny`.
+    Unmatched,
+    /// Protected, no bearer token (401).
+    Unauthenticated { privilege: String },
+    /// Protected, the token does not authenticate (401).
+    InvalidToken { privilege: String, reason: Invalid },
+    /// Protected, the client does not hold the privilege through this token (403).
+    InsufficientScope { privilege: String, client_id: String },
+}
+
+impl Decision {
+    /// The `decision` label of `ords_guard_requests_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::ForwardPublic => "forwarded_public",
+            Decision::Forward(_) => "forwarded",
+            Decision::Unmatched | Decision::InsufficientScope { .. } => "forbidden",
+            Decision::Unauthenticated { .. } => "unauthenticated",
+            Decision::InvalidToken { .. } => "invalid_token",
+        }
+    }
+
+    pub fn is_forwarded(&self) -> bool {
+        matches!(self, Decision::ForwardPublic | Decision::Forward(_))
+    }
+}
+
+/// Decide a request whose path is already normalised.
+pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) -> Decision {
+    let Some(idx) = reg.protecting(path, method) else {
+        return match reg.unmatched {
+            Unmatched::Allow => Decision::ForwardPublic,
+            Unmatched::Deny => Decision::Unmatched,
+        };
+    };
+    let privilege = reg.privilege(idx);
+    let name = || privilege.name.clone();
+    let token = match creds {
+        Credentials::None => return Decision::Unauthenticated { privilege: name() },
+        Credentials::Ambiguous => return Decision::InvalidToken { privilege: name(), reason: Invalid::Ambiguous },
+        Credentials::Bearer(t) => t,
+    };
+    let claims = match reg.tokens.verify(token) {
+        Ok(c) => c,
+        Err(e) => return Decision::InvalidToken { privilege: name(), reason: Invalid::Token(e) },
+    };
+    // The registry decides now, not the token: a removed or disabled client stops at once.
+    let client = match reg.client(&claims.client_id) {
+        Some(c) if !c.disabled => c,
+        _ => return Decision::InvalidToken { privilege: name(), reason: Invalid::ClientRevoked },
+    };
+    let opened = (privilege.roles.is_empty() || claims.has_scope(&privilege.name)) && reg.holds(client, idx);
+    if !opened {
+        return Decision::InsufficientScope { privilege: name(), client_id: client.client_id.clone() };
+    }
+    Decision::Forward(Grant {
+        client_id: client.client_id.clone(),
+        client_name: client.name.clone(),
+        roles: claims.roles.into_iter().filter(|r| client.has_role(r)).collect(),
+        privilege: name(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config;
+    use crate::registry::{compile, Registry};
+    use crate::token::{now, Claims};
+
+    const SHA: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    pub(crate) fn registry(extra: &str, unmatched: &str) -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hs.key"), b"0123456789abcdef0123456789abcdef").unwrap();
+        let yaml = format!(
+            "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\nunmatched: {unmatched}\ntoken:\n  algorithm: HS256\n  signing_key_file: hs.key\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n  - name: example_write\n    roles: [example_admin]\n    patterns: [\"/example/orders/*\"]\n    methods: [POST, PUT, PATCH, DELETE]\n  - name: open_priv\n    patterns: [\"/open/*\"]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"{SHA}\"]\n    roles: [example_role]\n  - name: Admin Client\n    client_id: c2\n    secrets: [\"{SHA}\"]\n    privileges: [example_write]\n    roles: [example_role, example_admin]\n{extra}"
+        );
+        let (cfg, src) = config::parse(&yaml, &dir.path().join("g.yaml")).unwrap();
+        let reg = compile(&cfg, &src).map_err(|e| format!("{e:?}")).unwrap().registry;
+        (dir, reg)
+    }
+
+    pub(crate) fn token(reg: &Registry, client: &str, roles: &[&str], scope: &str) -> String {
+        let n = now();
+        reg.tokens.mint(&Claims {
+            iss: reg.tokens.issuer.clone(),
+            sub: client.into(),
+            client_id: client.into(),
+            aud: None,
+            iat: n,
+            nbf: n,
+            exp: n + 600,
+            jti: "j".into(),
+            roles: roles.iter().map(|s| s.to_string()).collect(),
+            scope: scope.into(),
+        })
+    }
+
+    #[test]
+    fn credentials_parsing() {
+        assert_eq!(credentials(&[]), Credentials::None);
+        assert_eq!(credentials(&[b"Bearer abc"]), Credentials::Bearer("abc"));
+        assert_eq!(credentials(&[b"bearer  abc "]), Credentials::Bearer("abc"));
+        assert_eq!(credentials(&[b"Basic dXNlcjpwdw=="]), Credentials::None);
+        assert_eq!(credentials(&[b"Bearer"]), Credentials::Ambiguous);
+        assert_eq!(credentials(&[b"Bearer a b"]), Credentials::Ambiguous);
+        assert_eq!(credentials(&[b"Bearer a", b"Bearer b"]), Credentials::Ambiguous);
+        assert_eq!(credentials(&[b"Bearer \xff"]), Credentials::Ambiguous);
+    }
+
+    #[test]
+    fn unmatched_allow_forwards_public() {
+        let (_d, reg) = registry("", "allow");
+        assert_eq!(decide(&reg, "GET", "/public/x", Credentials::None), Decision::ForwardPublic);
+    }
+
+    #[test]
+    fn unmatched_deny_forbids_whatever_the_token() {
+        let (_d, reg) = registry("", "deny");
+        let t = token(&reg, "c1", &["example_role"], "example_priv");
+        assert_eq!(decide(&reg, "GET", "/public/x", Credentials::None), Decision::Unmatched);
+        assert_eq!(decide(&reg, "GET", "/public/x", Credentials::Bearer(&t)), Decision::Unmatched);
+        assert_eq!(Decision::Unmatched.label(), "forbidden");
+    }
+
+    #[test]
+    fn protected_without_bearer_is_unauthenticated() {
+        let (_d, reg) = registry("", "allow");
+        for p in ["/example", "/example/", "/example/employees/1"] {
+            assert_eq!(decide(&reg, "GET", p, Credentials::None), Decision::Unauthenticated { privilege: "example_priv".into() });
+        }
+    }
+
+    #[test]
+    fn protected_with_bad_tokens_is_invalid_token() {
+        let (_d, reg) = registry("", "allow");
+        let good = token(&reg, "c1", &["example_role"], "example_priv");
+        // Swap one character in the middle of the signature.
+        let at = good.len() - 8;
+        let swapped = if &good[at..at + 1] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{}{}", &good[..at], swapped, &good[at + 1..]);
+        for (t, want) in [
+            ("garbage", Invalid::Token(TokenError::Malformed)),
+            (tampered.as_str(), Invalid::Token(TokenError::BadSignature)),
+            (&token(&reg, "ghost", &[], "example_priv"), Invalid::ClientRevoked),
+        ] {
+            match decide(&reg, "GET", "/example/1", Credentials::Bearer(t)) {
+                Decision::InvalidToken { reason, .. } => assert_eq!(reason, want),
+                d => panic!("{d:?}"),
+            }
+        }
+        assert!(matches!(decide(&reg, "GET", "/example/1", Credentials::Ambiguous), Decision::InvalidToken { reason: Invalid::Ambiguous, .. }));
+    }
+
+    #[test]
+    fn disabled_client_is_invalid_token() {
+        let extra = format!("  - name: Off\n    client_id: c3\n    secrets: [\"{SHA}\"]\n    roles: [example_role]\n    disabled: true\n");
+        let (_d, reg) = registry(&extra, "allow");
+        let t = token(&reg, "c3", &["example_role"], "example_priv");
+        assert!(matches!(decide(&reg, "GET", "/example/1", Credentials::Bearer(&t)), Decision::InvalidToken { reason: Invalid::ClientRevoked, .. }));
+    }
+
+    #[test]
+    fn valid_token_without_the_privilege_is_insufficient_scope() {
+        let (_d, reg) = registry("", "allow");
+        // c1 lacks example_admin: POST to orders needs example_write.
+        let t = token(&reg, "c1", &["example_role"], "example_priv");
+        assert_eq!(
+            decide(&reg, "POST", "/example/orders/1", Credentials::Bearer(&t)),
+            Decision::InsufficientScope { privilege: "example_write".into(), client_id: "c1".into() }
+        );
+        // c2 holds example_priv, but this token was narrowed to example_write only.
+        let narrow = token(&reg, "c2", &["example_admin"], "example_write");
+        assert!(matches!(decide(&reg, "GET", "/example/1", Credentials::Bearer(&narrow)), Decision::InsufficientScope { .. }));
+    }
+
+    #[test]
+    fn valid_token_with_the_privilege_forwards() {
+        let (_d, reg) = registry("", "allow");
+        let t = token(&reg, "c1", &["example_role", "example_admin"], "example_priv example_write");
+        assert_eq!(
+            decide(&reg, "GET", "/example/orders/1", Credentials::Bearer(&t)),
+            Decision::Forward(Grant {
+                client_id: "c1".into(),
+                client_name: "Example Client".into(),
+                // example_admin is in the token but not the client's: dropped.
+                roles: vec!["example_role".into()],
+                privilege: "example_priv".into(),
+            })
+        );
+        // A token claiming example_write is no use to a client that does not hold it now.
+        assert!(matches!(decide(&reg, "POST", "/example/orders/1", Credentials::Bearer(&t)), Decision::InsufficientScope { .. }));
+        let t2 = token(&reg, "c2", &["example_admin"], "example_write");
+        assert!(matches!(decide(&reg, "POST", "/example/orders/1", Credentials::Bearer(&t2)), Decision::Forward(ref g) if g.privilege == "example_write"));
+    }
+
+    #[test]
+    fn privilege_without_roles_opens_to_any_valid_token() {
+        let (_d, reg) = registry("", "allow");
+        let t = token(&reg, "c1", &[], "");
+        assert!(matches!(decide(&reg, "GET", "/open/x", Credentials::Bearer(&t)), Decision::Forward(ref g) if g.privilege == "open_priv"));
+        assert!(matches!(decide(&reg, "GET", "/open/x", Credentials::None), Decision::Unauthenticated { .. }));
+    }
+}

@@ -1,0 +1,474 @@
+//! The token endpoint, `POST {base_path}/oauth/token` (RFC 6749 §4.4, SPEC §4), and the JWKS.
+//!
+//! [`TokenEndpoint::handle`] is I/O-free: the proxy hands it the method, headers and body it
+//! read, and writes back the [`Reply`]. Client secrets are checked against their hashes in
+//! constant time; a correct argon2id secret is remembered (as a keyed hash, in memory) so a
+//! repeated correct request does not pay argon2 again.
+
+use crate::registry::{Client, Registry};
+use crate::secret::SecretHash;
+use crate::throttle::Throttle;
+use crate::token::{now, Claims};
+use base64::Engine;
+use dashmap::DashSet;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// Largest token request body accepted (SPEC §4).
+pub const MAX_BODY: usize = 8 * 1024;
+const VERIFIED_CACHE_MAX: usize = 10_000;
+
+/// A response to write: status, headers, JSON body, and what to count and log.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    /// The `outcome` label of `ords_guard_token_requests_total`.
+    pub outcome: &'static str,
+    /// The registered client a token was issued to.
+    pub issued_to: Option<String>,
+}
+
+impl Reply {
+    fn json(status: u16, body: serde_json::Value, outcome: &'static str) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("Content-Type", "application/json".into()),
+                ("Cache-Control", "no-store".into()),
+                ("Pragma", "no-cache".into()),
+            ],
+            body: serde_json::to_vec(&body).expect("json"),
+            outcome,
+            issued_to: None,
+        }
+    }
+
+    /// RFC 6749 §5.2 error.
+    fn error(status: u16, code: &'static str, description: &str) -> Reply {
+        Reply::json(status, serde_json::json!({"error": code, "error_description": description}), code)
+    }
+}
+
+/// What the proxy read of a token request.
+pub struct TokenRequest<'a> {
+    pub method: &'a str,
+    pub content_type: Option<&'a [u8]>,
+    pub authorization: Vec<&'a [u8]>,
+    /// `None` when the body was larger than [`MAX_BODY`].
+    pub body: Option<&'a [u8]>,
+    pub peer: Option<IpAddr>,
+}
+
+/// Client authentication as presented.
+struct Presented {
+    id: String,
+    secret: String,
+    basic: bool,
+}
+
+/// State that outlives a registry generation: throttling and the verified-secret cache.
+pub struct TokenEndpoint {
+    pub throttle: Throttle,
+    verified: DashSet<[u8; 32]>,
+    /// Keys the cache so a memory dump does not yield unsalted secret hashes.
+    cache_key: [u8; 32],
+}
+
+impl Default for TokenEndpoint {
+    fn default() -> Self {
+        let mut cache_key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut cache_key);
+        TokenEndpoint { throttle: Throttle::default(), verified: DashSet::new(), cache_key }
+    }
+}
+
+fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, Reply> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if out.iter().any(|(seen, _)| *seen == k) {
+            return Err(Reply::error(400, "invalid_request", &format!("parameter `{}` is repeated", truncate(&k))));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+fn get<'f>(form: &'f [(String, String)], k: &str) -> Option<&'f str> {
+    form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// RFC 6749 §2.3.1: Basic credentials are form-encoded before base64.
+fn basic(value: &[u8]) -> Option<Result<(String, String), Reply>> {
+    let v = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, b64) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let bad = || Reply::error(401, "invalid_client", "malformed Basic credentials");
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else { return Some(Err(bad())) };
+    let Ok(raw) = String::from_utf8(raw) else { return Some(Err(bad())) };
+    let Some((id, secret)) = raw.split_once(':') else { return Some(Err(bad())) };
+    let decode = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+    Some(Ok((decode(id), decode(secret))))
+}
+
+impl TokenEndpoint {
+    /// Handle a request to the token endpoint. May run argon2: call from a blocking context
+    /// when `reg.has_argon2`.
+    pub fn handle(&self, reg: &Registry, req: &TokenRequest<'_>) -> Reply {
+        match self.handle_inner(reg, req) {
+            Ok(r) | Err(r) => r,
+        }
+    }
+
+    fn handle_inner(&self, reg: &Registry, req: &TokenRequest<'_>) -> Result<Reply, Reply> {
+        if req.method != "POST" {
+            let mut r = Reply::error(405, "invalid_request", "the token endpoint accepts POST only");
+            r.headers.push(("Allow", "POST".into()));
+            return Err(r);
+        }
+        let form_type = req.content_type.and_then(|c| std::str::from_utf8(c).ok()).map(|c| c.split(';').next().unwrap_or("").trim());
+        if !form_type.is_some_and(|c| c.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
+            return Err(Reply::error(400, "invalid_request", "send the parameters as application/x-www-form-urlencoded"));
+        }
+        let Some(body) = req.body else {
+            return Err(Reply::error(400, "invalid_request", "the request body is larger than 8 KiB"));
+        };
+        let form = parse_form(body)?;
+        let grant_type = get(&form, "grant_type").ok_or_else(|| Reply::error(400, "invalid_request", "grant_type is missing"))?;
+        if grant_type != "client_credentials" {
+            return Err(Reply::error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported"));
+        }
+        let presented = self.presented(req, &form)?;
+        let started = Instant::now();
+        if let Some(wait) = self.throttle.blocked(Some(&presented.id), req.peer, started) {
+            let mut r = Reply::error(429, "slow_down", "too many failed authentication attempts; retry later");
+            r.headers.push(("Retry-After", wait.as_secs().max(1).to_string()));
+            r.outcome = "throttled";
+            return Err(r);
+        }
+        let client = match self.authenticate(reg, &presented) {
+            Some(c) => {
+                self.throttle.succeeded(&presented.id);
+                c
+            }
+            None => {
+                self.throttle.failed(Some(&presented.id), req.peer, started);
+                let mut r = Reply::error(401, "invalid_client", "client authentication failed");
+                if presented.basic {
+                    r.headers.push(("WWW-Authenticate", "Basic realm=\"ords-guard\"".into()));
+                }
+                return Err(r);
+            }
+        };
+        if client.disabled || client.grant_type != "client_credentials" {
+            return Err(Reply::error(400, "unauthorized_client", "this client may not use the client_credentials grant"));
+        }
+        let requested = get(&form, "scope");
+        let (roles, scope) = grant(reg, client, requested)?;
+        Ok(self.issue(reg, client, roles, scope, requested))
+    }
+
+    fn presented(&self, req: &TokenRequest<'_>, form: &[(String, String)]) -> Result<Presented, Reply> {
+        let in_form = (get(form, "client_id"), get(form, "client_secret"));
+        let from_header = match req.authorization.as_slice() {
+            [] => None,
+            [one] => basic(one).transpose()?,
+            _ => return Err(Reply::error(400, "invalid_request", "send one Authorization header")),
+        };
+        match (from_header, in_form) {
+            (Some(_), (Some(_), _) | (_, Some(_))) => {
+                Err(Reply::error(400, "invalid_request", "authenticate either with HTTP Basic or with form fields, not both"))
+            }
+            (Some((id, secret)), _) => Ok(Presented { id, secret, basic: true }),
+            (None, (Some(id), Some(secret))) => Ok(Presented { id: id.into(), secret: secret.into(), basic: false }),
+            (None, _) => {
+                let mut r = Reply::error(401, "invalid_client", "client authentication failed");
+                r.headers.push(("WWW-Authenticate", "Basic realm=\"ords-guard\"".into()));
+                Err(r)
+            }
+        }
+    }
+
+    /// Check the presented secret against every slot, with no early exit, and pay the same
+    /// cost for an unknown id as for a wrong secret.
+    fn authenticate<'r>(&self, reg: &'r Registry, p: &Presented) -> Option<&'r Client> {
+        let Some(client) = reg.client(&p.id) else {
+            dummy(reg.has_argon2).verify(p.secret.as_bytes());
+            return None;
+        };
+        let mut ok = false;
+        for h in &client.secrets {
+            ok |= self.verify_cached(&client.client_id, h, p.secret.as_bytes());
+        }
+        ok.then_some(client)
+    }
+
+    fn verify_cached(&self, client_id: &str, h: &SecretHash, secret: &[u8]) -> bool {
+        let SecretHash::Argon2id(phc) = h else { return h.verify(secret) };
+        let mut d = Sha256::new();
+        for part in [&self.cache_key[..], client_id.as_bytes(), phc.as_bytes(), secret] {
+            d.update((part.len() as u64).to_be_bytes());
+            d.update(part);
+        }
+        let fp: [u8; 32] = d.finalize().into();
+        if self.verified.contains(&fp) {
+            return true;
+        }
+        let ok = h.verify(secret);
+        if ok {
+            if self.verified.len() >= VERIFIED_CACHE_MAX {
+                self.verified.clear();
+            }
+            self.verified.insert(fp);
+        }
+        ok
+    }
+
+    fn issue(&self, reg: &Registry, client: &Client, roles: Vec<String>, scope: Vec<String>, requested: Option<&str>) -> Reply {
+        let n = now();
+        let lifetime = client.token_lifetime_seconds.unwrap_or(reg.tokens.lifetime_seconds);
+        let mut jti = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut jti);
+        let claims = Claims {
+            iss: reg.tokens.issuer.clone(),
+            sub: client.client_id.clone(),
+            client_id: client.client_id.clone(),
+            aud: reg.tokens.audience.clone(),
+            iat: n,
+            nbf: n,
+            exp: n + lifetime,
+            jti: hex::encode(jti),
+            roles,
+            scope: scope.join(" "),
+        };
+        let mut body = serde_json::json!({
+            "access_token": reg.tokens.mint(&claims),
+            "token_type": "bearer",
+            "expires_in": lifetime,
+        });
+        if let Some(s) = requested {
+            body["scope"] = serde_json::Value::String(s.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "));
+        }
+        let mut r = Reply::json(200, body, "issued");
+        r.issued_to = Some(client.client_id.clone());
+        r
+    }
+}
+
+/// A hash to verify against when the id is unknown, so its cost matches a real client's.
+fn dummy(argon2: bool) -> &'static SecretHash {
+    use std::sync::OnceLock;
+    static SHA: OnceLock<SecretHash> = OnceLock::new();
+    static ARGON: OnceLock<SecretHash> = OnceLock::new();
+    if argon2 {
+        ARGON.get_or_init(|| SecretHash::parse(&crate::secret::hash(b"dummy", crate::secret::Scheme::Argon2id)).expect("hash"))
+    } else {
+        SHA.get_or_init(|| SecretHash::parse(&crate::secret::hash(b"dummy", crate::secret::Scheme::Sha256)).expect("hash"))
+    }
+}
+
+/// SPEC §4 scope rules: the token's roles and granted privileges.
+fn grant(reg: &Registry, client: &Client, requested: Option<&str>) -> Result<(Vec<String>, Vec<String>), Reply> {
+    let held = |i: &usize| reg.holds(client, *i);
+    let Some(requested) = requested else {
+        let scope = (0..reg.privileges.len()).filter(held).map(|i| reg.privilege(i).name.clone()).collect();
+        return Ok((client.roles.clone(), scope));
+    };
+    let mut roles: Vec<String> = Vec::new();
+    let mut named: Vec<usize> = Vec::new();
+    for name in requested.split(' ').filter(|s| !s.is_empty()) {
+        let is_role = client.has_role(name);
+        let privilege = reg.privilege_index(name).filter(held);
+        if !is_role && privilege.is_none() {
+            return Err(Reply::error(400, "invalid_scope", &format!("`{}` is neither a role nor a privilege of this client", truncate(name))));
+        }
+        if is_role && !roles.iter().any(|r| r == name) {
+            roles.push(name.to_string());
+        }
+        named.extend(privilege);
+    }
+    let scope = (0..reg.privileges.len())
+        .filter(held)
+        .filter(|i| named.contains(i) || reg.privilege(*i).roles.iter().any(|r| roles.contains(r)))
+        .map(|i| reg.privilege(i).name.clone())
+        .collect();
+    Ok((roles, scope))
+}
+
+/// `GET {base_path}/oauth/jwks`.
+pub fn jwks(reg: &Registry, method: &str) -> Reply {
+    if method != "GET" && method != "HEAD" {
+        let mut r = Reply::error(405, "invalid_request", "the JWKS endpoint accepts GET only");
+        r.headers.push(("Allow", "GET, HEAD".into()));
+        return r;
+    }
+    Reply {
+        status: 200,
+        headers: vec![("Content-Type", "application/jwk-set+json".into()), ("Cache-Control", "max-age=60".into())],
+        body: reg.tokens.jwks().to_vec(),
+        outcome: "jwks",
+        issued_to: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::tests::registry;
+    use crate::secret::{hash, Scheme};
+
+    fn req<'a>(body: &'a str, auth: Vec<&'a [u8]>) -> TokenRequest<'a> {
+        TokenRequest {
+            method: "POST",
+            content_type: Some(b"application/x-www-form-urlencoded; charset=utf-8"),
+            authorization: auth,
+            body: Some(body.as_bytes()),
+            peer: Some("127.0.0.1".parse().unwrap()),
+        }
+    }
+
+    fn with_secret(secret: &str, scheme: Scheme) -> (tempfile::TempDir, Registry) {
+        let extra = format!(
+            "  - name: Tester\n    client_id: t1\n    secrets: [\"{}\"]\n    roles: [example_role, example_admin]\n    token_lifetime_seconds: 600\n",
+            hash(secret.as_bytes(), scheme)
+        );
+        registry(&extra, "allow")
+    }
+
+    fn body_json(r: &Reply) -> serde_json::Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn issues_a_token_with_all_roles_and_privileges() {
+        let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
+        let ep = TokenEndpoint::default();
+        let r = ep.handle(&reg, &req("grant_type=client_credentials&client_id=t1&client_secret=s3cret", vec![]));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let b = body_json(&r);
+        assert_eq!(b["token_type"], "bearer");
+        assert_eq!(b["expires_in"], 600);
+        assert!(b.get("scope").is_none());
+        let c = reg.tokens.verify(b["access_token"].as_str().unwrap()).unwrap();
+        assert_eq!(c.roles, ["example_role", "example_admin"]);
+        assert_eq!(c.scope, "example_priv example_write open_priv");
+        assert_eq!(c.exp - c.iat, 600);
+        assert!(r.headers.contains(&("Cache-Control", "no-store".into())));
+    }
+
+    #[test]
+    fn scope_narrows_by_role_and_by_privilege() {
+        let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
+        let ep = TokenEndpoint::default();
+        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("t1:s3cret"));
+        let r = ep.handle(&reg, &req("grant_type=client_credentials&scope=example_admin", vec![basic.as_bytes()]));
+        let b = body_json(&r);
+        assert_eq!(b["scope"], "example_admin");
+        let c = reg.tokens.verify(b["access_token"].as_str().unwrap()).unwrap();
+        assert_eq!((c.roles, c.scope.as_str()), (vec!["example_admin".to_string()], "example_write"));
+        let r = ep.handle(&reg, &req("grant_type=client_credentials&scope=open_priv", vec![basic.as_bytes()]));
+        let c = reg.tokens.verify(body_json(&r)["access_token"].as_str().unwrap()).unwrap();
+        assert_eq!((c.roles.len(), c.scope.as_str()), (0, "open_priv"));
+        let r = ep.handle(&reg, &req("grant_type=client_credentials&scope=example_priv+nope", vec![basic.as_bytes()]));
+        assert_eq!((r.status, body_json(&r)["error"].as_str()), (400, Some("invalid_scope")));
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let secret = "p:ss+w%rd é";
+        let (_d, reg) = with_secret(secret, Scheme::Sha256);
+        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc("t1"), enc(secret))));
+        let r = TokenEndpoint::default().handle(&reg, &req("grant_type=client_credentials", vec![basic.as_bytes()]));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+
+    #[test]
+    fn errors_follow_rfc6749() {
+        let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
+        let ep = TokenEndpoint::default();
+        let good_basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("t1:s3cret"));
+        let wrong_basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("t1:nope"));
+        let cases: Vec<(TokenRequest, u16, &str)> = vec![
+            (req("grant_type=client_credentials&client_id=t1&client_secret=nope", vec![]), 401, "invalid_client"),
+            (req("grant_type=client_credentials&client_id=ghost&client_secret=s3cret", vec![]), 401, "invalid_client"),
+            (req("grant_type=client_credentials", vec![wrong_basic.as_bytes()]), 401, "invalid_client"),
+            (req("grant_type=client_credentials", vec![]), 401, "invalid_client"),
+            (req("grant_type=client_credentials&client_id=t1", vec![good_basic.as_bytes()]), 400, "invalid_request"),
+            (req("grant_type=client_credentials&grant_type=client_credentials&client_id=t1&client_secret=s3cret", vec![]), 400, "invalid_request"),
+            (req("client_id=t1&client_secret=s3cret", vec![]), 400, "invalid_request"),
+            (req("grant_type=password&client_id=t1&client_secret=s3cret", vec![]), 400, "unsupported_grant_type"),
+            (req("grant_type=client_credentials&client_id=t1&client_secret=s3cret&scope=c2", vec![]), 400, "invalid_scope"),
+            (TokenRequest { content_type: Some(b"application/json"), ..req("{}", vec![]) }, 400, "invalid_request"),
+            (TokenRequest { body: None, ..req("", vec![]) }, 400, "invalid_request"),
+            (TokenRequest { method: "GET", ..req("", vec![]) }, 405, "invalid_request"),
+        ];
+        for (i, (r, status, code)) in cases.iter().enumerate() {
+            let rep = ep.handle(&reg, r);
+            assert_eq!((rep.status, body_json(&rep)["error"].as_str().unwrap()), (*status, *code), "case {i}");
+            assert!(!String::from_utf8_lossy(&rep.body).contains("s3cret"));
+        }
+        // Unknown id and wrong secret: same body.
+        let a = ep.handle(&reg, &cases[0].0);
+        let b = ep.handle(&reg, &cases[1].0);
+        assert_eq!(a.body, b.body);
+        // Basic failures carry the Basic challenge.
+        assert!(ep.handle(&reg, &cases[2].0).headers.iter().any(|(k, v)| *k == "WWW-Authenticate" && v.starts_with("Basic")));
+    }
+
+    #[test]
+    fn disabled_client_is_unauthorized_client() {
+        let extra = format!("  - name: Off\n    client_id: off\n    secrets: [\"{}\"]\n    disabled: true\n", hash(b"x", Scheme::Sha256));
+        let (_d, reg) = registry(&extra, "allow");
+        let r = TokenEndpoint::default().handle(&reg, &req("grant_type=client_credentials&client_id=off&client_secret=x", vec![]));
+        assert_eq!((r.status, body_json(&r)["error"].as_str()), (400, Some("unauthorized_client")));
+    }
+
+    #[test]
+    fn repeated_failures_are_throttled_for_unknown_ids_too() {
+        let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
+        let ep = TokenEndpoint { throttle: Throttle::new(3, 1000), ..TokenEndpoint::default() };
+        for id in ["t1", "ghost"] {
+            let body = format!("grant_type=client_credentials&client_id={id}&client_secret=wrong");
+            for _ in 0..3 {
+                assert_eq!(ep.handle(&reg, &req(&body, vec![])).status, 401);
+            }
+            let r = ep.handle(&reg, &req(&body, vec![]));
+            assert_eq!(r.status, 429, "{id}");
+            assert!(r.headers.iter().any(|(k, _)| *k == "Retry-After"));
+        }
+        // Even the right secret waits out the window: the id is blocked, not the guess.
+        assert_eq!(ep.handle(&reg, &req("grant_type=client_credentials&client_id=t1&client_secret=s3cret", vec![])).status, 429);
+    }
+
+    #[test]
+    fn argon2_is_paid_once_for_a_repeated_correct_secret() {
+        let (_d, reg) = with_secret("chosen words", Scheme::Argon2id);
+        assert!(reg.has_argon2);
+        let ep = TokenEndpoint::default();
+        let body = "grant_type=client_credentials&client_id=t1&client_secret=chosen+words";
+        assert_eq!(ep.handle(&reg, &req(body, vec![])).status, 200);
+        assert_eq!(ep.verified.len(), 1);
+        assert_eq!(ep.handle(&reg, &req(body, vec![])).status, 200);
+        assert_eq!(ep.verified.len(), 1);
+        // A wrong secret is not cached.
+        assert_eq!(ep.handle(&reg, &req("grant_type=client_credentials&client_id=t1&client_secret=chosen", vec![])).status, 401);
+        assert_eq!(ep.verified.len(), 1);
+    }
+
+    #[test]
+    fn jwks_is_get_only() {
+        let (_d, reg) = registry("", "allow");
+        assert_eq!(jwks(&reg, "GET").body, br#"{"keys":[]}"#);
+        assert_eq!(jwks(&reg, "POST").status, 405);
+    }
+}

@@ -1,0 +1,245 @@
+//! Signing and verification keys: loading (with strength checks), generation (`keygen`,
+//! `demo`) and the public JWKS (RFC 7517).
+
+use crate::config::Algorithm;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Minimum HS256 secret length and RSA modulus size we accept.
+pub const MIN_HMAC_BYTES: usize = 32;
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// A key that verifies tokens, and its public JWK if it has one.
+pub struct VerifyingKey {
+    pub alg: Algorithm,
+    pub key: DecodingKey,
+    pub jwk: Option<Value>,
+}
+
+pub struct SigningKey {
+    pub alg: Algorithm,
+    pub key: EncodingKey,
+    /// The signing key's own public half (or the HMAC secret), to verify what we mint.
+    pub verifying: VerifyingKey,
+}
+
+fn jwa(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    match alg {
+        Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
+        Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+        Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+        Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+    }
+}
+
+pub fn jwt_algorithm(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    jwa(alg)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read key file {}: {e}", path.display()))
+}
+
+fn utf8(bytes: &[u8], path: &Path) -> Result<String, String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| format!("key file {} is not PEM text", path.display()))
+}
+
+const PKCS8_HINT: &str = "expected a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`); `ords-guard keygen` writes one, `openssl pkcs8 -topk8 -nocrypt` converts others";
+
+/// Load the private signing key for `alg` from `path`.
+pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey, String> {
+    let bytes = read(path)?;
+    match alg {
+        Algorithm::HS256 => {
+            if bytes.len() < MIN_HMAC_BYTES {
+                return Err(format!(
+                    "HS256 key file {} holds {} bytes; at least {MIN_HMAC_BYTES} are required (`ords-guard keygen --algorithm HS256`)",
+                    path.display(),
+                    bytes.len()
+                ));
+            }
+            Ok(SigningKey {
+                alg,
+                key: EncodingKey::from_secret(&bytes),
+                verifying: VerifyingKey { alg, key: DecodingKey::from_secret(&bytes), jwk: None },
+            })
+        }
+        Algorithm::ES256 => {
+            use p256::pkcs8::DecodePrivateKey;
+            let pem = utf8(&bytes, path)?;
+            let sk = p256::SecretKey::from_pkcs8_pem(&pem)
+                .map_err(|_| format!("key file {} is not a P-256 key: {PKCS8_HINT}", path.display()))?;
+            let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
+            Ok(SigningKey { alg, key, verifying: ec_verifying(&sk.public_key(), kid)? })
+        }
+        Algorithm::EdDSA => {
+            use ed25519_dalek::pkcs8::DecodePrivateKey;
+            let pem = utf8(&bytes, path)?;
+            let sk = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+                .map_err(|_| format!("key file {} is not an Ed25519 key: {PKCS8_HINT}", path.display()))?;
+            let key = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
+            Ok(SigningKey { alg, key, verifying: ed_verifying(&sk.verifying_key(), kid)? })
+        }
+        Algorithm::RS256 => {
+            use rsa::pkcs8::DecodePrivateKey;
+            use rsa::traits::PublicKeyParts;
+            let pem = utf8(&bytes, path)?;
+            let sk = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+                .map_err(|_| format!("key file {} is not an RSA key: {PKCS8_HINT}", path.display()))?;
+            if sk.size() * 8 < MIN_RSA_BITS {
+                return Err(format!("RSA key in {} has {} bits; at least {MIN_RSA_BITS} are required", path.display(), sk.size() * 8));
+            }
+            let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
+            Ok(SigningKey { alg, key, verifying: rsa_verifying(&sk.to_public_key(), kid)? })
+        }
+    }
+}
+
+/// Load an older key that still verifies tokens (rotation). Asymmetric: a public key PEM.
+pub fn load_verification(path: &Path, alg: Algorithm, kid: &str) -> Result<VerifyingKey, String> {
+    let bytes = read(path)?;
+    let spki = "expected a public key PEM (`-----BEGIN PUBLIC KEY-----`)";
+    match alg {
+        Algorithm::HS256 => {
+            if bytes.len() < MIN_HMAC_BYTES {
+                return Err(format!("HS256 key file {} holds {} bytes; at least {MIN_HMAC_BYTES} are required", path.display(), bytes.len()));
+            }
+            Ok(VerifyingKey { alg, key: DecodingKey::from_secret(&bytes), jwk: None })
+        }
+        Algorithm::ES256 => {
+            use p256::pkcs8::DecodePublicKey;
+            let pk = p256::PublicKey::from_public_key_pem(&utf8(&bytes, path)?)
+                .map_err(|_| format!("key file {} is not a P-256 public key: {spki}", path.display()))?;
+            ec_verifying(&pk, kid)
+        }
+        Algorithm::EdDSA => {
+            use ed25519_dalek::pkcs8::DecodePublicKey;
+            let pk = ed25519_dalek::VerifyingKey::from_public_key_pem(&utf8(&bytes, path)?)
+                .map_err(|_| format!("key file {} is not an Ed25519 public key: {spki}", path.display()))?;
+            ed_verifying(&pk, kid)
+        }
+        Algorithm::RS256 => {
+            use rsa::pkcs8::DecodePublicKey;
+            use rsa::traits::PublicKeyParts;
+            let pk = rsa::RsaPublicKey::from_public_key_pem(&utf8(&bytes, path)?)
+                .map_err(|_| format!("key file {} is not an RSA public key: {spki}", path.display()))?;
+            if pk.size() * 8 < MIN_RSA_BITS {
+                return Err(format!("RSA key in {} has {} bits; at least {MIN_RSA_BITS} are required", path.display(), pk.size() * 8));
+            }
+            rsa_verifying(&pk, kid)
+        }
+    }
+}
+
+fn ec_verifying(pk: &p256::PublicKey, kid: &str) -> Result<VerifyingKey, String> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let point = pk.to_encoded_point(false);
+    let (x, y) = (B64.encode(point.x().expect("uncompressed")), B64.encode(point.y().expect("uncompressed")));
+    let key = DecodingKey::from_ec_components(&x, &y).map_err(|e| e.to_string())?;
+    let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "use": "sig", "alg": "ES256", "kid": kid});
+    Ok(VerifyingKey { alg: Algorithm::ES256, key, jwk: Some(jwk) })
+}
+
+fn ed_verifying(pk: &ed25519_dalek::VerifyingKey, kid: &str) -> Result<VerifyingKey, String> {
+    let x = B64.encode(pk.as_bytes());
+    let key = DecodingKey::from_ed_components(&x).map_err(|e| e.to_string())?;
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA", "kid": kid});
+    Ok(VerifyingKey { alg: Algorithm::EdDSA, key, jwk: Some(jwk) })
+}
+
+fn rsa_verifying(pk: &rsa::RsaPublicKey, kid: &str) -> Result<VerifyingKey, String> {
+    use rsa::traits::PublicKeyParts;
+    let (n, e) = (B64.encode(pk.n().to_bytes_be()), B64.encode(pk.e().to_bytes_be()));
+    let key = DecodingKey::from_rsa_components(&n, &e).map_err(|e| e.to_string())?;
+    let jwk = json!({"kty": "RSA", "n": n, "e": e, "use": "sig", "alg": "RS256", "kid": kid});
+    Ok(VerifyingKey { alg: Algorithm::RS256, key, jwk: Some(jwk) })
+}
+
+/// A freshly generated key pair: the private file's bytes and, if asymmetric, the public PEM.
+pub struct Generated {
+    pub private: Vec<u8>,
+    pub public: Option<String>,
+}
+
+pub fn generate(alg: Algorithm) -> Generated {
+    use rand::rngs::OsRng;
+    match alg {
+        Algorithm::HS256 => {
+            // 48 random bytes, written as base64url text: >= 32 bytes, and printable.
+            Generated { private: crate::secret::generate(48).into_bytes(), public: None }
+        }
+        Algorithm::ES256 => {
+            use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+            let sk = p256::SecretKey::random(&mut OsRng);
+            Generated {
+                private: sk.to_pkcs8_pem(LineEnding::LF).expect("encode").as_bytes().to_vec(),
+                public: Some(sk.public_key().to_public_key_pem(LineEnding::LF).expect("encode")),
+            }
+        }
+        Algorithm::EdDSA => {
+            use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey};
+            let sk = ed25519_dalek::SigningKey::generate(&mut OsRng);
+            Generated {
+                private: sk.to_pkcs8_pem(LineEnding::LF).expect("encode").as_bytes().to_vec(),
+                public: Some(sk.verifying_key().to_public_key_pem(LineEnding::LF).expect("encode")),
+            }
+        }
+        Algorithm::RS256 => {
+            use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+            let sk = rsa::RsaPrivateKey::new(&mut OsRng, MIN_RSA_BITS).expect("rsa keygen");
+            Generated {
+                private: sk.to_pkcs8_pem(LineEnding::LF).expect("encode").as_bytes().to_vec(),
+                public: Some(sk.to_public_key().to_public_key_pem(LineEnding::LF).expect("encode")),
+            }
+        }
+    }
+}
+
+/// Write `signing.pem` (mode 0600) and, for asymmetric algorithms, `signing.pub.pem` into `dir`.
+pub fn write_generated(dir: &Path, g: &Generated) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(dir.join("signing.pem"))?;
+    f.write_all(&g.private)?;
+    if let Some(p) = &g.public {
+        std::fs::write(dir.join("signing.pub.pem"), p)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_load_for_every_algorithm() {
+        for alg in [Algorithm::HS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+            let dir = tempfile::tempdir().unwrap();
+            write_generated(dir.path(), &generate(alg)).unwrap();
+            let sk = load_signing(&dir.path().join("signing.pem"), alg, "k").unwrap();
+            assert_eq!(sk.verifying.jwk.is_some(), !alg.is_symmetric());
+            if !alg.is_symmetric() {
+                let vk = load_verification(&dir.path().join("signing.pub.pem"), alg, "k").unwrap();
+                assert_eq!(vk.jwk, sk.verifying.jwk, "{alg:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn weak_or_wrong_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, b"too short").unwrap();
+        assert!(load_signing(&short, Algorithm::HS256, "k").err().unwrap().contains("at least 32"));
+        assert!(load_signing(&dir.path().join("missing"), Algorithm::HS256, "k").err().unwrap().contains("cannot read"));
+        write_generated(dir.path(), &generate(Algorithm::EdDSA)).unwrap();
+        // An Ed25519 key offered as ES256.
+        assert!(load_signing(&dir.path().join("signing.pem"), Algorithm::ES256, "k").is_err());
+        // A public key offered as the private signing key.
+        assert!(load_signing(&dir.path().join("signing.pub.pem"), Algorithm::EdDSA, "k").is_err());
+    }
+}

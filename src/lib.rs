@@ -1,0 +1,17 @@
+//! ords-guard: the Oracle REST Data Services security model — privileges, roles, OAuth2
+//! clients, a client-credentials token endpoint and bearer enforcement — for any HTTP
+//! backend, as a pingora reverse proxy.
+//!
+//! Pure logic (`path`, `pattern`, `registry`, `decision`, `token`, `endpoint`) is kept apart
+//! from I/O (`proxy`, `admin`, `server`).
+
+pub mod config;
+pub mod decision;
+pub mod endpoint;
+pub mod keys;
+pub mod path;
+pub mod pattern;
+pub mod registry;
+pub mod secret;
+pub mod throttle;
+pub mod token;

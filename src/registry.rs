@@ -1,0 +1,453 @@
+//! The compiled, immutable registry every request reads (SPEC §1–§3).
+//!
+//! `compile` is the validation: it turns a parsed [`Config`] into a [`Registry`] or into the
+//! full list of [`Diagnostic`]s. A reload compiles a new one and swaps it in atomically, so a
+//! request always sees one consistent generation.
+
+use crate::config::{Algorithm, ClientConfig, Config, Diagnostic, Source, Unmatched};
+use crate::pattern::{Matcher, Methods, Pattern};
+use crate::secret::{Scheme, SecretHash};
+use crate::token::Tokens;
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub struct Privilege {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub patterns: Vec<String>,
+    pub methods: Option<Vec<String>>,
+}
+
+pub struct Client {
+    pub name: String,
+    pub client_id: String,
+    pub secrets: Vec<SecretHash>,
+    pub grant_type: String,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub support_email: Option<String>,
+    /// Privileges granted directly by name (ORDS `p_privilege_names`).
+    pub privileges: Vec<String>,
+    pub roles: Vec<String>,
+    pub token_lifetime_seconds: Option<u64>,
+    pub disabled: bool,
+    /// Indices of every privilege this client holds, computed once at load.
+    held: HashSet<usize>,
+}
+
+impl Client {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The protected backend.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub host: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+pub const GRANT_TYPES: [&str; 3] = ["client_credentials", "authorization_code", "implicit"];
+
+pub struct Registry {
+    /// base_path without its trailing `/`; `""` for `/`.
+    pub base: String,
+    pub unmatched: Unmatched,
+    pub privileges: Vec<Privilege>,
+    pub clients: HashMap<String, Client>,
+    pub tokens: Tokens,
+    pub upstream: Upstream,
+    pub shutdown_grace: Duration,
+    by_name: HashMap<String, usize>,
+    matcher: Matcher<usize>,
+    /// Some client stores an argon2id hash: unknown ids then pay the same cost (timing).
+    pub has_argon2: bool,
+}
+
+impl Registry {
+    pub fn privilege(&self, idx: usize) -> &Privilege {
+        &self.privileges[idx]
+    }
+
+    pub fn privilege_index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.get(id)
+    }
+
+    /// SPEC §3: P is in the client's `privileges`, or the client has one of P's roles, or P
+    /// has no roles.
+    pub fn holds(&self, client: &Client, idx: usize) -> bool {
+        client.held.contains(&idx)
+    }
+
+    /// The privilege deciding `path` (already normalised) for `method`, or `None` when no
+    /// privilege covers it (including paths outside base_path).
+    pub fn protecting(&self, path: &str, method: &str) -> Option<usize> {
+        let rel = self.relative(path)?;
+        self.matcher.lookup(rel, method).copied()
+    }
+
+    /// `path` relative to base_path, or `None` when it lies outside.
+    pub fn relative<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if self.base.is_empty() {
+            return Some(path);
+        }
+        match path.strip_prefix(self.base.as_str()) {
+            Some("") => Some("/"),
+            Some(rest) if rest.starts_with('/') => Some(rest),
+            _ => None,
+        }
+    }
+
+    pub fn token_path(&self) -> String {
+        format!("{}/oauth/token", self.base)
+    }
+
+    pub fn jwks_path(&self) -> String {
+        format!("{}/oauth/jwks", self.base)
+    }
+}
+
+/// A registry and the warnings its config earned.
+pub struct Compiled {
+    pub registry: Registry,
+    pub warnings: Vec<Diagnostic>,
+}
+
+fn parse_upstream(s: &str) -> Result<(SocketAddr, bool, String), String> {
+    let uri: http::Uri = s.parse().map_err(|_| format!("upstream `{s}` is not a URL such as http://127.0.0.1:3000"))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("upstream `{s}` must start with http:// or https://")),
+    };
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() || authority.contains('@') {
+        return Err(format!("upstream `{s}` must be scheme://host[:port] with no path (the upstream receives the request's own path)"));
+    }
+    let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("upstream `{s}` does not resolve: {e}"))?
+        .next()
+        .ok_or_else(|| format!("upstream `{s}` resolves to no address"))?;
+    Ok((addr, tls, host))
+}
+
+fn check_name(errors: &mut Vec<Diagnostic>, path: String, what: &str, v: &str) {
+    if v.trim().is_empty() {
+        errors.push(Diagnostic::new(path, format!("{what} is empty")));
+    } else if v.chars().any(|c| c.is_control()) {
+        errors.push(Diagnostic::new(path, format!("{what} contains a control character")));
+    }
+}
+
+/// Validate `cfg` and build its registry.
+pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    for (key, v) in [("listen", &cfg.listen), ("admin_listen", &cfg.admin_listen)] {
+        if v.parse::<SocketAddr>().is_err() {
+            errors.push(Diagnostic::new(key, format!("`{v}` is not an address:port such as 0.0.0.0:8080")));
+        }
+    }
+    if cfg.listen == cfg.admin_listen {
+        errors.push(Diagnostic::new("admin_listen", "admin_listen must differ from listen: metrics and health never share the proxy port"));
+    }
+    if cfg.threads == Some(0) {
+        errors.push(Diagnostic::new("threads", "threads must be at least 1"));
+    }
+    let t = &cfg.timeouts;
+    for (key, v) in [("timeouts.upstream_connect_ms", t.upstream_connect_ms), ("timeouts.upstream_read_ms", t.upstream_read_ms)] {
+        if v == 0 {
+            errors.push(Diagnostic::new(key, "must be positive"));
+        }
+    }
+    let upstream = parse_upstream(&cfg.upstream).map_err(|e| errors.push(Diagnostic::new("upstream", e))).ok();
+
+    let base = match crate::path::normalise_path(cfg.base_path.as_bytes()) {
+        Ok(p) if p == cfg.base_path && !p.contains('*') => p.trim_end_matches('/').to_string(),
+        Ok(p) => {
+            errors.push(Diagnostic::new("base_path", format!("base_path `{}` is not in normal form; write `{}`", cfg.base_path, p)));
+            String::new()
+        }
+        Err(e) => {
+            errors.push(Diagnostic::new("base_path", format!("base_path `{}` is malformed: {e}", cfg.base_path)));
+            String::new()
+        }
+    };
+
+    // Privileges and their patterns.
+    let mut by_name = HashMap::new();
+    let mut matcher = Matcher::default();
+    let mut privileges = Vec::new();
+    for (i, p) in cfg.privileges.iter().enumerate() {
+        let at = format!("privileges[{i}]");
+        check_name(&mut errors, format!("{at}.name"), "the privilege name", &p.name);
+        if p.name.contains(' ') {
+            errors.push(Diagnostic::new(format!("{at}.name"), "privilege names cannot contain spaces (they travel in the space-separated `scope`)"));
+        }
+        if by_name.insert(p.name.clone(), i).is_some() {
+            errors.push(Diagnostic::new(format!("{at}.name"), format!("duplicate privilege name `{}`", p.name)));
+        }
+        for (j, r) in p.roles.iter().enumerate() {
+            check_name(&mut errors, format!("{at}.roles[{j}]"), "the role name", r);
+            if r.contains([' ', ',']) {
+                errors.push(Diagnostic::new(format!("{at}.roles[{j}]"), "role names cannot contain spaces or commas"));
+            }
+        }
+        let methods = match &p.methods {
+            None => Methods::ALL,
+            Some(ms) => Methods::parse(ms).unwrap_or_else(|e| {
+                errors.push(Diagnostic::new(format!("{at}.methods"), e));
+                Methods::ALL
+            }),
+        };
+        if p.patterns.is_empty() {
+            warnings.push(Diagnostic::new(format!("{at}.patterns"), format!("privilege `{}` maps no pattern and protects nothing", p.name)));
+        }
+        for (j, s) in p.patterns.iter().enumerate() {
+            match Pattern::parse(s) {
+                Ok(pat) => {
+                    if let Err(c) = matcher.insert(&pat, methods, i) {
+                        errors.push(Diagnostic::new(
+                            format!("{at}.patterns[{j}]"),
+                            format!("pattern `{s}` is already mapped by privilege `{}` for overlapping methods; give them disjoint `methods` or merge them", cfg.privileges[c.0].name),
+                        ));
+                    }
+                }
+                Err(e) => errors.push(Diagnostic::new(format!("{at}.patterns[{j}]"), e)),
+            }
+        }
+        privileges.push(Privilege {
+            name: p.name.clone(),
+            roles: p.roles.clone(),
+            label: p.label.clone(),
+            description: p.description.clone(),
+            patterns: p.patterns.clone(),
+            methods: p.methods.clone(),
+        });
+    }
+    if cfg.unmatched == Unmatched::Allow && !matcher.has_root_wildcard() {
+        warnings.push(Diagnostic::new("unmatched", "`unmatched: allow` and no `/*` pattern: every path no privilege covers is public (ORDS default); set `unmatched: deny` to close them"));
+    }
+
+    // Clients.
+    let mut clients = HashMap::new();
+    let mut names = HashSet::new();
+    let mut has_argon2 = false;
+    for (i, c) in cfg.clients.iter().enumerate() {
+        let at = format!("clients[{i}]");
+        check_name(&mut errors, format!("{at}.name"), "the client name", &c.name);
+        check_name(&mut errors, format!("{at}.client_id"), "client_id", &c.client_id);
+        if c.client_id.chars().any(char::is_whitespace) {
+            errors.push(Diagnostic::new(format!("{at}.client_id"), "client_id cannot contain whitespace"));
+        }
+        if !names.insert(c.name.clone()) {
+            errors.push(Diagnostic::new(format!("{at}.name"), format!("duplicate client name `{}`", c.name)));
+        }
+        if clients.contains_key(&c.client_id) {
+            errors.push(Diagnostic::new(format!("{at}.client_id"), "duplicate client_id"));
+        }
+        if !GRANT_TYPES.contains(&c.grant_type.as_str()) {
+            errors.push(Diagnostic::new(format!("{at}.grant_type"), format!("unknown grant_type `{}`: use client_credentials", c.grant_type)));
+        }
+        if c.token_lifetime_seconds == Some(0) {
+            errors.push(Diagnostic::new(format!("{at}.token_lifetime_seconds"), "must be positive"));
+        }
+        if c.secrets.is_empty() || c.secrets.len() > 2 {
+            errors.push(Diagnostic::new(format!("{at}.secrets"), "a client has one or two secret hashes (two during rotation)"));
+        }
+        let mut secrets = Vec::new();
+        for (j, s) in c.secrets.iter().enumerate() {
+            match SecretHash::parse(s) {
+                Ok(h) => {
+                    has_argon2 |= h.scheme() == Scheme::Argon2id;
+                    secrets.push(h);
+                }
+                // Never echo the value: it may be a plaintext secret pasted by mistake.
+                Err(e) => errors.push(Diagnostic::new(format!("{at}.secrets[{j}]"), e)),
+            }
+        }
+        for (j, p) in c.privileges.iter().enumerate() {
+            if !by_name.contains_key(p) {
+                errors.push(Diagnostic::new(format!("{at}.privileges[{j}]"), format!("privilege `{p}` does not exist")));
+            }
+        }
+        let held = held_privileges(c, &privileges, &by_name);
+        if held.is_empty() {
+            warnings.push(Diagnostic::new(at.clone(), format!("client `{}` can reach no privilege", c.name)));
+        }
+        clients.insert(
+            c.client_id.clone(),
+            Client {
+                name: c.name.clone(),
+                client_id: c.client_id.clone(),
+                secrets,
+                grant_type: c.grant_type.clone(),
+                owner: c.owner.clone(),
+                description: c.description.clone(),
+                support_email: c.support_email.clone(),
+                privileges: c.privileges.clone(),
+                roles: c.roles.clone(),
+                token_lifetime_seconds: c.token_lifetime_seconds,
+                disabled: c.disabled,
+                held,
+            },
+        );
+    }
+    for (i, p) in privileges.iter().enumerate() {
+        if !clients.values().any(|c| c.held.contains(&i) && !c.disabled) {
+            warnings.push(Diagnostic::new(format!("privileges[{i}]"), format!("no enabled client can reach privilege `{}`", p.name)));
+        }
+    }
+
+    let tokens = Tokens::load(&cfg.token, |p| src.resolve(p)).map_err(|es| {
+        errors.extend(es.into_iter().map(|(k, m)| Diagnostic::new(k, m)));
+    });
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let (addr, tls, host) = upstream.expect("no errors");
+    Ok(Compiled {
+        registry: Registry {
+            base,
+            unmatched: cfg.unmatched,
+            privileges,
+            clients,
+            tokens: tokens.ok().expect("no errors"),
+            upstream: Upstream {
+                addr,
+                tls,
+                host,
+                connect_timeout: Duration::from_millis(t.upstream_connect_ms),
+                read_timeout: Duration::from_millis(t.upstream_read_ms),
+            },
+            shutdown_grace: Duration::from_millis(t.shutdown_grace_ms),
+            by_name,
+            matcher,
+            has_argon2,
+        },
+        warnings,
+    })
+}
+
+fn held_privileges(c: &ClientConfig, privileges: &[Privilege], by_name: &HashMap<String, usize>) -> HashSet<usize> {
+    let mut held: HashSet<usize> = c.privileges.iter().filter_map(|p| by_name.get(p).copied()).collect();
+    for (i, p) in privileges.iter().enumerate() {
+        if p.roles.is_empty() || p.roles.iter().any(|r| c.roles.contains(r)) {
+            held.insert(i);
+        }
+    }
+    held
+}
+
+/// The signing algorithm of a registry (for summaries).
+pub fn algorithm(r: &Registry) -> Algorithm {
+    r.tokens.algorithm()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use std::path::Path;
+
+    pub(crate) fn source_with_key(yaml: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hs.key"), b"0123456789abcdef0123456789abcdef").unwrap();
+        (dir, yaml.to_string())
+    }
+
+    fn compile_str(yaml: &str) -> Result<Compiled, Vec<String>> {
+        let (dir, text) = source_with_key(yaml);
+        let file = dir.path().join("g.yaml");
+        let (cfg, src) = config::parse(&text, &file).unwrap();
+        compile(&cfg, &src).map_err(|ds| ds.iter().map(|d| src.render(d).replace(&format!("{}/", dir.path().display()), "")).collect())
+    }
+
+    const HEAD: &str = "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\ntoken:\n  algorithm: HS256\n  signing_key_file: hs.key\n  key_id: k\n";
+    const SHA: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn the_example_shape_compiles() {
+        let y = format!(
+            "{HEAD}base_path: /ords/hr\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n  - name: example_write\n    roles: [example_admin]\n    patterns: [\"/example/orders/*\"]\n    methods: [POST]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"{SHA}\"]\n    roles: [example_role]\n"
+        );
+        let c = compile_str(&y).unwrap();
+        let r = &c.registry;
+        assert_eq!(r.protecting("/ords/hr/example/x", "GET"), Some(0));
+        assert_eq!(r.protecting("/ords/hr/example/orders/1", "POST"), Some(1));
+        assert_eq!(r.protecting("/ords/hr/example/orders/1", "GET"), Some(0));
+        assert_eq!(r.protecting("/example/x", "GET"), None);
+        assert_eq!(r.protecting("/ords/hrx/example", "GET"), None);
+        assert_eq!(r.token_path(), "/ords/hr/oauth/token");
+        let client = r.client("c1").unwrap();
+        assert!(r.holds(client, 0));
+        assert!(!r.holds(client, 1));
+        // Warnings: unmatched allow without /*, example_write reachable by nobody.
+        let w: Vec<_> = c.warnings.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(w, ["unmatched", "privileges[1]"]);
+    }
+
+    #[test]
+    fn every_error_names_line_and_key() {
+        let y = format!(
+            "{HEAD}privileges:\n  - name: p\n    patterns: [\"/x/*\", \"x\"]\n  - name: p\n    patterns: [\"/x/*\"]\nclients:\n  - name: a\n    client_id: c1\n    secrets: [\"hunter2-pasted\"]\n    privileges: [nope]\n  - name: b\n    client_id: c1\n    secrets: [\"{SHA}\"]\n"
+        );
+        let errs = compile_str(&y).err().unwrap();
+        let expect = [
+            "g.yaml:10:24: key `privileges[0].patterns[1]`: the pattern `x` must start with `/`",
+            "g.yaml:11:5: key `privileges[1].name`: duplicate privilege name `p`",
+            "g.yaml:12:16: key `privileges[1].patterns[0]`: pattern `/x/*` is already mapped by privilege `p`",
+            "g.yaml:16:15: key `clients[0].secrets[0]`: not a recognised secret hash",
+            "g.yaml:17:18: key `clients[0].privileges[0]`: privilege `nope` does not exist",
+            "g.yaml:19:5: key `clients[1].client_id`: duplicate client_id",
+        ];
+        for want in expect {
+            assert!(errs.iter().any(|e| e.starts_with(want)), "missing {want:?} in {errs:#?}");
+        }
+        assert!(errs.iter().all(|e| !e.contains("hunter2")), "a secret value was echoed: {errs:#?}");
+    }
+
+    #[test]
+    fn missing_key_file_is_an_error() {
+        let y = HEAD.replace("hs.key", "missing.key");
+        let errs = compile_str(&y).err().unwrap();
+        assert!(errs[0].contains("key `token.signing_key_file`") && errs[0].contains("cannot read key file"), "{errs:?}");
+    }
+
+    #[test]
+    fn per_method_privileges_may_share_a_pattern() {
+        let y = format!("{HEAD}unmatched: deny\nprivileges:\n  - name: r\n    patterns: [\"/x/*\"]\n    methods: [GET]\n  - name: w\n    patterns: [\"/x/*\"]\n    methods: [POST, PUT]\n");
+        let c = compile_str(&y).unwrap();
+        assert_eq!(c.registry.protecting("/x/1", "PUT"), Some(1));
+        assert_eq!(c.registry.protecting("/x/1", "GET"), Some(0));
+        assert_eq!(c.registry.protecting("/x/1", "DELETE"), None);
+    }
+
+    #[test]
+    fn upstream_forms() {
+        assert_eq!(parse_upstream("http://127.0.0.1:3000").unwrap().0, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(parse_upstream("https://127.0.0.1").unwrap().0, "127.0.0.1:443".parse().unwrap());
+        assert_eq!(parse_upstream("http://[::1]:8081/").unwrap().0, "[::1]:8081".parse().unwrap());
+        assert_eq!(parse_upstream("http://localhost:3000").unwrap().2, "localhost");
+        for bad in ["127.0.0.1:3000", "http://h:3000/api", "http://h:x", "ftp://h"] {
+            assert!(parse_upstream(bad).is_err(), "{bad}");
+        }
+        let _ = Path::new("");
+    }
+}

@@ -1,0 +1,394 @@
+//! Access tokens: minting and verification of the JWTs the token endpoint issues.
+//!
+//! Verification fails closed: the key is chosen by `kid` and must have exactly the `alg` the
+//! token names (no HS256-with-a-public-key confusion, no `none`); `exp`, `nbf`, `iat`,
+//! `iss`, `sub` (and `aud` when configured) are required.
+
+use crate::config::{Algorithm, TokenConfig};
+use crate::keys::{self, SigningKey, VerifyingKey};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Longest bearer token we look at; anything longer is refused before parsing.
+pub const MAX_TOKEN_LEN: usize = 8192;
+/// Clock skew tolerated between replicas for `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 30;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    // Defaulted so a missing one reaches claim validation and is reported by name.
+    #[serde(default)]
+    pub iat: u64,
+    #[serde(default)]
+    pub nbf: u64,
+    #[serde(default)]
+    pub exp: u64,
+    pub jti: String,
+    pub roles: Vec<String>,
+    /// Granted privilege names, space-separated.
+    pub scope: String,
+}
+
+impl Claims {
+    pub fn has_scope(&self, privilege: &str) -> bool {
+        self.scope.split(' ').any(|s| s == privilege)
+    }
+}
+
+/// Why a token was refused; the text goes into `error_description` and never holds the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    TooLong,
+    Malformed,
+    UnknownKey,
+    AlgorithmNotAccepted,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    MissingClaim(String),
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenError::TooLong => f.write_str("the token is too long"),
+            TokenError::Malformed => f.write_str("the token is malformed"),
+            TokenError::UnknownKey => f.write_str("the token was signed by an unknown key"),
+            TokenError::AlgorithmNotAccepted => f.write_str("the token's alg is not accepted"),
+            TokenError::BadSignature => f.write_str("the token signature is invalid"),
+            TokenError::Expired => f.write_str("the token has expired"),
+            TokenError::NotYetValid => f.write_str("the token is not yet valid"),
+            TokenError::WrongIssuer => f.write_str("the token has the wrong issuer"),
+            TokenError::WrongAudience => f.write_str("the token has the wrong audience"),
+            TokenError::MissingClaim(c) => write!(f, "the token lacks the {c} claim"),
+        }
+    }
+}
+
+/// The keys and claim rules of one registry generation.
+pub struct Tokens {
+    pub issuer: String,
+    pub audience: Option<String>,
+    pub lifetime_seconds: u64,
+    kid: String,
+    signing: SigningKey,
+    /// Every key that verifies, by kid: the signing key's own and the older ones.
+    verifying: HashMap<String, VerifyingKey>,
+    jwks: Vec<u8>,
+}
+
+impl Tokens {
+    /// Load the keys of `cfg`; `resolve` maps a configured file path to a real one.
+    /// Errors are (key path, message).
+    pub fn load(cfg: &TokenConfig, resolve: impl Fn(&std::path::Path) -> std::path::PathBuf) -> Result<Tokens, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        if cfg.key_id.is_empty() {
+            errors.push(("token.key_id".into(), "key_id is empty".into()));
+        }
+        if cfg.lifetime_seconds == 0 {
+            errors.push(("token.lifetime_seconds".into(), "lifetime_seconds must be positive".into()));
+        }
+        if cfg.issuer.is_empty() {
+            errors.push(("token.issuer".into(), "issuer is empty".into()));
+        }
+        let signing = keys::load_signing(&resolve(&cfg.signing_key_file), cfg.algorithm, &cfg.key_id)
+            .map_err(|e| errors.push(("token.signing_key_file".into(), e)))
+            .ok();
+        let mut verifying = HashMap::new();
+        for (i, v) in cfg.verification_keys.iter().enumerate() {
+            if v.key_id == cfg.key_id || verifying.contains_key(&v.key_id) {
+                errors.push((format!("token.verification_keys[{i}].key_id"), format!("duplicate key_id `{}`", v.key_id)));
+                continue;
+            }
+            match keys::load_verification(&resolve(&v.file), v.algorithm, &v.key_id) {
+                Ok(k) => {
+                    verifying.insert(v.key_id.clone(), k);
+                }
+                Err(e) => errors.push((format!("token.verification_keys[{i}].file"), e)),
+            }
+        }
+        let signing = match signing {
+            Some(s) if errors.is_empty() => s,
+            _ => return Err(errors),
+        };
+        let mut jwks: Vec<serde_json::Value> = signing.verifying.jwk.iter().cloned().collect();
+        let mut kids: Vec<_> = verifying.keys().cloned().collect();
+        kids.sort();
+        jwks.extend(kids.iter().filter_map(|k| verifying[k].jwk.clone()));
+        let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).expect("json");
+        let own = VerifyingKey { alg: signing.verifying.alg, key: signing.verifying.key.clone(), jwk: None };
+        verifying.insert(cfg.key_id.clone(), own);
+        Ok(Tokens {
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            lifetime_seconds: cfg.lifetime_seconds,
+            kid: cfg.key_id.clone(),
+            signing,
+            verifying,
+            jwks,
+        })
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.signing.alg
+    }
+
+    /// The RFC 7517 JWK set: public keys only.
+    pub fn jwks(&self) -> &[u8] {
+        &self.jwks
+    }
+
+    /// Sign `claims` with the current signing key.
+    pub fn mint(&self, claims: &Claims) -> String {
+        let mut header = Header::new(keys::jwt_algorithm(self.signing.alg));
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.signing.key).expect("signing with a key that loaded")
+    }
+
+    /// Verify a bearer token's signature and standard claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLong);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let key = header.kid.as_deref().and_then(|k| self.verifying.get(k)).ok_or(TokenError::UnknownKey)?;
+        if header.alg != keys::jwt_algorithm(key.alg) {
+            return Err(TokenError::AlgorithmNotAccepted);
+        }
+        let mut v = Validation::new(header.alg);
+        v.leeway = LEEWAY_SECONDS;
+        v.validate_nbf = true;
+        v.set_issuer(&[&self.issuer]);
+        match &self.audience {
+            Some(a) => {
+                v.set_audience(&[a]);
+                v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "sub", "aud"]);
+            }
+            None => {
+                v.validate_aud = false;
+                v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "sub"]);
+            }
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &v).map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+            ErrorKind::InvalidAudience => TokenError::WrongAudience,
+            ErrorKind::InvalidAlgorithm => TokenError::AlgorithmNotAccepted,
+            ErrorKind::MissingRequiredClaim(c) => TokenError::MissingClaim(c.clone()),
+            _ => TokenError::Malformed,
+        })?;
+        let c = data.claims;
+        if c.sub != c.client_id {
+            return Err(TokenError::Malformed);
+        }
+        Ok(c)
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::VerificationKeyConfig;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    use std::path::{Path, PathBuf};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        tokens: Tokens,
+        path: PathBuf,
+    }
+
+    fn fixture(alg: Algorithm, audience: Option<&str>) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        keys::write_generated(dir.path(), &keys::generate(alg)).unwrap();
+        let cfg = TokenConfig {
+            issuer: "ords-guard".into(),
+            audience: audience.map(String::from),
+            lifetime_seconds: 3600,
+            algorithm: alg,
+            signing_key_file: "signing.pem".into(),
+            key_id: "k1".into(),
+            verification_keys: vec![],
+        };
+        let path = dir.path().to_path_buf();
+        let p2 = path.clone();
+        let tokens = Tokens::load(&cfg, move |p: &Path| p2.join(p)).unwrap();
+        Fixture { _dir: dir, tokens, path }
+    }
+
+    fn claims(t: &Tokens, iat: u64, exp: u64) -> Claims {
+        Claims {
+            iss: t.issuer.clone(),
+            sub: "c1".into(),
+            client_id: "c1".into(),
+            aud: t.audience.clone(),
+            iat,
+            nbf: iat,
+            exp,
+            jti: "j".into(),
+            roles: vec!["r".into()],
+            scope: "p q".into(),
+        }
+    }
+
+    fn fresh(t: &Tokens) -> Claims {
+        claims(t, now(), now() + 600)
+    }
+
+    /// Re-encode a token's header and payload without a valid signature.
+    fn forge(header: &serde_json::Value, payload: &serde_json::Value, sig: &str) -> String {
+        format!("{}.{}.{}", B64.encode(header.to_string()), B64.encode(payload.to_string()), sig)
+    }
+
+    #[test]
+    fn every_algorithm_round_trips() {
+        for alg in [Algorithm::HS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+            let f = fixture(alg, Some("api"));
+            let c = fresh(&f.tokens);
+            assert_eq!(f.tokens.verify(&f.tokens.mint(&c)), Ok(c), "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let f = fixture(Algorithm::ES256, None);
+        let c = serde_json::to_value(fresh(&f.tokens)).unwrap();
+        let t = forge(&serde_json::json!({"alg": "none", "typ": "JWT", "kid": "k1"}), &c, "");
+        assert!(f.tokens.verify(&t).is_err());
+        let t = forge(&serde_json::json!({"alg": "NONE", "kid": "k1"}), &c, "");
+        assert!(f.tokens.verify(&t).is_err());
+    }
+
+    #[test]
+    fn hs256_signed_with_the_public_key_is_refused() {
+        let f = fixture(Algorithm::ES256, None);
+        let public = std::fs::read(f.path.join("signing.pub.pem")).unwrap();
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("k1".into());
+        let t = jsonwebtoken::encode(&h, &fresh(&f.tokens), &jsonwebtoken::EncodingKey::from_secret(&public)).unwrap();
+        assert_eq!(f.tokens.verify(&t), Err(TokenError::AlgorithmNotAccepted));
+    }
+
+    #[test]
+    fn time_claims_are_enforced() {
+        let f = fixture(Algorithm::HS256, None);
+        let t = &f.tokens;
+        let n = now();
+        assert_eq!(t.verify(&t.mint(&claims(t, n - 7200, n - 3600))), Err(TokenError::Expired));
+        let mut c = claims(t, n, n + 7200);
+        c.nbf = n + 3600;
+        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::NotYetValid));
+    }
+
+    #[test]
+    fn missing_exp_is_refused() {
+        let f = fixture(Algorithm::HS256, None);
+        let t = &f.tokens;
+        let mut c = serde_json::to_value(fresh(t)).unwrap();
+        c.as_object_mut().unwrap().remove("exp");
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("k1".into());
+        let key = jsonwebtoken::EncodingKey::from_secret(&std::fs::read(f.path.join("signing.pem")).unwrap());
+        let tok = jsonwebtoken::encode(&h, &c, &key).unwrap();
+        assert_eq!(t.verify(&tok), Err(TokenError::MissingClaim("exp".into())));
+    }
+
+    #[test]
+    fn wrong_issuer_and_audience_are_refused() {
+        let f = fixture(Algorithm::EdDSA, Some("api"));
+        let t = &f.tokens;
+        let mut c = fresh(t);
+        c.iss = "someone-else".into();
+        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::WrongIssuer));
+        let mut c = fresh(t);
+        c.aud = Some("other-api".into());
+        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::WrongAudience));
+        let mut c = fresh(t);
+        c.aud = None;
+        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::MissingClaim("aud".into())));
+    }
+
+    #[test]
+    fn tampered_payload_and_signature_are_refused() {
+        let f = fixture(Algorithm::ES256, None);
+        let t = &f.tokens;
+        let tok = t.mint(&fresh(t));
+        let parts: Vec<&str> = tok.split('.').collect();
+        // Payload changed to widen the scope, signature kept.
+        let mut c = fresh(t);
+        c.scope = "p q admin".into();
+        let tampered = format!("{}.{}.{}", parts[0], B64.encode(serde_json::to_string(&c).unwrap()), parts[2]);
+        assert_eq!(t.verify(&tampered), Err(TokenError::BadSignature));
+        // Signature bytes flipped.
+        let mut sig = B64.decode(parts[2]).unwrap();
+        sig[5] ^= 1;
+        let bad = format!("{}.{}.{}", parts[0], parts[1], B64.encode(sig));
+        assert_eq!(t.verify(&bad), Err(TokenError::BadSignature));
+        // Truncated, garbage, oversized.
+        assert!(t.verify(&tok[..tok.len() - 10]).is_err());
+        assert_eq!(t.verify("not.a.jwt"), Err(TokenError::Malformed));
+        assert_eq!(t.verify(""), Err(TokenError::Malformed));
+        assert_eq!(t.verify(&"a".repeat(MAX_TOKEN_LEN + 1)), Err(TokenError::TooLong));
+    }
+
+    #[test]
+    fn unknown_kid_and_sub_mismatch_are_refused() {
+        let f = fixture(Algorithm::HS256, None);
+        let t = &f.tokens;
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("other".into());
+        let key = jsonwebtoken::EncodingKey::from_secret(&std::fs::read(f.path.join("signing.pem")).unwrap());
+        assert_eq!(t.verify(&jsonwebtoken::encode(&h, &fresh(t), &key).unwrap()), Err(TokenError::UnknownKey));
+        let mut c = fresh(t);
+        c.sub = "someone".into();
+        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_valid_and_jwks_public_only() {
+        let old = fixture(Algorithm::ES256, None);
+        let old_token = old.tokens.mint(&fresh(&old.tokens));
+        let dir = tempfile::tempdir().unwrap();
+        keys::write_generated(dir.path(), &keys::generate(Algorithm::EdDSA)).unwrap();
+        let cfg = TokenConfig {
+            issuer: "ords-guard".into(),
+            audience: None,
+            lifetime_seconds: 3600,
+            algorithm: Algorithm::EdDSA,
+            signing_key_file: dir.path().join("signing.pem"),
+            key_id: "k2".into(),
+            verification_keys: vec![VerificationKeyConfig { key_id: "k1".into(), algorithm: Algorithm::ES256, file: old.path.join("signing.pub.pem") }],
+        };
+        let t = Tokens::load(&cfg, |p: &Path| p.to_path_buf()).unwrap();
+        assert!(t.verify(&old_token).is_ok());
+        let jwks: serde_json::Value = serde_json::from_slice(t.jwks()).unwrap();
+        let keys = jwks["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0]["kid"], "k2");
+        assert_eq!(keys[1]["kid"], "k1");
+        assert!(keys.iter().all(|k| k.get("d").is_none()));
+    }
+
+    #[test]
+    fn hs256_jwks_is_empty() {
+        let f = fixture(Algorithm::HS256, None);
+        assert_eq!(f.tokens.jwks(), br#"{"keys":[]}"#);
+    }
+}
