@@ -15,3 +15,12 @@ pub mod registry;
 pub mod secret;
 pub mod throttle;
 pub mod token;
+
+pub mod admin;
+pub mod backend;
+pub mod cli;
+pub mod demo;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod state;

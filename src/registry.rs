@@ -118,9 +118,18 @@ impl Registry {
     }
 }
 
-/// A registry and the warnings its config earned.
+/// Listener settings: read at start only (a reload cannot move a bound socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    pub listen: String,
+    pub admin_listen: String,
+    pub threads: Option<usize>,
+}
+
+/// A registry, the listeners, and the warnings its config earned.
 pub struct Compiled {
     pub registry: Registry,
+    pub listeners: Listeners,
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -341,6 +350,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             matcher,
             has_argon2,
         },
+        listeners: Listeners { listen: cfg.listen.clone(), admin_listen: cfg.admin_listen.clone(), threads: cfg.threads },
         warnings,
     })
 }

@@ -9,16 +9,16 @@ mod locate;
 
 pub use locate::{Locations, Position};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: String,
     pub admin_listen: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     pub upstream: String,
     #[serde(default = "default_base_path")]
@@ -38,7 +38,7 @@ fn default_base_path() -> String {
     "/".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     pub upstream_connect_ms: u64,
@@ -53,7 +53,7 @@ impl Default for Timeouts {
 }
 
 /// What happens to a path no privilege covers. ORDS leaves such paths public.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unmatched {
     #[default]
@@ -61,7 +61,7 @@ pub enum Unmatched {
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum Algorithm {
     HS256,
     RS256,
@@ -96,19 +96,19 @@ impl std::str::FromStr for Algorithm {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     #[serde(default = "default_issuer")]
     pub issuer: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
     #[serde(default = "default_lifetime")]
     pub lifetime_seconds: u64,
     pub algorithm: Algorithm,
     pub signing_key_file: PathBuf,
     pub key_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verification_keys: Vec<VerificationKeyConfig>,
 }
 
@@ -119,7 +119,7 @@ fn default_lifetime() -> u64 {
     3600
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerificationKeyConfig {
     pub key_id: String,
@@ -127,7 +127,7 @@ pub struct VerificationKeyConfig {
     pub file: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrivilegeConfig {
     pub name: String,
@@ -135,15 +135,15 @@ pub struct PrivilegeConfig {
     pub roles: Vec<String>,
     #[serde(default)]
     pub patterns: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub name: String,
@@ -152,19 +152,19 @@ pub struct ClientConfig {
     pub secrets: Vec<String>,
     #[serde(default = "default_grant_type")]
     pub grant_type: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub support_email: Option<String>,
     #[serde(default)]
     pub privileges: Vec<String>,
     #[serde(default)]
     pub roles: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_lifetime_seconds: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
 }
 

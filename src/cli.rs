@@ -1,0 +1,273 @@
+//! The command line (SPEC §7).
+
+use crate::config::{Algorithm, ClientConfig};
+use crate::secret::{self, Scheme};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ords-guard", version, about = "ORDS-style OAuth2 privileges, roles and bearer tokens in front of any HTTP backend")]
+pub struct Cli {
+    /// Log format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level (overridden by RUST_LOG when set): error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar.
+    ///
+    /// Example: ords-guard run --config /etc/ords-guard/ords-guard.yaml
+    Run {
+        #[arg(long, env = "ORDS_GUARD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config and summarise it; exit 1 with every error.
+    ///
+    /// Example: ords-guard check --config config/ords-guard.example.yaml
+    Check {
+        #[arg(long, env = "ORDS_GUARD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Start a demo backend and the proxy with the example registry and a fresh client, and
+    /// print the curl lines for the ORDS flow.
+    ///
+    /// Example: ords-guard demo --listen 127.0.0.1:8080
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: String,
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        backend_listen: String,
+        /// Where to write the demo's config and keys (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Register a new client: prints its id and secret once, and the YAML entry with only
+    /// the secret's hash.
+    ///
+    /// Example: ords-guard client create --name "Example Client" --role example_role
+    Client {
+        #[command(subcommand)]
+        action: ClientAction,
+    },
+    /// List the registered clients (never their secrets).
+    ///
+    /// Example: ords-guard clients list --config ords-guard.yaml
+    Clients {
+        #[command(subcommand)]
+        action: ClientsAction,
+    },
+    /// Hash a secret read on stdin (one trailing newline dropped).
+    ///
+    /// Example: printf '%s' "$SECRET" | ords-guard hash-secret --scheme sha256
+    HashSecret {
+        #[arg(long, value_enum, default_value_t = HashScheme::Argon2id)]
+        scheme: HashScheme,
+    },
+    /// Generate a signing key: DIR/signing.pem (0600) and, if asymmetric, DIR/signing.pub.pem.
+    ///
+    /// Example: ords-guard keygen --algorithm ES256 --out /etc/ords-guard/keys
+    Keygen {
+        #[arg(long, default_value = "ES256")]
+        algorithm: Algorithm,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientAction {
+    /// Example: ords-guard client create --name "Example Client" --role example_role --privilege example_priv
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long = "privilege")]
+        privileges: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsAction {
+    /// Example: ords-guard clients list --config ords-guard.yaml
+    List {
+        #[arg(long, env = "ORDS_GUARD_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HashScheme {
+    Argon2id,
+    Sha256,
+}
+
+impl clap::builder::ValueParserFactory for Algorithm {
+    type Parser = clap::builder::ValueParser;
+    fn value_parser() -> Self::Parser {
+        clap::builder::ValueParser::new(|s: &str| s.parse::<Algorithm>())
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    // `init` also bridges the `log` crate, which pingora logs through.
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            init_logging(cli.log_format, &cli.log_level);
+            report(crate::server::run(&config, None))
+        }
+        Command::Check { config } => check(&config),
+        Command::Demo { listen, admin_listen, backend_listen, dir } => {
+            init_logging(cli.log_format, &cli.log_level);
+            report(crate::demo::run(&listen, &admin_listen, &backend_listen, dir))
+        }
+        Command::Client { action: ClientAction::Create { name, roles, privileges } } => {
+            let (client, secret) = new_client(&name, roles, privileges);
+            println!("client_id:     {}", client.client_id);
+            println!("client_secret: {secret}");
+            println!("# The secret is shown once and stored nowhere. Add this entry under `clients:`:");
+            print!("{}", serde_yaml::to_string(&vec![client]).expect("yaml"));
+            ExitCode::SUCCESS
+        }
+        Command::Clients { action: ClientsAction::List { config } } => list_clients(&config),
+        Command::HashSecret { scheme } => {
+            let mut s = Vec::new();
+            if let Err(e) = std::io::stdin().read_to_end(&mut s) {
+                eprintln!("cannot read the secret from stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+            let s = s.strip_suffix(b"\n").map(|s| s.strip_suffix(b"\r").unwrap_or(s)).unwrap_or(&s);
+            if s.is_empty() {
+                eprintln!("no secret on stdin: pipe it in, e.g. printf '%s' \"$SECRET\" | ords-guard hash-secret");
+                return ExitCode::FAILURE;
+            }
+            let scheme = match scheme {
+                HashScheme::Argon2id => Scheme::Argon2id,
+                HashScheme::Sha256 => Scheme::Sha256,
+            };
+            println!("{}", secret::hash(s, scheme));
+            ExitCode::SUCCESS
+        }
+        Command::Keygen { algorithm, out } => keygen(algorithm, &out),
+    }
+}
+
+fn report(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A client with a generated id and secret (32 random bytes, so `sha256:` storage).
+pub fn new_client(name: &str, roles: Vec<String>, privileges: Vec<String>) -> (ClientConfig, String) {
+    let secret = secret::generate(32);
+    let client = ClientConfig {
+        name: name.to_string(),
+        client_id: secret::generate(16),
+        secrets: vec![secret::hash(secret.as_bytes(), Scheme::Sha256)],
+        grant_type: "client_credentials".into(),
+        owner: None,
+        description: None,
+        support_email: None,
+        privileges,
+        roles,
+        token_lifetime_seconds: None,
+        disabled: false,
+    };
+    (client, secret)
+}
+
+fn check(config: &Path) -> ExitCode {
+    match crate::state::load(config) {
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{}: invalid ({} error{})", config.display(), e.lines.len(), if e.lines.len() == 1 { "" } else { "s" });
+            ExitCode::FAILURE
+        }
+        Ok((c, warnings)) => {
+            let r = &c.registry;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}: ok", config.display());
+            println!("  listen {}  admin {}  upstream {}{}", c.listeners.listen, c.listeners.admin_listen, if r.upstream.tls { "https://" } else { "http://" }, r.upstream.addr);
+            println!("  base_path {}  unmatched paths: {:?}", if r.base.is_empty() { "/" } else { &r.base }, r.unmatched);
+            println!("  token endpoint POST {}  jwks GET {}  signing {}", r.token_path(), r.jwks_path(), r.tokens.algorithm().as_str());
+            println!("  {} privilege(s):", r.privileges.len());
+            for p in &r.privileges {
+                println!("    {}  roles [{}]  patterns [{}]{}", p.name, p.roles.join(", "), p.patterns.join(", "), p.methods.as_ref().map(|m| format!("  methods [{}]", m.join(", "))).unwrap_or_default());
+            }
+            println!("  {} client(s), {} warning(s)", r.clients.len(), warnings.len());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn list_clients(config: &Path) -> ExitCode {
+    let (c, _) = match crate::state::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = &c.registry;
+    let mut clients: Vec<_> = r.clients.values().collect();
+    clients.sort_by(|a, b| a.name.cmp(&b.name));
+    println!("{:<24} {:<24} {:<16} {:<24} {}", "CLIENT_ID", "NAME", "OWNER", "ROLES", "PRIVILEGES");
+    for cl in clients {
+        let held: Vec<_> = (0..r.privileges.len()).filter(|i| r.holds(cl, *i)).map(|i| r.privilege(i).name.as_str()).collect();
+        println!(
+            "{:<24} {:<24} {:<16} {:<24} {}{}",
+            cl.client_id,
+            cl.name,
+            cl.owner.as_deref().unwrap_or("-"),
+            cl.roles.join(","),
+            held.join(","),
+            if cl.disabled { "  (disabled)" } else { "" }
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn keygen(alg: Algorithm, out: &Path) -> ExitCode {
+    let g = crate::keys::generate(alg);
+    if let Err(e) = crate::keys::write_generated(out, &g) {
+        eprintln!("cannot write keys to {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("wrote {}{}", out.join("signing.pem").display(), if g.public.is_some() { format!(" and {}", out.join("signing.pub.pem").display()) } else { String::new() });
+    println!("token:\n  algorithm: {}\n  signing_key_file: {}\n  key_id: \"{}\"", alg.as_str(), out.join("signing.pem").display(), secret::generate(6));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,337 @@
+//! The pingora glue: reads request facts, asks `decision`/`endpoint`, and carries out the
+//! answer. No access rule lives here.
+
+use crate::decision::{self, Decision};
+use crate::endpoint::{self, Reply, TokenRequest, MAX_BODY};
+use crate::path::{self, Target};
+use crate::registry::Registry;
+use crate::state::Guard;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::ErrorType;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const REALM: &str = "ords-guard";
+
+pub struct Proxy {
+    pub guard: Arc<Guard>,
+    /// Requests in flight, for graceful shutdown.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Per-request state: what was decided, for forwarding, logging and metrics.
+pub struct Ctx {
+    start: Instant,
+    in_flight: Arc<AtomicUsize>,
+    registry: Option<Arc<Registry>>,
+    target: Option<Target>,
+    decision: Option<Decision>,
+    /// The `decision` label; `None` for the token endpoint and JWKS (counted apart).
+    label: Option<&'static str>,
+    client_id: Option<String>,
+    privilege: Option<String>,
+    upstream_status: Option<u16>,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An RFC 9457 problem document.
+pub fn problem(status: u16, title: &str, detail: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"type": "about:blank", "title": title, "status": status, "detail": detail})).expect("json")
+}
+
+/// Write a complete local response.
+async fn respond(session: &mut Session, status: u16, content_type: &str, headers: &[(&str, String)], body: Vec<u8>) -> Result<()> {
+    let mut h = ResponseHeader::build(status, Some(headers.len() + 2))?;
+    h.insert_header("Content-Type", content_type)?;
+    h.insert_header("Content-Length", body.len().to_string())?;
+    for (k, v) in headers {
+        h.insert_header(k.to_string(), v.as_str())?;
+    }
+    let head = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(h), head).await?;
+    if !head {
+        session.write_response_body(Some(Bytes::from(body)), true).await?;
+    }
+    Ok(())
+}
+
+async fn respond_problem(session: &mut Session, status: u16, title: &str, detail: &str, challenge: Option<String>) -> Result<()> {
+    let headers: Vec<(&str, String)> = challenge.map(|c| ("WWW-Authenticate", c)).into_iter().collect();
+    respond(session, status, "application/problem+json", &headers, problem(status, title, detail)).await
+}
+
+/// Read the body of a denied request before answering, so the connection can be reused
+/// (pingora closes it otherwise); large bodies are not worth reading: close instead.
+async fn discard_body(session: &mut Session) {
+    if session.is_body_empty() {
+        return;
+    }
+    let small = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n <= 64 * 1024);
+    if !small || session.drain_request_body().await.is_err() {
+        session.set_keepalive(None);
+    }
+}
+
+/// Read at most `MAX_BODY` bytes; `None` when the body is larger.
+async fn read_limited_body(session: &mut Session) -> Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if body.len() + chunk.len() > MAX_BODY {
+            session.set_keepalive(None);
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// Header names we own: `X-ORDS-*`, in any letter case and with `_` for `-`.
+fn is_identity_header(name: &str) -> bool {
+    let n = name.as_bytes();
+    n.len() >= 7 && n[..7].iter().map(|b| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() }).eq(b"x-ords-".iter().copied())
+}
+
+impl Proxy {
+    async fn token_endpoint(&self, session: &mut Session, reg: Arc<Registry>, is_jwks: bool) -> Result<Reply> {
+        let method = session.req_header().method.as_str().to_string();
+        if is_jwks {
+            discard_body(session).await;
+            return Ok(endpoint::jwks(&reg, &method));
+        }
+        let body = read_limited_body(session).await?;
+        let h = &session.req_header().headers;
+        let content_type = h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
+        let authorization: Vec<Vec<u8>> = h.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes().to_vec()).collect();
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let guard = self.guard.clone();
+        let run = move || {
+            let req = TokenRequest {
+                method: &method,
+                content_type: content_type.as_deref(),
+                authorization: authorization.iter().map(|v| v.as_slice()).collect(),
+                body: body.as_deref(),
+                peer,
+            };
+            guard.endpoint.handle(&reg, &req)
+        };
+        // argon2 costs milliseconds of CPU: keep it off the proxy's event loop.
+        if self.guard.registry().has_argon2 {
+            tokio::task::spawn_blocking(run).await.map_err(|e| Error::because(ErrorType::InternalError, "token endpoint task", e))
+        } else {
+            Ok(run())
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Ctx {
+            start: Instant::now(),
+            in_flight: self.in_flight.clone(),
+            registry: None,
+            target: None,
+            decision: None,
+            label: None,
+            client_id: None,
+            privilege: None,
+            upstream_status: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let reg = self.guard.registry();
+        ctx.registry = Some(reg.clone());
+        let target = match path::normalise(session.req_header().raw_path()) {
+            Ok(t) => t,
+            Err(e) => {
+                ctx.label = Some("bad_request");
+                discard_body(session).await;
+                respond_problem(session, 400, "Bad Request", &format!("{e}; the request was not forwarded"), None).await?;
+                return Ok(true);
+            }
+        };
+        let is_token = target.path == reg.token_path();
+        if is_token || target.path == reg.jwks_path() {
+            let reply = self.token_endpoint(session, reg, !is_token).await?;
+            self.guard.metrics.token_requests.with_label_values(&[reply.outcome]).inc();
+            if let Some(client) = &reply.issued_to {
+                self.guard.metrics.tokens_issued.with_label_values(&[client]).inc();
+                ctx.client_id = Some(client.clone());
+            }
+            ctx.target = Some(target);
+            let ct = reply.headers.iter().find(|(k, _)| *k == "Content-Type").map(|(_, v)| v.clone()).unwrap_or_default();
+            let headers: Vec<_> = reply.headers.into_iter().filter(|(k, _)| *k != "Content-Type").collect();
+            respond(session, reply.status, &ct, &headers, reply.body).await?;
+            return Ok(true);
+        }
+        let auth: Vec<&[u8]> = session.req_header().headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
+        let d = decision::decide(&reg, session.req_header().method.as_str(), &target.path, decision::credentials(&auth));
+        ctx.label = Some(d.label());
+        ctx.target = Some(target);
+        let challenge = |extra: &str| format!("Bearer realm=\"{REALM}\"{extra}");
+        let (status, title, detail, www) = match &d {
+            Decision::ForwardPublic => (0, "", String::new(), None),
+            Decision::Forward(g) => {
+                ctx.client_id = Some(g.client_id.clone());
+                ctx.privilege = Some(g.privilege.clone());
+                (0, "", String::new(), None)
+            }
+            Decision::Unmatched => (403, "Forbidden", "no privilege covers this path and unmatched paths are denied".into(), None),
+            Decision::Unauthenticated { privilege } => {
+                ctx.privilege = Some(privilege.clone());
+                (401, "Unauthorized", "this resource is protected: send Authorization: Bearer <token> from the token endpoint".into(), Some(challenge("")))
+            }
+            Decision::InvalidToken { privilege, reason } => {
+                ctx.privilege = Some(privilege.clone());
+                let desc = reason.to_string();
+                (401, "Unauthorized", format!("{desc}; get a new token from the token endpoint"), Some(challenge(&format!(", error=\"invalid_token\", error_description=\"{desc}\""))))
+            }
+            Decision::InsufficientScope { privilege, client_id } => {
+                ctx.privilege = Some(privilege.clone());
+                ctx.client_id = Some(client_id.clone());
+                (403, "Forbidden", format!("the token does not grant privilege `{privilege}`"), Some(challenge(", error=\"insufficient_scope\"")))
+            }
+        };
+        if d.is_forwarded() {
+            ctx.decision = Some(d);
+            return Ok(false);
+        }
+        discard_body(session).await;
+        respond_problem(session, status, title, &detail, www).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let reg = ctx.registry.as_ref().expect("set in request_filter");
+        let up = &reg.upstream;
+        let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.total_connection_timeout = Some(up.connect_timeout);
+        peer.options.read_timeout = Some(up.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let target = ctx.target.as_ref().expect("set in request_filter");
+        // The upstream receives exactly the path that was decided on.
+        req.set_raw_path(target.path_and_query().as_bytes())?;
+        let spoofed: Vec<_> = req.headers.keys().filter(|n| is_identity_header(n.as_str())).cloned().collect();
+        for name in spoofed {
+            req.remove_header(&name);
+        }
+        if let Some(Decision::Forward(g)) = &ctx.decision {
+            req.remove_header(&http::header::AUTHORIZATION);
+            req.insert_header("X-ORDS-Client-Id", g.client_id.as_str())?;
+            req.insert_header("X-ORDS-Client-Name", http::HeaderValue::from_bytes(g.client_name.as_bytes()).map_err(|e| Error::because(ErrorType::InternalError, "client name header", e))?)?;
+            req.insert_header("X-ORDS-Roles", g.roles.join(","))?;
+            req.insert_header("X-ORDS-Privilege", g.privilege.as_str())?;
+        }
+        if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()) {
+            let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            req.insert_header("X-Forwarded-For", xff)?;
+        }
+        req.insert_header("X-Forwarded-Proto", "http")?;
+        if let Some(host) = session.req_header().headers.get(http::header::HOST).cloned() {
+            req.insert_header("X-Forwarded-Host", host)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        ctx.upstream_status = Some(resp.status.as_u16());
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        use ErrorType::*;
+        let upstream = matches!(e.esource(), pingora::ErrorSource::Upstream);
+        let (code, kind) = match e.etype() {
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | TLSHandshakeFailure
+            | TLSHandshakeTimedout | InvalidCert | HandshakeError => (502, Some("connect")),
+            ReadTimedout | WriteTimedout if upstream => (504, Some("timeout")),
+            HTTPStatus(c) => (*c, None),
+            _ if upstream => (502, Some("protocol")),
+            ReadError | WriteError | ConnectionClosed => (0, None),
+            _ if matches!(e.esource(), pingora::ErrorSource::Downstream) => (400, None),
+            _ => (500, None),
+        };
+        if let Some(k) = kind {
+            self.guard.metrics.upstream_errors.with_label_values(&[k]).inc();
+        }
+        if code > 0 {
+            let (title, detail) = match code {
+                502 => ("Bad Gateway", "the upstream service could not be reached"),
+                504 => ("Gateway Timeout", "the upstream service did not answer in time"),
+                400 => ("Bad Request", "the request could not be read"),
+                _ => ("Error", "the request failed"),
+            };
+            // Fails harmlessly if the response had already started.
+            let _ = respond_problem(session, code, title, detail, None).await;
+        }
+        if ctx.label.is_none() {
+            ctx.label = Some("bad_request");
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let latency = ctx.start.elapsed();
+        if let Some(label) = ctx.label {
+            self.guard.metrics.requests.with_label_values(&[label]).inc();
+        }
+        self.guard.metrics.duration.observe(latency.as_secs_f64());
+        // The path only: a query may carry credentials.
+        let path = ctx.target.as_ref().map_or("-", |t| t.path.as_str());
+        tracing::info!(
+            target: "ords_guard::access",
+            method = %session.req_header().method,
+            path,
+            status,
+            decision = ctx.label.unwrap_or("token_endpoint"),
+            client_id = ctx.client_id.as_deref().unwrap_or("-"),
+            privilege = ctx.privilege.as_deref().unwrap_or("-"),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            upstream_status = ctx.upstream_status.unwrap_or(0),
+            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_in_every_spelling() {
+        for n in ["x-ords-client-id", "X-ORDS-Roles", "x_ords_client_id", "X_Ords-Privilege", "x-ords-anything"] {
+            assert!(is_identity_header(n), "{n}");
+        }
+        for n in ["x-ords", "x-ordsx-a", "authorization", "x-forwarded-for"] {
+            assert!(!is_identity_header(n), "{n}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Assembles the pingora server: the proxy service, the admin service, optionally the demo
+//! backend, reload on SIGHUP, readiness, and draining on SIGTERM/SIGINT.
+
+use crate::admin::Admin;
+use crate::backend::EchoBackend;
+use crate::proxy::Proxy;
+use crate::state::{self, Guard};
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Start everything and block until shut down. `demo_backend`: also serve the built-in
+/// echo backend on that address.
+pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String> {
+    let (compiled, warnings) = state::load(config_path).map_err(|e| format!("{e}\nords-guard did not start: fix the config (`ords-guard check --config {}` lists every problem)", config_path.display()))?;
+    for w in warnings {
+        tracing::warn!(target: "ords_guard::config", "{w}");
+    }
+    let listeners = compiled.listeners.clone();
+    let guard = Guard::new(compiled.registry, config_path.to_path_buf());
+    let in_flight = Arc::new(AtomicUsize::new(0));
+
+    let mut conf = ServerConf::default();
+    conf.threads = listeners.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // We drain in-flight requests ourselves before telling pingora to stop (see `Drain`).
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Proxy { guard: guard.clone(), in_flight: in_flight.clone() },
+        "ords-guard proxy",
+    );
+    proxy.add_tcp(&listeners.listen);
+    server.add_service(proxy);
+
+    let mut admin = Service::new("ords-guard admin".to_string(), Admin { guard: guard.clone() });
+    admin.add_tcp(&listeners.admin_listen);
+    admin.threads = Some(1);
+    server.add_service(admin);
+
+    if let Some(addr) = demo_backend {
+        let mut backend = Service::new("demo backend".to_string(), EchoBackend);
+        backend.add_tcp(addr);
+        backend.threads = Some(1);
+        server.add_service(backend);
+    }
+
+    spawn_reload_on_sighup(guard.clone())?;
+    spawn_readiness(&server, guard.clone());
+
+    tracing::info!(target: "ords_guard", listen = %listeners.listen, admin = %listeners.admin_listen, config = %config_path.display(), "ords-guard starting");
+    server.run(RunArgs { shutdown_signal: Box::new(Drain { guard, in_flight }) });
+    tracing::info!(target: "ords_guard", "ords-guard stopped");
+    Ok(())
+}
+
+/// SIGHUP: reload. Registered before the server starts, so an early SIGHUP cannot kill us.
+fn spawn_reload_on_sighup(guard: Arc<Guard>) -> Result<(), String> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+    std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                tracing::info!(target: "ords_guard::reload", "SIGHUP: reloading the config");
+                let _ = guard.reload();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Ready once pingora runs its services (listeners bound); the drain turns it off again.
+fn spawn_readiness(server: &Server, guard: Arc<Guard>) {
+    let mut phases = server.watch_execution_phase();
+    std::thread::spawn(move || loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::Running) => guard.set_ready(true),
+            Ok(ExecutionPhase::GracefulTerminate | ExecutionPhase::ShutdownStarted) => guard.set_ready(false),
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(_) => return,
+        }
+    });
+}
+
+/// SIGTERM or SIGINT: readiness 503 at once, wait for requests in flight (up to
+/// `timeouts.shutdown_grace_ms`), then stop.
+struct Drain {
+    guard: Arc<Guard>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Drain {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        self.guard.set_ready(false);
+        let grace = self.guard.registry().shutdown_grace;
+        tracing::info!(target: "ords_guard", signal = name, in_flight = self.in_flight.load(Ordering::Acquire), grace_ms = grace.as_millis() as u64, "draining");
+        let deadline = Instant::now() + grace;
+        while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let cut = self.in_flight.load(Ordering::Acquire);
+        if cut > 0 {
+            tracing::warn!(target: "ords_guard", cut, "grace period over: cutting requests still in flight");
+        }
+        ShutdownSignal::FastShutdown
+    }
+}
