@@ -128,7 +128,8 @@ impl clap::builder::ValueParserFactory for Algorithm {
 fn init_logging(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stdout);
     // `init` also bridges the `log` crate, which pingora logs through.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

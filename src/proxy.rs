@@ -108,6 +108,13 @@ fn is_identity_header(name: &str) -> bool {
 }
 
 impl Proxy {
+    /// Record the decision; counted now rather than at logging, so the count is in place
+    /// before the client sees the response.
+    fn decided(&self, ctx: &mut Ctx, label: &'static str) {
+        ctx.label = Some(label);
+        self.guard.metrics.requests.with_label_values(&[label]).inc();
+    }
+
     async fn token_endpoint(&self, session: &mut Session, reg: Arc<Registry>, is_jwks: bool) -> Result<Reply> {
         let method = session.req_header().method.as_str().to_string();
         if is_jwks {
@@ -164,7 +171,7 @@ impl ProxyHttp for Proxy {
         let target = match path::normalise(session.req_header().raw_path()) {
             Ok(t) => t,
             Err(e) => {
-                ctx.label = Some("bad_request");
+                self.decided(ctx, "bad_request");
                 discard_body(session).await;
                 respond_problem(session, 400, "Bad Request", &format!("{e}; the request was not forwarded"), None).await?;
                 return Ok(true);
@@ -186,7 +193,7 @@ impl ProxyHttp for Proxy {
         }
         let auth: Vec<&[u8]> = session.req_header().headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
         let d = decision::decide(&reg, session.req_header().method.as_str(), &target.path, decision::credentials(&auth));
-        ctx.label = Some(d.label());
+        self.decided(ctx, d.label());
         ctx.target = Some(target);
         let challenge = |extra: &str| format!("Bearer realm=\"{REALM}\"{extra}");
         let (status, title, detail, www) = match &d {
@@ -288,11 +295,14 @@ impl ProxyHttp for Proxy {
                 400 => ("Bad Request", "the request could not be read"),
                 _ => ("Error", "the request failed"),
             };
+            // The connection is not reused after a failure: say so, so clients do not try.
+            session.set_keepalive(None);
             // Fails harmlessly if the response had already started.
             let _ = respond_problem(session, code, title, detail, None).await;
         }
-        if ctx.label.is_none() {
-            ctx.label = Some("bad_request");
+        if ctx.label.is_none() && ctx.target.is_none() {
+            // Failed before a decision: the request could not be read.
+            self.decided(ctx, "bad_request");
         }
         FailToProxy { error_code: code, can_reuse_downstream: false }
     }
@@ -300,9 +310,6 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let latency = ctx.start.elapsed();
-        if let Some(label) = ctx.label {
-            self.guard.metrics.requests.with_label_values(&[label]).inc();
-        }
         self.guard.metrics.duration.observe(latency.as_secs_f64());
         // The path only: a query may carry credentials.
         let path = ctx.target.as_ref().map_or("-", |t| t.path.as_str());
