@@ -246,7 +246,7 @@ fn list_clients(config: &Path) -> ExitCode {
     let r = &c.registry;
     let mut clients: Vec<_> = r.clients.values().collect();
     clients.sort_by(|a, b| a.name.cmp(&b.name));
-    println!("{:<24} {:<24} {:<16} {:<24} {}", "CLIENT_ID", "NAME", "OWNER", "ROLES", "PRIVILEGES");
+    println!("{:<24} {:<24} {:<16} {:<24} PRIVILEGES", "CLIENT_ID", "NAME", "OWNER", "ROLES");
     for cl in clients {
         let held: Vec<_> = (0..r.privileges.len()).filter(|i| r.holds(cl, *i)).map(|i| r.privilege(i).name.as_str()).collect();
         println!(

@@ -4,7 +4,7 @@
 //! full list of [`Diagnostic`]s. A reload compiles a new one and swaps it in atomically, so a
 //! request always sees one consistent generation.
 
-use crate::config::{Algorithm, ClientConfig, Config, Diagnostic, Source, Unmatched};
+use crate::config::{ClientConfig, Config, Diagnostic, Source, Unmatched};
 use crate::pattern::{Matcher, Methods, Pattern};
 use crate::secret::{Scheme, SecretHash};
 use crate::token::Tokens;
@@ -323,21 +323,20 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         }
     }
 
-    let tokens = Tokens::load(&cfg.token, |p| src.resolve(p)).map_err(|es| {
-        errors.extend(es.into_iter().map(|(k, m)| Diagnostic::new(k, m)));
-    });
+    let tokens = Tokens::load(&cfg.token, |p| src.resolve(p))
+        .map_err(|es| errors.extend(es.into_iter().map(|(k, m)| Diagnostic::new(k, m))))
+        .ok();
 
-    if !errors.is_empty() {
+    let (Some((addr, tls, host)), Some(tokens), true) = (upstream, tokens, errors.is_empty()) else {
         return Err(errors);
-    }
-    let (addr, tls, host) = upstream.expect("no errors");
+    };
     Ok(Compiled {
         registry: Registry {
             base,
             unmatched: cfg.unmatched,
             privileges,
             clients,
-            tokens: tokens.ok().expect("no errors"),
+            tokens,
             upstream: Upstream {
                 addr,
                 tls,
@@ -365,16 +364,10 @@ fn held_privileges(c: &ClientConfig, privileges: &[Privilege], by_name: &HashMap
     held
 }
 
-/// The signing algorithm of a registry (for summaries).
-pub fn algorithm(r: &Registry) -> Algorithm {
-    r.tokens.algorithm()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config;
-    use std::path::Path;
 
     pub(crate) fn source_with_key(yaml: &str) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap();
@@ -458,6 +451,5 @@ mod tests {
         for bad in ["127.0.0.1:3000", "http://h:3000/api", "http://h:x", "ftp://h"] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
-        let _ = Path::new("");
     }
 }

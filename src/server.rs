@@ -25,11 +25,13 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     let guard = Guard::new(compiled.registry, config_path.to_path_buf());
     let in_flight = Arc::new(AtomicUsize::new(0));
 
-    let mut conf = ServerConf::default();
-    conf.threads = listeners.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // We drain in-flight requests ourselves before telling pingora to stop (see `Drain`).
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let conf = ServerConf {
+        threads: listeners.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        // We drain in-flight requests ourselves before telling pingora to stop (see `Drain`).
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

@@ -208,3 +208,32 @@ async fn demo_shows_401_then_token_then_200() {
     assert_eq!(echoed["headers"]["x-ords-client-id"], id);
     assert!(out.contains(&format!("curl -i {url}")), "the curl lines are printed");
 }
+
+#[tokio::test]
+async fn sigterm_drains_a_request_in_flight_and_exits_0() {
+    let backend = Backend::start().await;
+    let mut g = Guard::start(Options::new(&backend)).await;
+    let slow = tokio::spawn(g.http.get(g.url("/public/slow")).send());
+    // Wait (bounded) until the request is at the backend, i.e. in flight.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while backend.count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the slow request never reached the backend");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    g.signal("TERM");
+    let ready = format!("http://{}/readyz", g.admin);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let status = g.http.get(&ready).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        if status == 503 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "readiness did not turn 503 while draining (last {status})");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let r = slow.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "backend ok");
+    let status = g.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", g.output());
+}
