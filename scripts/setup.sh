@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what building ords-guard needs on a bare Debian machine with a Rust toolchain:
-# cmake (pingora-core builds zlib-ng through CMake). Safe to run again.
+# Installs what building and testing ords-guard need on a bare Debian machine with a Rust
+# toolchain. Safe to run again; installs only what is missing.
+#   cmake       pingora-core builds zlib-ng through CMake
+#   prometheus  the tests start a real Prometheus (and promtool) against the admin port
 set -euo pipefail
 
 if ! command -v cargo >/dev/null; then
@@ -8,10 +10,14 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-if ! command -v cmake >/dev/null; then
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+
+if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  echo "setup: installing cmake (needed by pingora-core)" >&2
+  echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -22,5 +22,6 @@ pub mod cli;
 pub mod demo;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod state;

@@ -37,6 +37,8 @@ pub struct Ctx {
     client_id: Option<String>,
     privilege: Option<String>,
     upstream_status: Option<u16>,
+    /// The token endpoint's outcome label, for the access log.
+    token_outcome: Option<&'static str>,
 }
 
 impl Drop for Ctx {
@@ -162,6 +164,7 @@ impl ProxyHttp for Proxy {
             client_id: None,
             privilege: None,
             upstream_status: None,
+            token_outcome: None,
         }
     }
 
@@ -181,6 +184,7 @@ impl ProxyHttp for Proxy {
         if is_token || target.path == reg.jwks_path() {
             let reply = self.token_endpoint(session, reg, !is_token).await?;
             self.guard.metrics.token_requests.with_label_values(&[reply.outcome]).inc();
+            ctx.token_outcome = Some(reply.outcome);
             if let Some(client) = &reply.issued_to {
                 self.guard.metrics.tokens_issued.with_label_values(&[client]).inc();
                 ctx.client_id = Some(client.clone());
@@ -307,6 +311,13 @@ impl ProxyHttp for Proxy {
         FailToProxy { error_code: code, can_reuse_downstream: false }
     }
 
+    /// Used by pingora's own error lines: method and normalised path, never the query
+    /// (which may carry credentials).
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let path = ctx.target.as_ref().map_or("<not normalised>", |t| t.path.as_str());
+        format!("{} {}", session.req_header().method, path)
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let latency = ctx.start.elapsed();
@@ -323,6 +334,7 @@ impl ProxyHttp for Proxy {
             privilege = ctx.privilege.as_deref().unwrap_or("-"),
             latency_ms = latency.as_secs_f64() * 1000.0,
             upstream_status = ctx.upstream_status.unwrap_or(0),
+            token_outcome = ctx.token_outcome.unwrap_or("-"),
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
         );
     }

@@ -10,6 +10,7 @@ use crate::secret::{Scheme, SecretHash};
 use crate::token::Tokens;
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub struct Privilege {
@@ -69,6 +70,9 @@ pub struct Registry {
     matcher: Matcher<usize>,
     /// Some client stores an argon2id hash: unknown ids then pay the same cost (timing).
     pub has_argon2: bool,
+    /// The files this registry was built from (config and key files): a change to any of
+    /// them triggers a reload.
+    pub sources: Vec<PathBuf>,
 }
 
 impl Registry {
@@ -348,6 +352,10 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             by_name,
             matcher,
             has_argon2,
+            sources: std::iter::once(src.file.clone())
+                .chain(std::iter::once(src.resolve(&cfg.token.signing_key_file)))
+                .chain(cfg.token.verification_keys.iter().map(|v| src.resolve(&v.file)))
+                .collect(),
         },
         listeners: Listeners { listen: cfg.listen.clone(), admin_listen: cfg.admin_listen.clone(), threads: cfg.threads },
         warnings,

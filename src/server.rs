@@ -56,6 +56,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     }
 
     spawn_reload_on_sighup(guard.clone())?;
+    crate::reload::spawn(guard.clone())?;
     spawn_readiness(&server, guard.clone());
 
     tracing::info!(target: "ords_guard", listen = %listeners.listen, admin = %listeners.admin_listen, config = %config_path.display(), "ords-guard starting");

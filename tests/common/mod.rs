@@ -199,12 +199,23 @@ pub fn http_client() -> reqwest::Client {
 impl Guard {
     pub async fn start(o: Options) -> Guard {
         let dir = tempfile::tempdir().unwrap();
+        let (proxy, admin) = Guard::prepare(&dir, &o);
+        let config = dir.path().join("ords-guard.yaml");
+        std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+        Guard::spawn(dir, config, proxy, admin, o.base_path).await
+    }
+
+    /// Write the keys (`dir/keys`) and pick the ports; the caller writes the config.
+    pub fn prepare(dir: &tempfile::TempDir, o: &Options) -> (SocketAddr, SocketAddr) {
         let keys = ords_guard::keys::generate(o.algorithm);
         ords_guard::keys::write_generated(&dir.path().join("keys"), &keys).unwrap();
         let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = dir.path().join("ords-guard.yaml");
-        std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+        (proxy, admin)
+    }
+
+    /// Start the binary on `config` and wait until it is ready.
+    pub async fn spawn(dir: tempfile::TempDir, config: PathBuf, proxy: SocketAddr, admin: SocketAddr, base_path: &str) -> Guard {
         let log = dir.path().join("ords-guard.log");
         let child = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
             .args(["--log-format", "json", "run", "--config"])
@@ -213,7 +224,7 @@ impl Guard {
             .stderr(Stdio::from(std::fs::File::create(dir.path().join("stderr.log")).unwrap()))
             .spawn()
             .expect("start ords-guard");
-        let base = format!("http://{proxy}{}", o.base_path.trim_end_matches('/'));
+        let base = format!("http://{proxy}{}", base_path.trim_end_matches('/'));
         let mut g = Guard { child, proxy, admin, dir, config, log, http: http_client(), base };
         g.wait_ready().await;
         g
@@ -288,7 +299,10 @@ impl Guard {
     pub async fn reload_with(&self, registry: &str, result: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
         let head = text.split("\nprivileges:").next().unwrap();
-        std::fs::write(&self.config, format!("{head}\n{}", registry.trim_start())).unwrap();
+        // Write atomically, as config management tools do, so no half-written file is read.
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, format!("{head}\n{}", registry.trim_start())).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
         let sample = format!("ords_guard_config_reloads_total{{result=\"{result}\"}}");
         let before = self.metric(&sample).await;
         self.signal("HUP");

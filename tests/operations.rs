@@ -1,0 +1,235 @@
+//! Operating ords-guard (SPEC §5, §6): a real Prometheus scrape, promtool, reload by
+//! Kubernetes-style symlink swap, reloads under load, and logs free of secrets and tokens.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn require(tool: &str) {
+    let found = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    assert!(found, "`{tool}` is not installed: run ./scripts/setup.sh (it installs Debian's prometheus package)");
+}
+
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
+    require("prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: ords-guard\n    static_configs:\n      - targets: [\"{target}\"]\n"),
+    )
+    .unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(dir.path().join("prometheus.log")).unwrap()))
+        .spawn()
+        .expect("start prometheus");
+    Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir }
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_the_request_counts() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options::new(&backend)).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let sent = [("forwarded_public", 3), ("unauthenticated", 2), ("forwarded", 4)];
+    for _ in 0..3 {
+        assert_eq!(g.http.get(g.url("/public/x")).send().await.unwrap().status(), 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(g.http.get(g.url("/example/1")).send().await.unwrap().status(), 401);
+    }
+    for _ in 0..4 {
+        assert_eq!(g.http.get(g.url("/example/1")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    }
+
+    let prom = start_prometheus(g.admin);
+    let http = http_client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let query = |decision: &str| format!("{}/api/v1/query?query=ords_guard_requests_total{{decision=%22{decision}%22}}", prom.url);
+    // Wait (bounded) until the target is up and a first scrape is queryable.
+    loop {
+        let up = match http.get(format!("{}/api/v1/query?query=up", prom.url)).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["data"]["result"][0]["value"][1].as_str().map(|s| s == "1")).unwrap_or(false),
+            Err(_) => false,
+        };
+        let scraped = up
+            && http.get(query("forwarded")).send().await.unwrap().json::<serde_json::Value>().await.unwrap()["data"]["result"].as_array().is_some_and(|a| !a.is_empty());
+        if scraped {
+            break;
+        }
+        assert!(Instant::now() < deadline, "prometheus never scraped ords-guard");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (decision, n) in sent {
+        let v: serde_json::Value = http.get(query(decision)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(v["data"]["result"][0]["value"][1], n.to_string(), "{decision}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_exposition() {
+    require("promtool");
+    let backend = Backend::start().await;
+    let g = Guard::start(Options::new(&backend)).await;
+    // Populate every family: a token, a failure, each decision.
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    g.http.post(g.url("/oauth/token")).form(&[("grant_type", "client_credentials"), ("client_id", "x"), ("client_secret", "y")]).send().await.unwrap();
+    g.http.get(g.url("/example/1")).bearer_auth(&token).send().await.unwrap();
+    g.http.get(g.url("/public/1")).send().await.unwrap();
+    let text = g.metrics().await;
+    for family in [
+        "ords_guard_requests_total",
+        "ords_guard_request_duration_seconds",
+        "ords_guard_token_requests_total",
+        "ords_guard_tokens_issued_total",
+        "ords_guard_config_reloads_total",
+        "ords_guard_config_last_reload_success_timestamp_seconds",
+        "ords_guard_clients",
+        "ords_guard_privileges",
+    ] {
+        assert!(text.contains(&format!("# HELP {family} ")), "{family} missing");
+    }
+    assert!(!text.contains(EXAMPLE_SECRET) && !text.contains(&token) && !text.contains("/example/1"));
+    let mut child = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "promtool lint: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn kubernetes_symlink_swap_reloads_without_a_signal() {
+    let backend = Backend::start().await;
+    let o = Options::new(&backend);
+    // The layout the kubelet makes for a ConfigMap volume.
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = Guard::prepare(&dir, &o);
+    let mount = dir.path();
+    std::fs::create_dir(mount.join("..2026_11_26_v1")).unwrap();
+    std::fs::write(mount.join("..2026_11_26_v1/ords-guard.yaml"), config_text(&o, proxy, admin)).unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_v1", mount.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/ords-guard.yaml", mount.join("ords-guard.yaml")).unwrap();
+    let config = mount.join("ords-guard.yaml");
+    let g = Guard::spawn(dir, config, proxy, admin, "/").await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    assert_eq!(g.http.get(g.url("/example/1")).bearer_auth(&token).send().await.unwrap().status(), 200);
+
+    // The update: a new timestamped directory, then an atomic rename of `..data`.
+    let revoked = Options { registry: registry_yaml().replacen("    roles: [example_role]\n  - name: Admin Client", "    roles: []\n  - name: Admin Client", 1), ..Options::new(&backend) };
+    let mount = g.dir.path();
+    std::fs::create_dir(mount.join("..2026_11_26_v2")).unwrap();
+    std::fs::write(mount.join("..2026_11_26_v2/ords-guard.yaml"), config_text(&revoked, proxy, admin)).unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_v2", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(mount.join("..2026_11_26_v1")).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = g.http.get(g.url("/example/1")).bearer_auth(&token).send().await.unwrap().status();
+        if status == 403 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(Instant::now() < deadline, "the swap was not picked up in 10 s: {}", g.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(g.metric("ords_guard_config_reloads_total{result=\"success\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn twenty_reloads_under_load_fail_no_request() {
+    let backend = Backend::start().await;
+    let g = Arc::new(Guard::start(Options::new(&backend)).await);
+    let token = g.token("admin-client", ADMIN_SECRET, None).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (g, token, stop, ok, failed) = (g.clone(), token.clone(), stop.clone(), ok.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            let path = if w % 2 == 0 { "/example/1" } else { "/example/orders/1" };
+            while !stop.load(Ordering::Relaxed) {
+                match g.http.get(g.url(path)).bearer_auth(&token).send().await {
+                    Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    let original = registry_yaml();
+    let variant = original.replace("label: Example", "label: Example (edited)");
+    for i in 0..20 {
+        g.reload_with(if i % 2 == 0 { &variant } else { &original }, "success").await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(failed, 0, "{failed} requests failed during reloads ({ok} succeeded)");
+    assert!(ok >= 20, "the load was too light to mean anything: {ok}");
+    assert!(g.metric("ords_guard_config_reloads_total{result=\"success\"}").await >= 20.0);
+}
+
+#[tokio::test]
+async fn logs_hold_no_secret_and_no_token() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options { read_ms: 300, ..Options::new(&backend) }).await;
+    let mut tokens = Vec::new();
+    tokens.push(g.token("example-client", EXAMPLE_SECRET, None).await);
+    tokens.push(g.token("admin-client", ADMIN_SECRET, Some("example_admin")).await);
+    tokens.push(g.token("admin-client", ADMIN_OLD_SECRET, None).await);
+    let r = g.http.post(g.url("/oauth/token")).basic_auth("admin-client", Some(ADMIN_SECRET)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    tokens.push(r.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string());
+    let wrong = "wrong-secret-that-must-not-be-logged";
+    for id in ["example-client", "ghost"] {
+        let r = g.http.post(g.url("/oauth/token")).form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", wrong)]).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    for t in &tokens {
+        g.http.get(g.url("/example/1")).bearer_auth(t).send().await.unwrap();
+        // Tokens in places they should not be: a query string, a failing request.
+        g.http.get(g.url(&format!("/public/x?access_token={t}"))).send().await.unwrap();
+        let r = g.http.get(g.url(&format!("/public/slow?access_token={t}"))).send().await.unwrap();
+        assert_eq!(r.status(), 504);
+        g.http.get(g.url("/example/1")).bearer_auth(format!("{t}x")).send().await.unwrap();
+    }
+    let all = g.output();
+    assert!(all.contains("ords_guard::access"), "no access log was written: {all}");
+    for secret in [EXAMPLE_SECRET, ADMIN_SECRET, ADMIN_OLD_SECRET, wrong] {
+        assert!(!all.contains(secret), "a secret reached the logs");
+    }
+    for t in &tokens {
+        let signature = t.rsplit('.').next().unwrap();
+        assert!(!all.contains(signature), "a token reached the logs");
+    }
+    // JSON lines, one per request, with the SPEC §6 fields.
+    let access: Vec<serde_json::Value> = all.lines().filter(|l| l.contains("ords_guard::access")).map(|l| serde_json::from_str(l).unwrap()).collect();
+    for field in ["method", "path", "status", "decision", "client_id", "privilege", "latency_ms", "upstream_status"] {
+        assert!(access.iter().all(|l| l.get(field).is_some()), "{field} missing from {:?}", access[0]);
+    }
+}
