@@ -128,6 +128,7 @@ impl Proxy {
         let content_type = h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
         let authorization: Vec<Vec<u8>> = h.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes().to_vec()).collect();
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let slow = reg.has_argon2;
         let guard = self.guard.clone();
         let run = move || {
             let req = TokenRequest {
@@ -140,7 +141,7 @@ impl Proxy {
             guard.endpoint.handle(&reg, &req)
         };
         // argon2 costs milliseconds of CPU: keep it off the proxy's event loop.
-        if self.guard.registry().has_argon2 {
+        if slow {
             tokio::task::spawn_blocking(run).await.map_err(|e| Error::because(ErrorType::InternalError, "token endpoint task", e))
         } else {
             Ok(run())

@@ -233,3 +233,25 @@ async fn logs_hold_no_secret_and_no_token() {
         assert!(access.iter().all(|l| l.get(field).is_some()), "{field} missing from {:?}", access[0]);
     }
 }
+
+#[tokio::test]
+async fn a_changed_key_file_reloads_with_the_config() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options::new(&backend)).await;
+    let old = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let before = g.metric("ords_guard_config_reloads_total{result=\"success\"}").await;
+    // Rotate the signing key in place (same kid, no verification key for the old one).
+    let fresh = ords_guard::keys::generate(ords_guard::config::Algorithm::ES256);
+    let tmp = g.keys_dir().join("signing.pem.tmp");
+    std::fs::write(&tmp, &fresh.private).unwrap();
+    std::fs::rename(&tmp, g.keys_dir().join("signing.pem")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while g.metric("ords_guard_config_reloads_total{result=\"success\"}").await <= before {
+        assert!(Instant::now() < deadline, "the key change was not picked up: {}", g.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = g.http.get(g.url("/example/1")).bearer_auth(&old).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a token signed by the replaced key must fail");
+    let new = g.token("example-client", EXAMPLE_SECRET, None).await;
+    assert_eq!(g.http.get(g.url("/example/1")).bearer_auth(&new).send().await.unwrap().status(), 200);
+}
