@@ -133,7 +133,7 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
     Decision::Forward(Grant {
         client_id: client.client_id.clone(),
         client_name: client.name.clone(),
-        roles: claims.roles.into_iter().filter(|r| client.has_role(r)).collect(),
+        roles: claims.roles.iter().filter(|r| client.has_role(r)).cloned().collect(),
         privilege: name(),
     })
 }

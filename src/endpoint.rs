@@ -374,7 +374,7 @@ mod tests {
         let b = body_json(&r);
         assert_eq!(b["scope"], "example_admin");
         let c = reg.tokens.verify(b["access_token"].as_str().unwrap()).unwrap();
-        assert_eq!((c.roles, c.scope.as_str()), (vec!["example_admin".to_string()], "example_write"));
+        assert_eq!((c.roles.clone(), c.scope.as_str()), (vec!["example_admin".to_string()], "example_write"));
         let r = ep.handle(&reg, &req("grant_type=client_credentials&scope=open_priv", vec![basic.as_bytes()]));
         let c = reg.tokens.verify(body_json(&r)["access_token"].as_str().unwrap()).unwrap();
         assert_eq!((c.roles.len(), c.scope.as_str()), (0, "open_priv"));

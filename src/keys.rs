@@ -22,8 +22,34 @@ pub struct VerifyingKey {
 pub struct SigningKey {
     pub alg: Algorithm,
     pub key: EncodingKey,
+    /// The key parsed once, for the asymmetric algorithms: jsonwebtoken re-parses its DER
+    /// (and re-derives the public key) on every signature, which tripled ES256 minting.
+    pub signer: Option<Signer>,
     /// The signing key's own public half (or the HMAC secret), to verify what we mint.
     pub verifying: VerifyingKey,
+}
+
+/// A parsed private key that signs a JWS signing input.
+pub enum Signer {
+    Es256(p256::ecdsa::SigningKey),
+    EdDsa(ed25519_dalek::SigningKey),
+    Rs256(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
+}
+
+impl Signer {
+    /// The JWS signature bytes (RFC 7518 §3): ES256 is `r || s`, 64 bytes.
+    pub fn sign(&self, input: &[u8]) -> Vec<u8> {
+        use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer as _};
+        match self {
+            Signer::Es256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(input);
+                sig.to_bytes().to_vec()
+            }
+            Signer::EdDsa(k) => k.sign(input).to_bytes().to_vec(),
+            // Randomised: RSA blinding.
+            Signer::Rs256(k) => k.sign_with_rng(&mut rand::rngs::OsRng, input).to_vec(),
+        }
+    }
 }
 
 fn jwa(alg: Algorithm) -> jsonwebtoken::Algorithm {
@@ -64,6 +90,7 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
             Ok(SigningKey {
                 alg,
                 key: EncodingKey::from_secret(&bytes),
+                signer: None,
                 verifying: VerifyingKey { alg, key: DecodingKey::from_secret(&bytes), jwk: None },
             })
         }
@@ -73,7 +100,7 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
             let sk = p256::SecretKey::from_pkcs8_pem(&pem)
                 .map_err(|_| format!("key file {} is not a P-256 key: {PKCS8_HINT}", path.display()))?;
             let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
-            Ok(SigningKey { alg, key, verifying: ec_verifying(&sk.public_key(), kid)? })
+            Ok(SigningKey { alg, key, verifying: ec_verifying(&sk.public_key(), kid)?, signer: Some(Signer::Es256(sk.into())) })
         }
         Algorithm::EdDSA => {
             use ed25519_dalek::pkcs8::DecodePrivateKey;
@@ -81,7 +108,7 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
             let sk = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
                 .map_err(|_| format!("key file {} is not an Ed25519 key: {PKCS8_HINT}", path.display()))?;
             let key = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
-            Ok(SigningKey { alg, key, verifying: ed_verifying(&sk.verifying_key(), kid)? })
+            Ok(SigningKey { alg, key, verifying: ed_verifying(&sk.verifying_key(), kid)?, signer: Some(Signer::EdDsa(sk)) })
         }
         Algorithm::RS256 => {
             use rsa::pkcs8::DecodePrivateKey;
@@ -93,7 +120,8 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
                 return Err(format!("RSA key in {} has {} bits; at least {MIN_RSA_BITS} are required", path.display(), sk.size() * 8));
             }
             let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
-            Ok(SigningKey { alg, key, verifying: rsa_verifying(&sk.to_public_key(), kid)? })
+            let verifying = rsa_verifying(&sk.to_public_key(), kid)?;
+            Ok(SigningKey { alg, key, verifying, signer: Some(Signer::Rs256(rsa::pkcs1v15::SigningKey::new(sk))) })
         }
     }
 }

@@ -169,6 +169,10 @@ impl ProxyHttp for Proxy {
         }
     }
 
+    /// No downstream modules: pingora's default adds a (disabled) compression module that
+    /// still inspects every response.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let reg = self.guard.registry();
         ctx.registry = Some(reg.clone());

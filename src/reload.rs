@@ -50,11 +50,9 @@ pub fn spawn(guard: Arc<Guard>) -> Result<(), String> {
     std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {
-            let mut sources = guard.registry().sources.clone();
             let mut dirs = BTreeSet::new();
-            let mut last = fingerprint(&sources);
             loop {
-                let want = watched_dirs(&sources);
+                let want = watched_dirs(&guard.registry().sources);
                 if want != dirs {
                     for d in dirs.difference(&want) {
                         let _ = watcher.unwatch(d);
@@ -74,15 +72,12 @@ pub fn spawn(guard: Arc<Guard>) -> Result<(), String> {
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
-                let now = fingerprint(&sources);
-                if now == last {
-                    continue;
+                // Compared with what the registry was loaded from, so a SIGHUP reload of
+                // the same change is not repeated; a rejected file waits for its next change.
+                if guard.sources_changed() {
+                    tracing::info!(target: "ords_guard::reload", "config or key file changed: reloading");
+                    let _ = guard.reload();
                 }
-                tracing::info!(target: "ords_guard::reload", "config or key file changed: reloading");
-                // A rejected file is not retried until it changes again.
-                let _ = guard.reload();
-                sources = guard.registry().sources.clone();
-                last = fingerprint(&sources);
             }
         })
         .map_err(|e| e.to_string())?;

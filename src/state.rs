@@ -17,15 +17,28 @@ pub fn load(path: &Path) -> Result<(Compiled, Vec<String>), ConfigError> {
     let (cfg, src) = config::read(path)?;
     match registry::compile(&cfg, &src) {
         Ok(c) => {
-            let warnings = c.warnings.iter().map(|d| src.render(d)).collect();
+            let warnings = src.render_all(&c.warnings);
             Ok((c, warnings))
         }
-        Err(ds) => Err(ConfigError { lines: ds.iter().map(|d| src.render(d)).collect() }),
+        Err(ds) => Err(ConfigError { lines: src.render_all(&ds) }),
+    }
+}
+
+/// Give the memory of a dropped registry back to the OS. glibc keeps freed blocks in the
+/// reloading thread's arena; a 10k-client registry otherwise grew RSS by ~15 MiB a reload.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the OS; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
 pub struct Guard {
     registry: ArcSwap<Registry>,
+    /// Serialises reloads (SIGHUP and the file watcher may fire together) and remembers
+    /// the fingerprint of the sources the current registry was loaded from.
+    loaded_from: std::sync::Mutex<[u8; 32]>,
     pub endpoint: TokenEndpoint,
     pub metrics: Metrics,
     pub config_path: PathBuf,
@@ -34,8 +47,10 @@ pub struct Guard {
 
 impl Guard {
     pub fn new(registry: Registry, config_path: PathBuf) -> Arc<Guard> {
+        let fp = crate::reload::fingerprint(&registry.sources);
         let g = Guard {
             registry: ArcSwap::from_pointee(registry),
+            loaded_from: std::sync::Mutex::new(fp),
             endpoint: TokenEndpoint::default(),
             metrics: Metrics::new(),
             config_path,
@@ -58,17 +73,31 @@ impl Guard {
     }
 
     /// Load the config file again; on success swap it in, on failure keep serving the old
-    /// one. Either way the result is counted and logged.
+    /// one. Either way the result is counted and logged, and the sources' fingerprint is
+    /// remembered so the watcher does not load the same files twice.
     pub fn reload(&self) -> Result<(), ConfigError> {
-        match load(&self.config_path) {
+        let mut loaded_from = self.loaded_from.lock().unwrap_or_else(|e| e.into_inner());
+        let started = std::time::Instant::now();
+        let old_sources = self.registry.load().sources.clone();
+        // Taken before reading: a change racing with the load shows as a difference later.
+        let before = crate::reload::fingerprint(&old_sources);
+        let result = load(&self.config_path);
+        *loaded_from = match &result {
+            Ok((c, _)) if c.registry.sources != old_sources => crate::reload::fingerprint(&c.registry.sources),
+            _ => before,
+        };
+        // `loaded_from` stays locked until the swap is done: reloads never interleave.
+        match result {
             Ok((compiled, warnings)) => {
                 for w in warnings {
                     tracing::warn!(target: "ords_guard::reload", "{w}");
                 }
                 self.registry.store(Arc::new(compiled.registry));
                 self.loaded();
+                let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                release_freed_memory();
                 self.metrics.reloads.with_label_values(&["success"]).inc();
-                tracing::info!(target: "ords_guard::reload", config = %self.config_path.display(), "config reloaded");
+                tracing::info!(target: "ords_guard::reload", config = %self.config_path.display(), elapsed_ms, "config reloaded");
                 Ok(())
             }
             Err(e) => {
@@ -79,6 +108,13 @@ impl Guard {
                 Err(e)
             }
         }
+    }
+
+    /// Whether the sources differ from what the current registry was loaded from.
+    pub fn sources_changed(&self) -> bool {
+        let sources = self.registry.load().sources.clone();
+        let loaded_from = self.loaded_from.lock().unwrap_or_else(|e| e.into_inner());
+        crate::reload::fingerprint(&sources) != *loaded_from
     }
 
     pub fn is_ready(&self) -> bool {

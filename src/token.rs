@@ -6,16 +6,24 @@
 
 use crate::config::{Algorithm, TokenConfig};
 use crate::keys::{self, SigningKey, VerifyingKey};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
+use dashmap::DashMap;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest bearer token we look at; anything longer is refused before parsing.
 pub const MAX_TOKEN_LEN: usize = 8192;
 /// Clock skew tolerated between replicas for `exp` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 30;
+/// Verified tokens remembered per registry generation. Only successes are cached, so an
+/// attacker cannot fill it without valid tokens; past this size expired entries are swept,
+/// then the cache is cleared.
+pub const CACHE_MAX: usize = 16_384;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -85,6 +93,12 @@ pub struct Tokens {
     /// Every key that verifies, by kid: the signing key's own and the older ones.
     verifying: HashMap<String, VerifyingKey>,
     jwks: Vec<u8>,
+    /// The base64url JWS header, computed once.
+    header_b64: String,
+    /// token -> its verified claims. Signature and claims never change for a given token
+    /// string, so only expiry needs checking on a hit. A reload builds a new `Tokens`, so
+    /// a key change empties it.
+    verified: DashMap<Box<str>, Arc<Claims>>,
 }
 
 impl Tokens {
@@ -127,6 +141,9 @@ impl Tokens {
         jwks.extend(kids.iter().filter_map(|k| verifying[k].jwk.clone()));
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).expect("json");
         let own = VerifyingKey { alg: signing.verifying.alg, key: signing.verifying.key.clone(), jwk: None };
+        let mut header = Header::new(keys::jwt_algorithm(signing.alg));
+        header.kid = Some(cfg.key_id.clone());
+        let header_b64 = B64.encode(serde_json::to_vec(&header).expect("json"));
         verifying.insert(cfg.key_id.clone(), own);
         Ok(Tokens {
             issuer: cfg.issuer.clone(),
@@ -136,6 +153,8 @@ impl Tokens {
             signing,
             verifying,
             jwks,
+            header_b64,
+            verified: DashMap::new(),
         })
     }
 
@@ -148,15 +167,44 @@ impl Tokens {
         &self.jwks
     }
 
-    /// Sign `claims` with the current signing key.
+    /// Sign `claims` with the current signing key (JWS compact serialisation, RFC 7515).
     pub fn mint(&self, claims: &Claims) -> String {
-        let mut header = Header::new(keys::jwt_algorithm(self.signing.alg));
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.signing.key).expect("signing with a key that loaded")
+        let Some(signer) = &self.signing.signer else {
+            // HS256: jsonwebtoken is fast here.
+            let mut header = Header::new(keys::jwt_algorithm(self.signing.alg));
+            header.kid = Some(self.kid.clone());
+            return jsonwebtoken::encode(&header, claims, &self.signing.key).expect("signing with a key that loaded");
+        };
+        let payload = B64.encode(serde_json::to_vec(claims).expect("json"));
+        let input = format!("{}.{}", self.header_b64, payload);
+        let signature = B64.encode(signer.sign(input.as_bytes()));
+        format!("{input}.{signature}")
     }
 
-    /// Verify a bearer token's signature and standard claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Verify a bearer token, from the cache when it was verified before.
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        if let Some(c) = self.verified.get(token) {
+            if now() <= c.exp.saturating_add(LEEWAY_SECONDS) {
+                return Ok(c.clone());
+            }
+            drop(c);
+            self.verified.remove(token);
+            return Err(TokenError::Expired);
+        }
+        let claims = Arc::new(self.verify_uncached(token)?);
+        if self.verified.len() >= CACHE_MAX {
+            let n = now();
+            self.verified.retain(|_, c| n <= c.exp.saturating_add(LEEWAY_SECONDS));
+            if self.verified.len() >= CACHE_MAX {
+                self.verified.clear();
+            }
+        }
+        self.verified.insert(token.into(), claims.clone());
+        Ok(claims)
+    }
+
+    /// Verify a bearer token's signature and standard claims, without the cache.
+    pub fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
@@ -205,8 +253,6 @@ pub fn now() -> u64 {
 mod tests {
     use super::*;
     use crate::config::VerificationKeyConfig;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use base64::Engine;
     use std::path::{Path, PathBuf};
 
     struct Fixture {
@@ -262,7 +308,7 @@ mod tests {
         for alg in [Algorithm::HS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
             let f = fixture(alg, Some("api"));
             let c = fresh(&f.tokens);
-            assert_eq!(f.tokens.verify(&f.tokens.mint(&c)), Ok(c), "{alg:?}");
+            assert_eq!(f.tokens.verify(&f.tokens.mint(&c)).as_deref(), Ok(&c), "{alg:?}");
         }
     }
 
@@ -384,6 +430,27 @@ mod tests {
         assert_eq!(keys[0]["kid"], "k2");
         assert_eq!(keys[1]["kid"], "k1");
         assert!(keys.iter().all(|k| k.get("d").is_none()));
+    }
+
+    #[test]
+    fn cache_serves_repeats_and_still_expires() {
+        let f = fixture(Algorithm::HS256, None);
+        let t = &f.tokens;
+        let tok = t.mint(&fresh(t));
+        let a = t.verify(&tok).unwrap();
+        let b = t.verify(&tok).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the second verification came from the cache");
+        // A cached entry past its expiry is refused and dropped.
+        let n = now();
+        let mut old = claims(t, n - 7200, n - 3600);
+        old.jti = "old".into();
+        let tok = t.mint(&old);
+        t.verified.insert(tok.as_str().into(), Arc::new(old));
+        assert_eq!(t.verify(&tok), Err(TokenError::Expired));
+        assert!(!t.verified.contains_key(tok.as_str()));
+        // Failures are not cached.
+        assert!(t.verify("x.y.z").is_err());
+        assert_eq!(t.verified.len(), 1);
     }
 
     #[test]

@@ -20,12 +20,25 @@ pub struct Locations {
 }
 
 impl Locations {
+    /// Index every key and item.
     pub fn index(text: &str) -> Self {
-        let mut recv = Receiver::default();
+        Self::index_only(text, None)
+    }
+
+    /// Index only `wanted` paths (and nothing else): a warning about one key of a large
+    /// registry should not cost an index of all of it.
+    pub fn index_only(text: &str, wanted: Option<&std::collections::HashSet<String>>) -> Self {
+        let mut recv = Receiver { wanted, ..Receiver::default() };
         let mut parser = Parser::new_from_str(text);
-        // A YAML syntax error is reported by serde_yaml with its own position; here we keep
-        // whatever was indexed before it.
-        let _ = parser.load(&mut recv, false);
+        // Stop at the end of the document, at a syntax error (serde_yaml reports those with
+        // its own position), or as soon as every wanted path is found.
+        while let Ok((ev, mark)) = parser.next_token() {
+            let end = matches!(ev, Event::StreamEnd | Event::DocumentEnd);
+            recv.on_event(ev, mark);
+            if end || wanted.is_some_and(|w| recv.map.len() == w.len()) {
+                break;
+            }
+        }
         Locations { map: recv.map }
     }
 
@@ -48,12 +61,19 @@ enum Frame {
 }
 
 #[derive(Default)]
-struct Receiver {
+struct Receiver<'w> {
     stack: Vec<Frame>,
     map: HashMap<String, Position>,
+    wanted: Option<&'w std::collections::HashSet<String>>,
 }
 
-impl Receiver {
+impl Receiver<'_> {
+    fn record(&mut self, path: &str, pos: Position) {
+        if self.wanted.is_none_or(|w| w.contains(path)) && !self.map.contains_key(path) {
+            self.map.insert(path.to_string(), pos);
+        }
+    }
+
     /// The path of the node that starts now, advancing the parent's state.
     fn child_path(&mut self, scalar: Option<&str>, mark: Marker) -> Option<String> {
         let pos = Position { line: mark.line(), column: mark.col() + 1 };
@@ -64,8 +84,8 @@ impl Receiver {
                     // This node is a key.
                     let name = scalar.unwrap_or("?").to_string();
                     let full = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
-                    self.map.entry(full).or_insert(pos);
                     *key = Some(name);
+                    self.record(&full, pos);
                     None
                 }
                 Some(name) => Some(if path.is_empty() { name } else { format!("{path}.{name}") }),
@@ -73,14 +93,14 @@ impl Receiver {
             Some(Frame::Seq { path, next }) => {
                 let full = format!("{path}[{next}]");
                 *next += 1;
-                self.map.entry(full.clone()).or_insert(pos);
+                self.record(&full, pos);
                 Some(full)
             }
         }
     }
 }
 
-impl MarkedEventReceiver for Receiver {
+impl MarkedEventReceiver for Receiver<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(ref v, ..) => {
@@ -112,6 +132,15 @@ impl MarkedEventReceiver for Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn indexes_only_what_is_wanted() {
+        let text = "a: 1\nb:\n  - c: 2\n";
+        let wanted = ["b[0].c".to_string(), "b[0]".to_string(), "b".to_string()].into_iter().collect();
+        let loc = Locations::index_only(text, Some(&wanted));
+        assert_eq!(loc.find("b[0].c").unwrap().line, 3);
+        assert_eq!(loc.find("a"), None);
+    }
 
     #[test]
     fn finds_keys_and_items() {

@@ -172,11 +172,13 @@ fn default_grant_type() -> String {
     "client_credentials".into()
 }
 
-/// Where a config came from: the file name and the positions of its keys.
+/// Where a config came from: the file name and its text, whose key positions are indexed
+/// only when a diagnostic needs them (a large registry loads without the index).
 #[derive(Debug)]
 pub struct Source {
     pub file: PathBuf,
-    pub locations: Locations,
+    text: String,
+    locations: std::sync::OnceLock<Locations>,
 }
 
 impl Source {
@@ -193,9 +195,56 @@ impl Source {
         }
     }
 
+    pub fn new(file: &Path, text: &str) -> Source {
+        Source { file: file.to_path_buf(), text: text.to_string(), locations: std::sync::OnceLock::new() }
+    }
+
+    pub fn locations(&self) -> &Locations {
+        self.locations.get_or_init(|| Locations::index(&self.text))
+    }
+
     /// Render a diagnostic as `file:line:column: key `path`: message`.
     pub fn render(&self, d: &Diagnostic) -> String {
-        match self.locations.find(&d.path) {
+        self.render_with(self.locations(), d)
+    }
+
+    /// Render many diagnostics, indexing only the keys they name.
+    pub fn render_all(&self, ds: &[Diagnostic]) -> Vec<String> {
+        if ds.is_empty() {
+            return Vec::new();
+        }
+        let mut wanted = std::collections::HashSet::new();
+        let mut top = std::collections::HashMap::new();
+        for d in ds.iter().filter(|d| !d.path.contains(['.', '['])) {
+            // A top-level key is found by a line scan; absent, it has no position (a
+            // default was used) and the whole file need not be parsed to learn that.
+            let at = self.text.lines().position(|l| l.strip_prefix(d.path.as_str()).is_some_and(|r| r.trim_start().starts_with(':')));
+            top.insert(d.path.as_str(), at.map(|i| Position { line: i + 1, column: 1 }));
+        }
+        for d in ds.iter().filter(|d| !top.contains_key(d.path.as_str())) {
+            // The path and its ancestors, for `find`'s fallback.
+            let mut p = d.path.as_str();
+            wanted.insert(p.to_string());
+            while let Some(cut) = p.rfind(['.', '[']) {
+                p = &p[..cut];
+                wanted.insert(p.to_string());
+            }
+        }
+        let locations = if wanted.is_empty() { Locations::default() } else { Locations::index_only(&self.text, Some(&wanted)) };
+        ds.iter()
+            .map(|d| match top.get(d.path.as_str()) {
+                Some(pos) => self.render_at(*pos, d),
+                None => self.render_at(locations.find(&d.path), d),
+            })
+            .collect()
+    }
+
+    fn render_with(&self, locations: &Locations, d: &Diagnostic) -> String {
+        self.render_at(locations.find(&d.path), d)
+    }
+
+    fn render_at(&self, pos: Option<Position>, d: &Diagnostic) -> String {
+        match pos {
             Some(p) => format!("{}:{}:{}: key `{}`: {}", self.file.display(), p.line, p.column, d.path, d.message),
             None => format!("{}: key `{}`: {}", self.file.display(), d.path, d.message),
         }
@@ -237,9 +286,8 @@ impl std::error::Error for ConfigError {}
 
 /// Parse the YAML text of `file`. Errors name the file, line, column and key.
 pub fn parse(text: &str, file: &Path) -> Result<(Config, Source), ConfigError> {
-    let source = Source { file: file.to_path_buf(), locations: Locations::index(text) };
     match serde_yaml::from_str::<Config>(text) {
-        Ok(c) => Ok((c, source)),
+        Ok(c) => Ok((c, Source::new(file, text))),
         Err(e) => {
             let msg = e.to_string();
             // serde_yaml appends " at line L column C"; we put the position first.

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Whole-proxy load benchmark, on loopback only, bounded in time.
+#
+# Starts nginx (a fast backend) and ords-guard (`threads: 1`, ES256), then runs wrk
+# (1 thread, 32 connections) against, in alternating rounds:
+#   direct      the backend alone
+#   floor       through a pingora proxy with no logic (examples/passthrough.rs)
+#   public      through ords-guard, a path no privilege covers
+#   protected   through ords-guard, a protected path with a valid ES256 token
+#   401         through ords-guard, a protected path without a token
+#   token       the token endpoint (sha256 secret, ES256 signing)
+#   token_hs256 the same on a second ords-guard that signs HS256
+# and prints req/s, p99 latency, the ratios protected/public and public/direct, and
+# ords-guard's RSS (idle, peak under load, and with a 10k-client / 1k-privilege registry,
+# with that registry's reload time).
+#
+# Usage: bench/load.sh            (DURATION=10 ROUNDS=2 CONNS=32 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-2}
+CONNS=${CONNS:-32}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+./scripts/setup.sh
+cargo build --release --quiet --bin ords-guard --example passthrough
+BIN=$PWD/target/release/ords-guard
+FLOOR_BIN=$PWD/target/release/examples/passthrough
+
+WORK=$(mktemp -d)
+cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
+
+mkdir -p "$WORK/nginx/logs"
+cat > "$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  server {
+    listen 127.0.0.1:$BACKEND;
+    location / { return 200 "backend ok\n"; }
+  }
+}
+EOF
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & NGINX_PID=$!
+
+"$BIN" keygen --algorithm ES256 --out "$WORK/keys" >/dev/null
+SECRET=bench-secret-0123456789abcdefghijklmnopqrstuv
+HASH=$(printf '%s' "$SECRET" | "$BIN" hash-secret --scheme sha256)
+"$BIN" keygen --algorithm HS256 --out "$WORK/hskeys" >/dev/null
+write_config() { # $1: extra clients, $2: extra privileges, $3: file, $4 proxy, $5 admin, $6 algorithm, $7 keys dir
+  cat > "${3:-$WORK/ords-guard.yaml}" <<EOF
+listen: "127.0.0.1:${4:-$PROXY}"
+admin_listen: "127.0.0.1:${5:-$ADMIN}"
+threads: 1
+upstream: "http://127.0.0.1:$BACKEND"
+token:
+  algorithm: ${6:-ES256}
+  signing_key_file: ${7:-keys}/signing.pem
+  key_id: bench
+privileges:
+  - name: example_priv
+    roles: [example_role]
+    patterns: ["/example/*"]
+${2}clients:
+  - name: Bench Client
+    client_id: bench
+    secrets: ["$HASH"]
+    roles: [example_role]
+${1}
+EOF
+}
+write_config "" ""
+write_config "" "" "$WORK/hs256.yaml" "$HS_PROXY" "$HS_ADMIN" HS256 hskeys
+# Access logs off (RUST_LOG=warn), as nginx's are: the benchmark measures the proxy.
+RUST_LOG=warn,ords_guard::reload=info "$BIN" run --config "$WORK/ords-guard.yaml" > "$WORK/guard.log" 2>&1 & GUARD_PID=$!
+RUST_LOG=warn "$BIN" run --config "$WORK/hs256.yaml" > "$WORK/hs.log" 2>&1 & HS_PID=$!
+"$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
+for a in "$ADMIN" "$HS_ADMIN"; do
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$a/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
+done
+for _ in $(seq 200); do curl -sf "http://127.0.0.1:$FLOOR/" >/dev/null 2>&1 && break; sleep 0.05; done
+curl -sf "http://127.0.0.1:$BACKEND/" >/dev/null
+rss() { awk -v k="$1" '$1==k":" {print int($2/1024)}' "/proc/$GUARD_PID/status"; }
+IDLE_RSS=$(rss VmRSS)
+
+TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$PROXY/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+cat > "$WORK/token.lua" <<EOF
+wrk.method = "POST"
+wrk.body = "grant_type=client_credentials"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic $(printf 'bench:%s' "$SECRET" | base64 -w0)"
+EOF
+
+# run NAME URL [wrk args...] -> appends "NAME rps p99ms" to results
+run() {
+  local name=$1 url=$2; shift 2
+  local out rps p99
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+  local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  echo "$name $rps $p99 ${non2xx:-0}" >> "$WORK/results"
+}
+: > "$WORK/results"
+for r in $(seq "$ROUNDS"); do
+  run direct "http://127.0.0.1:$BACKEND/example/1"
+  run floor "http://127.0.0.1:$FLOOR/example/1"
+  run public "http://127.0.0.1:$PROXY/public/1"
+  run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
+  run 401 "http://127.0.0.1:$PROXY/example/1"
+  run token "http://127.0.0.1:$PROXY/oauth/token" -s "$WORK/token.lua"
+  run token_hs256 "http://127.0.0.1:$HS_PROXY/oauth/token" -s "$WORK/token.lua"
+done
+PEAK_RSS=$(rss VmHWM)
+
+# A large registry: 10k clients, 1k privileges; its RSS and reload time.
+{ for i in $(seq 1000); do printf '  - name: p%d\n    roles: [r%d]\n    patterns: ["/svc%d/*"]\n' "$i" "$i" "$i"; done; } > "$WORK/privs"
+{ for i in $(seq 10000); do printf '  - name: c%d\n    client_id: id%d\n    secrets: ["%s"]\n    roles: [r%d]\n' "$i" "$i" "$HASH" "$(( i % 1000 + 1 ))"; done; } > "$WORK/clients"
+write_config "$(cat "$WORK/clients")
+" "$(cat "$WORK/privs")
+" "$WORK/big.yaml"
+mv "$WORK/big.yaml" "$WORK/ords-guard.yaml"   # atomic, as config tools do; the watcher reloads
+for _ in $(seq 400); do grep -q '"config reloaded"\|config reloaded' "$WORK/guard.log" && break; sleep 0.05; done
+RELOAD_MS=$(grep -o 'elapsed_ms=[0-9.]*' "$WORK/guard.log" | tail -1 | cut -d= -f2)
+BIG_RSS=$(rss VmRSS)
+
+awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
+  { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4 }
+  END {
+    printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
+    printf "| target | req/s | p99 ms | non-2xx |\n|---|---|---|---|\n"
+    split("direct floor public protected 401 token token_hs256", order, " ")
+    for (i = 1; i <= 7; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
+    printf "\nprotected/public = %.2f   public/direct = %.2f   protected/direct = %.2f   floor/direct = %.2f   protected/floor = %.2f\n", rps["protected"]/rps["public"], rps["public"]/rps["direct"], rps["protected"]/rps["direct"], rps["floor"]/rps["direct"], rps["protected"]/rps["floor"]
+    printf "RSS: idle %d MiB, peak under load %d MiB, with 10k clients + 1k privileges %d MiB (reload %s ms)\n", idle, peak, big, reload
+  }' "$WORK/results"

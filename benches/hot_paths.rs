@@ -1,0 +1,106 @@
+//! Hot paths of a guarded request: normalisation, pattern lookup, token verification and
+//! minting, and the whole decision. `cargo bench --bench hot_paths`; ratios are computed from
+//! one run (README "Performance").
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use ords_guard::config::{self, Algorithm};
+use ords_guard::decision::{self, Credentials};
+use ords_guard::pattern::{Matcher, Methods, Pattern};
+use ords_guard::registry::{self, Registry};
+use ords_guard::token::{now, Claims};
+
+fn registry(alg: Algorithm, dir: &std::path::Path) -> Registry {
+    ords_guard::keys::write_generated(dir, &ords_guard::keys::generate(alg)).unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\ntoken:\n  algorithm: {}\n  signing_key_file: signing.pem\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"sha256:{}\"]\n    roles: [example_role]\n",
+        alg.as_str(),
+        "0".repeat(64)
+    );
+    let (cfg, src) = config::parse(&yaml, &dir.join("bench.yaml")).unwrap();
+    registry::compile(&cfg, &src).map_err(|e| format!("{e:?}")).unwrap().registry
+}
+
+fn claims(reg: &Registry) -> Claims {
+    let n = now();
+    Claims {
+        iss: reg.tokens.issuer.clone(),
+        sub: "c1".into(),
+        client_id: "c1".into(),
+        aud: None,
+        iat: n,
+        nbf: n,
+        exp: n + 3600,
+        jti: "0123456789abcdef0123456789abcdef".into(),
+        roles: vec!["example_role".into()],
+        scope: "example_priv".into(),
+    }
+}
+
+const ALGS: [Algorithm; 4] = [Algorithm::HS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+
+fn normalisation(c: &mut Criterion) {
+    let mut g = c.benchmark_group("normalise");
+    for (name, raw) in [
+        ("plain", "/ords/hr/example/employees/7?fields=name,salary"),
+        ("encoded", "/ords/hr//example/%7Eemp/%C3%A9t%C3%A9/7/history?x=%2F"),
+    ] {
+        g.bench_function(name, |b| b.iter(|| ords_guard::path::normalise(black_box(raw.as_bytes())).unwrap()));
+    }
+    g.finish();
+}
+
+fn pattern_lookup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pattern_lookup");
+    for n in [10usize, 1_000, 100_000] {
+        let mut m = Matcher::default();
+        for i in 0..n {
+            let p = if i % 2 == 0 { format!("/svc{i}/items/*") } else { format!("/svc{i}/items/summary") };
+            m.insert(&Pattern::parse(&p).unwrap(), Methods::ALL, i).unwrap();
+        }
+        let hit = format!("/svc{}/items/42/detail", (n / 2) & !1);
+        g.bench_with_input(BenchmarkId::new("hit", n), &hit, |b, p| b.iter(|| m.lookup(black_box(p), "GET").unwrap()));
+        g.bench_with_input(BenchmarkId::new("miss", n), &"/other/items/42/detail".to_string(), |b, p| b.iter(|| m.lookup(black_box(p), "GET")));
+    }
+    g.finish();
+}
+
+fn tokens(c: &mut Criterion) {
+    let mut verify = c.benchmark_group("verify");
+    let dirs: Vec<_> = ALGS.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let regs: Vec<_> = ALGS.iter().zip(&dirs).map(|(a, d)| registry(*a, d.path())).collect();
+    for (alg, reg) in ALGS.iter().zip(&regs) {
+        let token = reg.tokens.mint(&claims(reg));
+        verify.bench_function(BenchmarkId::new("uncached", alg.as_str()), |b| b.iter(|| reg.tokens.verify_uncached(black_box(&token)).unwrap()));
+        verify.bench_function(BenchmarkId::new("cached", alg.as_str()), |b| b.iter(|| reg.tokens.verify(black_box(&token)).unwrap()));
+    }
+    verify.finish();
+    let mut mint = c.benchmark_group("mint");
+    for (alg, reg) in ALGS.iter().zip(&regs) {
+        let cl = claims(reg);
+        mint.bench_function(alg.as_str(), |b| b.iter(|| reg.tokens.mint(black_box(&cl))));
+    }
+    mint.finish();
+}
+
+fn whole_decision(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(Algorithm::ES256, dir.path());
+    let token = reg.tokens.mint(&claims(&reg));
+    let header = format!("Bearer {token}");
+    let mut g = c.benchmark_group("decision");
+    g.bench_function("authorised_es256_cached", |b| {
+        b.iter(|| {
+            let target = ords_guard::path::normalise(black_box(b"/ords/hr/example/employees/7?x=1")).unwrap();
+            let d = decision::decide(&reg, "GET", &target.path, decision::credentials(&[header.as_bytes()]));
+            assert!(d.is_forwarded());
+            d
+        })
+    });
+    g.bench_function("unauthenticated", |b| {
+        b.iter(|| decision::decide(&reg, "GET", black_box("/ords/hr/example/employees/7"), Credentials::None))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, normalisation, pattern_lookup, tokens, whole_decision);
+criterion_main!(benches);
