@@ -7,8 +7,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `0.1.0 (rev 1a2b3c4d5e6f)`: the git revision is stamped by build.rs.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (rev ", env!("ORDS_GUARD_REVISION"), ")");
+
 #[derive(Parser)]
-#[command(name = "ords-guard", version, about = "ORDS-style OAuth2 privileges, roles and bearer tokens in front of any HTTP backend")]
+#[command(name = "ords-guard", version = VERSION, about = "ORDS-style OAuth2 privileges, roles and bearer tokens in front of any HTTP backend")]
 pub struct Cli {
     /// Log format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -92,6 +95,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ClientAction {
+    /// Generate a client id and secret; print the secret once and the YAML entry with its hash.
+    ///
     /// Example: ords-guard client create --name "Example Client" --role example_role --privilege example_priv
     Create {
         #[arg(long)]
@@ -100,6 +105,16 @@ enum ClientAction {
         roles: Vec<String>,
         #[arg(long = "privilege")]
         privileges: Vec<String>,
+    },
+    /// Start a secret rotation: generate a new secret for the client's second slot, print it
+    /// once, and the `secrets:` line that keeps both valid. Nothing is written to disk.
+    ///
+    /// Example: ords-guard client rotate-secret --config ords-guard.yaml --client-id 8fN2x
+    RotateSecret {
+        #[arg(long, env = "ORDS_GUARD_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        client_id: String,
     },
 }
 
@@ -157,6 +172,7 @@ pub fn main() -> ExitCode {
             print!("{}", serde_yaml::to_string(&vec![client]).expect("yaml"));
             ExitCode::SUCCESS
         }
+        Command::Client { action: ClientAction::RotateSecret { config, client_id } } => report(rotate_secret(&config, &client_id)),
         Command::Clients { action: ClientsAction::List { config } } => list_clients(&config),
         Command::HashSecret { scheme } => {
             let mut s = Vec::new();
@@ -207,6 +223,42 @@ pub fn new_client(name: &str, roles: Vec<String>, privileges: Vec<String>) -> (C
         disabled: false,
     };
     (client, secret)
+}
+
+/// ORDS_SECURITY's rotate_client_secret: the current secret stays valid in slot one, the new
+/// one fills slot two; once every caller uses the new one, the operator drops the old.
+fn rotate_secret(config: &Path, client_id: &str) -> Result<(), String> {
+    let (cfg, src) = crate::config::read(config).map_err(|e| e.to_string())?;
+    let mut clients = cfg.clients;
+    let mut file = config.to_path_buf();
+    if let Some(f) = &cfg.clients_file {
+        let path = src.resolve(f);
+        let (more, _) = crate::config::read_clients(&path).map_err(|e| e.to_string())?;
+        if more.iter().any(|c| c.client_id == client_id) {
+            file = path;
+        }
+        clients.extend(more);
+    }
+    let client = clients
+        .iter()
+        .find(|c| c.client_id == client_id)
+        .ok_or_else(|| format!("no client with client_id `{client_id}` in {} (`ords-guard clients list` shows them)", config.display()))?;
+    match client.secrets.as_slice() {
+        [current] => {
+            let secret = secret::generate(32);
+            let new = secret::hash(secret.as_bytes(), Scheme::Sha256);
+            println!("client_id:     {client_id}");
+            println!("client_secret: {secret}");
+            println!("# The new secret is shown once and stored nowhere. In {}, set the client's secrets to", file.display());
+            println!("secrets: [\"{current}\", \"{new}\"]");
+            println!("# then reload; both secrets work. When every caller uses the new one, remove the first.");
+            Ok(())
+        }
+        _ => Err(format!(
+            "client `{client_id}` has {} secret slots filled; a rotation needs exactly one: remove the retired secret first",
+            client.secrets.len()
+        )),
+    }
 }
 
 fn check(config: &Path) -> ExitCode {

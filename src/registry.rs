@@ -360,6 +360,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             matcher,
             has_argon2,
             sources: std::iter::once(src.file.clone())
+                .chain(cfg.clients_file.iter().map(|f| src.resolve(f)))
                 .chain(std::iter::once(src.resolve(&cfg.token.signing_key_file)))
                 .chain(cfg.token.verification_keys.iter().map(|v| src.resolve(&v.file)))
                 .collect(),

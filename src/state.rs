@@ -2,7 +2,7 @@
 //! generation (swapped atomically, read lock-free), token-endpoint state, metrics and
 //! readiness.
 
-use crate::config::{self, ConfigError};
+use crate::config::{self, ConfigError, Diagnostic};
 use crate::endpoint::TokenEndpoint;
 use crate::metrics::Metrics;
 use crate::registry::{self, Compiled, Registry};
@@ -11,17 +11,56 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Read, parse and compile a config file. Errors and warnings are rendered with
-/// `file:line:column` and key.
+/// Read, parse and compile a config file (and its `clients_file`). Errors and warnings are
+/// rendered with `file:line:column` and key, in the file where the key stands.
 pub fn load(path: &Path) -> Result<(Compiled, Vec<String>), ConfigError> {
-    let (cfg, src) = config::read(path)?;
+    let (mut cfg, src) = config::read(path)?;
+    let clients_file = match &cfg.clients_file {
+        Some(f) => {
+            let (clients, csrc) = config::read_clients(&src.resolve(f))?;
+            let first = cfg.clients.len();
+            cfg.clients.extend(clients);
+            Some((first, csrc))
+        }
+        None => None,
+    };
+    let render = |ds: &[Diagnostic]| match &clients_file {
+        None => src.render_all(ds),
+        Some((first, csrc)) => render_split(ds, &src, *first, csrc),
+    };
     match registry::compile(&cfg, &src) {
         Ok(c) => {
-            let warnings = src.render_all(&c.warnings);
+            let warnings = render(&c.warnings);
             Ok((c, warnings))
         }
-        Err(ds) => Err(ConfigError { lines: src.render_all(&ds) }),
+        Err(ds) => Err(ConfigError { lines: render(&ds) }),
     }
+}
+
+/// `clients[k]` with `k >= first` came from the clients file, where it is `[k - first]`.
+fn render_split(ds: &[Diagnostic], src: &config::Source, first: usize, csrc: &config::Source) -> Vec<String> {
+    let from_file = |d: &Diagnostic| -> Option<Diagnostic> {
+        let rest = d.path.strip_prefix("clients[")?;
+        let (k, tail) = rest.split_once(']')?;
+        let k: usize = k.parse().ok()?;
+        (k >= first).then(|| Diagnostic::new(format!("[{}]{tail}", k - first), d.message.clone()))
+    };
+    let (mut main, mut other) = (Vec::new(), Vec::new());
+    let order: Vec<bool> = ds
+        .iter()
+        .map(|d| match from_file(d) {
+            Some(moved) => {
+                other.push(moved);
+                true
+            }
+            None => {
+                main.push(d.clone());
+                false
+            }
+        })
+        .collect();
+    let (mut main, mut other) = (src.render_all(&main).into_iter(), csrc.render_all(&other).into_iter());
+    order.into_iter().filter_map(|f| if f { other.next() } else { main.next() }).collect()
 }
 
 /// Give the memory of a dropped registry back to the OS. glibc keeps freed blocks in the
@@ -123,5 +162,34 @@ impl Guard {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_file_is_merged_and_its_errors_point_into_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("secret")).unwrap();
+        std::fs::write(dir.path().join("secret/hs.key"), b"0123456789abcdef0123456789abcdef").unwrap();
+        let sha = crate::secret::hash(b"s", crate::secret::Scheme::Sha256);
+        let main = format!(
+            "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nunmatched: deny\ntoken:\n  algorithm: HS256\n  signing_key_file: secret/hs.key\n  key_id: k\nclients_file: secret/clients.yaml\nprivileges:\n  - name: p\n    roles: [r]\n    patterns: [\"/x/*\"]\nclients:\n  - name: a\n    client_id: a\n    secrets: [\"{sha}\"]\n    roles: [r]\n"
+        );
+        let config = dir.path().join("g.yaml");
+        std::fs::write(&config, &main).unwrap();
+        let clients = dir.path().join("secret/clients.yaml");
+        std::fs::write(&clients, format!("- name: b\n  client_id: b\n  secrets: [\"{sha}\"]\n  roles: [r]\n")).unwrap();
+        let (c, warnings) = load(&config).unwrap();
+        assert_eq!(c.registry.clients.len(), 2);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(c.registry.sources.contains(&dir.path().join("secret/clients.yaml")));
+
+        std::fs::write(&clients, format!("- name: b\n  client_id: b\n  secrets: [\"{sha}\"]\n  privileges: [nope]\n")).unwrap();
+        let e = load(&config).err().unwrap();
+        assert_eq!(e.lines.len(), 1, "{e}");
+        assert!(e.lines[0].starts_with(&format!("{}:4:16: key `[0].privileges[0]`", clients.display())), "{e}");
     }
 }

@@ -32,6 +32,10 @@ pub struct Config {
     pub privileges: Vec<PrivilegeConfig>,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// A second file holding more `clients` entries (a YAML list), so client hashes can live
+    /// in a Kubernetes Secret while the registry is a ConfigMap. Relative to this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients_file: Option<PathBuf>,
 }
 
 fn default_base_path() -> String {
@@ -286,7 +290,19 @@ impl std::error::Error for ConfigError {}
 
 /// Parse the YAML text of `file`. Errors name the file, line, column and key.
 pub fn parse(text: &str, file: &Path) -> Result<(Config, Source), ConfigError> {
-    match serde_yaml::from_str::<Config>(text) {
+    parse_as(text, file)
+}
+
+/// Parse a `clients_file`: a YAML list of client entries.
+pub fn read_clients(file: &Path) -> Result<(Vec<ClientConfig>, Source), ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        lines: vec![format!("{}: cannot read the clients file: {e}", file.display())],
+    })?;
+    parse_as(&text, file)
+}
+
+fn parse_as<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<(T, Source), ConfigError> {
+    match serde_yaml::from_str::<T>(text) {
         Ok(c) => Ok((c, Source::new(file, text))),
         Err(e) => {
             let msg = e.to_string();
