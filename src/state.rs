@@ -108,6 +108,11 @@ impl Guard {
         let r = self.registry.load();
         self.metrics.clients.set(r.clients.len() as i64);
         self.metrics.privileges.set(r.privileges.len() as i64);
+        // Every registered client has a series from the start, so rates and "no tokens
+        // issued" alerts work before its first token.
+        for id in r.clients.keys() {
+            self.metrics.tokens_issued.with_label_values(&[id]);
+        }
         self.metrics.last_reload_success.set(crate::token::now() as f64);
     }
 

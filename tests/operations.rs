@@ -255,3 +255,43 @@ async fn a_changed_key_file_reloads_with_the_config() {
     let new = g.token("example-client", EXAMPLE_SECRET, None).await;
     assert_eq!(g.http.get(g.url("/example/1")).bearer_auth(&new).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn grafana_dashboard_queries_name_exported_metrics_and_parse() {
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/ords-guard.json")).unwrap()).unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"].as_array().unwrap().iter().flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string())).collect();
+    exprs.extend(dashboard["templating"]["list"].as_array().unwrap().iter().filter_map(|v| v["query"].as_str()).filter(|q| q.contains("ords_guard")).map(|q| q.trim_start_matches("label_values(").split(',').next().unwrap().to_string()));
+    assert!(exprs.len() >= 10, "{exprs:?}");
+
+    // Every metric a query names is exported by the binary (families from a live scrape).
+    let backend = Backend::start().await;
+    let g = Guard::start(Options::new(&backend)).await;
+    let exported: Vec<String> = g.metrics().await.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap().to_string()).collect();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find("ords_guard_") {
+            let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| exported.iter().any(|x| x == f)).unwrap_or(&name);
+            assert!(exported.iter().any(|x| x == family), "`{name}` in `{e}` is not exported; exported: {exported:?}");
+            rest = &rest[i + name.len()..];
+        }
+    }
+
+    // And every query is valid PromQL to a real Prometheus.
+    let prom = start_prometheus(g.admin);
+    let http = http_client();
+    for e in &exprs {
+        let q = e.replace("$__rate_interval", "1m").replace("$job", ".*");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let body = loop {
+            match http.get(format!("{}/api/v1/query", prom.url)).query(&[("query", q.as_str())]).send().await {
+                Ok(r) => break r.json::<serde_json::Value>().await.unwrap(),
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "prometheus did not start");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(body["status"], "success", "`{q}`: {body}");
+    }
+}
