@@ -73,6 +73,24 @@ fn utf8(bytes: &[u8], path: &Path) -> Result<String, String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| format!("key file {} is not PEM text", path.display()))
 }
 
+fn strong_hmac(bytes: &[u8], path: &Path) -> Result<(), String> {
+    if bytes.len() < MIN_HMAC_BYTES {
+        return Err(format!(
+            "HS256 key file {} holds {} bytes; at least {MIN_HMAC_BYTES} are required (`ords-guard keygen --algorithm HS256`)",
+            path.display(),
+            bytes.len()
+        ));
+    }
+    Ok(())
+}
+
+fn strong_rsa(modulus_bytes: usize, path: &Path) -> Result<(), String> {
+    if modulus_bytes * 8 < MIN_RSA_BITS {
+        return Err(format!("RSA key in {} has {} bits; at least {MIN_RSA_BITS} are required", path.display(), modulus_bytes * 8));
+    }
+    Ok(())
+}
+
 const PKCS8_HINT: &str = "expected a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`); `ords-guard keygen` writes one, `openssl pkcs8 -topk8 -nocrypt` converts others";
 
 /// Load the private signing key for `alg` from `path`.
@@ -80,13 +98,7 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
     let bytes = read(path)?;
     match alg {
         Algorithm::HS256 => {
-            if bytes.len() < MIN_HMAC_BYTES {
-                return Err(format!(
-                    "HS256 key file {} holds {} bytes; at least {MIN_HMAC_BYTES} are required (`ords-guard keygen --algorithm HS256`)",
-                    path.display(),
-                    bytes.len()
-                ));
-            }
+            strong_hmac(&bytes, path)?;
             Ok(SigningKey {
                 alg,
                 key: EncodingKey::from_secret(&bytes),
@@ -116,9 +128,7 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
             let pem = utf8(&bytes, path)?;
             let sk = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
                 .map_err(|_| format!("key file {} is not an RSA key: {PKCS8_HINT}", path.display()))?;
-            if sk.size() * 8 < MIN_RSA_BITS {
-                return Err(format!("RSA key in {} has {} bits; at least {MIN_RSA_BITS} are required", path.display(), sk.size() * 8));
-            }
+            strong_rsa(sk.size(), path)?;
             let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
             let verifying = rsa_verifying(&sk.to_public_key(), kid)?;
             Ok(SigningKey { alg, key, verifying, signer: Some(Signer::Rs256(rsa::pkcs1v15::SigningKey::new(sk))) })
@@ -132,9 +142,7 @@ pub fn load_verification(path: &Path, alg: Algorithm, kid: &str) -> Result<Verif
     let spki = "expected a public key PEM (`-----BEGIN PUBLIC KEY-----`)";
     match alg {
         Algorithm::HS256 => {
-            if bytes.len() < MIN_HMAC_BYTES {
-                return Err(format!("HS256 key file {} holds {} bytes; at least {MIN_HMAC_BYTES} are required", path.display(), bytes.len()));
-            }
+            strong_hmac(&bytes, path)?;
             Ok(VerifyingKey { alg, key: DecodingKey::from_secret(&bytes), jwk: None })
         }
         Algorithm::ES256 => {
@@ -154,9 +162,7 @@ pub fn load_verification(path: &Path, alg: Algorithm, kid: &str) -> Result<Verif
             use rsa::traits::PublicKeyParts;
             let pk = rsa::RsaPublicKey::from_public_key_pem(&utf8(&bytes, path)?)
                 .map_err(|_| format!("key file {} is not an RSA public key: {spki}", path.display()))?;
-            if pk.size() * 8 < MIN_RSA_BITS {
-                return Err(format!("RSA key in {} has {} bits; at least {MIN_RSA_BITS} are required", path.display(), pk.size() * 8));
-            }
+            strong_rsa(pk.size(), path)?;
             rsa_verifying(&pk, kid)
         }
     }

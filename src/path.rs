@@ -20,6 +20,7 @@ pub enum PathError {
     BadPercentEncoding,
     NotUtf8,
     MatrixParameter,
+    DoubleEncoding,
     Fragment,
     Empty,
 }
@@ -36,6 +37,7 @@ impl fmt::Display for PathError {
             PathError::BadPercentEncoding => "the path contains a `%` not followed by two hex digits",
             PathError::NotUtf8 => "the percent-decoded path is not valid UTF-8",
             PathError::MatrixParameter => "the path contains a `;` (matrix parameters are not accepted)",
+            PathError::DoubleEncoding => "the path contains an encoded `%` that forms another escape (double encoding)",
             PathError::Fragment => "the request target contains a `#`",
             PathError::Empty => "the request target is empty",
         })
@@ -176,6 +178,10 @@ pub fn normalise_path(path: &[u8]) -> Result<String, PathError> {
     if std::str::from_utf8(&decoded).is_err() {
         return Err(PathError::NotUtf8);
     }
+    // `%252e` decodes to `%2e`: a backend that decodes twice reads `.` where we saw none.
+    if decoded.windows(3).any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some()) {
+        return Err(PathError::DoubleEncoding);
+    }
     // Dot segments are checked after decoding, so `%2e%2E` is caught with `..`.
     if out.split(|&b| b == b'/').any(|seg| seg == b"." || seg == b"..") {
         return Err(PathError::DotSegment);
@@ -218,6 +224,8 @@ mod tests {
         assert_eq!(ok("HTTPS://h:8443"), "/");
         assert_eq!(ok("http://h?x=1"), "/?x=1");
         assert_eq!(ok("/\u{e9}"), "/%C3%A9");
+        // An encoded `%` that forms no escape is just a percent sign.
+        assert_eq!(ok("/100%25-off"), "/100%25-off");
     }
 
     /// At least 40 hostile targets, each refused with the right reason.
@@ -270,6 +278,10 @@ mod tests {
             (b"/example%3b/x", MatrixParameter),
             (b"/example%3B", MatrixParameter),
             (b"/..;/example", MatrixParameter),
+            (b"/public/%252e%252e/example", DoubleEncoding),
+            (b"/public%252f..%252fexample", DoubleEncoding),
+            (b"/x%25%32%65", DoubleEncoding),
+            (b"/%255c", DoubleEncoding),
             (b"*", AsteriskForm),
             (b"example.com:443", AuthorityForm),
             (b"example/x", AuthorityForm),

@@ -175,6 +175,7 @@ async fn hostile_paths_are_400_and_never_forwarded() {
         "/example/%",
         "/example/%c0%ae",
         "/example/%00",
+        "/public/%252e%252e/example/1",
         "*",
         "example.com:443",
     ];

@@ -1,0 +1,66 @@
+//! Shared fixtures and oracles for the fuzz targets.
+
+use ords_guard::config::{self, Algorithm};
+use ords_guard::registry::{self, Registry};
+use std::sync::OnceLock;
+
+/// A registry with protected and public paths, per-method privileges and two clients.
+pub fn registry() -> &'static Registry {
+    static REG: OnceLock<(tempfile::TempDir, Registry)> = OnceLock::new();
+    &REG.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        ords_guard::keys::write_generated(dir.path(), &ords_guard::keys::generate(Algorithm::ES256)).unwrap();
+        let sha = ords_guard::secret::hash(b"fuzz-secret", ords_guard::secret::Scheme::Sha256);
+        let yaml = format!(
+            "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\ntoken:\n  algorithm: ES256\n  signing_key_file: signing.pem\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\", \"/admin\"]\n  - name: example_write\n    roles: [example_admin]\n    patterns: [\"/example/orders/*\"]\n    methods: [POST]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"{sha}\"]\n    roles: [example_role]\n  - name: Admin\n    client_id: c2\n    secrets: [\"{sha}\"]\n    roles: [example_admin]\n"
+        );
+        let (cfg, src) = config::parse(&yaml, &dir.path().join("fuzz.yaml")).unwrap();
+        let reg = registry::compile(&cfg, &src).map_err(|e| format!("{e:?}")).unwrap().registry;
+        (dir, reg)
+    })
+    .1
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(h), Some(l)) = (s.get(i + 1).and_then(|&c| hex(c)), s.get(i + 2).and_then(|&c| hex(c))) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+/// How a lenient backend might read a path it receives: decoded twice, `\` as `/`, matrix
+/// parameters dropped, NULs ending the string, dot segments resolved, `//` merged.
+pub fn lenient_backend_view(path: &str) -> String {
+    let mut p = percent_decode(&percent_decode(path.as_bytes()));
+    if let Some(nul) = p.iter().position(|&b| b == 0) {
+        p.truncate(nul);
+    }
+    let p = String::from_utf8_lossy(&p).replace('\\', "/");
+    let mut segs: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        let seg = seg.split(';').next().unwrap_or("");
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
+    }
+    let trailing = p.ends_with('/') && !segs.is_empty();
+    format!("/{}{}", segs.join("/"), if trailing { "/" } else { "" })
+}
