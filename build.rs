@@ -10,9 +10,20 @@ fn main() {
             println!("cargo:rerun-if-changed={p}");
         }
     }
-    let rev = std::env::var("ORDS_GUARD_REVISION").ok().filter(|r| !r.is_empty()).or_else(|| {
-        let out = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    });
-    println!("cargo:rustc-env=ORDS_GUARD_REVISION={}", rev.unwrap_or_else(|| "unknown".into()));
+    let rev = std::env::var("ORDS_GUARD_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| {
+            let out = Command::new("git")
+                .args(["rev-parse", "--short=12", "HEAD"])
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        });
+    println!(
+        "cargo:rustc-env=ORDS_GUARD_REVISION={}",
+        rev.unwrap_or_else(|| "unknown".into())
+    );
 }

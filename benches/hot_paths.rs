@@ -17,7 +17,10 @@ fn registry(alg: Algorithm, dir: &std::path::Path) -> Registry {
         "0".repeat(64)
     );
     let (cfg, src) = config::parse(&yaml, &dir.join("bench.yaml")).unwrap();
-    registry::compile(&cfg, &src).map_err(|e| format!("{e:?}")).unwrap().registry
+    registry::compile(&cfg, &src)
+        .map_err(|e| format!("{e:?}"))
+        .unwrap()
+        .registry
 }
 
 fn claims(reg: &Registry) -> Claims {
@@ -36,15 +39,25 @@ fn claims(reg: &Registry) -> Claims {
     }
 }
 
-const ALGS: [Algorithm; 4] = [Algorithm::HS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+const ALGS: [Algorithm; 4] = [
+    Algorithm::HS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+];
 
 fn normalisation(c: &mut Criterion) {
     let mut g = c.benchmark_group("normalise");
     for (name, raw) in [
         ("plain", "/ords/hr/example/employees/7?fields=name,salary"),
-        ("encoded", "/ords/hr//example/%7Eemp/%C3%A9t%C3%A9/7/history?x=%2F"),
+        (
+            "encoded",
+            "/ords/hr//example/%7Eemp/%C3%A9t%C3%A9/7/history?x=%2F",
+        ),
     ] {
-        g.bench_function(name, |b| b.iter(|| ords_guard::path::normalise(black_box(raw.as_bytes())).unwrap()));
+        g.bench_function(name, |b| {
+            b.iter(|| ords_guard::path::normalise(black_box(raw.as_bytes())).unwrap())
+        });
     }
     g.finish();
 }
@@ -54,12 +67,23 @@ fn pattern_lookup(c: &mut Criterion) {
     for n in [10usize, 1_000, 100_000] {
         let mut m = Matcher::default();
         for i in 0..n {
-            let p = if i % 2 == 0 { format!("/svc{i}/items/*") } else { format!("/svc{i}/items/summary") };
-            m.insert(&Pattern::parse(&p).unwrap(), Methods::ALL, i).unwrap();
+            let p = if i % 2 == 0 {
+                format!("/svc{i}/items/*")
+            } else {
+                format!("/svc{i}/items/summary")
+            };
+            m.insert(&Pattern::parse(&p).unwrap(), Methods::ALL, i)
+                .unwrap();
         }
         let hit = format!("/svc{}/items/42/detail", (n / 2) & !1);
-        g.bench_with_input(BenchmarkId::new("hit", n), &hit, |b, p| b.iter(|| m.lookup(black_box(p), "GET").unwrap()));
-        g.bench_with_input(BenchmarkId::new("miss", n), &"/other/items/42/detail".to_string(), |b, p| b.iter(|| m.lookup(black_box(p), "GET")));
+        g.bench_with_input(BenchmarkId::new("hit", n), &hit, |b, p| {
+            b.iter(|| m.lookup(black_box(p), "GET").unwrap())
+        });
+        g.bench_with_input(
+            BenchmarkId::new("miss", n),
+            &"/other/items/42/detail".to_string(),
+            |b, p| b.iter(|| m.lookup(black_box(p), "GET")),
+        );
     }
     g.finish();
 }
@@ -67,11 +91,19 @@ fn pattern_lookup(c: &mut Criterion) {
 fn tokens(c: &mut Criterion) {
     let mut verify = c.benchmark_group("verify");
     let dirs: Vec<_> = ALGS.iter().map(|_| tempfile::tempdir().unwrap()).collect();
-    let regs: Vec<_> = ALGS.iter().zip(&dirs).map(|(a, d)| registry(*a, d.path())).collect();
+    let regs: Vec<_> = ALGS
+        .iter()
+        .zip(&dirs)
+        .map(|(a, d)| registry(*a, d.path()))
+        .collect();
     for (alg, reg) in ALGS.iter().zip(&regs) {
         let token = reg.tokens.mint(&claims(reg));
-        verify.bench_function(BenchmarkId::new("uncached", alg.as_str()), |b| b.iter(|| reg.tokens.verify_uncached(black_box(&token)).unwrap()));
-        verify.bench_function(BenchmarkId::new("cached", alg.as_str()), |b| b.iter(|| reg.tokens.verify(black_box(&token)).unwrap()));
+        verify.bench_function(BenchmarkId::new("uncached", alg.as_str()), |b| {
+            b.iter(|| reg.tokens.verify_uncached(black_box(&token)).unwrap())
+        });
+        verify.bench_function(BenchmarkId::new("cached", alg.as_str()), |b| {
+            b.iter(|| reg.tokens.verify(black_box(&token)).unwrap())
+        });
     }
     verify.finish();
     let mut mint = c.benchmark_group("mint");
@@ -90,17 +122,37 @@ fn whole_decision(c: &mut Criterion) {
     let mut g = c.benchmark_group("decision");
     g.bench_function("authorised_es256_cached", |b| {
         b.iter(|| {
-            let target = ords_guard::path::normalise(black_box(b"/ords/hr/example/employees/7?x=1")).unwrap();
-            let d = decision::decide(&reg, "GET", &target.path, decision::credentials(&[header.as_bytes()]));
+            let target =
+                ords_guard::path::normalise(black_box(b"/ords/hr/example/employees/7?x=1"))
+                    .unwrap();
+            let d = decision::decide(
+                &reg,
+                "GET",
+                &target.path,
+                decision::credentials(&[header.as_bytes()]),
+            );
             assert!(d.is_forwarded());
             d
         })
     });
     g.bench_function("unauthenticated", |b| {
-        b.iter(|| decision::decide(&reg, "GET", black_box("/ords/hr/example/employees/7"), Credentials::None))
+        b.iter(|| {
+            decision::decide(
+                &reg,
+                "GET",
+                black_box("/ords/hr/example/employees/7"),
+                Credentials::None,
+            )
+        })
     });
     g.finish();
 }
 
-criterion_group!(benches, normalisation, pattern_lookup, tokens, whole_decision);
+criterion_group!(
+    benches,
+    normalisation,
+    pattern_lookup,
+    tokens,
+    whole_decision
+);
 criterion_main!(benches);

@@ -25,10 +25,17 @@ impl ProxyHttp for Passthrough {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (listen, upstream) = (&args[1], args[2].parse().expect("upstream address"));
-    let conf = ServerConf { threads: 1, work_stealing: false, grace_period_seconds: Some(0), graceful_shutdown_timeout_seconds: Some(1), ..ServerConf::default() };
+    let conf = ServerConf {
+        threads: 1,
+        work_stealing: false,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Passthrough(upstream));
+    let mut proxy =
+        pingora::proxy::http_proxy_service(&server.configuration, Passthrough(upstream));
     proxy.add_tcp(listen);
     server.add_service(proxy);
     server.run_forever();

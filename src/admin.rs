@@ -26,11 +26,19 @@ impl ServeHttp for Admin {
         let path = session.req_header().uri.path().to_string();
         let _ = session.drain_request_body().await;
         match path.as_str() {
-            "/metrics" => text(200, "text/plain; version=0.0.4; charset=utf-8", self.guard.metrics.render()),
+            "/metrics" => text(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.guard.metrics.render(),
+            ),
             "/healthz" => text(200, "text/plain", b"ok\n".to_vec()),
             "/readyz" if self.guard.is_ready() => text(200, "text/plain", b"ready\n".to_vec()),
             "/readyz" => text(503, "text/plain", b"not ready\n".to_vec()),
-            _ => text(404, "text/plain", b"not found: try /metrics, /healthz or /readyz\n".to_vec()),
+            _ => text(
+                404,
+                "text/plain",
+                b"not found: try /metrics, /healthz or /readyz\n".to_vec(),
+            ),
         }
     }
 }

@@ -17,7 +17,12 @@ impl ServeHttp for EchoBackend {
         let headers: serde_json::Map<String, serde_json::Value> = req
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                )
+            })
             .collect();
         let body = serde_json::json!({
             "service": "ords-guard demo backend",

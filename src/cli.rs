@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `0.1.0 (rev 1a2b3c4d5e6f)`: the git revision is stamped by build.rs.
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (rev ", env!("ORDS_GUARD_REVISION"), ")");
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (rev ",
+    env!("ORDS_GUARD_REVISION"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(name = "ords-guard", version = VERSION, about = "ORDS-style OAuth2 privileges, roles and bearer tokens in front of any HTTP backend")]
@@ -144,7 +149,10 @@ fn init_logging(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stdout);
     // `init` also bridges the `log` crate, which pingora logs through.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -160,27 +168,53 @@ pub fn main() -> ExitCode {
             report(crate::server::run(&config, None))
         }
         Command::Check { config } => check(&config),
-        Command::Demo { listen, admin_listen, backend_listen, dir } => {
+        Command::Demo {
+            listen,
+            admin_listen,
+            backend_listen,
+            dir,
+        } => {
             init_logging(cli.log_format, &cli.log_level);
-            report(crate::demo::run(&listen, &admin_listen, &backend_listen, dir))
+            report(crate::demo::run(
+                &listen,
+                &admin_listen,
+                &backend_listen,
+                dir,
+            ))
         }
-        Command::Client { action: ClientAction::Create { name, roles, privileges } } => {
+        Command::Client {
+            action:
+                ClientAction::Create {
+                    name,
+                    roles,
+                    privileges,
+                },
+        } => {
             let (client, secret) = new_client(&name, roles, privileges);
             println!("client_id:     {}", client.client_id);
             println!("client_secret: {secret}");
-            println!("# The secret is shown once and stored nowhere. Add this entry under `clients:`:");
+            println!(
+                "# The secret is shown once and stored nowhere. Add this entry under `clients:`:"
+            );
             print!("{}", serde_yaml::to_string(&vec![client]).expect("yaml"));
             ExitCode::SUCCESS
         }
-        Command::Client { action: ClientAction::RotateSecret { config, client_id } } => report(rotate_secret(&config, &client_id)),
-        Command::Clients { action: ClientsAction::List { config } } => list_clients(&config),
+        Command::Client {
+            action: ClientAction::RotateSecret { config, client_id },
+        } => report(rotate_secret(&config, &client_id)),
+        Command::Clients {
+            action: ClientsAction::List { config },
+        } => list_clients(&config),
         Command::HashSecret { scheme } => {
             let mut s = Vec::new();
             if let Err(e) = std::io::stdin().read_to_end(&mut s) {
                 eprintln!("cannot read the secret from stdin: {e}");
                 return ExitCode::FAILURE;
             }
-            let s = s.strip_suffix(b"\n").map(|s| s.strip_suffix(b"\r").unwrap_or(s)).unwrap_or(&s);
+            let s = s
+                .strip_suffix(b"\n")
+                .map(|s| s.strip_suffix(b"\r").unwrap_or(s))
+                .unwrap_or(&s);
             if s.is_empty() {
                 eprintln!("no secret on stdin: pipe it in, e.g. printf '%s' \"$SECRET\" | ords-guard hash-secret");
                 return ExitCode::FAILURE;
@@ -207,7 +241,11 @@ fn report(r: Result<(), String>) -> ExitCode {
 }
 
 /// A client with a generated id and secret (32 random bytes, so `sha256:` storage).
-pub fn new_client(name: &str, roles: Vec<String>, privileges: Vec<String>) -> (ClientConfig, String) {
+pub fn new_client(
+    name: &str,
+    roles: Vec<String>,
+    privileges: Vec<String>,
+) -> (ClientConfig, String) {
     let secret = secret::generate(32);
     let client = ClientConfig {
         name: name.to_string(),
@@ -265,7 +303,12 @@ fn check(config: &Path) -> ExitCode {
     match crate::state::load(config) {
         Err(e) => {
             eprintln!("{e}");
-            eprintln!("{}: invalid ({} error{})", config.display(), e.lines.len(), if e.lines.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: invalid ({} error{})",
+                config.display(),
+                e.lines.len(),
+                if e.lines.len() == 1 { "" } else { "s" }
+            );
             ExitCode::FAILURE
         }
         Ok((c, warnings)) => {
@@ -274,14 +317,46 @@ fn check(config: &Path) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             println!("{}: ok", config.display());
-            println!("  listen {}  admin {}  upstream {}{}", c.listeners.listen, c.listeners.admin_listen, if r.upstream.tls { "https://" } else { "http://" }, r.upstream.addr);
-            println!("  base_path {}  unmatched paths: {:?}", if r.base.is_empty() { "/" } else { &r.base }, r.unmatched);
-            println!("  token endpoint POST {}  jwks GET {}  signing {}", r.token_path(), r.jwks_path(), r.tokens.algorithm().as_str());
+            println!(
+                "  listen {}  admin {}  upstream {}{}",
+                c.listeners.listen,
+                c.listeners.admin_listen,
+                if r.upstream.tls {
+                    "https://"
+                } else {
+                    "http://"
+                },
+                r.upstream.addr
+            );
+            println!(
+                "  base_path {}  unmatched paths: {:?}",
+                if r.base.is_empty() { "/" } else { &r.base },
+                r.unmatched
+            );
+            println!(
+                "  token endpoint POST {}  jwks GET {}  signing {}",
+                r.token_path(),
+                r.jwks_path(),
+                r.tokens.algorithm().as_str()
+            );
             println!("  {} privilege(s):", r.privileges.len());
             for p in &r.privileges {
-                println!("    {}  roles [{}]  patterns [{}]{}", p.name, p.roles.join(", "), p.patterns.join(", "), p.methods.as_ref().map(|m| format!("  methods [{}]", m.join(", "))).unwrap_or_default());
+                println!(
+                    "    {}  roles [{}]  patterns [{}]{}",
+                    p.name,
+                    p.roles.join(", "),
+                    p.patterns.join(", "),
+                    p.methods
+                        .as_ref()
+                        .map(|m| format!("  methods [{}]", m.join(", ")))
+                        .unwrap_or_default()
+                );
             }
-            println!("  {} client(s), {} warning(s)", r.clients.len(), warnings.len());
+            println!(
+                "  {} client(s), {} warning(s)",
+                r.clients.len(),
+                warnings.len()
+            );
             ExitCode::SUCCESS
         }
     }
@@ -298,9 +373,15 @@ fn list_clients(config: &Path) -> ExitCode {
     let r = &c.registry;
     let mut clients: Vec<_> = r.clients.values().collect();
     clients.sort_by(|a, b| a.name.cmp(&b.name));
-    println!("{:<24} {:<24} {:<16} {:<24} PRIVILEGES", "CLIENT_ID", "NAME", "OWNER", "ROLES");
+    println!(
+        "{:<24} {:<24} {:<16} {:<24} PRIVILEGES",
+        "CLIENT_ID", "NAME", "OWNER", "ROLES"
+    );
     for cl in clients {
-        let held: Vec<_> = (0..r.privileges.len()).filter(|i| r.holds(cl, *i)).map(|i| r.privilege(i).name.as_str()).collect();
+        let held: Vec<_> = (0..r.privileges.len())
+            .filter(|i| r.holds(cl, *i))
+            .map(|i| r.privilege(i).name.as_str())
+            .collect();
         println!(
             "{:<24} {:<24} {:<16} {:<24} {}{}",
             cl.client_id,
@@ -320,7 +401,20 @@ fn keygen(alg: Algorithm, out: &Path) -> ExitCode {
         eprintln!("cannot write keys to {}: {e}", out.display());
         return ExitCode::FAILURE;
     }
-    println!("wrote {}{}", out.join("signing.pem").display(), if g.public.is_some() { format!(" and {}", out.join("signing.pub.pem").display()) } else { String::new() });
-    println!("token:\n  algorithm: {}\n  signing_key_file: {}\n  key_id: \"{}\"", alg.as_str(), out.join("signing.pem").display(), secret::generate(6));
+    println!(
+        "wrote {}{}",
+        out.join("signing.pem").display(),
+        if g.public.is_some() {
+            format!(" and {}", out.join("signing.pub.pem").display())
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "token:\n  algorithm: {}\n  signing_key_file: {}\n  key_id: \"{}\"",
+        alg.as_str(),
+        out.join("signing.pem").display(),
+        secret::generate(6)
+    );
     ExitCode::SUCCESS
 }

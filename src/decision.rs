@@ -22,7 +22,9 @@ pub fn credentials<'a>(values: &[&'a [u8]]) -> Credentials<'a> {
     match values {
         [] => Credentials::None,
         [one] => {
-            let Ok(v) = std::str::from_utf8(one) else { return Credentials::Ambiguous };
+            let Ok(v) = std::str::from_utf8(one) else {
+                return Credentials::Ambiguous;
+            };
             let v = v.trim();
             match v.split_once(' ') {
                 Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
@@ -54,7 +56,9 @@ impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Invalid::Token(e) => e.fmt(f),
-            Invalid::Ambiguous => f.write_str("send exactly one Authorization: Bearer header with one token"),
+            Invalid::Ambiguous => {
+                f.write_str("send exactly one Authorization: Bearer header with one token")
+            }
             Invalid::ClientRevoked => f.write_str("the token's client is unknown or disabled"),
         }
     }
@@ -78,11 +82,19 @@ pub enum Decision {
     /// No privilege covers the path and `unmatched: deny`.
     Unmatched,
     /// Protected, no bearer token (401).
-    Unauthenticated { privilege: String },
+    Unauthenticated {
+        privilege: String,
+    },
     /// Protected, the token does not authenticate (401).
-    InvalidToken { privilege: String, reason: Invalid },
+    InvalidToken {
+        privilege: String,
+        reason: Invalid,
+    },
     /// Protected, the client does not hold the privilege through this token (403).
-    InsufficientScope { privilege: String, client_id: String },
+    InsufficientScope {
+        privilege: String,
+        client_id: String,
+    },
 }
 
 impl Decision {
@@ -114,26 +126,50 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
     let name = || privilege.name.clone();
     let token = match creds {
         Credentials::None => return Decision::Unauthenticated { privilege: name() },
-        Credentials::Ambiguous => return Decision::InvalidToken { privilege: name(), reason: Invalid::Ambiguous },
+        Credentials::Ambiguous => {
+            return Decision::InvalidToken {
+                privilege: name(),
+                reason: Invalid::Ambiguous,
+            }
+        }
         Credentials::Bearer(t) => t,
     };
     let claims = match reg.tokens.verify(token) {
         Ok(c) => c,
-        Err(e) => return Decision::InvalidToken { privilege: name(), reason: Invalid::Token(e) },
+        Err(e) => {
+            return Decision::InvalidToken {
+                privilege: name(),
+                reason: Invalid::Token(e),
+            }
+        }
     };
     // The registry decides now, not the token: a removed or disabled client stops at once.
     let client = match reg.client(&claims.client_id) {
         Some(c) if !c.disabled => c,
-        _ => return Decision::InvalidToken { privilege: name(), reason: Invalid::ClientRevoked },
+        _ => {
+            return Decision::InvalidToken {
+                privilege: name(),
+                reason: Invalid::ClientRevoked,
+            }
+        }
     };
-    let opened = (privilege.roles.is_empty() || claims.has_scope(&privilege.name)) && reg.holds(client, idx);
+    let opened =
+        (privilege.roles.is_empty() || claims.has_scope(&privilege.name)) && reg.holds(client, idx);
     if !opened {
-        return Decision::InsufficientScope { privilege: name(), client_id: client.client_id.clone() };
+        return Decision::InsufficientScope {
+            privilege: name(),
+            client_id: client.client_id.clone(),
+        };
     }
     Decision::Forward(Grant {
         client_id: client.client_id.clone(),
         client_name: client.name.clone(),
-        roles: claims.roles.iter().filter(|r| client.has_role(r)).cloned().collect(),
+        roles: claims
+            .roles
+            .iter()
+            .filter(|r| client.has_role(r))
+            .cloned()
+            .collect(),
         privilege: name(),
     })
 }
@@ -149,12 +185,19 @@ pub(crate) mod tests {
 
     pub(crate) fn registry(extra: &str, unmatched: &str) -> (tempfile::TempDir, Registry) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("hs.key"), b"0123456789abcdef0123456789abcdef").unwrap();
+        std::fs::write(
+            dir.path().join("hs.key"),
+            b"0123456789abcdef0123456789abcdef",
+        )
+        .unwrap();
         let yaml = format!(
             "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\nunmatched: {unmatched}\ntoken:\n  algorithm: HS256\n  signing_key_file: hs.key\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n  - name: example_write\n    roles: [example_admin]\n    patterns: [\"/example/orders/*\"]\n    methods: [POST, PUT, PATCH, DELETE]\n  - name: open_priv\n    patterns: [\"/open/*\"]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"{SHA}\"]\n    roles: [example_role]\n  - name: Admin Client\n    client_id: c2\n    secrets: [\"{SHA}\"]\n    privileges: [example_write]\n    roles: [example_role, example_admin]\n{extra}"
         );
         let (cfg, src) = config::parse(&yaml, &dir.path().join("g.yaml")).unwrap();
-        let reg = compile(&cfg, &src).map_err(|e| format!("{e:?}")).unwrap().registry;
+        let reg = compile(&cfg, &src)
+            .map_err(|e| format!("{e:?}"))
+            .unwrap()
+            .registry;
         (dir, reg)
     }
 
@@ -182,22 +225,34 @@ pub(crate) mod tests {
         assert_eq!(credentials(&[b"Basic dXNlcjpwdw=="]), Credentials::None);
         assert_eq!(credentials(&[b"Bearer"]), Credentials::Ambiguous);
         assert_eq!(credentials(&[b"Bearer a b"]), Credentials::Ambiguous);
-        assert_eq!(credentials(&[b"Bearer a", b"Bearer b"]), Credentials::Ambiguous);
+        assert_eq!(
+            credentials(&[b"Bearer a", b"Bearer b"]),
+            Credentials::Ambiguous
+        );
         assert_eq!(credentials(&[b"Bearer \xff"]), Credentials::Ambiguous);
     }
 
     #[test]
     fn unmatched_allow_forwards_public() {
         let (_d, reg) = registry("", "allow");
-        assert_eq!(decide(&reg, "GET", "/public/x", Credentials::None), Decision::ForwardPublic);
+        assert_eq!(
+            decide(&reg, "GET", "/public/x", Credentials::None),
+            Decision::ForwardPublic
+        );
     }
 
     #[test]
     fn unmatched_deny_forbids_whatever_the_token() {
         let (_d, reg) = registry("", "deny");
         let t = token(&reg, "c1", &["example_role"], "example_priv");
-        assert_eq!(decide(&reg, "GET", "/public/x", Credentials::None), Decision::Unmatched);
-        assert_eq!(decide(&reg, "GET", "/public/x", Credentials::Bearer(&t)), Decision::Unmatched);
+        assert_eq!(
+            decide(&reg, "GET", "/public/x", Credentials::None),
+            Decision::Unmatched
+        );
+        assert_eq!(
+            decide(&reg, "GET", "/public/x", Credentials::Bearer(&t)),
+            Decision::Unmatched
+        );
         assert_eq!(Decision::Unmatched.label(), "forbidden");
     }
 
@@ -205,7 +260,12 @@ pub(crate) mod tests {
     fn protected_without_bearer_is_unauthenticated() {
         let (_d, reg) = registry("", "allow");
         for p in ["/example", "/example/", "/example/employees/1"] {
-            assert_eq!(decide(&reg, "GET", p, Credentials::None), Decision::Unauthenticated { privilege: "example_priv".into() });
+            assert_eq!(
+                decide(&reg, "GET", p, Credentials::None),
+                Decision::Unauthenticated {
+                    privilege: "example_priv".into()
+                }
+            );
         }
     }
 
@@ -220,14 +280,23 @@ pub(crate) mod tests {
         for (t, want) in [
             ("garbage", Invalid::Token(TokenError::Malformed)),
             (tampered.as_str(), Invalid::Token(TokenError::BadSignature)),
-            (&token(&reg, "ghost", &[], "example_priv"), Invalid::ClientRevoked),
+            (
+                &token(&reg, "ghost", &[], "example_priv"),
+                Invalid::ClientRevoked,
+            ),
         ] {
             match decide(&reg, "GET", "/example/1", Credentials::Bearer(t)) {
                 Decision::InvalidToken { reason, .. } => assert_eq!(reason, want),
                 d => panic!("{d:?}"),
             }
         }
-        assert!(matches!(decide(&reg, "GET", "/example/1", Credentials::Ambiguous), Decision::InvalidToken { reason: Invalid::Ambiguous, .. }));
+        assert!(matches!(
+            decide(&reg, "GET", "/example/1", Credentials::Ambiguous),
+            Decision::InvalidToken {
+                reason: Invalid::Ambiguous,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -235,7 +304,13 @@ pub(crate) mod tests {
         let extra = format!("  - name: Off\n    client_id: c3\n    secrets: [\"{SHA}\"]\n    roles: [example_role]\n    disabled: true\n");
         let (_d, reg) = registry(&extra, "allow");
         let t = token(&reg, "c3", &["example_role"], "example_priv");
-        assert!(matches!(decide(&reg, "GET", "/example/1", Credentials::Bearer(&t)), Decision::InvalidToken { reason: Invalid::ClientRevoked, .. }));
+        assert!(matches!(
+            decide(&reg, "GET", "/example/1", Credentials::Bearer(&t)),
+            Decision::InvalidToken {
+                reason: Invalid::ClientRevoked,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -245,17 +320,28 @@ pub(crate) mod tests {
         let t = token(&reg, "c1", &["example_role"], "example_priv");
         assert_eq!(
             decide(&reg, "POST", "/example/orders/1", Credentials::Bearer(&t)),
-            Decision::InsufficientScope { privilege: "example_write".into(), client_id: "c1".into() }
+            Decision::InsufficientScope {
+                privilege: "example_write".into(),
+                client_id: "c1".into()
+            }
         );
         // c2 holds example_priv, but this token was narrowed to example_write only.
         let narrow = token(&reg, "c2", &["example_admin"], "example_write");
-        assert!(matches!(decide(&reg, "GET", "/example/1", Credentials::Bearer(&narrow)), Decision::InsufficientScope { .. }));
+        assert!(matches!(
+            decide(&reg, "GET", "/example/1", Credentials::Bearer(&narrow)),
+            Decision::InsufficientScope { .. }
+        ));
     }
 
     #[test]
     fn valid_token_with_the_privilege_forwards() {
         let (_d, reg) = registry("", "allow");
-        let t = token(&reg, "c1", &["example_role", "example_admin"], "example_priv example_write");
+        let t = token(
+            &reg,
+            "c1",
+            &["example_role", "example_admin"],
+            "example_priv example_write",
+        );
         assert_eq!(
             decide(&reg, "GET", "/example/orders/1", Credentials::Bearer(&t)),
             Decision::Forward(Grant {
@@ -267,16 +353,26 @@ pub(crate) mod tests {
             })
         );
         // A token claiming example_write is no use to a client that does not hold it now.
-        assert!(matches!(decide(&reg, "POST", "/example/orders/1", Credentials::Bearer(&t)), Decision::InsufficientScope { .. }));
+        assert!(matches!(
+            decide(&reg, "POST", "/example/orders/1", Credentials::Bearer(&t)),
+            Decision::InsufficientScope { .. }
+        ));
         let t2 = token(&reg, "c2", &["example_admin"], "example_write");
-        assert!(matches!(decide(&reg, "POST", "/example/orders/1", Credentials::Bearer(&t2)), Decision::Forward(ref g) if g.privilege == "example_write"));
+        assert!(
+            matches!(decide(&reg, "POST", "/example/orders/1", Credentials::Bearer(&t2)), Decision::Forward(ref g) if g.privilege == "example_write")
+        );
     }
 
     #[test]
     fn privilege_without_roles_opens_to_any_valid_token() {
         let (_d, reg) = registry("", "allow");
         let t = token(&reg, "c1", &[], "");
-        assert!(matches!(decide(&reg, "GET", "/open/x", Credentials::Bearer(&t)), Decision::Forward(ref g) if g.privilege == "open_priv"));
-        assert!(matches!(decide(&reg, "GET", "/open/x", Credentials::None), Decision::Unauthenticated { .. }));
+        assert!(
+            matches!(decide(&reg, "GET", "/open/x", Credentials::Bearer(&t)), Decision::Forward(ref g) if g.privilege == "open_priv")
+        );
+        assert!(matches!(
+            decide(&reg, "GET", "/open/x", Credentials::None),
+            Decision::Unauthenticated { .. }
+        ));
     }
 }

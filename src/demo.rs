@@ -6,15 +6,23 @@ use std::path::PathBuf;
 
 pub const EXAMPLE: &str = include_str!("../config/ords-guard.example.yaml");
 
-pub fn run(listen: &str, admin_listen: &str, backend_listen: &str, dir: Option<PathBuf>) -> Result<(), String> {
+pub fn run(
+    listen: &str,
+    admin_listen: &str,
+    backend_listen: &str,
+    dir: Option<PathBuf>,
+) -> Result<(), String> {
     let dir = match dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("ords-guard-demo-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let (mut cfg, _) = config::parse(EXAMPLE, std::path::Path::new("embedded example")).map_err(|e| e.to_string())?;
-    crate::keys::write_generated(&dir.join("keys"), &crate::keys::generate(Algorithm::ES256)).map_err(|e| format!("cannot write the demo key: {e}"))?;
-    let (client, secret) = crate::cli::new_client("Example Client", vec!["example_role".into()], vec![]);
+    let (mut cfg, _) = config::parse(EXAMPLE, std::path::Path::new("embedded example"))
+        .map_err(|e| e.to_string())?;
+    crate::keys::write_generated(&dir.join("keys"), &crate::keys::generate(Algorithm::ES256))
+        .map_err(|e| format!("cannot write the demo key: {e}"))?;
+    let (client, secret) =
+        crate::cli::new_client("Example Client", vec!["example_role".into()], vec![]);
     cfg.listen = listen.into();
     cfg.admin_listen = admin_listen.into();
     cfg.upstream = format!("http://{backend_listen}");
@@ -22,7 +30,8 @@ pub fn run(listen: &str, admin_listen: &str, backend_listen: &str, dir: Option<P
     cfg.token.key_id = "demo".into();
     cfg.clients = vec![client.clone()];
     let path = dir.join("ords-guard.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&cfg).expect("yaml")).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, serde_yaml::to_string(&cfg).expect("yaml"))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
 
     let base = format!("http://{listen}{}", cfg.base_path.trim_end_matches('/'));
     let (id, url) = (&client.client_id, format!("{base}/example/employees/"));

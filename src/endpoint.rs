@@ -49,7 +49,11 @@ impl Reply {
 
     /// RFC 6749 §5.2 error.
     fn error(status: u16, code: &'static str, description: &str) -> Reply {
-        Reply::json(status, serde_json::json!({"error": code, "error_description": description}), code)
+        Reply::json(
+            status,
+            serde_json::json!({"error": code, "error_description": description}),
+            code,
+        )
     }
 }
 
@@ -82,7 +86,11 @@ impl Default for TokenEndpoint {
     fn default() -> Self {
         let mut cache_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut cache_key);
-        TokenEndpoint { throttle: Throttle::default(), verified: DashSet::new(), cache_key }
+        TokenEndpoint {
+            throttle: Throttle::default(),
+            verified: DashSet::new(),
+            cache_key,
+        }
     }
 }
 
@@ -90,7 +98,11 @@ fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, Reply> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in form_urlencoded::parse(body) {
         if out.iter().any(|(seen, _)| *seen == k) {
-            return Err(Reply::error(400, "invalid_request", &format!("parameter `{}` is repeated", truncate(&k))));
+            return Err(Reply::error(
+                400,
+                "invalid_request",
+                &format!("parameter `{}` is repeated", truncate(&k)),
+            ));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
@@ -113,10 +125,21 @@ fn basic(value: &[u8]) -> Option<Result<(String, String), Reply>> {
         return None;
     }
     let bad = || Reply::error(401, "invalid_client", "malformed Basic credentials");
-    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else { return Some(Err(bad())) };
-    let Ok(raw) = String::from_utf8(raw) else { return Some(Err(bad())) };
-    let Some((id, secret)) = raw.split_once(':') else { return Some(Err(bad())) };
-    let decode = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+        return Some(Err(bad()));
+    };
+    let Ok(raw) = String::from_utf8(raw) else {
+        return Some(Err(bad()));
+    };
+    let Some((id, secret)) = raw.split_once(':') else {
+        return Some(Err(bad()));
+    };
+    let decode = |s: &str| {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
     Some(Ok((decode(id), decode(secret))))
 }
 
@@ -131,27 +154,55 @@ impl TokenEndpoint {
 
     fn handle_inner(&self, reg: &Registry, req: &TokenRequest<'_>) -> Result<Reply, Reply> {
         if req.method != "POST" {
-            let mut r = Reply::error(405, "invalid_request", "the token endpoint accepts POST only");
+            let mut r = Reply::error(
+                405,
+                "invalid_request",
+                "the token endpoint accepts POST only",
+            );
             r.headers.push(("Allow", "POST".into()));
             return Err(r);
         }
-        let form_type = req.content_type.and_then(|c| std::str::from_utf8(c).ok()).map(|c| c.split(';').next().unwrap_or("").trim());
+        let form_type = req
+            .content_type
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .map(|c| c.split(';').next().unwrap_or("").trim());
         if !form_type.is_some_and(|c| c.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
-            return Err(Reply::error(400, "invalid_request", "send the parameters as application/x-www-form-urlencoded"));
+            return Err(Reply::error(
+                400,
+                "invalid_request",
+                "send the parameters as application/x-www-form-urlencoded",
+            ));
         }
         let Some(body) = req.body else {
-            return Err(Reply::error(400, "invalid_request", "the request body is larger than 8 KiB"));
+            return Err(Reply::error(
+                400,
+                "invalid_request",
+                "the request body is larger than 8 KiB",
+            ));
         };
         let form = parse_form(body)?;
-        let grant_type = get(&form, "grant_type").ok_or_else(|| Reply::error(400, "invalid_request", "grant_type is missing"))?;
+        let grant_type = get(&form, "grant_type")
+            .ok_or_else(|| Reply::error(400, "invalid_request", "grant_type is missing"))?;
         if grant_type != "client_credentials" {
-            return Err(Reply::error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported"));
+            return Err(Reply::error(
+                400,
+                "unsupported_grant_type",
+                "only grant_type=client_credentials is supported",
+            ));
         }
         let presented = self.presented(req, &form)?;
         let started = Instant::now();
-        if let Some(wait) = self.throttle.blocked(Some(&presented.id), req.peer, started) {
-            let mut r = Reply::error(429, "slow_down", "too many failed authentication attempts; retry later");
-            r.headers.push(("Retry-After", wait.as_secs().max(1).to_string()));
+        if let Some(wait) = self
+            .throttle
+            .blocked(Some(&presented.id), req.peer, started)
+        {
+            let mut r = Reply::error(
+                429,
+                "slow_down",
+                "too many failed authentication attempts; retry later",
+            );
+            r.headers
+                .push(("Retry-After", wait.as_secs().max(1).to_string()));
             r.outcome = "throttled";
             return Err(r);
         }
@@ -164,35 +215,61 @@ impl TokenEndpoint {
                 self.throttle.failed(Some(&presented.id), req.peer, started);
                 let mut r = Reply::error(401, "invalid_client", "client authentication failed");
                 if presented.basic {
-                    r.headers.push(("WWW-Authenticate", "Basic realm=\"ords-guard\"".into()));
+                    r.headers
+                        .push(("WWW-Authenticate", "Basic realm=\"ords-guard\"".into()));
                 }
                 return Err(r);
             }
         };
         if client.disabled || client.grant_type != "client_credentials" {
-            return Err(Reply::error(400, "unauthorized_client", "this client may not use the client_credentials grant"));
+            return Err(Reply::error(
+                400,
+                "unauthorized_client",
+                "this client may not use the client_credentials grant",
+            ));
         }
         let requested = get(&form, "scope");
         let (roles, scope) = grant(reg, client, requested)?;
         Ok(self.issue(reg, client, roles, scope, requested))
     }
 
-    fn presented(&self, req: &TokenRequest<'_>, form: &[(String, String)]) -> Result<Presented, Reply> {
+    fn presented(
+        &self,
+        req: &TokenRequest<'_>,
+        form: &[(String, String)],
+    ) -> Result<Presented, Reply> {
         let in_form = (get(form, "client_id"), get(form, "client_secret"));
         let from_header = match req.authorization.as_slice() {
             [] => None,
             [one] => basic(one).transpose()?,
-            _ => return Err(Reply::error(400, "invalid_request", "send one Authorization header")),
+            _ => {
+                return Err(Reply::error(
+                    400,
+                    "invalid_request",
+                    "send one Authorization header",
+                ))
+            }
         };
         match (from_header, in_form) {
-            (Some(_), (Some(_), _) | (_, Some(_))) => {
-                Err(Reply::error(400, "invalid_request", "authenticate either with HTTP Basic or with form fields, not both"))
-            }
-            (Some((id, secret)), _) => Ok(Presented { id, secret, basic: true }),
-            (None, (Some(id), Some(secret))) => Ok(Presented { id: id.into(), secret: secret.into(), basic: false }),
+            (Some(_), (Some(_), _) | (_, Some(_))) => Err(Reply::error(
+                400,
+                "invalid_request",
+                "authenticate either with HTTP Basic or with form fields, not both",
+            )),
+            (Some((id, secret)), _) => Ok(Presented {
+                id,
+                secret,
+                basic: true,
+            }),
+            (None, (Some(id), Some(secret))) => Ok(Presented {
+                id: id.into(),
+                secret: secret.into(),
+                basic: false,
+            }),
             (None, _) => {
                 let mut r = Reply::error(401, "invalid_client", "client authentication failed");
-                r.headers.push(("WWW-Authenticate", "Basic realm=\"ords-guard\"".into()));
+                r.headers
+                    .push(("WWW-Authenticate", "Basic realm=\"ords-guard\"".into()));
                 Err(r)
             }
         }
@@ -213,9 +290,16 @@ impl TokenEndpoint {
     }
 
     fn verify_cached(&self, client_id: &str, h: &SecretHash, secret: &[u8]) -> bool {
-        let SecretHash::Argon2id(phc) = h else { return h.verify(secret) };
+        let SecretHash::Argon2id(phc) = h else {
+            return h.verify(secret);
+        };
         let mut d = Sha256::new();
-        for part in [&self.cache_key[..], client_id.as_bytes(), phc.as_bytes(), secret] {
+        for part in [
+            &self.cache_key[..],
+            client_id.as_bytes(),
+            phc.as_bytes(),
+            secret,
+        ] {
             d.update((part.len() as u64).to_be_bytes());
             d.update(part);
         }
@@ -233,9 +317,18 @@ impl TokenEndpoint {
         ok
     }
 
-    fn issue(&self, reg: &Registry, client: &Client, roles: Vec<String>, scope: Vec<String>, requested: Option<&str>) -> Reply {
+    fn issue(
+        &self,
+        reg: &Registry,
+        client: &Client,
+        roles: Vec<String>,
+        scope: Vec<String>,
+        requested: Option<&str>,
+    ) -> Reply {
         let n = now();
-        let lifetime = client.token_lifetime_seconds.unwrap_or(reg.tokens.lifetime_seconds);
+        let lifetime = client
+            .token_lifetime_seconds
+            .unwrap_or(reg.tokens.lifetime_seconds);
         let mut jti = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut jti);
         let claims = Claims {
@@ -256,7 +349,12 @@ impl TokenEndpoint {
             "expires_in": lifetime,
         });
         if let Some(s) = requested {
-            body["scope"] = serde_json::Value::String(s.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "));
+            body["scope"] = serde_json::Value::String(
+                s.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
         }
         let mut r = Reply::json(200, body, "issued");
         r.issued_to = Some(client.client_id.clone());
@@ -270,17 +368,36 @@ fn dummy(argon2: bool) -> &'static SecretHash {
     static SHA: OnceLock<SecretHash> = OnceLock::new();
     static ARGON: OnceLock<SecretHash> = OnceLock::new();
     if argon2 {
-        ARGON.get_or_init(|| SecretHash::parse(&crate::secret::hash(b"dummy", crate::secret::Scheme::Argon2id)).expect("hash"))
+        ARGON.get_or_init(|| {
+            SecretHash::parse(&crate::secret::hash(
+                b"dummy",
+                crate::secret::Scheme::Argon2id,
+            ))
+            .expect("hash")
+        })
     } else {
-        SHA.get_or_init(|| SecretHash::parse(&crate::secret::hash(b"dummy", crate::secret::Scheme::Sha256)).expect("hash"))
+        SHA.get_or_init(|| {
+            SecretHash::parse(&crate::secret::hash(
+                b"dummy",
+                crate::secret::Scheme::Sha256,
+            ))
+            .expect("hash")
+        })
     }
 }
 
 /// SPEC §4 scope rules: the token's roles and granted privileges.
-fn grant(reg: &Registry, client: &Client, requested: Option<&str>) -> Result<(Vec<String>, Vec<String>), Reply> {
+fn grant(
+    reg: &Registry,
+    client: &Client,
+    requested: Option<&str>,
+) -> Result<(Vec<String>, Vec<String>), Reply> {
     let held = |i: &usize| reg.holds(client, *i);
     let Some(requested) = requested else {
-        let scope = (0..reg.privileges.len()).filter(held).map(|i| reg.privilege(i).name.clone()).collect();
+        let scope = (0..reg.privileges.len())
+            .filter(held)
+            .map(|i| reg.privilege(i).name.clone())
+            .collect();
         return Ok((client.roles.clone(), scope));
     };
     let mut roles: Vec<String> = Vec::new();
@@ -289,7 +406,14 @@ fn grant(reg: &Registry, client: &Client, requested: Option<&str>) -> Result<(Ve
         let is_role = client.has_role(name);
         let privilege = reg.privilege_index(name).filter(held);
         if !is_role && privilege.is_none() {
-            return Err(Reply::error(400, "invalid_scope", &format!("`{}` is neither a role nor a privilege of this client", truncate(name))));
+            return Err(Reply::error(
+                400,
+                "invalid_scope",
+                &format!(
+                    "`{}` is neither a role nor a privilege of this client",
+                    truncate(name)
+                ),
+            ));
         }
         if is_role && !roles.iter().any(|r| r == name) {
             roles.push(name.to_string());
@@ -313,7 +437,10 @@ pub fn jwks(reg: &Registry, method: &str) -> Reply {
     }
     Reply {
         status: 200,
-        headers: vec![("Content-Type", "application/jwk-set+json".into()), ("Cache-Control", "max-age=60".into())],
+        headers: vec![
+            ("Content-Type", "application/jwk-set+json".into()),
+            ("Cache-Control", "max-age=60".into()),
+        ],
         body: reg.tokens.jwks().to_vec(),
         outcome: "jwks",
         issued_to: None,
@@ -352,13 +479,22 @@ mod tests {
     fn issues_a_token_with_all_roles_and_privileges() {
         let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
         let ep = TokenEndpoint::default();
-        let r = ep.handle(&reg, &req("grant_type=client_credentials&client_id=t1&client_secret=s3cret", vec![]));
+        let r = ep.handle(
+            &reg,
+            &req(
+                "grant_type=client_credentials&client_id=t1&client_secret=s3cret",
+                vec![],
+            ),
+        );
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let b = body_json(&r);
         assert_eq!(b["token_type"], "bearer");
         assert_eq!(b["expires_in"], 600);
         assert!(b.get("scope").is_none());
-        let c = reg.tokens.verify(b["access_token"].as_str().unwrap()).unwrap();
+        let c = reg
+            .tokens
+            .verify(b["access_token"].as_str().unwrap())
+            .unwrap();
         assert_eq!(c.roles, ["example_role", "example_admin"]);
         assert_eq!(c.scope, "example_priv example_write open_priv");
         assert_eq!(c.exp - c.iat, 600);
@@ -369,17 +505,50 @@ mod tests {
     fn scope_narrows_by_role_and_by_privilege() {
         let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
         let ep = TokenEndpoint::default();
-        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("t1:s3cret"));
-        let r = ep.handle(&reg, &req("grant_type=client_credentials&scope=example_admin", vec![basic.as_bytes()]));
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("t1:s3cret")
+        );
+        let r = ep.handle(
+            &reg,
+            &req(
+                "grant_type=client_credentials&scope=example_admin",
+                vec![basic.as_bytes()],
+            ),
+        );
         let b = body_json(&r);
         assert_eq!(b["scope"], "example_admin");
-        let c = reg.tokens.verify(b["access_token"].as_str().unwrap()).unwrap();
-        assert_eq!((c.roles.clone(), c.scope.as_str()), (vec!["example_admin".to_string()], "example_write"));
-        let r = ep.handle(&reg, &req("grant_type=client_credentials&scope=open_priv", vec![basic.as_bytes()]));
-        let c = reg.tokens.verify(body_json(&r)["access_token"].as_str().unwrap()).unwrap();
+        let c = reg
+            .tokens
+            .verify(b["access_token"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            (c.roles.clone(), c.scope.as_str()),
+            (vec!["example_admin".to_string()], "example_write")
+        );
+        let r = ep.handle(
+            &reg,
+            &req(
+                "grant_type=client_credentials&scope=open_priv",
+                vec![basic.as_bytes()],
+            ),
+        );
+        let c = reg
+            .tokens
+            .verify(body_json(&r)["access_token"].as_str().unwrap())
+            .unwrap();
         assert_eq!((c.roles.len(), c.scope.as_str()), (0, "open_priv"));
-        let r = ep.handle(&reg, &req("grant_type=client_credentials&scope=example_priv+nope", vec![basic.as_bytes()]));
-        assert_eq!((r.status, body_json(&r)["error"].as_str()), (400, Some("invalid_scope")));
+        let r = ep.handle(
+            &reg,
+            &req(
+                "grant_type=client_credentials&scope=example_priv+nope",
+                vec![basic.as_bytes()],
+            ),
+        );
+        assert_eq!(
+            (r.status, body_json(&r)["error"].as_str()),
+            (400, Some("invalid_scope"))
+        );
     }
 
     #[test]
@@ -387,8 +556,18 @@ mod tests {
         let secret = "p:ss+w%rd é";
         let (_d, reg) = with_secret(secret, Scheme::Sha256);
         let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc("t1"), enc(secret))));
-        let r = TokenEndpoint::default().handle(&reg, &req("grant_type=client_credentials", vec![basic.as_bytes()]));
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                enc("t1"),
+                enc(secret)
+            ))
+        );
+        let r = TokenEndpoint::default().handle(
+            &reg,
+            &req("grant_type=client_credentials", vec![basic.as_bytes()]),
+        );
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
 
@@ -396,8 +575,14 @@ mod tests {
     fn errors_follow_rfc6749() {
         let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
         let ep = TokenEndpoint::default();
-        let good_basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("t1:s3cret"));
-        let wrong_basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("t1:nope"));
+        let good_basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("t1:s3cret")
+        );
+        let wrong_basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("t1:nope")
+        );
         let cases: Vec<(TokenRequest, u16, &str)> = vec![
             (req("grant_type=client_credentials&client_id=t1&client_secret=nope", vec![]), 401, "invalid_client"),
             (req("grant_type=client_credentials&client_id=ghost&client_secret=s3cret", vec![]), 401, "invalid_client"),
@@ -414,7 +599,11 @@ mod tests {
         ];
         for (i, (r, status, code)) in cases.iter().enumerate() {
             let rep = ep.handle(&reg, r);
-            assert_eq!((rep.status, body_json(&rep)["error"].as_str().unwrap()), (*status, *code), "case {i}");
+            assert_eq!(
+                (rep.status, body_json(&rep)["error"].as_str().unwrap()),
+                (*status, *code),
+                "case {i}"
+            );
             assert!(!String::from_utf8_lossy(&rep.body).contains("s3cret"));
         }
         // Unknown id and wrong secret: same body.
@@ -422,21 +611,40 @@ mod tests {
         let b = ep.handle(&reg, &cases[1].0);
         assert_eq!(a.body, b.body);
         // Basic failures carry the Basic challenge.
-        assert!(ep.handle(&reg, &cases[2].0).headers.iter().any(|(k, v)| *k == "WWW-Authenticate" && v.starts_with("Basic")));
+        assert!(ep
+            .handle(&reg, &cases[2].0)
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "WWW-Authenticate" && v.starts_with("Basic")));
     }
 
     #[test]
     fn disabled_client_is_unauthorized_client() {
-        let extra = format!("  - name: Off\n    client_id: off\n    secrets: [\"{}\"]\n    disabled: true\n", hash(b"x", Scheme::Sha256));
+        let extra = format!(
+            "  - name: Off\n    client_id: off\n    secrets: [\"{}\"]\n    disabled: true\n",
+            hash(b"x", Scheme::Sha256)
+        );
         let (_d, reg) = registry(&extra, "allow");
-        let r = TokenEndpoint::default().handle(&reg, &req("grant_type=client_credentials&client_id=off&client_secret=x", vec![]));
-        assert_eq!((r.status, body_json(&r)["error"].as_str()), (400, Some("unauthorized_client")));
+        let r = TokenEndpoint::default().handle(
+            &reg,
+            &req(
+                "grant_type=client_credentials&client_id=off&client_secret=x",
+                vec![],
+            ),
+        );
+        assert_eq!(
+            (r.status, body_json(&r)["error"].as_str()),
+            (400, Some("unauthorized_client"))
+        );
     }
 
     #[test]
     fn repeated_failures_are_throttled_for_unknown_ids_too() {
         let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
-        let ep = TokenEndpoint { throttle: Throttle::new(3, 1000), ..TokenEndpoint::default() };
+        let ep = TokenEndpoint {
+            throttle: Throttle::new(3, 1000),
+            ..TokenEndpoint::default()
+        };
         for id in ["t1", "ghost"] {
             let body = format!("grant_type=client_credentials&client_id={id}&client_secret=wrong");
             for _ in 0..3 {
@@ -447,7 +655,17 @@ mod tests {
             assert!(r.headers.iter().any(|(k, _)| *k == "Retry-After"));
         }
         // Even the right secret waits out the window: the id is blocked, not the guess.
-        assert_eq!(ep.handle(&reg, &req("grant_type=client_credentials&client_id=t1&client_secret=s3cret", vec![])).status, 429);
+        assert_eq!(
+            ep.handle(
+                &reg,
+                &req(
+                    "grant_type=client_credentials&client_id=t1&client_secret=s3cret",
+                    vec![]
+                )
+            )
+            .status,
+            429
+        );
     }
 
     #[test]
@@ -461,7 +679,17 @@ mod tests {
         assert_eq!(ep.handle(&reg, &req(body, vec![])).status, 200);
         assert_eq!(ep.verified.len(), 1);
         // A wrong secret is not cached.
-        assert_eq!(ep.handle(&reg, &req("grant_type=client_credentials&client_id=t1&client_secret=chosen", vec![])).status, 401);
+        assert_eq!(
+            ep.handle(
+                &reg,
+                &req(
+                    "grant_type=client_credentials&client_id=t1&client_secret=chosen",
+                    vec![]
+                )
+            )
+            .status,
+            401
+        );
         assert_eq!(ep.verified.len(), 1);
     }
 

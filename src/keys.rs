@@ -70,7 +70,8 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 fn utf8(bytes: &[u8], path: &Path) -> Result<String, String> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| format!("key file {} is not PEM text", path.display()))
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| format!("key file {} is not PEM text", path.display()))
 }
 
 fn strong_hmac(bytes: &[u8], path: &Path) -> Result<(), String> {
@@ -86,7 +87,11 @@ fn strong_hmac(bytes: &[u8], path: &Path) -> Result<(), String> {
 
 fn strong_rsa(modulus_bytes: usize, path: &Path) -> Result<(), String> {
     if modulus_bytes * 8 < MIN_RSA_BITS {
-        return Err(format!("RSA key in {} has {} bits; at least {MIN_RSA_BITS} are required", path.display(), modulus_bytes * 8));
+        return Err(format!(
+            "RSA key in {} has {} bits; at least {MIN_RSA_BITS} are required",
+            path.display(),
+            modulus_bytes * 8
+        ));
     }
     Ok(())
 }
@@ -103,35 +108,69 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
                 alg,
                 key: EncodingKey::from_secret(&bytes),
                 signer: None,
-                verifying: VerifyingKey { alg, key: DecodingKey::from_secret(&bytes), jwk: None },
+                verifying: VerifyingKey {
+                    alg,
+                    key: DecodingKey::from_secret(&bytes),
+                    jwk: None,
+                },
             })
         }
         Algorithm::ES256 => {
             use p256::pkcs8::DecodePrivateKey;
             let pem = utf8(&bytes, path)?;
-            let sk = p256::SecretKey::from_pkcs8_pem(&pem)
-                .map_err(|_| format!("key file {} is not a P-256 key: {PKCS8_HINT}", path.display()))?;
-            let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
-            Ok(SigningKey { alg, key, verifying: ec_verifying(&sk.public_key(), kid)?, signer: Some(Signer::Es256(sk.into())) })
+            let sk = p256::SecretKey::from_pkcs8_pem(&pem).map_err(|_| {
+                format!(
+                    "key file {} is not a P-256 key: {PKCS8_HINT}",
+                    path.display()
+                )
+            })?;
+            let key = EncodingKey::from_ec_pem(pem.as_bytes())
+                .map_err(|e| format!("key file {}: {e}", path.display()))?;
+            Ok(SigningKey {
+                alg,
+                key,
+                verifying: ec_verifying(&sk.public_key(), kid)?,
+                signer: Some(Signer::Es256(sk.into())),
+            })
         }
         Algorithm::EdDSA => {
             use ed25519_dalek::pkcs8::DecodePrivateKey;
             let pem = utf8(&bytes, path)?;
-            let sk = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
-                .map_err(|_| format!("key file {} is not an Ed25519 key: {PKCS8_HINT}", path.display()))?;
-            let key = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
-            Ok(SigningKey { alg, key, verifying: ed_verifying(&sk.verifying_key(), kid)?, signer: Some(Signer::EdDsa(sk)) })
+            let sk = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|_| {
+                format!(
+                    "key file {} is not an Ed25519 key: {PKCS8_HINT}",
+                    path.display()
+                )
+            })?;
+            let key = EncodingKey::from_ed_pem(pem.as_bytes())
+                .map_err(|e| format!("key file {}: {e}", path.display()))?;
+            Ok(SigningKey {
+                alg,
+                key,
+                verifying: ed_verifying(&sk.verifying_key(), kid)?,
+                signer: Some(Signer::EdDsa(sk)),
+            })
         }
         Algorithm::RS256 => {
             use rsa::pkcs8::DecodePrivateKey;
             use rsa::traits::PublicKeyParts;
             let pem = utf8(&bytes, path)?;
-            let sk = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
-                .map_err(|_| format!("key file {} is not an RSA key: {PKCS8_HINT}", path.display()))?;
+            let sk = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|_| {
+                format!(
+                    "key file {} is not an RSA key: {PKCS8_HINT}",
+                    path.display()
+                )
+            })?;
             strong_rsa(sk.size(), path)?;
-            let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("key file {}: {e}", path.display()))?;
+            let key = EncodingKey::from_rsa_pem(pem.as_bytes())
+                .map_err(|e| format!("key file {}: {e}", path.display()))?;
             let verifying = rsa_verifying(&sk.to_public_key(), kid)?;
-            Ok(SigningKey { alg, key, verifying, signer: Some(Signer::Rs256(rsa::pkcs1v15::SigningKey::new(sk))) })
+            Ok(SigningKey {
+                alg,
+                key,
+                verifying,
+                signer: Some(Signer::Rs256(rsa::pkcs1v15::SigningKey::new(sk))),
+            })
         }
     }
 }
@@ -143,25 +182,43 @@ pub fn load_verification(path: &Path, alg: Algorithm, kid: &str) -> Result<Verif
     match alg {
         Algorithm::HS256 => {
             strong_hmac(&bytes, path)?;
-            Ok(VerifyingKey { alg, key: DecodingKey::from_secret(&bytes), jwk: None })
+            Ok(VerifyingKey {
+                alg,
+                key: DecodingKey::from_secret(&bytes),
+                jwk: None,
+            })
         }
         Algorithm::ES256 => {
             use p256::pkcs8::DecodePublicKey;
-            let pk = p256::PublicKey::from_public_key_pem(&utf8(&bytes, path)?)
-                .map_err(|_| format!("key file {} is not a P-256 public key: {spki}", path.display()))?;
+            let pk = p256::PublicKey::from_public_key_pem(&utf8(&bytes, path)?).map_err(|_| {
+                format!(
+                    "key file {} is not a P-256 public key: {spki}",
+                    path.display()
+                )
+            })?;
             ec_verifying(&pk, kid)
         }
         Algorithm::EdDSA => {
             use ed25519_dalek::pkcs8::DecodePublicKey;
             let pk = ed25519_dalek::VerifyingKey::from_public_key_pem(&utf8(&bytes, path)?)
-                .map_err(|_| format!("key file {} is not an Ed25519 public key: {spki}", path.display()))?;
+                .map_err(|_| {
+                    format!(
+                        "key file {} is not an Ed25519 public key: {spki}",
+                        path.display()
+                    )
+                })?;
             ed_verifying(&pk, kid)
         }
         Algorithm::RS256 => {
             use rsa::pkcs8::DecodePublicKey;
             use rsa::traits::PublicKeyParts;
-            let pk = rsa::RsaPublicKey::from_public_key_pem(&utf8(&bytes, path)?)
-                .map_err(|_| format!("key file {} is not an RSA public key: {spki}", path.display()))?;
+            let pk =
+                rsa::RsaPublicKey::from_public_key_pem(&utf8(&bytes, path)?).map_err(|_| {
+                    format!(
+                        "key file {} is not an RSA public key: {spki}",
+                        path.display()
+                    )
+                })?;
             strong_rsa(pk.size(), path)?;
             rsa_verifying(&pk, kid)
         }
@@ -171,25 +228,44 @@ pub fn load_verification(path: &Path, alg: Algorithm, kid: &str) -> Result<Verif
 fn ec_verifying(pk: &p256::PublicKey, kid: &str) -> Result<VerifyingKey, String> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     let point = pk.to_encoded_point(false);
-    let (x, y) = (B64.encode(point.x().expect("uncompressed")), B64.encode(point.y().expect("uncompressed")));
+    let (x, y) = (
+        B64.encode(point.x().expect("uncompressed")),
+        B64.encode(point.y().expect("uncompressed")),
+    );
     let key = DecodingKey::from_ec_components(&x, &y).map_err(|e| e.to_string())?;
     let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "use": "sig", "alg": "ES256", "kid": kid});
-    Ok(VerifyingKey { alg: Algorithm::ES256, key, jwk: Some(jwk) })
+    Ok(VerifyingKey {
+        alg: Algorithm::ES256,
+        key,
+        jwk: Some(jwk),
+    })
 }
 
 fn ed_verifying(pk: &ed25519_dalek::VerifyingKey, kid: &str) -> Result<VerifyingKey, String> {
     let x = B64.encode(pk.as_bytes());
     let key = DecodingKey::from_ed_components(&x).map_err(|e| e.to_string())?;
-    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA", "kid": kid});
-    Ok(VerifyingKey { alg: Algorithm::EdDSA, key, jwk: Some(jwk) })
+    let jwk =
+        json!({"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA", "kid": kid});
+    Ok(VerifyingKey {
+        alg: Algorithm::EdDSA,
+        key,
+        jwk: Some(jwk),
+    })
 }
 
 fn rsa_verifying(pk: &rsa::RsaPublicKey, kid: &str) -> Result<VerifyingKey, String> {
     use rsa::traits::PublicKeyParts;
-    let (n, e) = (B64.encode(pk.n().to_bytes_be()), B64.encode(pk.e().to_bytes_be()));
+    let (n, e) = (
+        B64.encode(pk.n().to_bytes_be()),
+        B64.encode(pk.e().to_bytes_be()),
+    );
     let key = DecodingKey::from_rsa_components(&n, &e).map_err(|e| e.to_string())?;
     let jwk = json!({"kty": "RSA", "n": n, "e": e, "use": "sig", "alg": "RS256", "kid": kid});
-    Ok(VerifyingKey { alg: Algorithm::RS256, key, jwk: Some(jwk) })
+    Ok(VerifyingKey {
+        alg: Algorithm::RS256,
+        key,
+        jwk: Some(jwk),
+    })
 }
 
 /// A freshly generated key pair: the private file's bytes and, if asymmetric, the public PEM.
@@ -203,30 +279,59 @@ pub fn generate(alg: Algorithm) -> Generated {
     match alg {
         Algorithm::HS256 => {
             // 48 random bytes, written as base64url text: >= 32 bytes, and printable.
-            Generated { private: crate::secret::generate(48).into_bytes(), public: None }
+            Generated {
+                private: crate::secret::generate(48).into_bytes(),
+                public: None,
+            }
         }
         Algorithm::ES256 => {
             use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
             let sk = p256::SecretKey::random(&mut OsRng);
             Generated {
-                private: sk.to_pkcs8_pem(LineEnding::LF).expect("encode").as_bytes().to_vec(),
-                public: Some(sk.public_key().to_public_key_pem(LineEnding::LF).expect("encode")),
+                private: sk
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .expect("encode")
+                    .as_bytes()
+                    .to_vec(),
+                public: Some(
+                    sk.public_key()
+                        .to_public_key_pem(LineEnding::LF)
+                        .expect("encode"),
+                ),
             }
         }
         Algorithm::EdDSA => {
-            use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey};
+            use ed25519_dalek::pkcs8::{
+                spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey,
+            };
             let sk = ed25519_dalek::SigningKey::generate(&mut OsRng);
             Generated {
-                private: sk.to_pkcs8_pem(LineEnding::LF).expect("encode").as_bytes().to_vec(),
-                public: Some(sk.verifying_key().to_public_key_pem(LineEnding::LF).expect("encode")),
+                private: sk
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .expect("encode")
+                    .as_bytes()
+                    .to_vec(),
+                public: Some(
+                    sk.verifying_key()
+                        .to_public_key_pem(LineEnding::LF)
+                        .expect("encode"),
+                ),
             }
         }
         Algorithm::RS256 => {
             use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
             let sk = rsa::RsaPrivateKey::new(&mut OsRng, MIN_RSA_BITS).expect("rsa keygen");
             Generated {
-                private: sk.to_pkcs8_pem(LineEnding::LF).expect("encode").as_bytes().to_vec(),
-                public: Some(sk.to_public_key().to_public_key_pem(LineEnding::LF).expect("encode")),
+                private: sk
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .expect("encode")
+                    .as_bytes()
+                    .to_vec(),
+                public: Some(
+                    sk.to_public_key()
+                        .to_public_key_pem(LineEnding::LF)
+                        .expect("encode"),
+                ),
             }
         }
     }
@@ -237,7 +342,12 @@ pub fn write_generated(dir: &Path, g: &Generated) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir)?;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(dir.join("signing.pem"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("signing.pem"))?;
     f.write_all(&g.private)?;
     if let Some(p) = &g.public {
         std::fs::write(dir.join("signing.pub.pem"), p)?;
@@ -251,7 +361,12 @@ mod tests {
 
     #[test]
     fn generated_keys_load_for_every_algorithm() {
-        for alg in [Algorithm::HS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+        for alg in [
+            Algorithm::HS256,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+            Algorithm::RS256,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             write_generated(dir.path(), &generate(alg)).unwrap();
             let sk = load_signing(&dir.path().join("signing.pem"), alg, "k").unwrap();
@@ -268,8 +383,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let short = dir.path().join("short");
         std::fs::write(&short, b"too short").unwrap();
-        assert!(load_signing(&short, Algorithm::HS256, "k").err().unwrap().contains("at least 32"));
-        assert!(load_signing(&dir.path().join("missing"), Algorithm::HS256, "k").err().unwrap().contains("cannot read"));
+        assert!(load_signing(&short, Algorithm::HS256, "k")
+            .err()
+            .unwrap()
+            .contains("at least 32"));
+        assert!(
+            load_signing(&dir.path().join("missing"), Algorithm::HS256, "k")
+                .err()
+                .unwrap()
+                .contains("cannot read")
+        );
         write_generated(dir.path(), &generate(Algorithm::EdDSA)).unwrap();
         // An Ed25519 key offered as ES256.
         assert!(load_signing(&dir.path().join("signing.pem"), Algorithm::ES256, "k").is_err());

@@ -32,29 +32,78 @@ impl Metrics {
             registry.register(Box::new(c.clone())).expect("register");
             c
         };
-        let requests = counter("ords_guard_requests_total", "Requests on the proxy port, by access decision.", "decision");
-        let upstream_errors = counter("ords_guard_upstream_errors_total", "Requests that failed to reach the upstream or to get its answer, by kind.", "kind");
-        let token_requests = counter("ords_guard_token_requests_total", "Requests to the token endpoint, by outcome.", "outcome");
-        let tokens_issued = counter("ords_guard_tokens_issued_total", "Access tokens issued, by client id.", "client");
-        let reloads = counter("ords_guard_config_reloads_total", "Config reload attempts, by result.", "result");
+        let requests = counter(
+            "ords_guard_requests_total",
+            "Requests on the proxy port, by access decision.",
+            "decision",
+        );
+        let upstream_errors = counter(
+            "ords_guard_upstream_errors_total",
+            "Requests that failed to reach the upstream or to get its answer, by kind.",
+            "kind",
+        );
+        let token_requests = counter(
+            "ords_guard_token_requests_total",
+            "Requests to the token endpoint, by outcome.",
+            "outcome",
+        );
+        let tokens_issued = counter(
+            "ords_guard_tokens_issued_total",
+            "Access tokens issued, by client id.",
+            "client",
+        );
+        let reloads = counter(
+            "ords_guard_config_reloads_total",
+            "Config reload attempts, by result.",
+            "result",
+        );
         let duration = Histogram::with_opts(
-            HistogramOpts::new("ords_guard_request_duration_seconds", "Time from request header to the end of the response, in seconds.")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new(
+                "ords_guard_request_duration_seconds",
+                "Time from request header to the end of the response, in seconds.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
         )
         .expect("metric");
-        registry.register(Box::new(duration.clone())).expect("register");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("register");
         let last_reload_success = Gauge::new(
             "ords_guard_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load.",
         )
         .expect("metric");
-        registry.register(Box::new(last_reload_success.clone())).expect("register");
-        let clients = IntGauge::new("ords_guard_clients", "Registered clients in the current registry.").expect("metric");
-        registry.register(Box::new(clients.clone())).expect("register");
-        let privileges = IntGauge::new("ords_guard_privileges", "Privileges in the current registry.").expect("metric");
-        registry.register(Box::new(privileges.clone())).expect("register");
+        registry
+            .register(Box::new(last_reload_success.clone()))
+            .expect("register");
+        let clients = IntGauge::new(
+            "ords_guard_clients",
+            "Registered clients in the current registry.",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(clients.clone()))
+            .expect("register");
+        let privileges = IntGauge::new(
+            "ords_guard_privileges",
+            "Privileges in the current registry.",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(privileges.clone()))
+            .expect("register");
         // Show every decision from the start, so rates work before the first of each kind.
-        for d in ["forwarded_public", "forwarded", "unauthenticated", "invalid_token", "forbidden", "bad_request"] {
+        for d in [
+            "forwarded_public",
+            "forwarded",
+            "unauthenticated",
+            "invalid_token",
+            "forbidden",
+            "bad_request",
+        ] {
             requests.with_label_values(&[d]);
         }
         for r in ["success", "failure"] {
@@ -63,16 +112,38 @@ impl Metrics {
         for k in ["connect", "timeout", "protocol"] {
             upstream_errors.with_label_values(&[k]);
         }
-        for o in ["issued", "invalid_request", "invalid_client", "invalid_scope", "unauthorized_client", "unsupported_grant_type", "throttled", "jwks"] {
+        for o in [
+            "issued",
+            "invalid_request",
+            "invalid_client",
+            "invalid_scope",
+            "unauthorized_client",
+            "unsupported_grant_type",
+            "throttled",
+            "jwks",
+        ] {
             token_requests.with_label_values(&[o]);
         }
-        Metrics { registry, requests, duration, upstream_errors, token_requests, tokens_issued, reloads, last_reload_success, clients, privileges }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_errors,
+            token_requests,
+            tokens_issued,
+            reloads,
+            last_reload_success,
+            clients,
+            privileges,
+        }
     }
 
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("encode metrics");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encode metrics");
         out
     }
 }

@@ -29,15 +29,23 @@ impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             PathError::AsteriskForm => "asterisk-form request targets (`*`) are not accepted",
-            PathError::AuthorityForm => "the request target must be an absolute path (`/...`) or an absolute URL",
+            PathError::AuthorityForm => {
+                "the request target must be an absolute path (`/...`) or an absolute URL"
+            }
             PathError::DotSegment => "the path contains a `.` or `..` segment",
             PathError::EncodedSlash => "the path contains an encoded `/` or `\\`",
             PathError::Backslash => "the path contains a `\\`",
             PathError::ControlCharacter => "the path contains a NUL or control character",
-            PathError::BadPercentEncoding => "the path contains a `%` not followed by two hex digits",
+            PathError::BadPercentEncoding => {
+                "the path contains a `%` not followed by two hex digits"
+            }
             PathError::NotUtf8 => "the percent-decoded path is not valid UTF-8",
-            PathError::MatrixParameter => "the path contains a `;` (matrix parameters are not accepted)",
-            PathError::DoubleEncoding => "the path contains an encoded `%` that forms another escape (double encoding)",
+            PathError::MatrixParameter => {
+                "the path contains a `;` (matrix parameters are not accepted)"
+            }
+            PathError::DoubleEncoding => {
+                "the path contains an encoded `%` that forms another escape (double encoding)"
+            }
             PathError::Fragment => "the request target contains a `#`",
             PathError::Empty => "the request target is empty",
         })
@@ -87,7 +95,11 @@ pub fn normalise(raw: &[u8]) -> Result<Target, PathError> {
     if raw == b"*" {
         return Err(PathError::AsteriskForm);
     }
-    let origin = if raw[0] == b'/' { Cow::Borrowed(raw) } else { strip_absolute_form(raw)? };
+    let origin = if raw[0] == b'/' {
+        Cow::Borrowed(raw)
+    } else {
+        strip_absolute_form(raw)?
+    };
     let origin: &[u8] = &origin;
     let (path, query) = match origin.iter().position(|&b| b == b'?') {
         Some(i) => (&origin[..i], Some(&origin[i + 1..])),
@@ -106,7 +118,10 @@ pub fn normalise(raw: &[u8]) -> Result<Target, PathError> {
         }
         None => None,
     };
-    Ok(Target { path: normalise_path(path)?, query })
+    Ok(Target {
+        path: normalise_path(path)?,
+        query,
+    })
 }
 
 /// RFC 9112 §3.2.2: reduce `http://host[:port]/p?q` to `/p?q`.
@@ -119,12 +134,17 @@ fn strip_absolute_form(raw: &[u8]) -> Result<Cow<'_, [u8]>, PathError> {
         return Err(PathError::AuthorityForm);
     };
     let rest = &raw[scheme_len..];
-    Ok(match rest.iter().position(|&b| b == b'/' || b == b'?' || b == b'#') {
-        Some(i) if rest[i] == b'/' => Cow::Borrowed(&rest[i..]),
-        // `http://host?q`: an empty path means `/`.
-        Some(i) => Cow::Owned([b"/".as_slice(), &rest[i..]].concat()),
-        None => Cow::Borrowed(b"/"),
-    })
+    Ok(
+        match rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?' || b == b'#')
+        {
+            Some(i) if rest[i] == b'/' => Cow::Borrowed(&rest[i..]),
+            // `http://host?q`: an empty path means `/`.
+            Some(i) => Cow::Owned([b"/".as_slice(), &rest[i..]].concat()),
+            None => Cow::Borrowed(b"/"),
+        },
+    )
 }
 
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
@@ -145,7 +165,10 @@ pub fn normalise_path(path: &[u8]) -> Result<String, PathError> {
         let b = path[i];
         match b {
             b'%' => {
-                let (h, l) = match (path.get(i + 1).and_then(|&c| hex(c)), path.get(i + 2).and_then(|&c| hex(c))) {
+                let (h, l) = match (
+                    path.get(i + 1).and_then(|&c| hex(c)),
+                    path.get(i + 2).and_then(|&c| hex(c)),
+                ) {
                     (Some(h), Some(l)) => (h, l),
                     _ => return Err(PathError::BadPercentEncoding),
                 };
@@ -155,7 +178,11 @@ pub fn normalise_path(path: &[u8]) -> Result<String, PathError> {
                     b';' => return Err(PathError::MatrixParameter),
                     0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
                     _ if is_unreserved(d) => out.push(d),
-                    _ => out.extend_from_slice(&[b'%', HEX[(d >> 4) as usize], HEX[(d & 15) as usize]]),
+                    _ => out.extend_from_slice(&[
+                        b'%',
+                        HEX[(d >> 4) as usize],
+                        HEX[(d & 15) as usize],
+                    ]),
                 }
                 decoded.push(d);
                 i += 3;
@@ -179,11 +206,17 @@ pub fn normalise_path(path: &[u8]) -> Result<String, PathError> {
         return Err(PathError::NotUtf8);
     }
     // `%252e` decodes to `%2e`: a backend that decodes twice reads `.` where we saw none.
-    if decoded.windows(3).any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some()) {
+    if decoded
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some())
+    {
         return Err(PathError::DoubleEncoding);
     }
     // Dot segments are checked after decoding, so `%2e%2E` is caught with `..`.
-    if out.split(|&b| b == b'/').any(|seg| seg == b"." || seg == b"..") {
+    if out
+        .split(|&b| b == b'/')
+        .any(|seg| seg == b"." || seg == b"..")
+    {
         return Err(PathError::DotSegment);
     }
     // Only ASCII was pushed to `out`.
@@ -195,7 +228,9 @@ mod tests {
     use super::*;
 
     fn ok(raw: &str) -> String {
-        normalise(raw.as_bytes()).unwrap_or_else(|e| panic!("{raw:?} refused: {e}")).path_and_query()
+        normalise(raw.as_bytes())
+            .unwrap_or_else(|e| panic!("{raw:?} refused: {e}"))
+            .path_and_query()
     }
     fn err(raw: &[u8]) -> PathError {
         match normalise(raw) {

@@ -39,10 +39,14 @@ impl Pattern {
             return Err("the pattern is empty; write an absolute path such as `/example/*`".into());
         }
         if !s.starts_with('/') {
-            return Err(format!("the pattern `{s}` must start with `/` (it is relative to base_path)"));
+            return Err(format!(
+                "the pattern `{s}` must start with `/` (it is relative to base_path)"
+            ));
         }
         if s.contains(['?', '#']) {
-            return Err(format!("the pattern `{s}` contains `?` or `#`; patterns match paths only"));
+            return Err(format!(
+                "the pattern `{s}` contains `?` or `#`; patterns match paths only"
+            ));
         }
         let (literal, kind) = match s.find('*') {
             None => (s, Kind::Exact),
@@ -54,9 +58,15 @@ impl Pattern {
         let norm = crate::path::normalise_path(literal.as_bytes())
             .map_err(|e| format!("the pattern `{s}` is malformed: {e}"))?;
         if norm != literal {
-            return Err(format!("the pattern `{s}` is not in normal form; write it as `{norm}{}`", if kind == Kind::Wildcard { "*" } else { "" }));
+            return Err(format!(
+                "the pattern `{s}` is not in normal form; write it as `{norm}{}`",
+                if kind == Kind::Wildcard { "*" } else { "" }
+            ));
         }
-        Ok(Pattern { kind, key: norm.trim_end_matches('/').to_string() })
+        Ok(Pattern {
+            kind,
+            key: norm.trim_end_matches('/').to_string(),
+        })
     }
 }
 
@@ -64,7 +74,9 @@ impl Pattern {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Methods(u16);
 
-const METHOD_NAMES: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+const METHOD_NAMES: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
 const OTHER: u16 = 1 << 9;
 
 impl Methods {
@@ -78,14 +90,22 @@ impl Methods {
         for n in names {
             match METHOD_NAMES.iter().position(|m| m == n) {
                 Some(i) => bits |= 1 << i,
-                None => return Err(format!("unknown method `{n}`: use {}", METHOD_NAMES.join(", "))),
+                None => {
+                    return Err(format!(
+                        "unknown method `{n}`: use {}",
+                        METHOD_NAMES.join(", ")
+                    ))
+                }
             }
         }
         Ok(Methods(bits))
     }
 
     pub fn bit(method: &str) -> u16 {
-        METHOD_NAMES.iter().position(|m| *m == method).map_or(OTHER, |i| 1 << i)
+        METHOD_NAMES
+            .iter()
+            .position(|m| *m == method)
+            .map_or(OTHER, |i| 1 << i)
     }
 
     pub fn covers(self, method: &str) -> bool {
@@ -111,7 +131,10 @@ pub struct Matcher<T> {
 
 impl<T> Default for Matcher<T> {
     fn default() -> Self {
-        Matcher { exact: HashMap::new(), wildcard: HashMap::new() }
+        Matcher {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+        }
     }
 }
 
@@ -171,7 +194,9 @@ mod tests {
         let mut mt = Matcher::default();
         for (p, methods, v) in entries {
             let ms = match methods {
-                Some(ms) => Methods::parse(&ms.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
+                Some(ms) => {
+                    Methods::parse(&ms.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+                }
                 None => Methods::ALL,
             };
             mt.insert(&Pattern::parse(p).unwrap(), ms, *v).unwrap();
@@ -201,7 +226,12 @@ mod tests {
 
     #[test]
     fn most_specific_wins() {
-        let mt = m(&[("/*", None, 0), ("/x/*", None, 1), ("/x/y/*", None, 2), ("/x/y", None, 3)]);
+        let mt = m(&[
+            ("/*", None, 0),
+            ("/x/*", None, 1),
+            ("/x/y/*", None, 2),
+            ("/x/y", None, 3),
+        ]);
         assert_eq!(mt.lookup("/other", "GET"), Some(&0));
         assert_eq!(mt.lookup("/x/z", "GET"), Some(&1));
         assert_eq!(mt.lookup("/x/y/z", "GET"), Some(&2));
@@ -211,7 +241,10 @@ mod tests {
 
     #[test]
     fn methods_select_and_fall_back() {
-        let mt = m(&[("/example/*", None, 1), ("/example/orders/*", Some(&["POST", "DELETE"]), 2)]);
+        let mt = m(&[
+            ("/example/*", None, 1),
+            ("/example/orders/*", Some(&["POST", "DELETE"]), 2),
+        ]);
         assert_eq!(mt.lookup("/example/orders/1", "POST"), Some(&2));
         assert_eq!(mt.lookup("/example/orders/1", "GET"), Some(&1));
         assert_eq!(mt.lookup("/example/orders/1", "BREW"), Some(&1));
@@ -222,19 +255,39 @@ mod tests {
         let mut mt = m(&[("/x/*", Some(&["GET"]), 1)]);
         let p = Pattern::parse("/x/*").unwrap();
         assert_eq!(mt.insert(&p, Methods::ALL, 2), Err(Conflict(1)));
-        assert!(mt.insert(&p, Methods::parse(&["POST".into()]).unwrap(), 3).is_ok());
+        assert!(mt
+            .insert(&p, Methods::parse(&["POST".into()]).unwrap(), 3)
+            .is_ok());
         // `/x` and `/x/` are one pattern.
-        mt.insert(&Pattern::parse("/y").unwrap(), Methods::ALL, 4).unwrap();
-        assert!(mt.insert(&Pattern::parse("/y/").unwrap(), Methods::ALL, 5).is_err());
+        mt.insert(&Pattern::parse("/y").unwrap(), Methods::ALL, 4)
+            .unwrap();
+        assert!(mt
+            .insert(&Pattern::parse("/y/").unwrap(), Methods::ALL, 5)
+            .is_err());
     }
 
     #[test]
     fn malformed_patterns() {
-        for p in ["", "x/*", "/x*", "/*/x", "/x/*/*", "/x/**", "/x?y", "/x#", "/../x", "/x/./*", "/x%2f/*", "/x;y", "//x", "/%7e"] {
+        for p in [
+            "", "x/*", "/x*", "/*/x", "/x/*/*", "/x/**", "/x?y", "/x#", "/../x", "/x/./*",
+            "/x%2f/*", "/x;y", "//x", "/%7e",
+        ] {
             assert!(Pattern::parse(p).is_err(), "{p}");
         }
-        assert_eq!(Pattern::parse("/*").unwrap(), Pattern { kind: Kind::Wildcard, key: "".into() });
-        assert_eq!(Pattern::parse("/").unwrap(), Pattern { kind: Kind::Exact, key: "".into() });
+        assert_eq!(
+            Pattern::parse("/*").unwrap(),
+            Pattern {
+                kind: Kind::Wildcard,
+                key: "".into()
+            }
+        );
+        assert_eq!(
+            Pattern::parse("/").unwrap(),
+            Pattern {
+                kind: Kind::Exact,
+                key: "".into()
+            }
+        );
         assert_eq!(Pattern::parse("/a%20b/*").unwrap().key, "/a%20b");
     }
 

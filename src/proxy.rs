@@ -53,7 +53,13 @@ pub fn problem(status: u16, title: &str, detail: &str) -> Vec<u8> {
 }
 
 /// Write a complete local response.
-async fn respond(session: &mut Session, status: u16, content_type: &str, headers: &[(&str, String)], body: Vec<u8>) -> Result<()> {
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<()> {
     let mut h = ResponseHeader::build(status, Some(headers.len() + 2))?;
     h.insert_header("Content-Type", content_type)?;
     h.insert_header("Content-Length", body.len().to_string())?;
@@ -63,14 +69,32 @@ async fn respond(session: &mut Session, status: u16, content_type: &str, headers
     let head = session.req_header().method == http::Method::HEAD;
     session.write_response_header(Box::new(h), head).await?;
     if !head {
-        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
     }
     Ok(())
 }
 
-async fn respond_problem(session: &mut Session, status: u16, title: &str, detail: &str, challenge: Option<String>) -> Result<()> {
-    let headers: Vec<(&str, String)> = challenge.map(|c| ("WWW-Authenticate", c)).into_iter().collect();
-    respond(session, status, "application/problem+json", &headers, problem(status, title, detail)).await
+async fn respond_problem(
+    session: &mut Session,
+    status: u16,
+    title: &str,
+    detail: &str,
+    challenge: Option<String>,
+) -> Result<()> {
+    let headers: Vec<(&str, String)> = challenge
+        .map(|c| ("WWW-Authenticate", c))
+        .into_iter()
+        .collect();
+    respond(
+        session,
+        status,
+        "application/problem+json",
+        &headers,
+        problem(status, title, detail),
+    )
+    .await
 }
 
 /// Read the body of a denied request before answering, so the connection can be reused
@@ -106,7 +130,17 @@ async fn read_limited_body(session: &mut Session) -> Result<Option<Vec<u8>>> {
 /// Header names we own: `X-ORDS-*`, in any letter case and with `_` for `-`.
 fn is_identity_header(name: &str) -> bool {
     let n = name.as_bytes();
-    n.len() >= 7 && n[..7].iter().map(|b| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() }).eq(b"x-ords-".iter().copied())
+    n.len() >= 7
+        && n[..7]
+            .iter()
+            .map(|b| {
+                if *b == b'_' {
+                    b'-'
+                } else {
+                    b.to_ascii_lowercase()
+                }
+            })
+            .eq(b"x-ords-".iter().copied())
 }
 
 impl Proxy {
@@ -114,10 +148,19 @@ impl Proxy {
     /// before the client sees the response.
     fn decided(&self, ctx: &mut Ctx, label: &'static str) {
         ctx.label = Some(label);
-        self.guard.metrics.requests.with_label_values(&[label]).inc();
+        self.guard
+            .metrics
+            .requests
+            .with_label_values(&[label])
+            .inc();
     }
 
-    async fn token_endpoint(&self, session: &mut Session, reg: Arc<Registry>, is_jwks: bool) -> Result<Reply> {
+    async fn token_endpoint(
+        &self,
+        session: &mut Session,
+        reg: Arc<Registry>,
+        is_jwks: bool,
+    ) -> Result<Reply> {
         let method = session.req_header().method.as_str().to_string();
         if is_jwks {
             discard_body(session).await;
@@ -125,9 +168,18 @@ impl Proxy {
         }
         let body = read_limited_body(session).await?;
         let h = &session.req_header().headers;
-        let content_type = h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
-        let authorization: Vec<Vec<u8>> = h.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes().to_vec()).collect();
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let content_type = h
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes().to_vec());
+        let authorization: Vec<Vec<u8>> = h
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let slow = reg.has_argon2;
         let guard = self.guard.clone();
         let run = move || {
@@ -142,7 +194,9 @@ impl Proxy {
         };
         // argon2 costs milliseconds of CPU: keep it off the proxy's event loop.
         if slow {
-            tokio::task::spawn_blocking(run).await.map_err(|e| Error::because(ErrorType::InternalError, "token endpoint task", e))
+            tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| Error::because(ErrorType::InternalError, "token endpoint task", e))
         } else {
             Ok(run())
         }
@@ -181,27 +235,62 @@ impl ProxyHttp for Proxy {
             Err(e) => {
                 self.decided(ctx, "bad_request");
                 discard_body(session).await;
-                respond_problem(session, 400, "Bad Request", &format!("{e}; the request was not forwarded"), None).await?;
+                respond_problem(
+                    session,
+                    400,
+                    "Bad Request",
+                    &format!("{e}; the request was not forwarded"),
+                    None,
+                )
+                .await?;
                 return Ok(true);
             }
         };
         let is_token = target.path == reg.token_path();
         if is_token || target.path == reg.jwks_path() {
             let reply = self.token_endpoint(session, reg, !is_token).await?;
-            self.guard.metrics.token_requests.with_label_values(&[reply.outcome]).inc();
+            self.guard
+                .metrics
+                .token_requests
+                .with_label_values(&[reply.outcome])
+                .inc();
             ctx.token_outcome = Some(reply.outcome);
             if let Some(client) = &reply.issued_to {
-                self.guard.metrics.tokens_issued.with_label_values(&[client]).inc();
+                self.guard
+                    .metrics
+                    .tokens_issued
+                    .with_label_values(&[client])
+                    .inc();
                 ctx.client_id = Some(client.clone());
             }
             ctx.target = Some(target);
-            let ct = reply.headers.iter().find(|(k, _)| *k == "Content-Type").map(|(_, v)| v.clone()).unwrap_or_default();
-            let headers: Vec<_> = reply.headers.into_iter().filter(|(k, _)| *k != "Content-Type").collect();
+            let ct = reply
+                .headers
+                .iter()
+                .find(|(k, _)| *k == "Content-Type")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let headers: Vec<_> = reply
+                .headers
+                .into_iter()
+                .filter(|(k, _)| *k != "Content-Type")
+                .collect();
             respond(session, reply.status, &ct, &headers, reply.body).await?;
             return Ok(true);
         }
-        let auth: Vec<&[u8]> = session.req_header().headers.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
-        let d = decision::decide(&reg, session.req_header().method.as_str(), &target.path, decision::credentials(&auth));
+        let auth: Vec<&[u8]> = session
+            .req_header()
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let d = decision::decide(
+            &reg,
+            session.req_header().method.as_str(),
+            &target.path,
+            decision::credentials(&auth),
+        );
         self.decided(ctx, d.label());
         ctx.target = Some(target);
         let challenge = |extra: &str| format!("Bearer realm=\"{REALM}\"{extra}");
@@ -212,7 +301,12 @@ impl ProxyHttp for Proxy {
                 ctx.privilege = Some(g.privilege.clone());
                 (0, "", String::new(), None)
             }
-            Decision::Unmatched => (403, "Forbidden", "no privilege covers this path and unmatched paths are denied".into(), None),
+            Decision::Unmatched => (
+                403,
+                "Forbidden",
+                "no privilege covers this path and unmatched paths are denied".into(),
+                None,
+            ),
             Decision::Unauthenticated { privilege } => {
                 ctx.privilege = Some(privilege.clone());
                 (401, "Unauthorized", "this resource is protected: send Authorization: Bearer <token> from the token endpoint".into(), Some(challenge("")))
@@ -220,12 +314,27 @@ impl ProxyHttp for Proxy {
             Decision::InvalidToken { privilege, reason } => {
                 ctx.privilege = Some(privilege.clone());
                 let desc = reason.to_string();
-                (401, "Unauthorized", format!("{desc}; get a new token from the token endpoint"), Some(challenge(&format!(", error=\"invalid_token\", error_description=\"{desc}\""))))
+                (
+                    401,
+                    "Unauthorized",
+                    format!("{desc}; get a new token from the token endpoint"),
+                    Some(challenge(&format!(
+                        ", error=\"invalid_token\", error_description=\"{desc}\""
+                    ))),
+                )
             }
-            Decision::InsufficientScope { privilege, client_id } => {
+            Decision::InsufficientScope {
+                privilege,
+                client_id,
+            } => {
                 ctx.privilege = Some(privilege.clone());
                 ctx.client_id = Some(client_id.clone());
-                (403, "Forbidden", format!("the token does not grant privilege `{privilege}`"), Some(challenge(", error=\"insufficient_scope\"")))
+                (
+                    403,
+                    "Forbidden",
+                    format!("the token does not grant privilege `{privilege}`"),
+                    Some(challenge(", error=\"insufficient_scope\"")),
+                )
             }
         };
         if d.is_forwarded() {
@@ -247,36 +356,69 @@ impl ProxyHttp for Proxy {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let target = ctx.target.as_ref().expect("set in request_filter");
         // The upstream receives exactly the path that was decided on.
         req.set_raw_path(target.path_and_query().as_bytes())?;
-        let spoofed: Vec<_> = req.headers.keys().filter(|n| is_identity_header(n.as_str())).cloned().collect();
+        let spoofed: Vec<_> = req
+            .headers
+            .keys()
+            .filter(|n| is_identity_header(n.as_str()))
+            .cloned()
+            .collect();
         for name in spoofed {
             req.remove_header(&name);
         }
         if let Some(Decision::Forward(g)) = &ctx.decision {
             req.remove_header(&http::header::AUTHORIZATION);
             req.insert_header("X-ORDS-Client-Id", g.client_id.as_str())?;
-            req.insert_header("X-ORDS-Client-Name", http::HeaderValue::from_bytes(g.client_name.as_bytes()).map_err(|e| Error::because(ErrorType::InternalError, "client name header", e))?)?;
+            req.insert_header(
+                "X-ORDS-Client-Name",
+                http::HeaderValue::from_bytes(g.client_name.as_bytes()).map_err(|e| {
+                    Error::because(ErrorType::InternalError, "client name header", e)
+                })?,
+            )?;
             req.insert_header("X-ORDS-Roles", g.roles.join(","))?;
             req.insert_header("X-ORDS-Privilege", g.privilege.as_str())?;
         }
-        if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()) {
-            let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+        {
+            let xff = match req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(prev) => format!("{prev}, {ip}"),
                 None => ip,
             };
             req.insert_header("X-Forwarded-For", xff)?;
         }
         req.insert_header("X-Forwarded-Proto", "http")?;
-        if let Some(host) = session.req_header().headers.get(http::header::HOST).cloned() {
+        if let Some(host) = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .cloned()
+        {
             req.insert_header("X-Forwarded-Host", host)?;
         }
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
         Ok(())
     }
@@ -285,8 +427,10 @@ impl ProxyHttp for Proxy {
         use ErrorType::*;
         let upstream = matches!(e.esource(), pingora::ErrorSource::Upstream);
         let (code, kind) = match e.etype() {
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | TLSHandshakeFailure
-            | TLSHandshakeTimedout | InvalidCert | HandshakeError => (502, Some("connect")),
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError
+            | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => {
+                (502, Some("connect"))
+            }
             ReadTimedout | WriteTimedout if upstream => (504, Some("timeout")),
             HTTPStatus(c) => (*c, None),
             _ if upstream => (502, Some("protocol")),
@@ -295,12 +439,19 @@ impl ProxyHttp for Proxy {
             _ => (500, None),
         };
         if let Some(k) = kind {
-            self.guard.metrics.upstream_errors.with_label_values(&[k]).inc();
+            self.guard
+                .metrics
+                .upstream_errors
+                .with_label_values(&[k])
+                .inc();
         }
         if code > 0 {
             let (title, detail) = match code {
                 502 => ("Bad Gateway", "the upstream service could not be reached"),
-                504 => ("Gateway Timeout", "the upstream service did not answer in time"),
+                504 => (
+                    "Gateway Timeout",
+                    "the upstream service did not answer in time",
+                ),
                 400 => ("Bad Request", "the request could not be read"),
                 _ => ("Error", "the request failed"),
             };
@@ -313,13 +464,19 @@ impl ProxyHttp for Proxy {
             // Failed before a decision: the request could not be read.
             self.decided(ctx, "bad_request");
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     /// Used by pingora's own error lines: method and normalised path, never the query
     /// (which may carry credentials).
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
-        let path = ctx.target.as_ref().map_or("<not normalised>", |t| t.path.as_str());
+        let path = ctx
+            .target
+            .as_ref()
+            .map_or("<not normalised>", |t| t.path.as_str());
         format!("{} {}", session.req_header().method, path)
     }
 
@@ -351,7 +508,13 @@ mod tests {
 
     #[test]
     fn identity_headers_in_every_spelling() {
-        for n in ["x-ords-client-id", "X-ORDS-Roles", "x_ords_client_id", "X_Ords-Privilege", "x-ords-anything"] {
+        for n in [
+            "x-ords-client-id",
+            "X-ORDS-Roles",
+            "x_ords_client_id",
+            "X_Ords-Privilege",
+            "x-ords-anything",
+        ] {
             assert!(is_identity_header(n), "{n}");
         }
         for n in ["x-ords", "x-ordsx-a", "authorization", "x-forwarded-for"] {

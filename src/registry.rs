@@ -138,17 +138,28 @@ pub struct Compiled {
 }
 
 fn parse_upstream(s: &str) -> Result<(SocketAddr, bool, String), String> {
-    let uri: http::Uri = s.parse().map_err(|_| format!("upstream `{s}` is not a URL such as http://127.0.0.1:3000"))?;
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|_| format!("upstream `{s}` is not a URL such as http://127.0.0.1:3000"))?;
     let tls = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return Err(format!("upstream `{s}` must start with http:// or https://")),
+        _ => {
+            return Err(format!(
+                "upstream `{s}` must start with http:// or https://"
+            ))
+        }
     };
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() || authority.contains('@') {
         return Err(format!("upstream `{s}` must be scheme://host[:port] with no path (the upstream receives the request's own path)"));
     }
-    let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let addr = (host.as_str(), port)
         .to_socket_addrs()
@@ -162,7 +173,10 @@ fn check_name(errors: &mut Vec<Diagnostic>, path: String, what: &str, v: &str) {
     if v.trim().is_empty() {
         errors.push(Diagnostic::new(path, format!("{what} is empty")));
     } else if v.chars().any(|c| c.is_control()) {
-        errors.push(Diagnostic::new(path, format!("{what} contains a control character")));
+        errors.push(Diagnostic::new(
+            path,
+            format!("{what} contains a control character"),
+        ));
     }
 }
 
@@ -173,31 +187,51 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
 
     for (key, v) in [("listen", &cfg.listen), ("admin_listen", &cfg.admin_listen)] {
         if v.parse::<SocketAddr>().is_err() {
-            errors.push(Diagnostic::new(key, format!("`{v}` is not an address:port such as 0.0.0.0:8080")));
+            errors.push(Diagnostic::new(
+                key,
+                format!("`{v}` is not an address:port such as 0.0.0.0:8080"),
+            ));
         }
     }
     if cfg.listen == cfg.admin_listen {
-        errors.push(Diagnostic::new("admin_listen", "admin_listen must differ from listen: metrics and health never share the proxy port"));
+        errors.push(Diagnostic::new(
+            "admin_listen",
+            "admin_listen must differ from listen: metrics and health never share the proxy port",
+        ));
     }
     if cfg.threads == Some(0) {
         errors.push(Diagnostic::new("threads", "threads must be at least 1"));
     }
     let t = &cfg.timeouts;
-    for (key, v) in [("timeouts.upstream_connect_ms", t.upstream_connect_ms), ("timeouts.upstream_read_ms", t.upstream_read_ms)] {
+    for (key, v) in [
+        ("timeouts.upstream_connect_ms", t.upstream_connect_ms),
+        ("timeouts.upstream_read_ms", t.upstream_read_ms),
+    ] {
         if v == 0 {
             errors.push(Diagnostic::new(key, "must be positive"));
         }
     }
-    let upstream = parse_upstream(&cfg.upstream).map_err(|e| errors.push(Diagnostic::new("upstream", e))).ok();
+    let upstream = parse_upstream(&cfg.upstream)
+        .map_err(|e| errors.push(Diagnostic::new("upstream", e)))
+        .ok();
 
     let base = match crate::path::normalise_path(cfg.base_path.as_bytes()) {
         Ok(p) if p == cfg.base_path && !p.contains('*') => p.trim_end_matches('/').to_string(),
         Ok(p) => {
-            errors.push(Diagnostic::new("base_path", format!("base_path `{}` is not in normal form; write `{}`", cfg.base_path, p)));
+            errors.push(Diagnostic::new(
+                "base_path",
+                format!(
+                    "base_path `{}` is not in normal form; write `{}`",
+                    cfg.base_path, p
+                ),
+            ));
             String::new()
         }
         Err(e) => {
-            errors.push(Diagnostic::new("base_path", format!("base_path `{}` is malformed: {e}", cfg.base_path)));
+            errors.push(Diagnostic::new(
+                "base_path",
+                format!("base_path `{}` is malformed: {e}", cfg.base_path),
+            ));
             String::new()
         }
     };
@@ -208,17 +242,28 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     let mut privileges = Vec::new();
     for (i, p) in cfg.privileges.iter().enumerate() {
         let at = format!("privileges[{i}]");
-        check_name(&mut errors, format!("{at}.name"), "the privilege name", &p.name);
+        check_name(
+            &mut errors,
+            format!("{at}.name"),
+            "the privilege name",
+            &p.name,
+        );
         if p.name.contains(' ') {
             errors.push(Diagnostic::new(format!("{at}.name"), "privilege names cannot contain spaces (they travel in the space-separated `scope`)"));
         }
         if by_name.insert(p.name.clone(), i).is_some() {
-            errors.push(Diagnostic::new(format!("{at}.name"), format!("duplicate privilege name `{}`", p.name)));
+            errors.push(Diagnostic::new(
+                format!("{at}.name"),
+                format!("duplicate privilege name `{}`", p.name),
+            ));
         }
         for (j, r) in p.roles.iter().enumerate() {
             check_name(&mut errors, format!("{at}.roles[{j}]"), "the role name", r);
             if r.contains([' ', ',']) {
-                errors.push(Diagnostic::new(format!("{at}.roles[{j}]"), "role names cannot contain spaces or commas"));
+                errors.push(Diagnostic::new(
+                    format!("{at}.roles[{j}]"),
+                    "role names cannot contain spaces or commas",
+                ));
             }
         }
         let methods = match &p.methods {
@@ -229,7 +274,13 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             }),
         };
         if p.patterns.is_empty() {
-            warnings.push(Diagnostic::new(format!("{at}.patterns"), format!("privilege `{}` maps no pattern and protects nothing", p.name)));
+            warnings.push(Diagnostic::new(
+                format!("{at}.patterns"),
+                format!(
+                    "privilege `{}` maps no pattern and protects nothing",
+                    p.name
+                ),
+            ));
         }
         for (j, s) in p.patterns.iter().enumerate() {
             match Pattern::parse(s) {
@@ -265,25 +316,56 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     let mut has_argon2 = false;
     for (i, c) in cfg.clients.iter().enumerate() {
         let at = format!("clients[{i}]");
-        check_name(&mut errors, format!("{at}.name"), "the client name", &c.name);
-        check_name(&mut errors, format!("{at}.client_id"), "client_id", &c.client_id);
+        check_name(
+            &mut errors,
+            format!("{at}.name"),
+            "the client name",
+            &c.name,
+        );
+        check_name(
+            &mut errors,
+            format!("{at}.client_id"),
+            "client_id",
+            &c.client_id,
+        );
         if c.client_id.chars().any(char::is_whitespace) {
-            errors.push(Diagnostic::new(format!("{at}.client_id"), "client_id cannot contain whitespace"));
+            errors.push(Diagnostic::new(
+                format!("{at}.client_id"),
+                "client_id cannot contain whitespace",
+            ));
         }
         if !names.insert(c.name.clone()) {
-            errors.push(Diagnostic::new(format!("{at}.name"), format!("duplicate client name `{}`", c.name)));
+            errors.push(Diagnostic::new(
+                format!("{at}.name"),
+                format!("duplicate client name `{}`", c.name),
+            ));
         }
         if clients.contains_key(&c.client_id) {
-            errors.push(Diagnostic::new(format!("{at}.client_id"), "duplicate client_id"));
+            errors.push(Diagnostic::new(
+                format!("{at}.client_id"),
+                "duplicate client_id",
+            ));
         }
         if !GRANT_TYPES.contains(&c.grant_type.as_str()) {
-            errors.push(Diagnostic::new(format!("{at}.grant_type"), format!("unknown grant_type `{}`: use client_credentials", c.grant_type)));
+            errors.push(Diagnostic::new(
+                format!("{at}.grant_type"),
+                format!(
+                    "unknown grant_type `{}`: use client_credentials",
+                    c.grant_type
+                ),
+            ));
         }
         if c.token_lifetime_seconds == Some(0) {
-            errors.push(Diagnostic::new(format!("{at}.token_lifetime_seconds"), "must be positive"));
+            errors.push(Diagnostic::new(
+                format!("{at}.token_lifetime_seconds"),
+                "must be positive",
+            ));
         }
         if c.secrets.is_empty() || c.secrets.len() > 2 {
-            errors.push(Diagnostic::new(format!("{at}.secrets"), "a client has one or two secret hashes (two during rotation)"));
+            errors.push(Diagnostic::new(
+                format!("{at}.secrets"),
+                "a client has one or two secret hashes (two during rotation)",
+            ));
         }
         let mut secrets = Vec::new();
         for (j, s) in c.secrets.iter().enumerate() {
@@ -298,12 +380,18 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         }
         for (j, p) in c.privileges.iter().enumerate() {
             if !by_name.contains_key(p) {
-                errors.push(Diagnostic::new(format!("{at}.privileges[{j}]"), format!("privilege `{p}` does not exist")));
+                errors.push(Diagnostic::new(
+                    format!("{at}.privileges[{j}]"),
+                    format!("privilege `{p}` does not exist"),
+                ));
             }
         }
         let held = grants.held(c, &by_name);
         if held.is_empty() {
-            warnings.push(Diagnostic::new(at.clone(), format!("client `{}` can reach no privilege", c.name)));
+            warnings.push(Diagnostic::new(
+                at.clone(),
+                format!("client `{}` can reach no privilege", c.name),
+            ));
         }
         if !c.disabled {
             for &i in &held {
@@ -330,7 +418,10 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     }
     for (i, p) in privileges.iter().enumerate() {
         if !reached[i] {
-            warnings.push(Diagnostic::new(format!("privileges[{i}]"), format!("no enabled client can reach privilege `{}`", p.name)));
+            warnings.push(Diagnostic::new(
+                format!("privileges[{i}]"),
+                format!("no enabled client can reach privilege `{}`", p.name),
+            ));
         }
     }
 
@@ -338,7 +429,8 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         .map_err(|es| errors.extend(es.into_iter().map(|(k, m)| Diagnostic::new(k, m))))
         .ok();
 
-    let (Some((addr, tls, host)), Some(tokens), true) = (upstream, tokens, errors.is_empty()) else {
+    let (Some((addr, tls, host)), Some(tokens), true) = (upstream, tokens, errors.is_empty())
+    else {
         return Err(errors);
     };
     Ok(Compiled {
@@ -362,10 +454,19 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             sources: std::iter::once(src.file.clone())
                 .chain(cfg.clients_file.iter().map(|f| src.resolve(f)))
                 .chain(std::iter::once(src.resolve(&cfg.token.signing_key_file)))
-                .chain(cfg.token.verification_keys.iter().map(|v| src.resolve(&v.file)))
+                .chain(
+                    cfg.token
+                        .verification_keys
+                        .iter()
+                        .map(|v| src.resolve(&v.file)),
+                )
                 .collect(),
         },
-        listeners: Listeners { listen: cfg.listen.clone(), admin_listen: cfg.admin_listen.clone(), threads: cfg.threads },
+        listeners: Listeners {
+            listen: cfg.listen.clone(),
+            admin_listen: cfg.admin_listen.clone(),
+            threads: cfg.threads,
+        },
         warnings,
     })
 }
@@ -394,7 +495,11 @@ impl Grants {
     }
 
     fn held(&self, c: &ClientConfig, by_name: &HashMap<String, usize>) -> HashSet<usize> {
-        let mut held: HashSet<usize> = c.privileges.iter().filter_map(|p| by_name.get(p).copied()).collect();
+        let mut held: HashSet<usize> = c
+            .privileges
+            .iter()
+            .filter_map(|p| by_name.get(p).copied())
+            .collect();
         held.extend(self.open.iter().copied());
         for r in &c.roles {
             held.extend(self.by_role.get(r).into_iter().flatten().copied());
@@ -410,7 +515,11 @@ mod tests {
 
     pub(crate) fn source_with_key(yaml: &str) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("hs.key"), b"0123456789abcdef0123456789abcdef").unwrap();
+        std::fs::write(
+            dir.path().join("hs.key"),
+            b"0123456789abcdef0123456789abcdef",
+        )
+        .unwrap();
         (dir, yaml.to_string())
     }
 
@@ -418,7 +527,14 @@ mod tests {
         let (dir, text) = source_with_key(yaml);
         let file = dir.path().join("g.yaml");
         let (cfg, src) = config::parse(&text, &file).unwrap();
-        compile(&cfg, &src).map_err(|ds| ds.iter().map(|d| src.render(d).replace(&format!("{}/", dir.path().display()), "")).collect())
+        compile(&cfg, &src).map_err(|ds| {
+            ds.iter()
+                .map(|d| {
+                    src.render(d)
+                        .replace(&format!("{}/", dir.path().display()), "")
+                })
+                .collect()
+        })
     }
 
     const HEAD: &str = "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\ntoken:\n  algorithm: HS256\n  signing_key_file: hs.key\n  key_id: k\n";
@@ -460,16 +576,26 @@ mod tests {
             "g.yaml:19:5: key `clients[1].client_id`: duplicate client_id",
         ];
         for want in expect {
-            assert!(errs.iter().any(|e| e.starts_with(want)), "missing {want:?} in {errs:#?}");
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in {errs:#?}"
+            );
         }
-        assert!(errs.iter().all(|e| !e.contains("hunter2")), "a secret value was echoed: {errs:#?}");
+        assert!(
+            errs.iter().all(|e| !e.contains("hunter2")),
+            "a secret value was echoed: {errs:#?}"
+        );
     }
 
     #[test]
     fn missing_key_file_is_an_error() {
         let y = HEAD.replace("hs.key", "missing.key");
         let errs = compile_str(&y).err().unwrap();
-        assert!(errs[0].contains("key `token.signing_key_file`") && errs[0].contains("cannot read key file"), "{errs:?}");
+        assert!(
+            errs[0].contains("key `token.signing_key_file`")
+                && errs[0].contains("cannot read key file"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -483,11 +609,28 @@ mod tests {
 
     #[test]
     fn upstream_forms() {
-        assert_eq!(parse_upstream("http://127.0.0.1:3000").unwrap().0, "127.0.0.1:3000".parse().unwrap());
-        assert_eq!(parse_upstream("https://127.0.0.1").unwrap().0, "127.0.0.1:443".parse().unwrap());
-        assert_eq!(parse_upstream("http://[::1]:8081/").unwrap().0, "[::1]:8081".parse().unwrap());
-        assert_eq!(parse_upstream("http://localhost:3000").unwrap().2, "localhost");
-        for bad in ["127.0.0.1:3000", "http://h:3000/api", "http://h:x", "ftp://h"] {
+        assert_eq!(
+            parse_upstream("http://127.0.0.1:3000").unwrap().0,
+            "127.0.0.1:3000".parse().unwrap()
+        );
+        assert_eq!(
+            parse_upstream("https://127.0.0.1").unwrap().0,
+            "127.0.0.1:443".parse().unwrap()
+        );
+        assert_eq!(
+            parse_upstream("http://[::1]:8081/").unwrap().0,
+            "[::1]:8081".parse().unwrap()
+        );
+        assert_eq!(
+            parse_upstream("http://localhost:3000").unwrap().2,
+            "localhost"
+        );
+        for bad in [
+            "127.0.0.1:3000",
+            "http://h:3000/api",
+            "http://h:x",
+            "ftp://h",
+        ] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
     }

@@ -37,7 +37,15 @@ pub fn fingerprint(sources: &[PathBuf]) -> [u8; 32] {
 }
 
 fn watched_dirs(sources: &[PathBuf]) -> BTreeSet<PathBuf> {
-    sources.iter().map(|p| p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()).collect()
+    sources
+        .iter()
+        .map(|p| {
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf()
+        })
+        .collect()
 }
 
 /// Start the watcher thread.

@@ -35,7 +35,9 @@ impl std::fmt::Debug for SecretHash {
 impl SecretHash {
     pub fn parse(s: &str) -> Result<SecretHash, String> {
         if let Some(hex) = s.strip_prefix("sha256:") {
-            let bytes = hex::decode(hex).ok().filter(|b| b.len() == 32 && hex.bytes().all(|c| !c.is_ascii_uppercase()));
+            let bytes = hex::decode(hex)
+                .ok()
+                .filter(|b| b.len() == 32 && hex.bytes().all(|c| !c.is_ascii_uppercase()));
             return match bytes {
                 Some(b) => Ok(SecretHash::Sha256(b.try_into().expect("32 bytes"))),
                 None => Err("a `sha256:` hash needs 64 lowercase hex digits (use `ords-guard hash-secret --scheme sha256`)".into()),
@@ -45,12 +47,16 @@ impl SecretHash {
             let complete = PasswordHash::new(s)
                 .map_err(|e| e.to_string())
                 .and_then(|h| match (h.salt, h.hash) {
-                    (Some(_), Some(_)) => argon2::Params::try_from(&h).map(|_| ()).map_err(|e| e.to_string()),
+                    (Some(_), Some(_)) => argon2::Params::try_from(&h)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
                     _ => Err("salt or hash missing".into()),
                 });
             return match complete {
                 Ok(()) => Ok(SecretHash::Argon2id(s.to_string())),
-                Err(e) => Err(format!("malformed argon2id PHC string ({e}); use `ords-guard hash-secret`")),
+                Err(e) => Err(format!(
+                    "malformed argon2id PHC string ({e}); use `ords-guard hash-secret`"
+                )),
             };
         }
         Err("not a recognised secret hash: use `sha256:<64 hex>` or a PHC `$argon2id$...` string, never the plaintext secret (`ords-guard hash-secret` makes one)".into())
@@ -84,7 +90,10 @@ pub fn hash(secret: &[u8], scheme: Scheme) -> String {
         Scheme::Sha256 => format!("sha256:{}", hex::encode(Sha256::digest(secret))),
         Scheme::Argon2id => {
             let salt = SaltString::generate(&mut rand::rngs::OsRng);
-            Argon2::default().hash_password(secret, &salt).expect("argon2 with default params").to_string()
+            Argon2::default()
+                .hash_password(secret, &salt)
+                .expect("argon2 with default params")
+                .to_string()
         }
     }
 }
@@ -119,7 +128,14 @@ mod tests {
 
     #[test]
     fn plaintext_and_malformed_are_refused() {
-        for s in ["s3cret", "sha256:abc", "sha256:ZZ", &format!("sha256:{}", "A".repeat(64)), "$argon2id$garbage", "$2b$10$bcrypt"] {
+        for s in [
+            "s3cret",
+            "sha256:abc",
+            "sha256:ZZ",
+            &format!("sha256:{}", "A".repeat(64)),
+            "$argon2id$garbage",
+            "$2b$10$bcrypt",
+        ] {
             assert!(SecretHash::parse(s).is_err(), "{s}");
         }
     }

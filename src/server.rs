@@ -26,7 +26,9 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     let in_flight = Arc::new(AtomicUsize::new(0));
 
     let conf = ServerConf {
-        threads: listeners.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads: listeners
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         // We drain in-flight requests ourselves before telling pingora to stop (see `Drain`).
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
@@ -40,13 +42,21 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Proxy { guard: guard.clone(), in_flight: in_flight.clone() },
+        Proxy {
+            guard: guard.clone(),
+            in_flight: in_flight.clone(),
+        },
         "ords-guard proxy",
     );
     proxy.add_tcp(&listeners.listen);
     server.add_service(proxy);
 
-    let mut admin = Service::new("ords-guard admin".to_string(), Admin { guard: guard.clone() });
+    let mut admin = Service::new(
+        "ords-guard admin".to_string(),
+        Admin {
+            guard: guard.clone(),
+        },
+    );
     admin.add_tcp(&listeners.admin_listen);
     admin.threads = Some(1);
     server.add_service(admin);
@@ -63,14 +73,17 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     spawn_readiness(&server, guard.clone());
 
     tracing::info!(target: "ords_guard", listen = %listeners.listen, admin = %listeners.admin_listen, config = %config_path.display(), "ords-guard starting");
-    server.run(RunArgs { shutdown_signal: Box::new(Drain { guard, in_flight }) });
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Drain { guard, in_flight }),
+    });
     tracing::info!(target: "ords_guard", "ords-guard stopped");
     Ok(())
 }
 
 /// SIGHUP: reload. Registered before the server starts, so an early SIGHUP cannot kill us.
 fn spawn_reload_on_sighup(guard: Arc<Guard>) -> Result<(), String> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     std::thread::Builder::new()
         .name("reload".into())
         .spawn(move || {
@@ -89,7 +102,9 @@ fn spawn_readiness(server: &Server, guard: Arc<Guard>) {
     std::thread::spawn(move || loop {
         match phases.blocking_recv() {
             Ok(ExecutionPhase::Running) => guard.set_ready(true),
-            Ok(ExecutionPhase::GracefulTerminate | ExecutionPhase::ShutdownStarted) => guard.set_ready(false),
+            Ok(ExecutionPhase::GracefulTerminate | ExecutionPhase::ShutdownStarted) => {
+                guard.set_ready(false)
+            }
             Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(_) => return,

@@ -38,7 +38,12 @@ pub fn load(path: &Path) -> Result<(Compiled, Vec<String>), ConfigError> {
 }
 
 /// `clients[k]` with `k >= first` came from the clients file, where it is `[k - first]`.
-fn render_split(ds: &[Diagnostic], src: &config::Source, first: usize, csrc: &config::Source) -> Vec<String> {
+fn render_split(
+    ds: &[Diagnostic],
+    src: &config::Source,
+    first: usize,
+    csrc: &config::Source,
+) -> Vec<String> {
     let from_file = |d: &Diagnostic| -> Option<Diagnostic> {
         let rest = d.path.strip_prefix("clients[")?;
         let (k, tail) = rest.split_once(']')?;
@@ -59,8 +64,14 @@ fn render_split(ds: &[Diagnostic], src: &config::Source, first: usize, csrc: &co
             }
         })
         .collect();
-    let (mut main, mut other) = (src.render_all(&main).into_iter(), csrc.render_all(&other).into_iter());
-    order.into_iter().filter_map(|f| if f { other.next() } else { main.next() }).collect()
+    let (mut main, mut other) = (
+        src.render_all(&main).into_iter(),
+        csrc.render_all(&other).into_iter(),
+    );
+    order
+        .into_iter()
+        .filter_map(|f| if f { other.next() } else { main.next() })
+        .collect()
 }
 
 /// Give the memory of a dropped registry back to the OS. glibc keeps freed blocks in the
@@ -113,7 +124,9 @@ impl Guard {
         for id in r.clients.keys() {
             self.metrics.tokens_issued.with_label_values(&[id]);
         }
-        self.metrics.last_reload_success.set(crate::token::now() as f64);
+        self.metrics
+            .last_reload_success
+            .set(crate::token::now() as f64);
     }
 
     /// Load the config file again; on success swap it in, on failure keep serving the old
@@ -127,7 +140,9 @@ impl Guard {
         let before = crate::reload::fingerprint(&old_sources);
         let result = load(&self.config_path);
         *loaded_from = match &result {
-            Ok((c, _)) if c.registry.sources != old_sources => crate::reload::fingerprint(&c.registry.sources),
+            Ok((c, _)) if c.registry.sources != old_sources => {
+                crate::reload::fingerprint(&c.registry.sources)
+            }
             _ => before,
         };
         // `loaded_from` stays locked until the swap is done: reloads never interleave.
@@ -178,7 +193,11 @@ mod tests {
     fn clients_file_is_merged_and_its_errors_point_into_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("secret")).unwrap();
-        std::fs::write(dir.path().join("secret/hs.key"), b"0123456789abcdef0123456789abcdef").unwrap();
+        std::fs::write(
+            dir.path().join("secret/hs.key"),
+            b"0123456789abcdef0123456789abcdef",
+        )
+        .unwrap();
         let sha = crate::secret::hash(b"s", crate::secret::Scheme::Sha256);
         let main = format!(
             "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nunmatched: deny\ntoken:\n  algorithm: HS256\n  signing_key_file: secret/hs.key\n  key_id: k\nclients_file: secret/clients.yaml\nprivileges:\n  - name: p\n    roles: [r]\n    patterns: [\"/x/*\"]\nclients:\n  - name: a\n    client_id: a\n    secrets: [\"{sha}\"]\n    roles: [r]\n"
@@ -186,15 +205,32 @@ mod tests {
         let config = dir.path().join("g.yaml");
         std::fs::write(&config, &main).unwrap();
         let clients = dir.path().join("secret/clients.yaml");
-        std::fs::write(&clients, format!("- name: b\n  client_id: b\n  secrets: [\"{sha}\"]\n  roles: [r]\n")).unwrap();
+        std::fs::write(
+            &clients,
+            format!("- name: b\n  client_id: b\n  secrets: [\"{sha}\"]\n  roles: [r]\n"),
+        )
+        .unwrap();
         let (c, warnings) = load(&config).unwrap();
         assert_eq!(c.registry.clients.len(), 2);
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert!(c.registry.sources.contains(&dir.path().join("secret/clients.yaml")));
+        assert!(c
+            .registry
+            .sources
+            .contains(&dir.path().join("secret/clients.yaml")));
 
-        std::fs::write(&clients, format!("- name: b\n  client_id: b\n  secrets: [\"{sha}\"]\n  privileges: [nope]\n")).unwrap();
+        std::fs::write(
+            &clients,
+            format!("- name: b\n  client_id: b\n  secrets: [\"{sha}\"]\n  privileges: [nope]\n"),
+        )
+        .unwrap();
         let e = load(&config).err().unwrap();
         assert_eq!(e.lines.len(), 1, "{e}");
-        assert!(e.lines[0].starts_with(&format!("{}:4:16: key `[0].privileges[0]`", clients.display())), "{e}");
+        assert!(
+            e.lines[0].starts_with(&format!(
+                "{}:4:16: key `[0].privileges[0]`",
+                clients.display()
+            )),
+            "{e}"
+        );
     }
 }

@@ -33,7 +33,10 @@ struct Table<K: Hash + Eq> {
 
 impl<K: Hash + Eq + Clone> Table<K> {
     fn new(limit: u32) -> Self {
-        Table { map: DashMap::new(), limit }
+        Table {
+            map: DashMap::new(),
+            limit,
+        }
     }
 
     fn blocked_for(&self, k: &K, now: Instant) -> Option<Duration> {
@@ -44,14 +47,21 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
     fn fail(&self, k: K, now: Instant) {
         if self.map.len() >= MAX_ENTRIES {
-            self.map.retain(|_, w| now.saturating_duration_since(w.start) < WINDOW);
+            self.map
+                .retain(|_, w| now.saturating_duration_since(w.start) < WINDOW);
             if self.map.len() >= MAX_ENTRIES {
                 self.map.clear();
             }
         }
-        let mut w = self.map.entry(k).or_insert(Window { start: now, failures: 0 });
+        let mut w = self.map.entry(k).or_insert(Window {
+            start: now,
+            failures: 0,
+        });
         if now.saturating_duration_since(w.start) >= WINDOW {
-            *w = Window { start: now, failures: 0 };
+            *w = Window {
+                start: now,
+                failures: 0,
+            };
         }
         w.failures = w.failures.saturating_add(1);
     }
@@ -82,11 +92,19 @@ fn key(id: &str) -> String {
 
 impl Throttle {
     pub fn new(per_client: u32, per_peer: u32) -> Self {
-        Throttle { clients: Table::new(per_client), peers: Table::new(per_peer) }
+        Throttle {
+            clients: Table::new(per_client),
+            peers: Table::new(per_peer),
+        }
     }
 
     /// `Some(wait)` when either the id or the peer has used up its failures.
-    pub fn blocked(&self, client_id: Option<&str>, peer: Option<IpAddr>, now: Instant) -> Option<Duration> {
+    pub fn blocked(
+        &self,
+        client_id: Option<&str>,
+        peer: Option<IpAddr>,
+        now: Instant,
+    ) -> Option<Duration> {
         let a = client_id.and_then(|id| self.clients.blocked_for(&key(id), now));
         let b = peer.and_then(|p| self.peers.blocked_for(&p, now));
         a.max(b)
@@ -119,7 +137,9 @@ mod tests {
             assert_eq!(t.blocked(Some("ghost"), None, t0), None);
             t.failed(Some("ghost"), None, t0);
         }
-        let wait = t.blocked(Some("ghost"), None, t0 + Duration::from_secs(10)).unwrap();
+        let wait = t
+            .blocked(Some("ghost"), None, t0 + Duration::from_secs(10))
+            .unwrap();
         assert_eq!(wait, WINDOW - Duration::from_secs(10));
         assert_eq!(t.blocked(Some("other"), None, t0), None);
         assert_eq!(t.blocked(Some("ghost"), None, t0 + WINDOW), None);
@@ -133,7 +153,9 @@ mod tests {
         t.failed(Some("a"), Some(ip), now);
         t.failed(Some("b"), Some(ip), now);
         assert!(t.blocked(Some("c"), Some(ip), now).is_some());
-        assert!(t.blocked(Some("c"), Some("10.0.0.2".parse().unwrap()), now).is_none());
+        assert!(t
+            .blocked(Some("c"), Some("10.0.0.2".parse().unwrap()), now)
+            .is_none());
     }
 
     #[test]

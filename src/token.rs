@@ -8,10 +8,10 @@ use crate::config::{Algorithm, TokenConfig};
 use crate::keys::{self, SigningKey, VerifyingKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use dashmap::DashMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
-use dashmap::DashMap;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -104,24 +104,34 @@ pub struct Tokens {
 impl Tokens {
     /// Load the keys of `cfg`; `resolve` maps a configured file path to a real one.
     /// Errors are (key path, message).
-    pub fn load(cfg: &TokenConfig, resolve: impl Fn(&std::path::Path) -> std::path::PathBuf) -> Result<Tokens, Vec<(String, String)>> {
+    pub fn load(
+        cfg: &TokenConfig,
+        resolve: impl Fn(&std::path::Path) -> std::path::PathBuf,
+    ) -> Result<Tokens, Vec<(String, String)>> {
         let mut errors = Vec::new();
         if cfg.key_id.is_empty() {
             errors.push(("token.key_id".into(), "key_id is empty".into()));
         }
         if cfg.lifetime_seconds == 0 {
-            errors.push(("token.lifetime_seconds".into(), "lifetime_seconds must be positive".into()));
+            errors.push((
+                "token.lifetime_seconds".into(),
+                "lifetime_seconds must be positive".into(),
+            ));
         }
         if cfg.issuer.is_empty() {
             errors.push(("token.issuer".into(), "issuer is empty".into()));
         }
-        let signing = keys::load_signing(&resolve(&cfg.signing_key_file), cfg.algorithm, &cfg.key_id)
-            .map_err(|e| errors.push(("token.signing_key_file".into(), e)))
-            .ok();
+        let signing =
+            keys::load_signing(&resolve(&cfg.signing_key_file), cfg.algorithm, &cfg.key_id)
+                .map_err(|e| errors.push(("token.signing_key_file".into(), e)))
+                .ok();
         let mut verifying = HashMap::new();
         for (i, v) in cfg.verification_keys.iter().enumerate() {
             if v.key_id == cfg.key_id || verifying.contains_key(&v.key_id) {
-                errors.push((format!("token.verification_keys[{i}].key_id"), format!("duplicate key_id `{}`", v.key_id)));
+                errors.push((
+                    format!("token.verification_keys[{i}].key_id"),
+                    format!("duplicate key_id `{}`", v.key_id),
+                ));
                 continue;
             }
             match keys::load_verification(&resolve(&v.file), v.algorithm, &v.key_id) {
@@ -140,7 +150,11 @@ impl Tokens {
         kids.sort();
         jwks.extend(kids.iter().filter_map(|k| verifying[k].jwk.clone()));
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).expect("json");
-        let own = VerifyingKey { alg: signing.verifying.alg, key: signing.verifying.key.clone(), jwk: None };
+        let own = VerifyingKey {
+            alg: signing.verifying.alg,
+            key: signing.verifying.key.clone(),
+            jwk: None,
+        };
         let mut header = Header::new(keys::jwt_algorithm(signing.alg));
         header.kid = Some(cfg.key_id.clone());
         let header_b64 = B64.encode(serde_json::to_vec(&header).expect("json"));
@@ -173,7 +187,8 @@ impl Tokens {
             // HS256: jsonwebtoken is fast here.
             let mut header = Header::new(keys::jwt_algorithm(self.signing.alg));
             header.kid = Some(self.kid.clone());
-            return jsonwebtoken::encode(&header, claims, &self.signing.key).expect("signing with a key that loaded");
+            return jsonwebtoken::encode(&header, claims, &self.signing.key)
+                .expect("signing with a key that loaded");
         };
         let payload = B64.encode(serde_json::to_vec(claims).expect("json"));
         let input = format!("{}.{}", self.header_b64, payload);
@@ -194,7 +209,8 @@ impl Tokens {
         let claims = Arc::new(self.verify_uncached(token)?);
         if self.verified.len() >= CACHE_MAX {
             let n = now();
-            self.verified.retain(|_, c| n <= c.exp.saturating_add(LEEWAY_SECONDS));
+            self.verified
+                .retain(|_, c| n <= c.exp.saturating_add(LEEWAY_SECONDS));
             if self.verified.len() >= CACHE_MAX {
                 self.verified.clear();
             }
@@ -209,7 +225,11 @@ impl Tokens {
             return Err(TokenError::TooLong);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let key = header.kid.as_deref().and_then(|k| self.verifying.get(k)).ok_or(TokenError::UnknownKey)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|k| self.verifying.get(k))
+            .ok_or(TokenError::UnknownKey)?;
         if header.alg != keys::jwt_algorithm(key.alg) {
             return Err(TokenError::AlgorithmNotAccepted);
         }
@@ -227,16 +247,17 @@ impl Tokens {
                 v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "sub"]);
             }
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &v).map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature => TokenError::BadSignature,
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-            ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-            ErrorKind::InvalidAudience => TokenError::WrongAudience,
-            ErrorKind::InvalidAlgorithm => TokenError::AlgorithmNotAccepted,
-            ErrorKind::MissingRequiredClaim(c) => TokenError::MissingClaim(c.clone()),
-            _ => TokenError::Malformed,
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.key, &v).map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                ErrorKind::InvalidAlgorithm => TokenError::AlgorithmNotAccepted,
+                ErrorKind::MissingRequiredClaim(c) => TokenError::MissingClaim(c.clone()),
+                _ => TokenError::Malformed,
+            })?;
         let c = data.claims;
         if c.sub != c.client_id {
             return Err(TokenError::Malformed);
@@ -246,7 +267,10 @@ impl Tokens {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -276,7 +300,11 @@ mod tests {
         let path = dir.path().to_path_buf();
         let p2 = path.clone();
         let tokens = Tokens::load(&cfg, move |p: &Path| p2.join(p)).unwrap();
-        Fixture { _dir: dir, tokens, path }
+        Fixture {
+            _dir: dir,
+            tokens,
+            path,
+        }
     }
 
     fn claims(t: &Tokens, iat: u64, exp: u64) -> Claims {
@@ -300,15 +328,29 @@ mod tests {
 
     /// Re-encode a token's header and payload without a valid signature.
     fn forge(header: &serde_json::Value, payload: &serde_json::Value, sig: &str) -> String {
-        format!("{}.{}.{}", B64.encode(header.to_string()), B64.encode(payload.to_string()), sig)
+        format!(
+            "{}.{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(payload.to_string()),
+            sig
+        )
     }
 
     #[test]
     fn every_algorithm_round_trips() {
-        for alg in [Algorithm::HS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+        for alg in [
+            Algorithm::HS256,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+            Algorithm::RS256,
+        ] {
             let f = fixture(alg, Some("api"));
             let c = fresh(&f.tokens);
-            assert_eq!(f.tokens.verify(&f.tokens.mint(&c)).as_deref(), Ok(&c), "{alg:?}");
+            assert_eq!(
+                f.tokens.verify(&f.tokens.mint(&c)).as_deref(),
+                Ok(&c),
+                "{alg:?}"
+            );
         }
     }
 
@@ -316,7 +358,11 @@ mod tests {
     fn alg_none_is_refused() {
         let f = fixture(Algorithm::ES256, None);
         let c = serde_json::to_value(fresh(&f.tokens)).unwrap();
-        let t = forge(&serde_json::json!({"alg": "none", "typ": "JWT", "kid": "k1"}), &c, "");
+        let t = forge(
+            &serde_json::json!({"alg": "none", "typ": "JWT", "kid": "k1"}),
+            &c,
+            "",
+        );
         assert!(f.tokens.verify(&t).is_err());
         let t = forge(&serde_json::json!({"alg": "NONE", "kid": "k1"}), &c, "");
         assert!(f.tokens.verify(&t).is_err());
@@ -328,7 +374,12 @@ mod tests {
         let public = std::fs::read(f.path.join("signing.pub.pem")).unwrap();
         let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
         h.kid = Some("k1".into());
-        let t = jsonwebtoken::encode(&h, &fresh(&f.tokens), &jsonwebtoken::EncodingKey::from_secret(&public)).unwrap();
+        let t = jsonwebtoken::encode(
+            &h,
+            &fresh(&f.tokens),
+            &jsonwebtoken::EncodingKey::from_secret(&public),
+        )
+        .unwrap();
         assert_eq!(f.tokens.verify(&t), Err(TokenError::AlgorithmNotAccepted));
     }
 
@@ -337,7 +388,10 @@ mod tests {
         let f = fixture(Algorithm::HS256, None);
         let t = &f.tokens;
         let n = now();
-        assert_eq!(t.verify(&t.mint(&claims(t, n - 7200, n - 3600))), Err(TokenError::Expired));
+        assert_eq!(
+            t.verify(&t.mint(&claims(t, n - 7200, n - 3600))),
+            Err(TokenError::Expired)
+        );
         let mut c = claims(t, n, n + 7200);
         c.nbf = n + 3600;
         assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::NotYetValid));
@@ -351,7 +405,9 @@ mod tests {
         c.as_object_mut().unwrap().remove("exp");
         let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
         h.kid = Some("k1".into());
-        let key = jsonwebtoken::EncodingKey::from_secret(&std::fs::read(f.path.join("signing.pem")).unwrap());
+        let key = jsonwebtoken::EncodingKey::from_secret(
+            &std::fs::read(f.path.join("signing.pem")).unwrap(),
+        );
         let tok = jsonwebtoken::encode(&h, &c, &key).unwrap();
         assert_eq!(t.verify(&tok), Err(TokenError::MissingClaim("exp".into())));
     }
@@ -368,7 +424,10 @@ mod tests {
         assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::WrongAudience));
         let mut c = fresh(t);
         c.aud = None;
-        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::MissingClaim("aud".into())));
+        assert_eq!(
+            t.verify(&t.mint(&c)),
+            Err(TokenError::MissingClaim("aud".into()))
+        );
     }
 
     #[test]
@@ -380,7 +439,12 @@ mod tests {
         // Payload changed to widen the scope, signature kept.
         let mut c = fresh(t);
         c.scope = "p q admin".into();
-        let tampered = format!("{}.{}.{}", parts[0], B64.encode(serde_json::to_string(&c).unwrap()), parts[2]);
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(serde_json::to_string(&c).unwrap()),
+            parts[2]
+        );
         assert_eq!(t.verify(&tampered), Err(TokenError::BadSignature));
         // Signature bytes flipped.
         let mut sig = B64.decode(parts[2]).unwrap();
@@ -391,7 +455,10 @@ mod tests {
         assert!(t.verify(&tok[..tok.len() - 10]).is_err());
         assert_eq!(t.verify("not.a.jwt"), Err(TokenError::Malformed));
         assert_eq!(t.verify(""), Err(TokenError::Malformed));
-        assert_eq!(t.verify(&"a".repeat(MAX_TOKEN_LEN + 1)), Err(TokenError::TooLong));
+        assert_eq!(
+            t.verify(&"a".repeat(MAX_TOKEN_LEN + 1)),
+            Err(TokenError::TooLong)
+        );
     }
 
     #[test]
@@ -400,8 +467,13 @@ mod tests {
         let t = &f.tokens;
         let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
         h.kid = Some("other".into());
-        let key = jsonwebtoken::EncodingKey::from_secret(&std::fs::read(f.path.join("signing.pem")).unwrap());
-        assert_eq!(t.verify(&jsonwebtoken::encode(&h, &fresh(t), &key).unwrap()), Err(TokenError::UnknownKey));
+        let key = jsonwebtoken::EncodingKey::from_secret(
+            &std::fs::read(f.path.join("signing.pem")).unwrap(),
+        );
+        assert_eq!(
+            t.verify(&jsonwebtoken::encode(&h, &fresh(t), &key).unwrap()),
+            Err(TokenError::UnknownKey)
+        );
         let mut c = fresh(t);
         c.sub = "someone".into();
         assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::Malformed));
@@ -420,7 +492,11 @@ mod tests {
             algorithm: Algorithm::EdDSA,
             signing_key_file: dir.path().join("signing.pem"),
             key_id: "k2".into(),
-            verification_keys: vec![VerificationKeyConfig { key_id: "k1".into(), algorithm: Algorithm::ES256, file: old.path.join("signing.pub.pem") }],
+            verification_keys: vec![VerificationKeyConfig {
+                key_id: "k1".into(),
+                algorithm: Algorithm::ES256,
+                file: old.path.join("signing.pub.pem"),
+            }],
         };
         let t = Tokens::load(&cfg, |p: &Path| p.to_path_buf()).unwrap();
         assert!(t.verify(&old_token).is_ok());
@@ -439,7 +515,10 @@ mod tests {
         let tok = t.mint(&fresh(t));
         let a = t.verify(&tok).unwrap();
         let b = t.verify(&tok).unwrap();
-        assert!(Arc::ptr_eq(&a, &b), "the second verification came from the cache");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the second verification came from the cache"
+        );
         // A cached entry past its expiry is refused and dropped.
         let n = now();
         let mut old = claims(t, n - 7200, n - 3600);

@@ -7,40 +7,86 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn tool(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin").join(name);
-    assert!(p.exists(), "{} is missing: run ./scripts/setup.sh", p.display());
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/venv/bin")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run ./scripts/setup.sh",
+        p.display()
+    );
     p
 }
 
 fn render(dir: &str) -> Vec<Value> {
-    let out = Command::new(tool("kubectl")).args(["kustomize", dir]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
-    assert!(out.status.success(), "kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tool("kubectl"))
+        .args(["kustomize", dir])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     // Validate the rendered stream against the Kubernetes schemas, strictly.
     let tmp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tmp.path(), &text).unwrap();
-    let v = Command::new(tool("kubernetes-validate")).args(["--strict", "-k", "1.31.0"]).arg(tmp.path()).output().unwrap();
-    let report = String::from_utf8_lossy(&v.stdout).to_string() + &String::from_utf8_lossy(&v.stderr);
+    let v = Command::new(tool("kubernetes-validate"))
+        .args(["--strict", "-k", "1.31.0"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let report =
+        String::from_utf8_lossy(&v.stdout).to_string() + &String::from_utf8_lossy(&v.stderr);
     assert!(v.status.success(), "{dir} does not validate:\n{report}");
-    for kind in ["configmap", "secret", "service", "deployment", "poddisruptionbudget"] {
-        assert!(report.contains(&format!("passed for resource {kind}/")), "{dir}: {kind} not validated:\n{report}");
+    for kind in [
+        "configmap",
+        "secret",
+        "service",
+        "deployment",
+        "poddisruptionbudget",
+    ] {
+        assert!(
+            report.contains(&format!("passed for resource {kind}/")),
+            "{dir}: {kind} not validated:\n{report}"
+        );
     }
-    serde_yaml::Deserializer::from_str(&text).map(|d| Value::deserialize(d).unwrap()).collect()
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
 }
 
 use serde::Deserialize;
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
-    docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("no {kind}"))
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
 }
 
 fn container<'a>(deploy: &'a Value, name: &str) -> &'a Value {
-    deploy["spec"]["template"]["spec"]["containers"].as_sequence().unwrap().iter().find(|c| c["name"] == name).unwrap()
+    deploy["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
 }
 
 fn check(config: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ords-guard")).args(["check", "--config"]).arg(config).output().unwrap();
-    assert!(out.status.success(), "{} fails check:\n{}", config.display(), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} fails check:\n{}",
+        config.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -50,7 +96,10 @@ fn base_and_overlay_render_and_validate() {
     let d = find(&overlay, "Deployment");
     assert_eq!(d["metadata"]["namespace"], "hr-prod");
     assert_eq!(d["spec"]["replicas"], 3);
-    assert_eq!(container(d, "ords-guard")["image"], "registry.example.com/ords-guard:0.1.0");
+    assert_eq!(
+        container(d, "ords-guard")["image"],
+        "registry.example.com/ords-guard:0.1.0"
+    );
     assert_eq!(find(&base, "Deployment")["spec"]["replicas"], 2);
 }
 
@@ -69,8 +118,17 @@ fn the_sidecar_is_the_only_listener_and_is_hardened() {
     let guard = container(d, "ords-guard");
     let app = container(d, "legacy-app");
     assert!(app.get("ports").is_none());
-    assert!(app["env"].as_sequence().unwrap().iter().any(|e| e["value"].as_str().unwrap().starts_with("127.0.0.1:")));
-    let ports: Vec<&str> = guard["ports"].as_sequence().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(app["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|e| e["value"].as_str().unwrap().starts_with("127.0.0.1:")));
+    let ports: Vec<&str> = guard["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(ports, ["http", "admin"]);
 
     // Probes on the admin port.
@@ -80,13 +138,19 @@ fn the_sidecar_is_the_only_listener_and_is_hardened() {
 
     // Hardening, for both containers.
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     for c in [guard, app] {
         let sc = &c["securityContext"];
         assert_eq!(sc["readOnlyRootFilesystem"], true);
         assert_eq!(sc["allowPrivilegeEscalation"], false);
         assert_eq!(sc["capabilities"]["drop"][0], "ALL");
-        assert!(c["resources"]["requests"]["memory"].is_string() && c["resources"]["limits"]["memory"].is_string());
+        assert!(
+            c["resources"]["requests"]["memory"].is_string()
+                && c["resources"]["limits"]["memory"].is_string()
+        );
     }
 
     // ConfigMap and Secret mounted as directories (no subPath), so reload works.
@@ -96,11 +160,20 @@ fn the_sidecar_is_the_only_listener_and_is_hardened() {
 
     // Scraping: annotations, and a PodMonitor whose selector and port match.
     let ann = &d["spec"]["template"]["metadata"]["annotations"];
-    assert_eq!((ann["prometheus.io/scrape"].as_str(), ann["prometheus.io/port"].as_str()), (Some("true"), Some("9090")));
+    assert_eq!(
+        (
+            ann["prometheus.io/scrape"].as_str(),
+            ann["prometheus.io/port"].as_str()
+        ),
+        (Some("true"), Some("9090"))
+    );
     let pm = find(&docs, "PodMonitor");
     assert_eq!(&pm["spec"]["selector"]["matchLabels"], labels);
     assert_eq!(pm["spec"]["podMetricsEndpoints"][0]["port"], "admin");
-    assert_eq!(&find(&docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels);
+    assert_eq!(
+        &find(&docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        labels
+    );
 }
 
 #[test]
@@ -113,9 +186,18 @@ fn the_configmap_config_passes_check_with_the_secret_beside_it() {
     std::fs::create_dir_all(root.path().join("config")).unwrap();
     std::fs::write(root.path().join("config/ords-guard.yaml"), config).unwrap();
     let secret = root.path().join("secret");
-    ords_guard::keys::write_generated(&secret, &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256)).unwrap();
-    let (client, _) = ords_guard::cli::new_client("Example Client", vec!["example_role".into()], vec![]);
-    std::fs::write(secret.join("clients.yaml"), serde_yaml::to_string(&vec![client]).unwrap()).unwrap();
+    ords_guard::keys::write_generated(
+        &secret,
+        &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256),
+    )
+    .unwrap();
+    let (client, _) =
+        ords_guard::cli::new_client("Example Client", vec!["example_role".into()], vec![]);
+    std::fs::write(
+        secret.join("clients.yaml"),
+        serde_yaml::to_string(&vec![client]).unwrap(),
+    )
+    .unwrap();
     check(&root.path().join("config/ords-guard.yaml"));
 }
 
@@ -125,6 +207,10 @@ fn the_example_config_passes_check() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ords-guard.example.yaml");
     std::fs::copy(&example, dir.path().join("ords-guard.yaml")).unwrap();
     // The one step its header asks for: the signing key.
-    ords_guard::keys::write_generated(&dir.path().join("keys"), &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256)).unwrap();
+    ords_guard::keys::write_generated(
+        &dir.path().join("keys"),
+        &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256),
+    )
+    .unwrap();
     check(&dir.path().join("ords-guard.yaml"));
 }

@@ -9,7 +9,11 @@ use std::process::Command;
 #[tokio::test]
 async fn identity_headers_are_ours_and_the_path_is_normalised() {
     let backend = Backend::start().await;
-    let g = Guard::start(Options { base_path: "/ords/hr", ..Options::new(&backend) }).await;
+    let g = Guard::start(Options {
+        base_path: "/ords/hr",
+        ..Options::new(&backend)
+    })
+    .await;
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
     let spoof = [
         ("X-ORDS-Client-Id", "admin-client"),
@@ -20,7 +24,14 @@ async fn identity_headers_are_ours_and_the_path_is_normalised() {
     ];
 
     // Protected: Authorization removed, identity set from the token and registry.
-    let mut req = g.http.get(format!("http://{}/ords/hr//example/%7Eemp/%41?q=a%2Fb&r=1", g.proxy)).bearer_auth(&token).header("Host", "api.example.com");
+    let mut req = g
+        .http
+        .get(format!(
+            "http://{}/ords/hr//example/%7Eemp/%41?q=a%2Fb&r=1",
+            g.proxy
+        ))
+        .bearer_auth(&token)
+        .header("Host", "api.example.com");
     for (k, v) in spoof {
         req = req.header(k, v);
     }
@@ -32,19 +43,36 @@ async fn identity_headers_are_ours_and_the_path_is_normalised() {
     assert_eq!(seen.header("x-ords-client-name"), Some("Example Client"));
     assert_eq!(seen.header("x-ords-roles"), Some("example_role"));
     assert_eq!(seen.header("x-ords-privilege"), Some("example_priv"));
-    assert_eq!(seen.headers.iter().filter(|(k, _)| k.to_ascii_lowercase().replace('_', "-").starts_with("x-ords-")).count(), 4, "{seen:?}");
+    assert_eq!(
+        seen.headers
+            .iter()
+            .filter(|(k, _)| k
+                .to_ascii_lowercase()
+                .replace('_', "-")
+                .starts_with("x-ords-"))
+            .count(),
+        4,
+        "{seen:?}"
+    );
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-forwarded-host"), Some("api.example.com"));
 
     // Public: Authorization passed through, spoofed identity still removed.
-    let mut req = g.http.get(g.url("/public/x")).header("Authorization", "Bearer opaque-legacy-token").header("X-Forwarded-For", "10.1.1.1");
+    let mut req = g
+        .http
+        .get(g.url("/public/x"))
+        .header("Authorization", "Bearer opaque-legacy-token")
+        .header("X-Forwarded-For", "10.1.1.1");
     for (k, v) in spoof {
         req = req.header(k, v);
     }
     assert_eq!(req.send().await.unwrap().status(), 200);
     let seen = backend.last();
-    assert_eq!(seen.header("authorization"), Some("Bearer opaque-legacy-token"));
+    assert_eq!(
+        seen.header("authorization"),
+        Some("Bearer opaque-legacy-token")
+    );
     assert!(!seen.has_header_like("x-ords-"), "{seen:?}");
     assert_eq!(seen.header("x-forwarded-for"), Some("10.1.1.1, 127.0.0.1"));
 }
@@ -70,21 +98,37 @@ async fn registry_changes_revoke_without_waiting_for_expiry() {
     let g = Guard::start(Options::new(&backend)).await;
     let example = g.token("example-client", EXAMPLE_SECRET, None).await;
     let admin = g.token("admin-client", ADMIN_SECRET, None).await;
-    let get = |t: &str| g.http.get(g.url("/example/1")).bearer_auth(t.to_string()).send();
+    let get = |t: &str| {
+        g.http
+            .get(g.url("/example/1"))
+            .bearer_auth(t.to_string())
+            .send()
+    };
     assert_eq!(get(&example).await.unwrap().status(), 200);
 
     // REVOKE_CLIENT_ROLE: example_role taken from Example Client -> 403.
-    let revoked = registry_yaml().replacen("    roles: [example_role]\n  - name: Admin Client", "    roles: []\n  - name: Admin Client", 1);
+    let revoked = registry_yaml().replacen(
+        "    roles: [example_role]\n  - name: Admin Client",
+        "    roles: []\n  - name: Admin Client",
+        1,
+    );
     assert_ne!(revoked, registry_yaml());
     g.reload_with(&revoked, "success").await;
     assert_eq!(get(&example).await.unwrap().status(), 403);
     assert_eq!(get(&admin).await.unwrap().status(), 200);
 
     // An invalid file is rejected; the previous registry keeps serving.
-    g.reload_with("privileges: [{name: broken, patterns: [\"no-slash\"]}]\n", "failure").await;
+    g.reload_with(
+        "privileges: [{name: broken, patterns: [\"no-slash\"]}]\n",
+        "failure",
+    )
+    .await;
     assert_eq!(get(&example).await.unwrap().status(), 403);
     assert_eq!(get(&admin).await.unwrap().status(), 200);
-    assert!(g.output().contains("no-slash"), "the rejection is logged with its reason");
+    assert!(
+        g.output().contains("no-slash"),
+        "the rejection is logged with its reason"
+    );
 
     // Client removed -> 401.
     let without_admin = {
@@ -96,7 +140,10 @@ async fn registry_changes_revoke_without_waiting_for_expiry() {
     g.reload_with(&without_admin, "success").await;
     let r = get(&admin).await.unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("unknown or disabled"));
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("unknown or disabled"));
     assert_eq!(g.metric("ords_guard_clients").await, 2.0);
 }
 
@@ -104,7 +151,11 @@ async fn registry_changes_revoke_without_waiting_for_expiry() {
 async fn upstream_down_is_502_and_the_proxy_keeps_serving() {
     let backend = Backend::start().await;
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let g = Guard::start(Options { upstream: dead, ..Options::new(&backend) }).await;
+    let g = Guard::start(Options {
+        upstream: dead,
+        ..Options::new(&backend)
+    })
+    .await;
     for _ in 0..2 {
         let r = g.http.get(g.url("/public/x")).send().await.unwrap();
         assert_eq!(r.status(), 502);
@@ -114,25 +165,57 @@ async fn upstream_down_is_502_and_the_proxy_keeps_serving() {
     }
     // Local answers still work.
     g.token("example-client", EXAMPLE_SECRET, None).await;
-    assert_eq!(g.http.get(g.url("/example/1")).send().await.unwrap().status(), 401);
-    assert_eq!(g.metric("ords_guard_upstream_errors_total{kind=\"connect\"}").await, 2.0);
+    assert_eq!(
+        g.http
+            .get(g.url("/example/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        g.metric("ords_guard_upstream_errors_total{kind=\"connect\"}")
+            .await,
+        2.0
+    );
 }
 
 #[tokio::test]
 async fn slow_upstream_is_504() {
     let backend = Backend::start().await;
-    let g = Guard::start(Options { read_ms: 300, ..Options::new(&backend) }).await;
+    let g = Guard::start(Options {
+        read_ms: 300,
+        ..Options::new(&backend)
+    })
+    .await;
     let r = g.http.get(g.url("/public/slow")).send().await.unwrap();
     assert_eq!(r.status(), 504);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
-    assert_eq!(g.http.get(g.url("/public/fast")).send().await.unwrap().status(), 200);
-    assert_eq!(g.metric("ords_guard_upstream_errors_total{kind=\"timeout\"}").await, 1.0);
+    assert_eq!(
+        g.http
+            .get(g.url("/public/fast"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        g.metric("ords_guard_upstream_errors_total{kind=\"timeout\"}")
+            .await,
+        1.0
+    );
 }
 
 #[test]
 fn check_reports_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    ords_guard::keys::write_generated(&dir.path().join("keys"), &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256)).unwrap();
+    ords_guard::keys::write_generated(
+        &dir.path().join("keys"),
+        &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256),
+    )
+    .unwrap();
     let backend_addr = "127.0.0.1:3000".parse().unwrap();
     let o = Options {
         upstream: "http://127.0.0.1:3000".into(),
@@ -144,22 +227,51 @@ fn check_reports_file_line_and_key() {
         registry: registry_yaml(),
     };
     let good = dir.path().join("good.yaml");
-    std::fs::write(&good, config_text(&o, backend_addr, "127.0.0.1:3001".parse().unwrap())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ords-guard")).args(["check", "--config"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &good,
+        config_text(&o, backend_addr, "127.0.0.1:3001".parse().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("3 privilege(s)") && stdout.contains("3 client(s)"), "{stdout}");
+    assert!(
+        stdout.contains("3 privilege(s)") && stdout.contains("3 client(s)"),
+        "{stdout}"
+    );
 
     let bad = dir.path().join("bad.yaml");
-    let text = config_text(&o, backend_addr, "127.0.0.1:3001".parse().unwrap()).replace("patterns: [\"/open/*\"]", "patterns: [\"/open/*/x\"]");
+    let text = config_text(&o, backend_addr, "127.0.0.1:3001".parse().unwrap())
+        .replace("patterns: [\"/open/*\"]", "patterns: [\"/open/*/x\"]");
     std::fs::write(&bad, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ords-guard")).args(["check", "--config"]).arg(&bad).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("{}:", bad.display())) && stderr.contains("key `privileges[2].patterns[0]`") && stderr.contains("`*` may only stand"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:", bad.display()))
+            && stderr.contains("key `privileges[2].patterns[0]`")
+            && stderr.contains("`*` may only stand"),
+        "{stderr}"
+    );
     let line_col = stderr.split(&format!("{}:", bad.display())).nth(1).unwrap();
     let mut parts = line_col.split(':');
-    assert!(parts.next().unwrap().parse::<u32>().is_ok() && parts.next().unwrap().parse::<u32>().is_ok(), "{stderr}");
+    assert!(
+        parts.next().unwrap().parse::<u32>().is_ok()
+            && parts.next().unwrap().parse::<u32>().is_ok(),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -168,7 +280,16 @@ async fn demo_shows_401_then_token_then_200() {
     let (proxy, admin, backend) = (free_port(), free_port(), free_port());
     let log = dir.path().join("demo.out");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
-        .args(["demo", "--listen", &format!("127.0.0.1:{proxy}"), "--admin-listen", &format!("127.0.0.1:{admin}"), "--backend-listen", &format!("127.0.0.1:{backend}"), "--dir"])
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{proxy}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+            "--backend-listen",
+            &format!("127.0.0.1:{backend}"),
+            "--dir",
+        ])
         .arg(dir.path().join("demo"))
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::process::Stdio::null())
@@ -184,12 +305,25 @@ async fn demo_shows_401_then_token_then_200() {
     let _kill = Kill(&mut child);
     let http = http_client();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !matches!(http.get(format!("http://127.0.0.1:{admin}/readyz")).send().await, Ok(r) if r.status() == 200) {
-        assert!(std::time::Instant::now() < deadline, "demo not ready: {}", std::fs::read_to_string(&log).unwrap());
+    while !matches!(http.get(format!("http://127.0.0.1:{admin}/readyz")).send().await, Ok(r) if r.status() == 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo not ready: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     let out = std::fs::read_to_string(&log).unwrap();
-    let field = |name: &str| out.split(name).nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let field = |name: &str| {
+        out.split(name)
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
     let (id, secret) = (field("client_id "), field("client_secret "));
     let url = format!("http://127.0.0.1:{proxy}/ords/hr/example/employees/");
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
@@ -201,12 +335,18 @@ async fn demo_shows_401_then_token_then_200() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let token = r.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let token = r.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let echoed: serde_json::Value = r.json().await.unwrap();
     assert_eq!(echoed["headers"]["x-ords-client-id"], id);
-    assert!(out.contains(&format!("curl -i {url}")), "the curl lines are printed");
+    assert!(
+        out.contains(&format!("curl -i {url}")),
+        "the curl lines are printed"
+    );
 }
 
 #[tokio::test]
@@ -217,18 +357,30 @@ async fn sigterm_drains_a_request_in_flight_and_exits_0() {
     // Wait (bounded) until the request is at the backend, i.e. in flight.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while backend.count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "the slow request never reached the backend");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow request never reached the backend"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     g.signal("TERM");
     let ready = format!("http://{}/readyz", g.admin);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let status = g.http.get(&ready).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        let status = g
+            .http
+            .get(&ready)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
         if status == 503 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "readiness did not turn 503 while draining (last {status})");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness did not turn 503 while draining (last {status})"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let r = slow.await.unwrap().unwrap();

@@ -10,7 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn require(tool: &str) {
-    let found = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
     assert!(found, "`{tool}` is not installed: run ./scripts/setup.sh (it installs Debian's prometheus package)");
 }
 
@@ -39,14 +44,23 @@ fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
     .unwrap();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--log.level=warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(dir.path().join("prometheus.log")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("prometheus.log")).unwrap(),
+        ))
         .spawn()
         .expect("start prometheus");
-    Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir }
+    Prometheus {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
 }
 
 #[tokio::test]
@@ -54,38 +68,108 @@ async fn a_real_prometheus_scrapes_the_request_counts() {
     let backend = Backend::start().await;
     let g = Guard::start(Options::new(&backend)).await;
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
-    let sent = [("forwarded_public", 3), ("unauthenticated", 2), ("forwarded", 4)];
+    let sent = [
+        ("forwarded_public", 3),
+        ("unauthenticated", 2),
+        ("forwarded", 4),
+    ];
     for _ in 0..3 {
-        assert_eq!(g.http.get(g.url("/public/x")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            g.http
+                .get(g.url("/public/x"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     for _ in 0..2 {
-        assert_eq!(g.http.get(g.url("/example/1")).send().await.unwrap().status(), 401);
+        assert_eq!(
+            g.http
+                .get(g.url("/example/1"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
     }
     for _ in 0..4 {
-        assert_eq!(g.http.get(g.url("/example/1")).bearer_auth(&token).send().await.unwrap().status(), 200);
+        assert_eq!(
+            g.http
+                .get(g.url("/example/1"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
 
     let prom = start_prometheus(g.admin);
     let http = http_client();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let query = |decision: &str| format!("{}/api/v1/query?query=ords_guard_requests_total{{decision=%22{decision}%22}}", prom.url);
+    let query = |decision: &str| {
+        format!(
+            "{}/api/v1/query?query=ords_guard_requests_total{{decision=%22{decision}%22}}",
+            prom.url
+        )
+    };
     // Wait (bounded) until the target is up and a first scrape is queryable.
     loop {
-        let up = match http.get(format!("{}/api/v1/query?query=up", prom.url)).send().await {
-            Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["data"]["result"][0]["value"][1].as_str().map(|s| s == "1")).unwrap_or(false),
+        let up = match http
+            .get(format!("{}/api/v1/query?query=up", prom.url))
+            .send()
+            .await
+        {
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| {
+                    v["data"]["result"][0]["value"][1]
+                        .as_str()
+                        .map(|s| s == "1")
+                })
+                .unwrap_or(false),
             Err(_) => false,
         };
         let scraped = up
-            && http.get(query("forwarded")).send().await.unwrap().json::<serde_json::Value>().await.unwrap()["data"]["result"].as_array().is_some_and(|a| !a.is_empty());
+            && http
+                .get(query("forwarded"))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()["data"]["result"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
         if scraped {
             break;
         }
-        assert!(Instant::now() < deadline, "prometheus never scraped ords-guard");
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped ords-guard"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for (decision, n) in sent {
-        let v: serde_json::Value = http.get(query(decision)).send().await.unwrap().json().await.unwrap();
-        assert_eq!(v["data"]["result"][0]["value"][1], n.to_string(), "{decision}: {v}");
+        let v: serde_json::Value = http
+            .get(query(decision))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            v["data"]["result"][0]["value"][1],
+            n.to_string(),
+            "{decision}: {v}"
+        );
     }
 }
 
@@ -96,8 +180,22 @@ async fn promtool_accepts_the_exposition() {
     let g = Guard::start(Options::new(&backend)).await;
     // Populate every family: a token, a failure, each decision.
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
-    g.http.post(g.url("/oauth/token")).form(&[("grant_type", "client_credentials"), ("client_id", "x"), ("client_secret", "y")]).send().await.unwrap();
-    g.http.get(g.url("/example/1")).bearer_auth(&token).send().await.unwrap();
+    g.http
+        .post(g.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "x"),
+            ("client_secret", "y"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    g.http
+        .get(g.url("/example/1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     g.http.get(g.url("/public/1")).send().await.unwrap();
     let text = g.metrics().await;
     for family in [
@@ -110,15 +208,41 @@ async fn promtool_accepts_the_exposition() {
         "ords_guard_clients",
         "ords_guard_privileges",
     ] {
-        assert!(text.contains(&format!("# HELP {family} ")), "{family} missing");
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} missing"
+        );
     }
-    assert!(!text.contains(EXAMPLE_SECRET) && !text.contains(&token) && !text.contains("/example/1"));
-    let mut child = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(
+        !text.contains(EXAMPLE_SECRET) && !text.contains(&token) && !text.contains("/example/1")
+    );
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "promtool lint: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -130,34 +254,73 @@ async fn kubernetes_symlink_swap_reloads_without_a_signal() {
     let (proxy, admin) = Guard::prepare(&dir, &o);
     let mount = dir.path();
     std::fs::create_dir(mount.join("..2026_11_26_v1")).unwrap();
-    std::fs::write(mount.join("..2026_11_26_v1/ords-guard.yaml"), config_text(&o, proxy, admin)).unwrap();
+    std::fs::write(
+        mount.join("..2026_11_26_v1/ords-guard.yaml"),
+        config_text(&o, proxy, admin),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("..2026_11_26_v1", mount.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/ords-guard.yaml", mount.join("ords-guard.yaml")).unwrap();
     let config = mount.join("ords-guard.yaml");
     let g = Guard::spawn(dir, config, proxy, admin, "/").await;
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
-    assert_eq!(g.http.get(g.url("/example/1")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(
+        g.http
+            .get(g.url("/example/1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // The update: a new timestamped directory, then an atomic rename of `..data`.
-    let revoked = Options { registry: registry_yaml().replacen("    roles: [example_role]\n  - name: Admin Client", "    roles: []\n  - name: Admin Client", 1), ..Options::new(&backend) };
+    let revoked = Options {
+        registry: registry_yaml().replacen(
+            "    roles: [example_role]\n  - name: Admin Client",
+            "    roles: []\n  - name: Admin Client",
+            1,
+        ),
+        ..Options::new(&backend)
+    };
     let mount = g.dir.path();
     std::fs::create_dir(mount.join("..2026_11_26_v2")).unwrap();
-    std::fs::write(mount.join("..2026_11_26_v2/ords-guard.yaml"), config_text(&revoked, proxy, admin)).unwrap();
+    std::fs::write(
+        mount.join("..2026_11_26_v2/ords-guard.yaml"),
+        config_text(&revoked, proxy, admin),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("..2026_11_26_v2", mount.join("..data_tmp")).unwrap();
     std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
     std::fs::remove_dir_all(mount.join("..2026_11_26_v1")).unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let status = g.http.get(g.url("/example/1")).bearer_auth(&token).send().await.unwrap().status();
+        let status = g
+            .http
+            .get(g.url("/example/1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status();
         if status == 403 {
             break;
         }
         assert_eq!(status, 200);
-        assert!(Instant::now() < deadline, "the swap was not picked up in 10 s: {}", g.output());
+        assert!(
+            Instant::now() < deadline,
+            "the swap was not picked up in 10 s: {}",
+            g.output()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(g.metric("ords_guard_config_reloads_total{result=\"success\"}").await >= 1.0);
+    assert!(
+        g.metric("ords_guard_config_reloads_total{result=\"success\"}")
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -169,9 +332,19 @@ async fn twenty_reloads_under_load_fail_no_request() {
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut workers = Vec::new();
     for w in 0..4 {
-        let (g, token, stop, ok, failed) = (g.clone(), token.clone(), stop.clone(), ok.clone(), failed.clone());
+        let (g, token, stop, ok, failed) = (
+            g.clone(),
+            token.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+        );
         workers.push(tokio::spawn(async move {
-            let path = if w % 2 == 0 { "/example/1" } else { "/example/orders/1" };
+            let path = if w % 2 == 0 {
+                "/example/1"
+            } else {
+                "/example/orders/1"
+            };
             while !stop.load(Ordering::Relaxed) {
                 match g.http.get(g.url(path)).bearer_auth(&token).send().await {
                     Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
@@ -183,43 +356,102 @@ async fn twenty_reloads_under_load_fail_no_request() {
     let original = registry_yaml();
     let variant = original.replace("label: Example", "label: Example (edited)");
     for i in 0..20 {
-        g.reload_with(if i % 2 == 0 { &variant } else { &original }, "success").await;
+        g.reload_with(if i % 2 == 0 { &variant } else { &original }, "success")
+            .await;
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    assert_eq!(failed, 0, "{failed} requests failed during reloads ({ok} succeeded)");
+    assert_eq!(
+        failed, 0,
+        "{failed} requests failed during reloads ({ok} succeeded)"
+    );
     assert!(ok >= 20, "the load was too light to mean anything: {ok}");
-    assert!(g.metric("ords_guard_config_reloads_total{result=\"success\"}").await >= 20.0);
+    assert!(
+        g.metric("ords_guard_config_reloads_total{result=\"success\"}")
+            .await
+            >= 20.0
+    );
 }
 
 #[tokio::test]
 async fn logs_hold_no_secret_and_no_token() {
     let backend = Backend::start().await;
-    let g = Guard::start(Options { read_ms: 300, ..Options::new(&backend) }).await;
+    let g = Guard::start(Options {
+        read_ms: 300,
+        ..Options::new(&backend)
+    })
+    .await;
     let mut tokens = Vec::new();
     tokens.push(g.token("example-client", EXAMPLE_SECRET, None).await);
-    tokens.push(g.token("admin-client", ADMIN_SECRET, Some("example_admin")).await);
+    tokens.push(
+        g.token("admin-client", ADMIN_SECRET, Some("example_admin"))
+            .await,
+    );
     tokens.push(g.token("admin-client", ADMIN_OLD_SECRET, None).await);
-    let r = g.http.post(g.url("/oauth/token")).basic_auth("admin-client", Some(ADMIN_SECRET)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
-    tokens.push(r.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string());
+    let r = g
+        .http
+        .post(g.url("/oauth/token"))
+        .basic_auth("admin-client", Some(ADMIN_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    tokens.push(
+        r.json::<serde_json::Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     let wrong = "wrong-secret-that-must-not-be-logged";
     for id in ["example-client", "ghost"] {
-        let r = g.http.post(g.url("/oauth/token")).form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", wrong)]).send().await.unwrap();
+        let r = g
+            .http
+            .post(g.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", wrong),
+            ])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
     }
     for t in &tokens {
-        g.http.get(g.url("/example/1")).bearer_auth(t).send().await.unwrap();
+        g.http
+            .get(g.url("/example/1"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
         // Tokens in places they should not be: a query string, a failing request.
-        g.http.get(g.url(&format!("/public/x?access_token={t}"))).send().await.unwrap();
-        let r = g.http.get(g.url(&format!("/public/slow?access_token={t}"))).send().await.unwrap();
+        g.http
+            .get(g.url(&format!("/public/x?access_token={t}")))
+            .send()
+            .await
+            .unwrap();
+        let r = g
+            .http
+            .get(g.url(&format!("/public/slow?access_token={t}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 504);
-        g.http.get(g.url("/example/1")).bearer_auth(format!("{t}x")).send().await.unwrap();
+        g.http
+            .get(g.url("/example/1"))
+            .bearer_auth(format!("{t}x"))
+            .send()
+            .await
+            .unwrap();
     }
     let all = g.output();
-    assert!(all.contains("ords_guard::access"), "no access log was written: {all}");
+    assert!(
+        all.contains("ords_guard::access"),
+        "no access log was written: {all}"
+    );
     for secret in [EXAMPLE_SECRET, ADMIN_SECRET, ADMIN_OLD_SECRET, wrong] {
         assert!(!all.contains(secret), "a secret reached the logs");
     }
@@ -228,9 +460,26 @@ async fn logs_hold_no_secret_and_no_token() {
         assert!(!all.contains(signature), "a token reached the logs");
     }
     // JSON lines, one per request, with the SPEC §6 fields.
-    let access: Vec<serde_json::Value> = all.lines().filter(|l| l.contains("ords_guard::access")).map(|l| serde_json::from_str(l).unwrap()).collect();
-    for field in ["method", "path", "status", "decision", "client_id", "privilege", "latency_ms", "upstream_status"] {
-        assert!(access.iter().all(|l| l.get(field).is_some()), "{field} missing from {:?}", access[0]);
+    let access: Vec<serde_json::Value> = all
+        .lines()
+        .filter(|l| l.contains("ords_guard::access"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for field in [
+        "method",
+        "path",
+        "status",
+        "decision",
+        "client_id",
+        "privilege",
+        "latency_ms",
+        "upstream_status",
+    ] {
+        assert!(
+            access.iter().all(|l| l.get(field).is_some()),
+            "{field} missing from {:?}",
+            access[0]
+        );
     }
 }
 
@@ -239,40 +488,117 @@ async fn a_changed_key_file_reloads_with_the_config() {
     let backend = Backend::start().await;
     let g = Guard::start(Options::new(&backend)).await;
     let old = g.token("example-client", EXAMPLE_SECRET, None).await;
-    let before = g.metric("ords_guard_config_reloads_total{result=\"success\"}").await;
+    let before = g
+        .metric("ords_guard_config_reloads_total{result=\"success\"}")
+        .await;
     // Rotate the signing key in place (same kid, no verification key for the old one).
     let fresh = ords_guard::keys::generate(ords_guard::config::Algorithm::ES256);
     let tmp = g.keys_dir().join("signing.pem.tmp");
     std::fs::write(&tmp, &fresh.private).unwrap();
     std::fs::rename(&tmp, g.keys_dir().join("signing.pem")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while g.metric("ords_guard_config_reloads_total{result=\"success\"}").await <= before {
-        assert!(Instant::now() < deadline, "the key change was not picked up: {}", g.output());
+    while g
+        .metric("ords_guard_config_reloads_total{result=\"success\"}")
+        .await
+        <= before
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the key change was not picked up: {}",
+            g.output()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let r = g.http.get(g.url("/example/1")).bearer_auth(&old).send().await.unwrap();
-    assert_eq!(r.status(), 401, "a token signed by the replaced key must fail");
+    let r = g
+        .http
+        .get(g.url("/example/1"))
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "a token signed by the replaced key must fail"
+    );
     let new = g.token("example-client", EXAMPLE_SECRET, None).await;
-    assert_eq!(g.http.get(g.url("/example/1")).bearer_auth(&new).send().await.unwrap().status(), 200);
+    assert_eq!(
+        g.http
+            .get(g.url("/example/1"))
+            .bearer_auth(&new)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn grafana_dashboard_queries_name_exported_metrics_and_parse() {
-    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/ords-guard.json")).unwrap()).unwrap();
-    let mut exprs: Vec<String> = dashboard["panels"].as_array().unwrap().iter().flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string())).collect();
-    exprs.extend(dashboard["templating"]["list"].as_array().unwrap().iter().filter_map(|v| v["query"].as_str()).filter(|q| q.contains("ords_guard")).map(|q| q.trim_start_matches("label_values(").split(',').next().unwrap().to_string()));
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/ords-guard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["expr"].as_str().unwrap().to_string())
+        })
+        .collect();
+    exprs.extend(
+        dashboard["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["query"].as_str())
+            .filter(|q| q.contains("ords_guard"))
+            .map(|q| {
+                q.trim_start_matches("label_values(")
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            }),
+    );
     assert!(exprs.len() >= 10, "{exprs:?}");
 
     // Every metric a query names is exported by the binary (families from a live scrape).
     let backend = Backend::start().await;
     let g = Guard::start(Options::new(&backend)).await;
-    let exported: Vec<String> = g.metrics().await.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap().to_string()).collect();
+    let exported: Vec<String> = g
+        .metrics()
+        .await
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
     for e in &exprs {
         let mut rest = e.as_str();
         while let Some(i) = rest.find("ords_guard_") {
-            let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| exported.iter().any(|x| x == f)).unwrap_or(&name);
-            assert!(exported.iter().any(|x| x == family), "`{name}` in `{e}` is not exported; exported: {exported:?}");
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|f| exported.iter().any(|x| x == f))
+                .unwrap_or(&name);
+            assert!(
+                exported.iter().any(|x| x == family),
+                "`{name}` in `{e}` is not exported; exported: {exported:?}"
+            );
             rest = &rest[i + name.len()..];
         }
     }
@@ -284,7 +610,12 @@ async fn grafana_dashboard_queries_name_exported_metrics_and_parse() {
         let q = e.replace("$__rate_interval", "1m").replace("$job", ".*");
         let deadline = Instant::now() + Duration::from_secs(30);
         let body = loop {
-            match http.get(format!("{}/api/v1/query", prom.url)).query(&[("query", q.as_str())]).send().await {
+            match http
+                .get(format!("{}/api/v1/query", prom.url))
+                .query(&[("query", q.as_str())])
+                .send()
+                .await
+            {
                 Ok(r) => break r.json::<serde_json::Value>().await.unwrap(),
                 Err(_) => {
                     assert!(Instant::now() < deadline, "prometheus did not start");

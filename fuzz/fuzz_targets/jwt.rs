@@ -8,7 +8,10 @@ fuzz_target!(|data: &[u8]| {
     let header = [data];
     let creds = ords_guard::decision::credentials(&header);
     if let Ok(text) = std::str::from_utf8(data) {
-        assert!(reg.tokens.verify(text).is_err(), "a fuzzed token verified: {text:?}");
+        assert!(
+            reg.tokens.verify(text).is_err(),
+            "a fuzzed token verified: {text:?}"
+        );
     }
     let _ = ords_guard::decision::decide(reg, "GET", "/ords/hr/example/1", creds);
 });

@@ -5,8 +5,11 @@ use libfuzzer_sys::fuzz_target;
 use ords_guard::decision::{decide, Credentials, Decision};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(target) = ords_guard::path::normalise(data) else { return };
-    let again = ords_guard::path::normalise(target.path.as_bytes()).expect("a normalised path normalises");
+    let Ok(target) = ords_guard::path::normalise(data) else {
+        return;
+    };
+    let again =
+        ords_guard::path::normalise(target.path.as_bytes()).expect("a normalised path normalises");
     assert_eq!(again.path, target.path, "not a fixed point");
     let reg = ords_guard_fuzz::registry();
     for method in ["GET", "POST"] {

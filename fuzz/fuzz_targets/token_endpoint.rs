@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
         peer: None,
     };
     let reply = ep.handle(ords_guard_fuzz::registry(), &req);
-    assert!(matches!(reply.status, 200 | 400 | 401 | 405 | 429), "status {}", reply.status);
+    assert!(
+        matches!(reply.status, 200 | 400 | 401 | 405 | 429),
+        "status {}",
+        reply.status
+    );
     // The registered secret is never in a reply, whatever was presented.
     assert!(!String::from_utf8_lossy(&reply.body).contains("fuzz-secret"));
 });

@@ -30,7 +30,10 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
-            if let (Some(h), Some(l)) = (s.get(i + 1).and_then(|&c| hex(c)), s.get(i + 2).and_then(|&c| hex(c))) {
+            if let (Some(h), Some(l)) = (
+                s.get(i + 1).and_then(|&c| hex(c)),
+                s.get(i + 2).and_then(|&c| hex(c)),
+            ) {
                 out.push(h << 4 | l);
                 i += 3;
                 continue;

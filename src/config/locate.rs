@@ -28,7 +28,10 @@ impl Locations {
     /// Index only `wanted` paths (and nothing else): a warning about one key of a large
     /// registry should not cost an index of all of it.
     pub fn index_only(text: &str, wanted: Option<&std::collections::HashSet<String>>) -> Self {
-        let mut recv = Receiver { wanted, ..Receiver::default() };
+        let mut recv = Receiver {
+            wanted,
+            ..Receiver::default()
+        };
         let mut parser = Parser::new_from_str(text);
         // Stop at the end of the document, at a syntax error (serde_yaml reports those with
         // its own position), or as soon as every wanted path is found.
@@ -76,19 +79,30 @@ impl Receiver<'_> {
 
     /// The path of the node that starts now, advancing the parent's state.
     fn child_path(&mut self, scalar: Option<&str>, mark: Marker) -> Option<String> {
-        let pos = Position { line: mark.line(), column: mark.col() + 1 };
+        let pos = Position {
+            line: mark.line(),
+            column: mark.col() + 1,
+        };
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::Map { path, key }) => match key.take() {
                 None => {
                     // This node is a key.
                     let name = scalar.unwrap_or("?").to_string();
-                    let full = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                    let full = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
                     *key = Some(name);
                     self.record(&full, pos);
                     None
                 }
-                Some(name) => Some(if path.is_empty() { name } else { format!("{path}.{name}") }),
+                Some(name) => Some(if path.is_empty() {
+                    name
+                } else {
+                    format!("{path}.{name}")
+                }),
             },
             Some(Frame::Seq { path, next }) => {
                 let full = format!("{path}[{next}]");
@@ -114,7 +128,10 @@ impl MarkedEventReceiver for Receiver<'_> {
                     self.stack.push(Frame::Map { path, key: None });
                 } else {
                     // A mapping used as a key: index nothing beneath it.
-                    self.stack.push(Frame::Map { path: "?".into(), key: None });
+                    self.stack.push(Frame::Map {
+                        path: "?".into(),
+                        key: None,
+                    });
                 }
             }
             Event::SequenceStart(..) => {
@@ -136,7 +153,9 @@ mod tests {
     #[test]
     fn indexes_only_what_is_wanted() {
         let text = "a: 1\nb:\n  - c: 2\n";
-        let wanted = ["b[0].c".to_string(), "b[0]".to_string(), "b".to_string()].into_iter().collect();
+        let wanted = ["b[0].c".to_string(), "b[0]".to_string(), "b".to_string()]
+            .into_iter()
+            .collect();
         let loc = Locations::index_only(text, Some(&wanted));
         assert_eq!(loc.find("b[0].c").unwrap().line, 3);
         assert_eq!(loc.find("a"), None);
@@ -144,7 +163,8 @@ mod tests {
 
     #[test]
     fn finds_keys_and_items() {
-        let text = "listen: a\nprivileges:\n  - name: p\n    patterns: [\"/x/*\", \"/y\"]\n  - name: q\n";
+        let text =
+            "listen: a\nprivileges:\n  - name: p\n    patterns: [\"/x/*\", \"/y\"]\n  - name: q\n";
         let loc = Locations::index(text);
         assert_eq!(loc.find("listen"), Some(Position { line: 1, column: 1 }));
         assert_eq!(loc.find("privileges[1].name").unwrap().line, 5);

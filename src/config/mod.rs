@@ -52,7 +52,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { upstream_connect_ms: 2000, upstream_read_ms: 30000, shutdown_grace_ms: 10000 }
+        Timeouts {
+            upstream_connect_ms: 2000,
+            upstream_read_ms: 30000,
+            shutdown_grace_ms: 10000,
+        }
     }
 }
 
@@ -95,7 +99,9 @@ impl std::str::FromStr for Algorithm {
             "RS256" => Ok(Algorithm::RS256),
             "ES256" => Ok(Algorithm::ES256),
             "EdDSA" => Ok(Algorithm::EdDSA),
-            _ => Err(format!("unknown algorithm `{s}`: use HS256, RS256, ES256 or EdDSA")),
+            _ => Err(format!(
+                "unknown algorithm `{s}`: use HS256, RS256, ES256 or EdDSA"
+            )),
         }
     }
 }
@@ -188,7 +194,10 @@ pub struct Source {
 impl Source {
     /// Directory against which relative key file paths are resolved.
     pub fn dir(&self) -> &Path {
-        self.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+        self.file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
     }
 
     pub fn resolve(&self, p: &Path) -> PathBuf {
@@ -200,7 +209,11 @@ impl Source {
     }
 
     pub fn new(file: &Path, text: &str) -> Source {
-        Source { file: file.to_path_buf(), text: text.to_string(), locations: std::sync::OnceLock::new() }
+        Source {
+            file: file.to_path_buf(),
+            text: text.to_string(),
+            locations: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn locations(&self) -> &Locations {
@@ -222,8 +235,17 @@ impl Source {
         for d in ds.iter().filter(|d| !d.path.contains(['.', '['])) {
             // A top-level key is found by a line scan; absent, it has no position (a
             // default was used) and the whole file need not be parsed to learn that.
-            let at = self.text.lines().position(|l| l.strip_prefix(d.path.as_str()).is_some_and(|r| r.trim_start().starts_with(':')));
-            top.insert(d.path.as_str(), at.map(|i| Position { line: i + 1, column: 1 }));
+            let at = self.text.lines().position(|l| {
+                l.strip_prefix(d.path.as_str())
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+            });
+            top.insert(
+                d.path.as_str(),
+                at.map(|i| Position {
+                    line: i + 1,
+                    column: 1,
+                }),
+            );
         }
         for d in ds.iter().filter(|d| !top.contains_key(d.path.as_str())) {
             // The path and its ancestors, for `find`'s fallback.
@@ -234,7 +256,11 @@ impl Source {
                 wanted.insert(p.to_string());
             }
         }
-        let locations = if wanted.is_empty() { Locations::default() } else { Locations::index_only(&self.text, Some(&wanted)) };
+        let locations = if wanted.is_empty() {
+            Locations::default()
+        } else {
+            Locations::index_only(&self.text, Some(&wanted))
+        };
         ds.iter()
             .map(|d| match top.get(d.path.as_str()) {
                 Some(pos) => self.render_at(*pos, d),
@@ -249,7 +275,14 @@ impl Source {
 
     fn render_at(&self, pos: Option<Position>, d: &Diagnostic) -> String {
         match pos {
-            Some(p) => format!("{}:{}:{}: key `{}`: {}", self.file.display(), p.line, p.column, d.path, d.message),
+            Some(p) => format!(
+                "{}:{}:{}: key `{}`: {}",
+                self.file.display(),
+                p.line,
+                p.column,
+                d.path,
+                d.message
+            ),
             None => format!("{}: key `{}`: {}", self.file.display(), d.path, d.message),
         }
     }
@@ -264,7 +297,10 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Diagnostic { path: path.into(), message: message.into() }
+        Diagnostic {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -296,12 +332,18 @@ pub fn parse(text: &str, file: &Path) -> Result<(Config, Source), ConfigError> {
 /// Parse a `clients_file`: a YAML list of client entries.
 pub fn read_clients(file: &Path) -> Result<(Vec<ClientConfig>, Source), ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-        lines: vec![format!("{}: cannot read the clients file: {e}", file.display())],
+        lines: vec![format!(
+            "{}: cannot read the clients file: {e}",
+            file.display()
+        )],
     })?;
     parse_as(&text, file)
 }
 
-fn parse_as<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<(T, Source), ConfigError> {
+fn parse_as<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+) -> Result<(T, Source), ConfigError> {
     match serde_yaml::from_str::<T>(text) {
         Ok(c) => Ok((c, Source::new(file, text))),
         Err(e) => {
@@ -320,7 +362,10 @@ fn parse_as<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<(
 /// Read and parse `file`.
 pub fn read(file: &Path) -> Result<(Config, Source), ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-        lines: vec![format!("{}: cannot read the config file: {e}", file.display())],
+        lines: vec![format!(
+            "{}: cannot read the config file: {e}",
+            file.display()
+        )],
     })?;
     parse(&text, file)
 }
@@ -344,7 +389,9 @@ mod tests {
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let text = format!("{MINIMAL}privileges:\n  - name: p\n    rolez: [a]\n");
-        let err = parse(&text, Path::new("conf/g.yaml")).unwrap_err().to_string();
+        let err = parse(&text, Path::new("conf/g.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("conf/g.yaml:10:"), "{err}");
         assert!(err.contains("rolez"), "{err}");
     }
@@ -362,6 +409,9 @@ mod tests {
         let text = format!("{MINIMAL}privileges:\n  - name: p\n    patterns: [\"x\"]\n");
         let (_, src) = parse(&text, Path::new("g.yaml")).unwrap();
         let s = src.render(&Diagnostic::new("privileges[0].patterns[0]", "malformed"));
-        assert_eq!(s, "g.yaml:10:16: key `privileges[0].patterns[0]`: malformed");
+        assert_eq!(
+            s,
+            "g.yaml:10:16: key `privileges[0].patterns[0]`: malformed"
+        );
     }
 }

@@ -26,10 +26,15 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn has_header_like(&self, prefix: &str) -> bool {
-        self.headers.iter().any(|(k, _)| k.to_ascii_lowercase().replace('_', "-").starts_with(prefix))
+        self.headers
+            .iter()
+            .any(|(k, _)| k.to_ascii_lowercase().replace('_', "-").starts_with(prefix))
     }
 }
 
@@ -48,28 +53,47 @@ impl Backend {
         let log = seen.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let log = log.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let log = log.clone();
                         async move {
-                            let target = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+                            let target = req
+                                .uri()
+                                .path_and_query()
+                                .map(|p| p.as_str().to_string())
+                                .unwrap_or_default();
                             let headers = req
                                 .headers()
                                 .iter()
-                                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                                .map(|(k, v)| {
+                                    (
+                                        k.as_str().to_string(),
+                                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                    )
+                                })
                                 .collect();
                             let slow = target.contains("/slow");
-                            log.lock().unwrap().push(Seen { method: req.method().to_string(), target, headers });
+                            log.lock().unwrap().push(Seen {
+                                method: req.method().to_string(),
+                                target,
+                                headers,
+                            });
                             let _ = req.into_body().collect().await;
                             if slow {
                                 tokio::time::sleep(Duration::from_secs(5)).await;
                             }
-                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(b"backend ok"))))
+                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"backend ok"),
+                            )))
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -81,7 +105,10 @@ impl Backend {
     }
 
     pub fn last(&self) -> Seen {
-        self.requests().last().cloned().expect("the backend received no request")
+        self.requests()
+            .last()
+            .cloned()
+            .expect("the backend received no request")
     }
 
     pub fn count(&self) -> usize {
@@ -90,7 +117,11 @@ impl Backend {
 }
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A registered test client and its plaintext secret.
@@ -138,9 +169,18 @@ pub const ADMIN_OLD_SECRET: &str = "correct horse battery staple";
 pub fn registry_yaml() -> String {
     use ords_guard::secret::{hash, Scheme};
     REGISTRY
-        .replace("{EXAMPLE_HASH}", &hash(EXAMPLE_SECRET.as_bytes(), Scheme::Sha256))
-        .replace("{ADMIN_HASH}", &hash(ADMIN_SECRET.as_bytes(), Scheme::Sha256))
-        .replace("{ADMIN_OLD_HASH}", &hash(ADMIN_OLD_SECRET.as_bytes(), Scheme::Argon2id))
+        .replace(
+            "{EXAMPLE_HASH}",
+            &hash(EXAMPLE_SECRET.as_bytes(), Scheme::Sha256),
+        )
+        .replace(
+            "{ADMIN_HASH}",
+            &hash(ADMIN_SECRET.as_bytes(), Scheme::Sha256),
+        )
+        .replace(
+            "{ADMIN_OLD_HASH}",
+            &hash(ADMIN_OLD_SECRET.as_bytes(), Scheme::Argon2id),
+        )
 }
 
 pub struct Options {
@@ -193,7 +233,11 @@ pub fn config_text(o: &Options, proxy: SocketAddr, admin: SocketAddr) -> String 
 }
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 impl Guard {
@@ -215,17 +259,34 @@ impl Guard {
     }
 
     /// Start the binary on `config` and wait until it is ready.
-    pub async fn spawn(dir: tempfile::TempDir, config: PathBuf, proxy: SocketAddr, admin: SocketAddr, base_path: &str) -> Guard {
+    pub async fn spawn(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        proxy: SocketAddr,
+        admin: SocketAddr,
+        base_path: &str,
+    ) -> Guard {
         let log = dir.path().join("ords-guard.log");
         let child = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config)
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("stderr.log")).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("stderr.log")).unwrap(),
+            ))
             .spawn()
             .expect("start ords-guard");
         let base = format!("http://{proxy}{}", base_path.trim_end_matches('/'));
-        let mut g = Guard { child, proxy, admin, dir, config, log, http: http_client(), base };
+        let mut g = Guard {
+            child,
+            proxy,
+            admin,
+            dir,
+            config,
+            log,
+            http: http_client(),
+            base,
+        };
         g.wait_ready().await;
         g
     }
@@ -242,7 +303,11 @@ impl Guard {
             if ready && tokio::net::TcpStream::connect(self.proxy).await.is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "ords-guard not ready in 30 s: {}", self.output());
+            assert!(
+                Instant::now() < deadline,
+                "ords-guard not ready in 30 s: {}",
+                self.output()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -266,7 +331,11 @@ impl Guard {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -{sig} failed");
     }
 
@@ -277,20 +346,34 @@ impl Guard {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "ords-guard did not exit within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "ords-guard did not exit within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub async fn metrics(&self) -> String {
-        self.http.get(format!("http://{}/metrics", self.admin)).send().await.unwrap().text().await.unwrap()
+        self.http
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// The value of one sample line of `/metrics`, e.g. `ords_guard_requests_total{decision="forwarded"}`.
     pub async fn metric(&self, sample: &str) -> f64 {
         let text = self.metrics().await;
         text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .map(|v| v.trim().parse().unwrap())
+            })
             .unwrap_or(0.0)
     }
 
@@ -308,19 +391,38 @@ impl Guard {
         self.signal("HUP");
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.metric(&sample).await <= before {
-            assert!(Instant::now() < deadline, "no reload ({result}) seen: {}", self.output());
+            assert!(
+                Instant::now() < deadline,
+                "no reload ({result}) seen: {}",
+                self.output()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// A token for `client` (client_secret_post), optionally narrowed by `scope`.
     pub async fn token(&self, id: &str, secret: &str, scope: Option<&str>) -> String {
-        let mut form = vec![("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)];
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ];
         if let Some(s) = scope {
             form.push(("scope", s));
         }
-        let r = self.http.post(self.url("/oauth/token")).form(&form).send().await.unwrap();
-        assert_eq!(r.status(), 200, "token request failed: {}", r.text().await.unwrap());
+        let r = self
+            .http
+            .post(self.url("/oauth/token"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "token request failed: {}",
+            r.text().await.unwrap()
+        );
         let v: serde_json::Value = r.json().await.unwrap();
         v["access_token"].as_str().unwrap().to_string()
     }
@@ -331,9 +433,15 @@ impl Guard {
         let mut s = tokio::net::TcpStream::connect(self.proxy).await.unwrap();
         s.write_all(request).await.unwrap();
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("response within 10 s");
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+            .await
+            .expect("response within 10 s");
         let text = String::from_utf8_lossy(&buf).into_owned();
-        let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let code = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         (code, text)
     }
 }
@@ -351,7 +459,12 @@ pub fn sign_es256(keys: &Path, kid: &str, claims: &serde_json::Value) -> String 
     let pem = std::fs::read(keys.join("signing.pem")).unwrap();
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     h.kid = Some(kid.into());
-    jsonwebtoken::encode(&h, claims, &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap()).unwrap()
+    jsonwebtoken::encode(
+        &h,
+        claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+    )
+    .unwrap()
 }
 
 pub fn now() -> u64 {
