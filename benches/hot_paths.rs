@@ -2,12 +2,13 @@
 //! minting, and the whole decision. `cargo bench --bench hot_paths`; ratios are computed from
 //! one run (README "Performance").
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ords_guard::config::{self, Algorithm};
 use ords_guard::decision::{self, Credentials};
 use ords_guard::pattern::{Matcher, Methods, Pattern};
 use ords_guard::registry::{self, Registry};
 use ords_guard::token::{now, Claims};
+use std::hint::black_box;
 
 fn registry(alg: Algorithm, dir: &std::path::Path) -> Registry {
     ords_guard::keys::write_generated(dir, &ords_guard::keys::generate(alg)).unwrap();

@@ -24,6 +24,7 @@ const VERIFIED_CACHE_MAX: usize = 10_000;
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
     /// The `outcome` label of `ords_guard_token_requests_total`.
@@ -36,8 +37,8 @@ impl Reply {
     fn json(status: u16, body: serde_json::Value, outcome: &'static str) -> Reply {
         Reply {
             status,
+            content_type: "application/json",
             headers: vec![
-                ("Content-Type", "application/json".into()),
                 ("Cache-Control", "no-store".into()),
                 ("Pragma", "no-cache".into()),
             ],
@@ -437,10 +438,8 @@ pub fn jwks(reg: &Registry, method: &str) -> Reply {
     }
     Reply {
         status: 200,
-        headers: vec![
-            ("Content-Type", "application/jwk-set+json".into()),
-            ("Cache-Control", "max-age=60".into()),
-        ],
+        content_type: "application/jwk-set+json",
+        headers: vec![("Cache-Control", "max-age=60".into())],
         body: reg.tokens.jwks().to_vec(),
         outcome: "jwks",
         issued_to: None,

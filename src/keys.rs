@@ -21,26 +21,30 @@ pub struct VerifyingKey {
 
 pub struct SigningKey {
     pub alg: Algorithm,
-    pub key: EncodingKey,
-    /// The key parsed once, for the asymmetric algorithms: jsonwebtoken re-parses its DER
-    /// (and re-derives the public key) on every signature, which tripled ES256 minting.
-    pub signer: Option<Signer>,
+    /// The key parsed once: jsonwebtoken's `EncodingKey` re-parses its DER (and re-derives
+    /// the public key) on every signature, which tripled ES256 minting.
+    pub signer: Signer,
     /// The signing key's own public half (or the HMAC secret), to verify what we mint.
     pub verifying: VerifyingKey,
 }
 
 /// A parsed private key that signs a JWS signing input.
 pub enum Signer {
+    Hs256(EncodingKey),
     Es256(p256::ecdsa::SigningKey),
     EdDsa(ed25519_dalek::SigningKey),
     Rs256(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
 }
 
 impl Signer {
-    /// The JWS signature bytes (RFC 7518 §3): ES256 is `r || s`, 64 bytes.
-    pub fn sign(&self, input: &[u8]) -> Vec<u8> {
+    /// The JWS signature (RFC 7518 §3), base64url: ES256 is `r || s`, 64 bytes.
+    pub fn sign(&self, input: &[u8]) -> String {
         use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer as _};
-        match self {
+        let bytes = match self {
+            Signer::Hs256(k) => {
+                return jsonwebtoken::crypto::sign(input, k, jsonwebtoken::Algorithm::HS256)
+                    .expect("HMAC signing cannot fail")
+            }
             Signer::Es256(k) => {
                 let sig: p256::ecdsa::Signature = k.sign(input);
                 sig.to_bytes().to_vec()
@@ -48,21 +52,18 @@ impl Signer {
             Signer::EdDsa(k) => k.sign(input).to_bytes().to_vec(),
             // Randomised: RSA blinding.
             Signer::Rs256(k) => k.sign_with_rng(&mut rand::rngs::OsRng, input).to_vec(),
-        }
+        };
+        B64.encode(bytes)
     }
 }
 
-fn jwa(alg: Algorithm) -> jsonwebtoken::Algorithm {
+pub fn jwt_algorithm(alg: Algorithm) -> jsonwebtoken::Algorithm {
     match alg {
         Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
         Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
         Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
         Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
     }
-}
-
-pub fn jwt_algorithm(alg: Algorithm) -> jsonwebtoken::Algorithm {
-    jwa(alg)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -106,8 +107,7 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
             strong_hmac(&bytes, path)?;
             Ok(SigningKey {
                 alg,
-                key: EncodingKey::from_secret(&bytes),
-                signer: None,
+                signer: Signer::Hs256(EncodingKey::from_secret(&bytes)),
                 verifying: VerifyingKey {
                     alg,
                     key: DecodingKey::from_secret(&bytes),
@@ -124,13 +124,10 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
                     path.display()
                 )
             })?;
-            let key = EncodingKey::from_ec_pem(pem.as_bytes())
-                .map_err(|e| format!("key file {}: {e}", path.display()))?;
             Ok(SigningKey {
                 alg,
-                key,
                 verifying: ec_verifying(&sk.public_key(), kid)?,
-                signer: Some(Signer::Es256(sk.into())),
+                signer: Signer::Es256(sk.into()),
             })
         }
         Algorithm::EdDSA => {
@@ -142,13 +139,10 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
                     path.display()
                 )
             })?;
-            let key = EncodingKey::from_ed_pem(pem.as_bytes())
-                .map_err(|e| format!("key file {}: {e}", path.display()))?;
             Ok(SigningKey {
                 alg,
-                key,
                 verifying: ed_verifying(&sk.verifying_key(), kid)?,
-                signer: Some(Signer::EdDsa(sk)),
+                signer: Signer::EdDsa(sk),
             })
         }
         Algorithm::RS256 => {
@@ -162,14 +156,11 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
                 )
             })?;
             strong_rsa(sk.size(), path)?;
-            let key = EncodingKey::from_rsa_pem(pem.as_bytes())
-                .map_err(|e| format!("key file {}: {e}", path.display()))?;
             let verifying = rsa_verifying(&sk.to_public_key(), kid)?;
             Ok(SigningKey {
                 alg,
-                key,
                 verifying,
-                signer: Some(Signer::Rs256(rsa::pkcs1v15::SigningKey::new(sk))),
+                signer: Signer::Rs256(rsa::pkcs1v15::SigningKey::new(sk)),
             })
         }
     }

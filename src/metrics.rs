@@ -2,12 +2,25 @@
 //! error kinds, reload results and registered client ids — never paths, tokens or secrets.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+/// The `decision` label values of `ords_guard_requests_total` (`Decision::label`, and
+/// `bad_request` for refused paths).
+pub const DECISIONS: [&str; 6] = [
+    "forwarded_public",
+    "forwarded",
+    "unauthenticated",
+    "invalid_token",
+    "forbidden",
+    "bad_request",
+];
 
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
+    by_decision: [IntCounter; 6],
     pub duration: Histogram,
     pub upstream_errors: IntCounterVec,
     pub token_requests: IntCounterVec,
@@ -95,17 +108,9 @@ impl Metrics {
         registry
             .register(Box::new(privileges.clone()))
             .expect("register");
-        // Show every decision from the start, so rates work before the first of each kind.
-        for d in [
-            "forwarded_public",
-            "forwarded",
-            "unauthenticated",
-            "invalid_token",
-            "forbidden",
-            "bad_request",
-        ] {
-            requests.with_label_values(&[d]);
-        }
+        // Every decision exists from the start, so rates work before the first of each
+        // kind; the counters are resolved once, not by label on every request.
+        let by_decision = DECISIONS.map(|d| requests.with_label_values(&[d]));
         for r in ["success", "failure"] {
             reloads.with_label_values(&[r]);
         }
@@ -127,6 +132,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            by_decision,
             duration,
             upstream_errors,
             token_requests,
@@ -135,6 +141,14 @@ impl Metrics {
             last_reload_success,
             clients,
             privileges,
+        }
+    }
+
+    /// Count one request under its decision label.
+    pub fn count_decision(&self, label: &str) {
+        match DECISIONS.iter().position(|d| *d == label) {
+            Some(i) => self.by_decision[i].inc(),
+            None => self.requests.with_label_values(&[label]).inc(),
         }
     }
 

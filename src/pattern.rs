@@ -108,10 +108,6 @@ impl Methods {
             .map_or(OTHER, |i| 1 << i)
     }
 
-    pub fn covers(self, method: &str) -> bool {
-        self.0 & Self::bit(method) != 0
-    }
-
     pub fn overlaps(self, other: Methods) -> bool {
         self.0 & other.0 != 0
     }
@@ -150,10 +146,6 @@ impl<T: Clone> Matcher<T> {
         }
         entries.push((methods, value));
         Ok(())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty()
     }
 
     pub fn has_root_wildcard(&self) -> bool {

@@ -127,20 +127,40 @@ async fn read_limited_body(session: &mut Session) -> Result<Option<Vec<u8>>> {
     Ok(Some(body))
 }
 
+fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// A header name in canonical spelling: lower case, `_` read as `-` (as some servers do).
+fn canonical(name: &str) -> impl Iterator<Item = u8> + '_ {
+    name.bytes().map(|b| {
+        if b == b'_' {
+            b'-'
+        } else {
+            b.to_ascii_lowercase()
+        }
+    })
+}
+
 /// Header names we own: `X-ORDS-*`, in any letter case and with `_` for `-`.
 fn is_identity_header(name: &str) -> bool {
-    let n = name.as_bytes();
-    n.len() >= 7
-        && n[..7]
-            .iter()
-            .map(|b| {
-                if *b == b'_' {
-                    b'-'
-                } else {
-                    b.to_ascii_lowercase()
-                }
-            })
-            .eq(b"x-ords-".iter().copied())
+    canonical(name).take(7).eq(b"x-ords-".iter().copied())
+}
+
+/// Headers with which a client asks a legacy backend to treat the request as another
+/// method (Spring, Jersey, ASP.NET honour them): the decision was taken on the real method,
+/// so they never pass.
+fn is_method_override(name: &str) -> bool {
+    [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ]
+    .iter()
+    .any(|o| canonical(name).eq(o.bytes()))
 }
 
 impl Proxy {
@@ -148,11 +168,7 @@ impl Proxy {
     /// before the client sees the response.
     fn decided(&self, ctx: &mut Ctx, label: &'static str) {
         ctx.label = Some(label);
-        self.guard
-            .metrics
-            .requests
-            .with_label_values(&[label])
-            .inc();
+        self.guard.metrics.count_decision(label);
     }
 
     async fn token_endpoint(
@@ -176,10 +192,7 @@ impl Proxy {
             .iter()
             .map(|v| v.as_bytes().to_vec())
             .collect();
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let peer = peer_ip(session);
         let slow = reg.has_argon2;
         let guard = self.guard.clone();
         let run = move || {
@@ -264,18 +277,14 @@ impl ProxyHttp for Proxy {
                 ctx.client_id = Some(client.clone());
             }
             ctx.target = Some(target);
-            let ct = reply
-                .headers
-                .iter()
-                .find(|(k, _)| *k == "Content-Type")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            let headers: Vec<_> = reply
-                .headers
-                .into_iter()
-                .filter(|(k, _)| *k != "Content-Type")
-                .collect();
-            respond(session, reply.status, &ct, &headers, reply.body).await?;
+            respond(
+                session,
+                reply.status,
+                reply.content_type,
+                &reply.headers,
+                reply.body,
+            )
+            .await?;
             return Ok(true);
         }
         let auth: Vec<&[u8]> = session
@@ -368,7 +377,7 @@ impl ProxyHttp for Proxy {
         let spoofed: Vec<_> = req
             .headers
             .keys()
-            .filter(|n| is_identity_header(n.as_str()))
+            .filter(|n| is_identity_header(n.as_str()) || is_method_override(n.as_str()))
             .cloned()
             .collect();
         for name in spoofed {
@@ -386,11 +395,7 @@ impl ProxyHttp for Proxy {
             req.insert_header("X-ORDS-Roles", g.roles.join(","))?;
             req.insert_header("X-ORDS-Privilege", g.privilege.as_str())?;
         }
-        if let Some(ip) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string())
-        {
+        if let Some(ip) = peer_ip(session).map(|ip| ip.to_string()) {
             let xff = match req
                 .headers
                 .get("x-forwarded-for")
@@ -519,6 +524,20 @@ mod tests {
         }
         for n in ["x-ords", "x-ordsx-a", "authorization", "x-forwarded-for"] {
             assert!(!is_identity_header(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn method_overrides_in_every_spelling() {
+        for n in [
+            "X-HTTP-Method-Override",
+            "x_http_method",
+            "X-Method-Override",
+        ] {
+            assert!(is_method_override(n), "{n}");
+        }
+        for n in ["x-http-method-overrides", "x-method", "method"] {
+            assert!(!is_method_override(n), "{n}");
         }
     }
 }

@@ -60,6 +60,10 @@ pub const GRANT_TYPES: [&str; 3] = ["client_credentials", "authorization_code", 
 pub struct Registry {
     /// base_path without its trailing `/`; `""` for `/`.
     pub base: String,
+    /// `{base_path}/oauth/token` and `/oauth/jwks`, computed once: every request is compared
+    /// with them.
+    token_path: String,
+    jwks_path: String,
     pub unmatched: Unmatched,
     pub privileges: Vec<Privilege>,
     pub clients: HashMap<String, Client>,
@@ -113,12 +117,12 @@ impl Registry {
         }
     }
 
-    pub fn token_path(&self) -> String {
-        format!("{}/oauth/token", self.base)
+    pub fn token_path(&self) -> &str {
+        &self.token_path
     }
 
-    pub fn jwks_path(&self) -> String {
-        format!("{}/oauth/jwks", self.base)
+    pub fn jwks_path(&self) -> &str {
+        &self.jwks_path
     }
 }
 
@@ -435,6 +439,8 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     };
     Ok(Compiled {
         registry: Registry {
+            token_path: format!("{base}/oauth/token"),
+            jwks_path: format!("{base}/oauth/jwks"),
             base,
             unmatched: cfg.unmatched,
             privileges,

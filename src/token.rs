@@ -88,7 +88,6 @@ pub struct Tokens {
     pub issuer: String,
     pub audience: Option<String>,
     pub lifetime_seconds: u64,
-    kid: String,
     signing: SigningKey,
     /// Every key that verifies, by kid: the signing key's own and the older ones.
     verifying: HashMap<String, VerifyingKey>,
@@ -163,7 +162,6 @@ impl Tokens {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             lifetime_seconds: cfg.lifetime_seconds,
-            kid: cfg.key_id.clone(),
             signing,
             verifying,
             jwks,
@@ -183,16 +181,9 @@ impl Tokens {
 
     /// Sign `claims` with the current signing key (JWS compact serialisation, RFC 7515).
     pub fn mint(&self, claims: &Claims) -> String {
-        let Some(signer) = &self.signing.signer else {
-            // HS256: jsonwebtoken is fast here.
-            let mut header = Header::new(keys::jwt_algorithm(self.signing.alg));
-            header.kid = Some(self.kid.clone());
-            return jsonwebtoken::encode(&header, claims, &self.signing.key)
-                .expect("signing with a key that loaded");
-        };
         let payload = B64.encode(serde_json::to_vec(claims).expect("json"));
         let input = format!("{}.{}", self.header_b64, payload);
-        let signature = B64.encode(signer.sign(input.as_bytes()));
+        let signature = self.signing.signer.sign(input.as_bytes());
         format!("{input}.{signature}")
     }
 

@@ -21,6 +21,7 @@ async fn identity_headers_are_ours_and_the_path_is_normalised() {
         ("X_ORDS_Client_Id", "admin-client"),
         ("x_ords_privilege", "example_write"),
         ("X-Ords-Client-Name", "Admin Client"),
+        ("X_HTTP_Method_Override", "DELETE"),
     ];
 
     // Protected: Authorization removed, identity set from the token and registry.
@@ -39,6 +40,7 @@ async fn identity_headers_are_ours_and_the_path_is_normalised() {
     let seen = backend.last();
     assert_eq!(seen.target, "/ords/hr/example/~emp/A?q=a%2Fb&r=1");
     assert_eq!(seen.header("authorization"), None);
+    assert!(!seen.has_header_like("x-http-method"), "{seen:?}");
     assert_eq!(seen.header("x-ords-client-id"), Some("example-client"));
     assert_eq!(seen.header("x-ords-client-name"), Some("Example Client"));
     assert_eq!(seen.header("x-ords-roles"), Some("example_role"));
@@ -74,6 +76,7 @@ async fn identity_headers_are_ours_and_the_path_is_normalised() {
         Some("Bearer opaque-legacy-token")
     );
     assert!(!seen.has_header_like("x-ords-"), "{seen:?}");
+    assert!(!seen.has_header_like("x-http-method"), "{seen:?}");
     assert_eq!(seen.header("x-forwarded-for"), Some("10.1.1.1, 127.0.0.1"));
 }
 

@@ -222,7 +222,7 @@ impl Source {
 
     /// Render a diagnostic as `file:line:column: key `path`: message`.
     pub fn render(&self, d: &Diagnostic) -> String {
-        self.render_with(self.locations(), d)
+        self.render_at(self.locations().find(&d.path), d)
     }
 
     /// Render many diagnostics, indexing only the keys they name.
@@ -267,10 +267,6 @@ impl Source {
                 None => self.render_at(locations.find(&d.path), d),
             })
             .collect()
-    }
-
-    fn render_with(&self, locations: &Locations, d: &Diagnostic) -> String {
-        self.render_at(locations.find(&d.path), d)
     }
 
     fn render_at(&self, pos: Option<Position>, d: &Diagnostic) -> String {
@@ -349,7 +345,16 @@ fn parse_as<T: serde::de::DeserializeOwned>(
         Err(e) => {
             let msg = e.to_string();
             // serde_yaml appends " at line L column C"; we put the position first.
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            let mut msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            // serde quotes the offending value; under a `secrets` key that may be a
+            // plaintext secret pasted by mistake, which must not reach a log.
+            let at_line = e
+                .location()
+                .and_then(|l| text.lines().nth(l.line().saturating_sub(1)));
+            let key_path = msg.split(": ").next().unwrap_or("");
+            if key_path.contains("secret") || at_line.is_some_and(|l| l.contains("secret")) {
+                msg = redact_quoted(&msg);
+            }
             let line = match e.location() {
                 Some(l) => format!("{}:{}:{}: {}", file.display(), l.line(), l.column(), msg),
                 None => format!("{}: {}", file.display(), msg),
@@ -357,6 +362,18 @@ fn parse_as<T: serde::de::DeserializeOwned>(
             Err(ConfigError { lines: vec![line] })
         }
     }
+}
+
+/// Replace every `"..."` in a message by `"<redacted>"`.
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    for (i, part) in msg.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        out.push_str(if i % 2 == 1 { "<redacted>" } else { part });
+    }
+    out
 }
 
 /// Read and parse `file`.
@@ -394,6 +411,22 @@ mod tests {
             .to_string();
         assert!(err.starts_with("conf/g.yaml:10:"), "{err}");
         assert!(err.contains("rolez"), "{err}");
+    }
+
+    #[test]
+    fn a_misplaced_secret_is_not_echoed() {
+        for text in [
+            format!("{MINIMAL}clients:\n  - name: a\n    client_id: a\n    secrets: hunter2-plain\n"),
+            format!("{MINIMAL}clients:\n  - name: a\n    client_id: a\n    secrets: [[hunter2-plain]]\n"),
+        ] {
+            let err = parse(&text, Path::new("g.yaml")).unwrap_err().to_string();
+            assert!(err.starts_with("g.yaml:11:") && !err.contains("hunter2"), "{err}");
+        }
+        // Elsewhere the value stays, to help.
+        let err = parse(&MINIMAL.replace("HS256", "HS257"), Path::new("g.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HS257"), "{err}");
     }
 
     #[test]
