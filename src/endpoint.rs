@@ -16,8 +16,6 @@ use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::time::Instant;
 
-/// Largest token request body accepted (SPEC §4).
-pub const MAX_BODY: usize = 8 * 1024;
 const VERIFIED_CACHE_MAX: usize = 10_000;
 
 /// A response to write: status, headers, JSON body, and what to count and log.
@@ -63,7 +61,7 @@ pub struct TokenRequest<'a> {
     pub method: &'a str,
     pub content_type: Option<&'a [u8]>,
     pub authorization: Vec<&'a [u8]>,
-    /// `None` when the body was larger than [`MAX_BODY`].
+    /// `None` when the body was larger than `limits.max_token_body_bytes`.
     pub body: Option<&'a [u8]>,
     pub peer: Option<IpAddr>,
 }
@@ -178,7 +176,10 @@ impl TokenEndpoint {
             return Err(Reply::error(
                 400,
                 "invalid_request",
-                "the request body is larger than 8 KiB",
+                &format!(
+                    "the request body is larger than {} bytes",
+                    reg.limits.max_token_body_bytes
+                ),
             ));
         };
         let form = parse_form(body)?;

@@ -14,11 +14,13 @@ pub mod pattern;
 pub mod registry;
 pub mod secret;
 pub mod throttle;
+pub mod tls;
 pub mod token;
 
 pub mod admin;
 pub mod backend;
 pub mod cli;
+pub mod conn;
 pub mod demo;
 pub mod metrics;
 pub mod proxy;

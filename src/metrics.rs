@@ -2,8 +2,8 @@
 //! error kinds, reload results and registered client ids — never paths, tokens or secrets.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// The `decision` label values of `ords_guard_requests_total` (`Decision::label`, and
@@ -29,7 +29,18 @@ pub struct Metrics {
     pub last_reload_success: Gauge,
     pub clients: IntGauge,
     pub privileges: IntGauge,
+    pub connections: IntGaugeVec,
+    pub limit_rejections: IntCounterVec,
 }
+
+/// The `limit` label values of `ords_guard_limit_rejections_total` (`conn::Refusal`).
+pub const LIMITS: [&str; 5] = [
+    "max_connections",
+    "max_header_bytes",
+    "max_headers",
+    "client_header_timeout",
+    "request_total_timeout",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -108,6 +119,28 @@ impl Metrics {
         registry
             .register(Box::new(privileges.clone()))
             .expect("register");
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "ords_guard_connections",
+                "Open client connections, by listener (proxy, admin).",
+            ),
+            &["listener"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(connections.clone()))
+            .expect("register");
+        let limit_rejections = counter(
+            "ords_guard_limit_rejections_total",
+            "Connections and requests refused or cut by a limit (limits, timeouts), by limit.",
+            "limit",
+        );
+        for l in LIMITS {
+            limit_rejections.with_label_values(&[l]);
+        }
+        for l in ["proxy", "admin"] {
+            connections.with_label_values(&[l]);
+        }
         // Every decision exists from the start, so rates work before the first of each
         // kind; the counters are resolved once, not by label on every request.
         let by_decision = DECISIONS.map(|d| requests.with_label_values(&[d]));
@@ -141,6 +174,8 @@ impl Metrics {
             last_reload_success,
             clients,
             privileges,
+            connections,
+            limit_rejections,
         }
     }
 

@@ -1,8 +1,9 @@
 //! The pingora glue: reads request facts, asks `decision`/`endpoint`, and carries out the
 //! answer. No access rule lives here.
 
+use crate::conn::clip;
 use crate::decision::{self, Decision};
-use crate::endpoint::{self, Reply, TokenRequest, MAX_BODY};
+use crate::endpoint::{self, Reply, TokenRequest};
 use crate::path::{self, Target};
 use crate::registry::Registry;
 use crate::state::Guard;
@@ -15,9 +16,13 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const REALM: &str = "ords-guard";
+
+/// pingora's own bound on one read from (or write to) the client, kept unless the
+/// request's deadline comes sooner.
+const DOWNSTREAM_READ: Duration = Duration::from_secs(60);
 
 pub struct Proxy {
     pub guard: Arc<Guard>,
@@ -114,11 +119,11 @@ async fn discard_body(session: &mut Session) {
     }
 }
 
-/// Read at most `MAX_BODY` bytes; `None` when the body is larger.
-async fn read_limited_body(session: &mut Session) -> Result<Option<Vec<u8>>> {
+/// Read at most `max` bytes; `None` when the body is larger.
+async fn read_limited_body(session: &mut Session, max: usize) -> Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
     while let Some(chunk) = session.read_request_body().await? {
-        if body.len() + chunk.len() > MAX_BODY {
+        if body.len() + chunk.len() > max {
             session.set_keepalive(None);
             return Ok(None);
         }
@@ -182,7 +187,7 @@ impl Proxy {
             discard_body(session).await;
             return Ok(endpoint::jwks(&reg, &method));
         }
-        let body = read_limited_body(session).await?;
+        let body = read_limited_body(session, reg.limits.max_token_body_bytes).await?;
         let h = &session.req_header().headers;
         let content_type = h
             .get(http::header::CONTENT_TYPE)
@@ -241,6 +246,9 @@ impl ProxyHttp for Proxy {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // A body that stalls ends by the request's deadline (408), not pingora's 60 s.
+        session.set_read_timeout(Some(crate::conn::clip(DOWNSTREAM_READ)));
+        session.set_write_timeout(Some(crate::conn::clip(DOWNSTREAM_READ)));
         let reg = self.guard.registry();
         ctx.registry = Some(reg.clone());
         let target = match path::normalise(session.req_header().raw_path()) {
@@ -359,9 +367,15 @@ impl ProxyHttp for Proxy {
         let reg = ctx.registry.as_ref().expect("set in request_filter");
         let up = &reg.upstream;
         let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
-        peer.options.connection_timeout = Some(up.connect_timeout);
-        peer.options.total_connection_timeout = Some(up.connect_timeout);
-        peer.options.read_timeout = Some(up.read_timeout);
+        let o = &mut peer.options;
+        o.connection_timeout = Some(clip(up.connect_timeout));
+        o.total_connection_timeout = Some(clip(up.connect_timeout));
+        o.read_timeout = Some(clip(up.read_timeout));
+        o.write_timeout = Some(clip(up.read_timeout));
+        o.idle_timeout = Some(up.idle_timeout);
+        o.verify_cert = up.verify;
+        o.verify_hostname = up.verify;
+        o.ca = up.ca.clone();
         Ok(Box::new(peer))
     }
 
@@ -406,7 +420,8 @@ impl ProxyHttp for Proxy {
             };
             req.insert_header("X-Forwarded-For", xff)?;
         }
-        req.insert_header("X-Forwarded-Proto", "http")?;
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        req.insert_header("X-Forwarded-Proto", if tls { "https" } else { "http" })?;
         if let Some(host) = session
             .req_header()
             .headers
@@ -437,12 +452,23 @@ impl ProxyHttp for Proxy {
                 (502, Some("connect"))
             }
             ReadTimedout | WriteTimedout if upstream => (504, Some("timeout")),
+            // The client stalled while sending its body.
+            ReadTimedout => (408, None),
             HTTPStatus(c) => (*c, None),
             _ if upstream => (502, Some("protocol")),
-            ReadError | WriteError | ConnectionClosed => (0, None),
+            ReadError | WriteError | WriteTimedout | ConnectionClosed => (0, None),
             _ if matches!(e.esource(), pingora::ErrorSource::Downstream) => (400, None),
             _ => (500, None),
         };
+        if matches!(e.etype(), ReadTimedout | WriteTimedout | ConnectTimedout)
+            && crate::conn::deadline().is_some_and(|d| d <= tokio::time::Instant::now())
+        {
+            self.guard
+                .metrics
+                .limit_rejections
+                .with_label_values(&["request_total_timeout"])
+                .inc();
+        }
         if let Some(k) = kind {
             self.guard
                 .metrics
@@ -458,6 +484,7 @@ impl ProxyHttp for Proxy {
                     "the upstream service did not answer in time",
                 ),
                 400 => ("Bad Request", "the request could not be read"),
+                408 => ("Request Timeout", "the request body did not arrive in time"),
                 _ => ("Error", "the request failed"),
             };
             // The connection is not reused after a failure: say so, so clients do not try.

@@ -4,14 +4,22 @@
 //! full list of [`Diagnostic`]s. A reload compiles a new one and swaps it in atomically, so a
 //! request always sees one consistent generation.
 
-use crate::config::{ClientConfig, Config, Diagnostic, Source, Unmatched};
+use crate::config::{ClientConfig, Config, Diagnostic, Source, TlsConfig, Unmatched};
 use crate::pattern::{Matcher, Methods, Pattern};
 use crate::secret::{Scheme, SecretHash};
 use crate::token::Tokens;
+use pingora::protocols::tls::CaType;
+use rustls::sign::CertifiedKey;
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// pingora's own ceilings on a request head (pingora-core `http/v1/common.rs`): ours must
+/// sit below them, or pingora's plain 400 would answer first.
+pub const PINGORA_MAX_HEADERS: usize = 256;
+pub const PINGORA_MAX_HEADER_BYTES: usize = 1_048_575;
 
 pub struct Privilege {
     pub name: String,
@@ -53,6 +61,29 @@ pub struct Upstream {
     pub host: String,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Trust these instead of the system roots (`upstream_tls.ca_file`).
+    pub ca: Option<Arc<CaType>>,
+    pub verify: bool,
+}
+
+/// What one client may send and hold, and for how long (`limits`, `timeouts.client_*`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_token_body_bytes: usize,
+    pub client_header: Duration,
+    pub client_idle: Duration,
+    pub request_total: Duration,
+}
+
+/// The certificates the listeners serve, when they serve TLS.
+#[derive(Default)]
+pub struct ListenerTls {
+    pub proxy: Option<Arc<CertifiedKey>>,
+    pub admin: Option<Arc<CertifiedKey>>,
 }
 
 pub const GRANT_TYPES: [&str; 3] = ["client_credentials", "authorization_code", "implicit"];
@@ -69,6 +100,8 @@ pub struct Registry {
     pub clients: HashMap<String, Client>,
     pub tokens: Tokens,
     pub upstream: Upstream,
+    pub limits: Limits,
+    pub tls: ListenerTls,
     pub shutdown_grace: Duration,
     by_name: HashMap<String, usize>,
     matcher: Matcher<usize>,
@@ -132,6 +165,8 @@ pub struct Listeners {
     pub listen: String,
     pub admin_listen: String,
     pub threads: Option<usize>,
+    pub tls: bool,
+    pub admin_tls: bool,
 }
 
 /// A registry, the listeners, and the warnings its config earned.
@@ -184,6 +219,58 @@ fn check_name(errors: &mut Vec<Diagnostic>, path: String, what: &str, v: &str) {
     }
 }
 
+fn check_limits(cfg: &Config, errors: &mut Vec<Diagnostic>) {
+    let l = &cfg.limits;
+    let mut within = |key: &str, v: usize, min: usize, max: usize, why: &str| {
+        if v < min || v > max {
+            errors.push(Diagnostic::new(
+                format!("limits.{key}"),
+                format!("{v} is out of range: use {min} to {max}{why}"),
+            ));
+        }
+    };
+    within("max_connections", l.max_connections, 1, 1_000_000, "");
+    within(
+        "max_header_bytes",
+        l.max_header_bytes,
+        1024,
+        PINGORA_MAX_HEADER_BYTES,
+        " (pingora's own ceiling)",
+    );
+    within(
+        "max_headers",
+        l.max_headers,
+        1,
+        PINGORA_MAX_HEADERS,
+        " (pingora's own ceiling)",
+    );
+    within(
+        "max_token_body_bytes",
+        l.max_token_body_bytes,
+        64,
+        1 << 20,
+        "",
+    );
+    within(
+        "max_bearer_bytes",
+        l.max_bearer_bytes,
+        256,
+        PINGORA_MAX_HEADER_BYTES,
+        "",
+    );
+}
+
+fn load_listener_tls(
+    c: &TlsConfig,
+    key: &str,
+    src: &Source,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Arc<CertifiedKey>> {
+    crate::tls::load_certified_key(&src.resolve(&c.cert_file), &src.resolve(&c.key_file))
+        .map_err(|e| errors.push(Diagnostic::new(format!("{key}.cert_file"), e)))
+        .ok()
+}
+
 /// Validate `cfg` and build its registry.
 pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> {
     let mut errors = Vec::new();
@@ -210,14 +297,44 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     for (key, v) in [
         ("timeouts.upstream_connect_ms", t.upstream_connect_ms),
         ("timeouts.upstream_read_ms", t.upstream_read_ms),
+        ("timeouts.upstream_idle_ms", t.upstream_idle_ms),
+        ("timeouts.client_header_ms", t.client_header_ms),
+        ("timeouts.client_idle_ms", t.client_idle_ms),
+        ("timeouts.request_total_ms", t.request_total_ms),
     ] {
         if v == 0 {
             errors.push(Diagnostic::new(key, "must be positive"));
         }
     }
+    check_limits(cfg, &mut errors);
     let upstream = parse_upstream(&cfg.upstream)
         .map_err(|e| errors.push(Diagnostic::new("upstream", e)))
         .ok();
+    let listener_tls = ListenerTls {
+        proxy: cfg
+            .tls
+            .as_ref()
+            .and_then(|c| load_listener_tls(c, "tls", src, &mut errors)),
+        admin: cfg
+            .admin_tls
+            .as_ref()
+            .and_then(|c| load_listener_tls(c, "admin_tls", src, &mut errors)),
+    };
+    let upstream_tls = cfg.upstream_tls.clone().unwrap_or_default();
+    let upstream_ca = upstream_tls.ca_file.as_ref().and_then(|f| {
+        crate::tls::load_ca(&src.resolve(f))
+            .map_err(|e| errors.push(Diagnostic::new("upstream_tls.ca_file", e)))
+            .ok()
+    });
+    if cfg.upstream_tls.is_some() && matches!(&upstream, Some((_, false, _))) {
+        warnings.push(Diagnostic::new(
+            "upstream_tls",
+            "the upstream is http://, so upstream_tls has no effect; use https:// to encrypt",
+        ));
+    }
+    if upstream_tls.insecure_skip_verify {
+        warnings.push(Diagnostic::new("upstream_tls.insecure_skip_verify", "the upstream's certificate is not verified: anyone on the path can impersonate it; give its CA in ca_file instead"));
+    }
 
     let base = match crate::path::normalise_path(cfg.base_path.as_bytes()) {
         Ok(p) if p == cfg.base_path && !p.contains('*') => p.trim_end_matches('/').to_string(),
@@ -431,7 +548,11 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
 
     let tokens = Tokens::load(&cfg.token, |p| src.resolve(p))
         .map_err(|es| errors.extend(es.into_iter().map(|(k, m)| Diagnostic::new(k, m))))
-        .ok();
+        .ok()
+        .map(|mut t| {
+            t.max_len = cfg.limits.max_bearer_bytes;
+            t
+        });
 
     let (Some((addr, tls, host)), Some(tokens), true) = (upstream, tokens, errors.is_empty())
     else {
@@ -449,10 +570,23 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             upstream: Upstream {
                 addr,
                 tls,
-                host,
+                host: upstream_tls.server_name.clone().unwrap_or(host),
                 connect_timeout: Duration::from_millis(t.upstream_connect_ms),
                 read_timeout: Duration::from_millis(t.upstream_read_ms),
+                idle_timeout: Duration::from_millis(t.upstream_idle_ms),
+                ca: upstream_ca,
+                verify: !upstream_tls.insecure_skip_verify,
             },
+            limits: Limits {
+                max_connections: cfg.limits.max_connections,
+                max_header_bytes: cfg.limits.max_header_bytes,
+                max_headers: cfg.limits.max_headers,
+                max_token_body_bytes: cfg.limits.max_token_body_bytes,
+                client_header: Duration::from_millis(t.client_header_ms),
+                client_idle: Duration::from_millis(t.client_idle_ms),
+                request_total: Duration::from_millis(t.request_total_ms),
+            },
+            tls: listener_tls,
             shutdown_grace: Duration::from_millis(t.shutdown_grace_ms),
             by_name,
             matcher,
@@ -466,12 +600,21 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
                         .iter()
                         .map(|v| src.resolve(&v.file)),
                 )
+                .chain(
+                    cfg.tls
+                        .iter()
+                        .chain(&cfg.admin_tls)
+                        .flat_map(|c| [src.resolve(&c.cert_file), src.resolve(&c.key_file)]),
+                )
+                .chain(upstream_tls.ca_file.iter().map(|f| src.resolve(f)))
                 .collect(),
         },
         listeners: Listeners {
             listen: cfg.listen.clone(),
             admin_listen: cfg.admin_listen.clone(),
             threads: cfg.threads,
+            tls: cfg.tls.is_some(),
+            admin_tls: cfg.admin_tls.is_some(),
         },
         warnings,
     })
@@ -639,5 +782,39 @@ mod tests {
         ] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn limits_and_tls_errors_name_line_and_key() {
+        let y = format!(
+            "{HEAD}limits:\n  max_headers: 1000\n  max_header_bytes: 100\n  max_connections: 0\ntimeouts:\n  client_header_ms: 0\ntls:\n  cert_file: nope.pem\n  key_file: nope.key\nupstream_tls:\n  ca_file: hs.key\n"
+        );
+        let errs = compile_str(&y).err().unwrap();
+        let expect = [
+            "g.yaml:9:3: key `limits.max_headers`: 1000 is out of range: use 1 to 256 (pingora's own ceiling)",
+            "g.yaml:10:3: key `limits.max_header_bytes`: 100 is out of range: use 1024 to 1048575",
+            "g.yaml:11:3: key `limits.max_connections`: 0 is out of range",
+            "g.yaml:13:3: key `timeouts.client_header_ms`: must be positive",
+            "g.yaml:15:3: key `tls.cert_file`: cannot read certificate file",
+            "g.yaml:18:3: key `upstream_tls.ca_file`: CA file hs.key holds no `BEGIN CERTIFICATE` block",
+        ];
+        for want in expect {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in {errs:#?}"
+            );
+        }
+        assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+    }
+
+    #[test]
+    fn limits_default_to_the_spec_and_reach_the_token_verifier() {
+        let c = compile_str(HEAD).unwrap();
+        let l = &c.registry.limits;
+        assert_eq!(l.max_token_body_bytes, 8 * 1024);
+        assert_eq!(c.registry.tokens.max_len, 8 * 1024);
+        assert!(c.registry.tls.proxy.is_none() && !c.listeners.tls);
+        let y = format!("{HEAD}limits:\n  max_bearer_bytes: 600\n");
+        assert_eq!(compile_str(&y).unwrap().registry.tokens.max_len, 600);
     }
 }

@@ -3,8 +3,10 @@
 
 use crate::admin::Admin;
 use crate::backend::EchoBackend;
+use crate::conn::Guarded;
 use crate::proxy::Proxy;
 use crate::state::{self, Guard};
+use crate::tls;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -40,24 +42,41 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let proxy_app = pingora::proxy::http_proxy(
         &server.configuration,
         Proxy {
             guard: guard.clone(),
             in_flight: in_flight.clone(),
         },
-        "ords-guard proxy",
     );
-    proxy.add_tcp(&listeners.listen);
+    let mut proxy = Service::new(
+        "ords-guard proxy".to_string(),
+        Guarded::new(proxy_app, guard.clone(), "proxy"),
+    );
+    if listeners.tls {
+        let settings = tls::listener_settings(guard.clone(), tls::Listener::Proxy);
+        proxy.add_tls_with_settings(&listeners.listen, None, settings);
+    } else {
+        proxy.add_tcp(&listeners.listen);
+    }
     server.add_service(proxy);
 
     let mut admin = Service::new(
         "ords-guard admin".to_string(),
-        Admin {
-            guard: guard.clone(),
-        },
+        Guarded::new(
+            Admin {
+                guard: guard.clone(),
+            },
+            guard.clone(),
+            "admin",
+        ),
     );
-    admin.add_tcp(&listeners.admin_listen);
+    if listeners.admin_tls {
+        let settings = tls::listener_settings(guard.clone(), tls::Listener::Admin);
+        admin.add_tls_with_settings(&listeners.admin_listen, None, settings);
+    } else {
+        admin.add_tcp(&listeners.admin_listen);
+    }
     admin.threads = Some(1);
     server.add_service(admin);
 
@@ -72,7 +91,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     crate::reload::spawn(guard.clone())?;
     spawn_readiness(&server, guard.clone());
 
-    tracing::info!(target: "ords_guard", listen = %listeners.listen, admin = %listeners.admin_listen, config = %config_path.display(), "ords-guard starting");
+    tracing::info!(target: "ords_guard", listen = %listeners.listen, tls = listeners.tls, admin = %listeners.admin_listen, admin_tls = listeners.admin_tls, config = %config_path.display(), "ords-guard starting");
     server.run(RunArgs {
         shutdown_signal: Box::new(Drain { guard, in_flight }),
     });

@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// Longest bearer token we look at; anything longer is refused before parsing.
+/// Longest bearer token looked at by default (`limits.max_bearer_bytes`); anything longer
+/// is refused before parsing.
 pub const MAX_TOKEN_LEN: usize = 8192;
 /// Clock skew tolerated between replicas for `exp` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 30;
@@ -88,6 +89,8 @@ pub struct Tokens {
     pub issuer: String,
     pub audience: Option<String>,
     pub lifetime_seconds: u64,
+    /// Longest bearer token parsed (`limits.max_bearer_bytes`).
+    pub max_len: usize,
     signing: SigningKey,
     /// Every key that verifies, by kid: the signing key's own and the older ones.
     verifying: HashMap<String, VerifyingKey>,
@@ -162,6 +165,7 @@ impl Tokens {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             lifetime_seconds: cfg.lifetime_seconds,
+            max_len: MAX_TOKEN_LEN,
             signing,
             verifying,
             jwks,
@@ -212,7 +216,7 @@ impl Tokens {
 
     /// Verify a bearer token's signature and standard claims, without the cache.
     pub fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
-        if token.len() > MAX_TOKEN_LEN {
+        if token.len() > self.max_len {
             return Err(TokenError::TooLong);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;

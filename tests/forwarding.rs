@@ -228,6 +228,9 @@ fn check_reports_file_line_and_key() {
         audience: None,
         read_ms: 1000,
         registry: registry_yaml(),
+        timeouts: String::new(),
+        extra: String::new(),
+        tls: None,
     };
     let good = dir.path().join("good.yaml");
     std::fs::write(

@@ -26,6 +26,17 @@ pub struct Config {
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
+    pub limits: Limits,
+    /// Serve the proxy over HTTPS (beyond SPEC: certificate and key files, reloaded on change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Serve the admin listener over HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_tls: Option<TlsConfig>,
+    /// How an `https://` upstream is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<UpstreamTlsConfig>,
+    #[serde(default)]
     pub unmatched: Unmatched,
     pub token: TokenConfig,
     #[serde(default)]
@@ -47,6 +58,17 @@ fn default_base_path() -> String {
 pub struct Timeouts {
     pub upstream_connect_ms: u64,
     pub upstream_read_ms: u64,
+    /// A pooled keep-alive connection to the upstream is closed after this long unused.
+    pub upstream_idle_ms: u64,
+    /// A request head must arrive whole within this, counted from the connection's start
+    /// or from the head's first byte: else 408.
+    pub client_header_ms: u64,
+    /// A keep-alive connection waiting for its next request is closed after this long.
+    pub client_idle_ms: u64,
+    /// One request from its first byte to the end of its response, both sides together:
+    /// 408 while its body is still arriving, 504 while the upstream is awaited, cut after
+    /// the response has begun.
+    pub request_total_ms: u64,
     pub shutdown_grace_ms: u64,
 }
 
@@ -55,9 +77,66 @@ impl Default for Timeouts {
         Timeouts {
             upstream_connect_ms: 2000,
             upstream_read_ms: 30000,
+            upstream_idle_ms: 60000,
+            client_header_ms: 10000,
+            client_idle_ms: 60000,
+            request_total_ms: 300000,
             shutdown_grace_ms: 10000,
         }
     }
+}
+
+/// Bounds on what a client may send and hold (beyond SPEC, which fixes only the token
+/// body at 8 KiB; these are its defaults).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open client connections on the proxy listener; beyond: 503 and close.
+    pub max_connections: usize,
+    /// The request line and headers together, in bytes; beyond: 431.
+    pub max_header_bytes: usize,
+    /// Header lines in one request; beyond: 431.
+    pub max_headers: usize,
+    /// The token endpoint's form body; beyond: 400 `invalid_request` (SPEC §4).
+    pub max_token_body_bytes: usize,
+    /// A bearer token; beyond: 401 `invalid_token`, never parsed.
+    pub max_bearer_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_token_body_bytes: 8 * 1024,
+            max_bearer_bytes: 8 * 1024,
+        }
+    }
+}
+
+/// A listener's certificate chain and private key (PEM), reloaded when either changes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// How an `https://` upstream's certificate is checked. It always is, unless
+/// `insecure_skip_verify` says otherwise (and `check` warns).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM CA certificates to trust instead of the system's roots (a private CA, or a
+    /// legacy service's self-signed certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The name to send (SNI) and verify; default: the upstream URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
 }
 
 /// What happens to a path no privilege covers. ORDS leaves such paths public.

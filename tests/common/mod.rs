@@ -191,6 +191,20 @@ pub struct Options {
     pub audience: Option<&'static str>,
     pub read_ms: u64,
     pub registry: String,
+    /// More lines under `timeouts:` (two-space indented).
+    pub timeouts: String,
+    /// More top-level YAML (`limits:`, `tls:`, ...).
+    pub extra: String,
+    /// Set when the listeners serve TLS: the CA the test client trusts, and which
+    /// listeners are https.
+    pub tls: Option<TlsClient>,
+}
+
+#[derive(Clone)]
+pub struct TlsClient {
+    pub ca_pem: String,
+    pub proxy: bool,
+    pub admin: bool,
 }
 
 impl Options {
@@ -203,6 +217,9 @@ impl Options {
             audience: None,
             read_ms: 30000,
             registry: registry_yaml(),
+            timeouts: String::new(),
+            extra: String::new(),
+            tls: None,
         }
     }
 }
@@ -217,15 +234,19 @@ pub struct Guard {
     pub log: PathBuf,
     pub http: reqwest::Client,
     pub base: String,
+    /// `http://` or `https://` and the admin address.
+    pub admin_base: String,
 }
 
 pub fn config_text(o: &Options, proxy: SocketAddr, admin: SocketAddr) -> String {
     format!(
-        "listen: \"{proxy}\"\nadmin_listen: \"{admin}\"\nthreads: 2\nupstream: \"{}\"\nbase_path: \"{}\"\nunmatched: {}\ntimeouts:\n  upstream_connect_ms: 1000\n  upstream_read_ms: {}\n  shutdown_grace_ms: 5000\ntoken:\n  issuer: ords-guard\n{}  algorithm: {}\n  signing_key_file: keys/signing.pem\n  key_id: test-1\n{}",
+        "listen: \"{proxy}\"\nadmin_listen: \"{admin}\"\nthreads: 2\nupstream: \"{}\"\nbase_path: \"{}\"\nunmatched: {}\ntimeouts:\n  upstream_connect_ms: 1000\n  upstream_read_ms: {}\n  shutdown_grace_ms: 5000\n{}{}token:\n  issuer: ords-guard\n{}  algorithm: {}\n  signing_key_file: keys/signing.pem\n  key_id: test-1\n{}",
         o.upstream,
         o.base_path,
         o.unmatched,
         o.read_ms,
+        o.timeouts,
+        o.extra,
         o.audience.map(|a| format!("  audience: {a}\n")).unwrap_or_default(),
         o.algorithm.as_str(),
         o.registry
@@ -233,11 +254,18 @@ pub fn config_text(o: &Options, proxy: SocketAddr, admin: SocketAddr) -> String 
 }
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    client_trusting(None)
+}
+
+/// A client that trusts `ca_pem` (and only the system roots besides).
+pub fn client_trusting(ca_pem: Option<&str>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+        .timeout(Duration::from_secs(20));
+    if let Some(pem) = ca_pem {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+    }
+    b.build().unwrap()
 }
 
 impl Guard {
@@ -246,7 +274,7 @@ impl Guard {
         let (proxy, admin) = Guard::prepare(&dir, &o);
         let config = dir.path().join("ords-guard.yaml");
         std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
-        Guard::spawn(dir, config, proxy, admin, o.base_path).await
+        Guard::spawn_tls(dir, config, proxy, admin, o.base_path, o.tls.as_ref()).await
     }
 
     /// Write the keys (`dir/keys`) and pick the ports; the caller writes the config.
@@ -266,6 +294,17 @@ impl Guard {
         admin: SocketAddr,
         base_path: &str,
     ) -> Guard {
+        Guard::spawn_tls(dir, config, proxy, admin, base_path, None).await
+    }
+
+    pub async fn spawn_tls(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        proxy: SocketAddr,
+        admin: SocketAddr,
+        base_path: &str,
+        tls: Option<&TlsClient>,
+    ) -> Guard {
         let log = dir.path().join("ords-guard.log");
         let child = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
             .args(["--log-format", "json", "run", "--config"])
@@ -276,7 +315,12 @@ impl Guard {
             ))
             .spawn()
             .expect("start ords-guard");
-        let base = format!("http://{proxy}{}", base_path.trim_end_matches('/'));
+        let scheme = |on: bool| if on { "https" } else { "http" };
+        let base = format!(
+            "{}://{proxy}{}",
+            scheme(tls.is_some_and(|t| t.proxy)),
+            base_path.trim_end_matches('/')
+        );
         let mut g = Guard {
             child,
             proxy,
@@ -284,8 +328,9 @@ impl Guard {
             dir,
             config,
             log,
-            http: http_client(),
+            http: client_trusting(tls.map(|t| t.ca_pem.as_str())),
             base,
+            admin_base: format!("{}://{admin}", scheme(tls.is_some_and(|t| t.admin))),
         };
         g.wait_ready().await;
         g
@@ -294,7 +339,7 @@ impl Guard {
     /// Poll `/readyz` until 200 (bounded), failing with the process's output.
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("http://{}/readyz", self.admin);
+        let url = format!("{}/readyz", self.admin_base);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("ords-guard exited with {status}: {}", self.output());
@@ -356,7 +401,7 @@ impl Guard {
 
     pub async fn metrics(&self) -> String {
         self.http
-            .get(format!("http://{}/metrics", self.admin))
+            .get(format!("{}/metrics", self.admin_base))
             .send()
             .await
             .unwrap()
