@@ -18,7 +18,8 @@ use crate::registry::Limits;
 use crate::state::Guard;
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
@@ -280,7 +281,10 @@ async fn refuse(io: &mut Stream, status: u16, title: &str, detail: &str, extra: 
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+    /// HTTP/1 only (the listeners offer no h2): pingora's own `ServerApp` for an HTTP app
+    /// loops over keep-alive requests itself; this loop does the same with each head read
+    /// by [`read_head`] first.
     async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let metrics = &self.guard.metrics;
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
@@ -299,6 +303,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             pending: BytesMut::new(),
             io,
         });
+        let mut settings: Option<HttpPersistentSettings> = None;
         // A new connection has `client_header` for its first head, counted from now.
         let mut idle_until = Instant::now() + limits.client_header;
         let mut head_until = Some(idle_until);
@@ -320,10 +325,25 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 refuse(&mut conn.io, status, title, &detail, extra).await;
                 return None;
             }
+            let mut session = ServerSession::new_http1(conn);
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => {
+                    session.set_keepalive(Some(limits.client_idle.as_secs().max(1)));
+                    session.set_keepalive_reuses_remaining(
+                        self.app
+                            .server_options()
+                            .and_then(|o| o.keepalive_request_limit),
+                    );
+                }
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
             let deadline = Instant::now() + limits.request_total;
             let served = timeout_at(
                 deadline + HARD_CUT_AFTER,
-                DEADLINE.scope(deadline, self.app.process_new(conn, shutdown)),
+                DEADLINE.scope(deadline, self.app.process_new_http(session, shutdown)),
             )
             .await;
             let reused = match served {
@@ -337,18 +357,20 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                     return None;
                 }
             };
-            conn = match reused.into_any().downcast::<Conn>() {
+            let (stream, next) = reused.consume();
+            conn = match stream.into_any().downcast::<Conn>() {
                 Ok(c) => c,
-                // Not ours (pingora wrapped it): keep going without anything pending.
+                // Not the stream handed in: nothing to guard it with, so close.
                 Err(_) => return None,
             };
+            settings = next;
             idle_until = Instant::now() + limits.client_idle;
             head_until = None;
         }
     }
 
     async fn cleanup(&self) {
-        self.app.cleanup().await
+        self.app.http_cleanup().await
     }
 }
 

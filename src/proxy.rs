@@ -451,8 +451,12 @@ impl ProxyHttp for Proxy {
             | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => {
                 (502, Some("connect"))
             }
+            // Still waiting for the client's body, whichever side's wait ran out: the
+            // client is the slow one.
+            ReadTimedout | WriteTimedout if !session.is_body_empty() && !session.is_body_done() => {
+                (408, None)
+            }
             ReadTimedout | WriteTimedout if upstream => (504, Some("timeout")),
-            // The client stalled while sending its body.
             ReadTimedout => (408, None),
             HTTPStatus(c) => (*c, None),
             _ if upstream => (502, Some("protocol")),

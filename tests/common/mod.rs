@@ -41,6 +41,8 @@ impl Seen {
 pub struct Backend {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections the proxy opened and then closed.
+    pub closed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Backend {
@@ -51,12 +53,15 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let closes = closed.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let log = log.clone();
+                let closes = closes.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let log = log.clone();
@@ -94,10 +99,11 @@ impl Backend {
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
+                    closes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 });
             }
         });
-        Backend { addr, seen }
+        Backend { addr, seen, closed }
     }
 
     pub fn requests(&self) -> Vec<Seen> {

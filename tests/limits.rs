@@ -1,0 +1,308 @@
+//! Limits (issue #6): each configurable limit, hit over real connections, answers with a
+//! clear status (or, for an idle connection, a close) instead of hanging.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn get_with_headers(n: usize, value_len: usize) -> Vec<u8> {
+    let mut r = b"GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n".to_vec();
+    for i in 0..n {
+        r.extend_from_slice(format!("X-H{i}: {}\r\n", "v".repeat(value_len)).as_bytes());
+    }
+    r.extend_from_slice(b"\r\n");
+    r
+}
+
+/// Poll `sample` on /metrics until `ok` holds (bounded).
+async fn wait_metric(g: &Guard, sample: &str, ok: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = g.metric(sample).await;
+        if ok(v) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sample} stayed at {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn oversized_heads_are_431_and_never_forwarded() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options {
+        extra: "limits:\n  max_header_bytes: 2048\n  max_headers: 10\n".into(),
+        ..Options::new(&backend)
+    })
+    .await;
+
+    // Within both limits (9 headers, ~1.5 KiB): forwarded.
+    let (code, _) = g.raw(&get_with_headers(7, 150)).await;
+    assert_eq!(code, 200);
+    assert_eq!(backend.count(), 1);
+
+    let (code, text) = g.raw(&get_with_headers(1, 3000)).await;
+    assert_eq!(code, 431, "{text}");
+    assert!(text.contains("application/problem+json"), "{text}");
+    assert!(text.contains("limits.max_header_bytes"), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+
+    // 2 + 9 = 11 header lines, each short.
+    let (code, text) = g.raw(&get_with_headers(9, 1)).await;
+    assert_eq!(code, 431, "{text}");
+    assert!(text.contains("more than 10 header lines"), "{text}");
+
+    // pingora's own ceiling (1 MiB) is far away: ours answered, and nothing passed.
+    assert_eq!(backend.count(), 1);
+    assert_eq!(
+        g.metric("ords_guard_limit_rejections_total{limit=\"max_header_bytes\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        g.metric("ords_guard_limit_rejections_total{limit=\"max_headers\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn slow_heads_are_408_and_idle_connections_are_closed() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options {
+        timeouts: "  client_header_ms: 300\n  client_idle_ms: 300\n".into(),
+        ..Options::new(&backend)
+    })
+    .await;
+
+    // Slowloris: half a head, then nothing. The read below ends when the guard answers.
+    let (code, text) = g.raw(b"GET /public/x HTTP/1.1\r\nHost: a\r\n").await;
+    assert_eq!(code, 408, "{text}");
+    assert!(text.contains("timeouts.client_header_ms"), "{text}");
+
+    // A connection that never sends a byte is closed without an answer.
+    let (code, text) = g.raw(b"").await;
+    assert_eq!((code, text.as_str()), (0, ""));
+
+    // Keep-alive: the response arrives, then the idle connection is closed (read_to_end
+    // returns only because the guard closes it; `raw` bounds the wait at 10 s).
+    let (code, text) = g.raw(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(code, 200, "{text}");
+    assert!(text.ends_with("backend ok"), "{text}");
+
+    assert_eq!(backend.count(), 1);
+    assert_eq!(
+        g.metric("ords_guard_limit_rejections_total{limit=\"client_header_timeout\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn request_total_bounds_a_slow_upstream_and_a_stalled_body() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options {
+        // upstream_read_ms stays 30 s: only the total can end these.
+        timeouts: "  request_total_ms: 700\n".into(),
+        ..Options::new(&backend)
+    })
+    .await;
+
+    let r = g.http.get(g.url("/public/slow")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+
+    // The body promises 100 bytes and sends 10.
+    let (code, text) = g
+        .raw(b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await;
+    assert_eq!(code, 408, "{text}");
+
+    assert_eq!(
+        g.metric("ords_guard_limit_rejections_total{limit=\"request_total_timeout\"}")
+            .await,
+        2.0
+    );
+    // Fast requests are unaffected.
+    let r = g.http.get(g.url("/public/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_503() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options {
+        extra: "limits:\n  max_connections: 2\n".into(),
+        timeouts: "  client_header_ms: 30000\n".into(),
+        ..Options::new(&backend)
+    })
+    .await;
+    let open = "ords_guard_connections{listener=\"proxy\"}";
+
+    let first = TcpStream::connect(g.proxy).await.unwrap();
+    let _second = TcpStream::connect(g.proxy).await.unwrap();
+    wait_metric(&g, open, |v| v == 2.0).await;
+
+    let (code, text) = g.raw(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(code, 503, "{text}");
+    assert!(text.contains("Retry-After: 1"), "{text}");
+    assert!(text.contains("limits.max_connections"), "{text}");
+    assert_eq!(backend.count(), 0);
+
+    // A place frees up: served again.
+    drop(first);
+    wait_metric(&g, open, |v| v == 1.0).await;
+    let (code, _) = g
+        .raw(b"GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        g.metric("ords_guard_limit_rejections_total{limit=\"max_connections\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn token_body_and_bearer_limits_are_configurable() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options {
+        extra: "limits:\n  max_token_body_bytes: 256\n  max_bearer_bytes: 1024\n".into(),
+        ..Options::new(&backend)
+    })
+    .await;
+
+    let padded = format!(
+        "grant_type=client_credentials&client_id=example-client&client_secret={EXAMPLE_SECRET}&x={}",
+        "p".repeat(200)
+    );
+    let r = g
+        .http
+        .post(g.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 256 bytes"),
+        "{v}"
+    );
+
+    // A real token fits; a longer one is refused unparsed.
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    assert!(token.len() < 1024, "{}", token.len());
+    let r = g
+        .http
+        .get(g.url("/example/1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = g
+        .http
+        .get(g.url("/example/1"))
+        .bearer_auth("a".repeat(1025))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let www = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        www.contains("invalid_token") && www.contains("too long"),
+        "{www}"
+    );
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_are_closed() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options {
+        timeouts: "  upstream_idle_ms: 200\n".into(),
+        ..Options::new(&backend)
+    })
+    .await;
+    let r = g.http.get(g.url("/public/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The pooled connection is closed by the proxy once idle (the default keeps it 60 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend.closed.load(std::sync::atomic::Ordering::Acquire) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_head_reaches_a_client_still_sending() {
+    // The client keeps writing a huge head; the 431 must still arrive (no reset eats it).
+    let backend = Backend::start().await;
+    let g = Guard::start(Options {
+        extra: "limits:\n  max_header_bytes: 1024\n".into(),
+        ..Options::new(&backend)
+    })
+    .await;
+    let mut s = TcpStream::connect(g.proxy).await.unwrap();
+    let mut head = b"GET /public/x HTTP/1.1\r\nHost: a\r\nX-Big: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    let _ = s.write_all(&head).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("an answer within 10 s");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+}
+
+#[tokio::test]
+async fn limits_hold_for_every_request_on_a_keep_alive_connection() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options {
+        extra: "limits:\n  max_header_bytes: 2048\n".into(),
+        ..Options::new(&backend)
+    })
+    .await;
+    let mut s = TcpStream::connect(g.proxy).await.unwrap();
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // Read the first response whole (its body is `backend ok`), keeping the connection.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.ends_with(b"backend ok") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("first response within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    assert!(buf.starts_with(b"HTTP/1.1 200 "));
+
+    let mut second = b"GET /public/x HTTP/1.1\r\nHost: a\r\nX-Big: ".to_vec();
+    second.extend(std::iter::repeat_n(b'a', 3000));
+    second.extend_from_slice(b"\r\n\r\n");
+    s.write_all(&second).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("second response within 10 s");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+    assert_eq!(backend.count(), 1);
+}
