@@ -317,16 +317,33 @@ fn check(config: &Path) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             println!("{}: ok", config.display());
+            let scheme = |tls: bool| if tls { "https" } else { "http" };
             println!(
-                "  listen {}  admin {}  upstream {}{}",
+                "  listen {}://{}  admin {}://{}  upstream {}://{}{}",
+                scheme(c.listeners.tls),
                 c.listeners.listen,
+                scheme(c.listeners.admin_tls),
                 c.listeners.admin_listen,
-                if r.upstream.tls {
-                    "https://"
-                } else {
-                    "http://"
-                },
-                r.upstream.addr
+                scheme(r.upstream.tls),
+                r.upstream.addr,
+                match (r.upstream.tls, r.upstream.verify, r.upstream.ca.is_some()) {
+                    (false, _, _) => "",
+                    (true, false, _) => " (NOT verified)",
+                    (true, true, true) => " (verified against ca_file)",
+                    (true, true, false) => " (verified against the system roots)",
+                }
+            );
+            let l = &r.limits;
+            println!(
+                "  limits: {} connections, head {} bytes / {} headers, token body {} bytes, bearer {} bytes; head {} ms, idle {} ms, request {} ms",
+                l.max_connections,
+                l.max_header_bytes,
+                l.max_headers,
+                l.max_token_body_bytes,
+                r.tokens.max_len,
+                l.client_header.as_millis(),
+                l.client_idle.as_millis(),
+                l.request_total.as_millis()
             );
             println!(
                 "  base_path {}  unmatched paths: {:?}",

@@ -24,7 +24,11 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
         tracing::warn!(target: "ords_guard::config", "{w}");
     }
     let listeners = compiled.listeners.clone();
-    let guard = Guard::new(compiled.registry, config_path.to_path_buf());
+    let guard = Guard::new(
+        compiled.registry,
+        listeners.clone(),
+        config_path.to_path_buf(),
+    );
     let in_flight = Arc::new(AtomicUsize::new(0));
 
     let conf = ServerConf {

@@ -5,7 +5,7 @@
 use crate::config::{self, ConfigError, Diagnostic};
 use crate::endpoint::TokenEndpoint;
 use crate::metrics::Metrics;
-use crate::registry::{self, Compiled, Registry};
+use crate::registry::{self, Compiled, Listeners, Registry};
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,11 +92,13 @@ pub struct Guard {
     pub endpoint: TokenEndpoint,
     pub metrics: Metrics,
     pub config_path: PathBuf,
+    /// What the sockets were bound with; a reload cannot change it.
+    listeners: Listeners,
     ready: AtomicBool,
 }
 
 impl Guard {
-    pub fn new(registry: Registry, config_path: PathBuf) -> Arc<Guard> {
+    pub fn new(registry: Registry, listeners: Listeners, config_path: PathBuf) -> Arc<Guard> {
         let fp = crate::reload::fingerprint(&registry.sources);
         let g = Guard {
             registry: ArcSwap::from_pointee(registry),
@@ -104,6 +106,7 @@ impl Guard {
             endpoint: TokenEndpoint::default(),
             metrics: Metrics::new(),
             config_path,
+            listeners,
             ready: AtomicBool::new(false),
         };
         g.loaded();
@@ -150,6 +153,9 @@ impl Guard {
             Ok((compiled, warnings)) => {
                 for w in warnings {
                     tracing::warn!(target: "ords_guard::reload", "{w}");
+                }
+                if compiled.listeners != self.listeners {
+                    tracing::warn!(target: "ords_guard::reload", "listen, admin_listen, threads, or whether tls/admin_tls is set changed: restart ords-guard to apply that (the rest of the config is applied now)");
                 }
                 self.registry.store(Arc::new(compiled.registry));
                 self.loaded();
