@@ -77,41 +77,71 @@ pub enum Head {
     TooManyHeaders,
 }
 
-/// Scan the start of `buf` for a complete HTTP/1 request head (RFC 9112 §2.2: empty lines
-/// before the request line are skipped; a bare LF ends a line as httparse allows).
-pub fn scan_head(buf: &[u8], max_bytes: usize, max_headers: usize) -> Head {
-    let start = buf
-        .iter()
-        .position(|b| *b != b'\r' && *b != b'\n')
-        .unwrap_or(buf.len());
-    // Header lines seen so far; the request line is not one.
-    let mut lines = 0usize;
-    let mut i = start;
-    while let Some(off) = memchr_lf(&buf[i..]) {
-        let lf = i + off;
-        let line = &buf[i..lf];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            let len = lf + 1;
-            return if len > max_bytes {
-                Head::TooLarge
-            } else {
-                Head::Complete { len }
-            };
-        }
-        if i > start {
-            lines += 1;
-            if lines > max_headers {
-                return Head::TooManyHeaders;
+/// Finds the end of an HTTP/1 request head as its bytes arrive (RFC 9112 §2.2: empty lines
+/// before the request line are skipped; a bare LF ends a line, as httparse allows). Each
+/// call scans only the bytes added since the last, so a head sent a byte at a time costs
+/// linear time, not quadratic.
+#[derive(Debug, Default)]
+pub struct HeadScan {
+    /// First byte not yet looked at.
+    next: usize,
+    /// Where the request line starts, once a byte other than CR/LF was seen.
+    request_line: Option<usize>,
+    /// Where the current line starts.
+    line_start: usize,
+    /// Header lines seen so far.
+    headers: usize,
+}
+
+impl HeadScan {
+    /// `buf` must be the previous call's `buf` with bytes appended.
+    pub fn advance(&mut self, buf: &[u8], max_bytes: usize, max_headers: usize) -> Head {
+        if self.request_line.is_none() {
+            match buf[self.next..]
+                .iter()
+                .position(|b| *b != b'\r' && *b != b'\n')
+            {
+                Some(off) => {
+                    self.next += off;
+                    self.request_line = Some(self.next);
+                    self.line_start = self.next;
+                }
+                None => self.next = buf.len(),
             }
         }
-        i = lf + 1;
+        if let Some(first) = self.request_line {
+            while let Some(off) = memchr_lf(&buf[self.next..]) {
+                let lf = self.next + off;
+                self.next = lf + 1;
+                let line = &buf[self.line_start..lf];
+                if line.is_empty() || line == b"\r" {
+                    return if self.next > max_bytes {
+                        Head::TooLarge
+                    } else {
+                        Head::Complete { len: self.next }
+                    };
+                }
+                if self.line_start > first {
+                    self.headers += 1;
+                    if self.headers > max_headers {
+                        return Head::TooManyHeaders;
+                    }
+                }
+                self.line_start = self.next;
+            }
+            self.next = buf.len();
+        }
+        if buf.len() >= max_bytes {
+            Head::TooLarge
+        } else {
+            Head::Incomplete
+        }
     }
-    if buf.len() >= max_bytes {
-        Head::TooLarge
-    } else {
-        Head::Incomplete
-    }
+}
+
+/// [`HeadScan`] over a whole buffer at once.
+pub fn scan_head(buf: &[u8], max_bytes: usize, max_headers: usize) -> Head {
+    HeadScan::default().advance(buf, max_bytes, max_headers)
 }
 
 fn memchr_lf(b: &[u8]) -> Option<usize> {
@@ -227,23 +257,33 @@ async fn read_head(
     l: &Limits,
     idle_until: Instant,
     mut head_until: Option<Instant>,
+    shutdown: &ShutdownWatch,
 ) -> Read {
+    let mut scan = HeadScan::default();
+    let mut shutdown = shutdown.clone();
     loop {
         if !conn.pending.is_empty() {
-            match scan_head(&conn.pending, l.max_header_bytes, l.max_headers) {
+            match scan.advance(&conn.pending, l.max_header_bytes, l.max_headers) {
                 Head::Complete { .. } => return Read::Head,
                 Head::TooLarge => return Read::Refused(Refusal::HeaderBytes),
                 Head::TooManyHeaders => return Read::Refused(Refusal::Headers),
                 Head::Incomplete => {}
             }
         }
+        let idle = conn.pending.is_empty();
         let until = match head_until {
             Some(t) => t,
-            None if conn.pending.is_empty() => idle_until,
+            None if idle => idle_until,
             None => *head_until.insert(Instant::now() + l.client_header),
         };
         conn.pending.reserve(4096);
-        match timeout_at(until, conn.io.read_buf(&mut conn.pending)).await {
+        let read = timeout_at(until, conn.io.read_buf(&mut conn.pending));
+        let read = tokio::select! {
+            r = read => r,
+            // Draining: a connection between requests is closed at once.
+            Ok(_) = shutdown.wait_for(|stop| *stop), if idle => return Read::Gone,
+        };
+        match read {
             Ok(Ok(0)) | Ok(Err(_)) => return Read::Gone,
             Ok(Ok(_)) => {}
             Err(_) if conn.pending.is_empty() => return Read::Gone,
@@ -309,12 +349,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let mut head_until = Some(idle_until);
         let over = open > limits.max_connections;
         loop {
-            let refusal = match read_head(&mut conn, &limits, idle_until, head_until).await {
-                Read::Gone => return None,
-                Read::Refused(r) => Some(r),
-                Read::Head if over => Some(Refusal::Connections),
-                Read::Head => None,
-            };
+            let refusal =
+                match read_head(&mut conn, &limits, idle_until, head_until, shutdown).await {
+                    Read::Gone => return None,
+                    Read::Refused(r) => Some(r),
+                    Read::Head if over => Some(Refusal::Connections),
+                    Read::Head => None,
+                };
             if let Some(r) = refusal {
                 metrics
                     .limit_rejections
@@ -496,6 +537,23 @@ mod tests {
         assert_eq!(scan_head(&[b'a'; 64], 64, 10), Head::TooLarge);
         assert_eq!(scan_head(full, 1024, 2), Head::Complete { len: 33 });
         assert_eq!(scan_head(full, 1024, 1), Head::TooManyHeaders);
+        // Fed a byte at a time, the scan agrees with the one-shot scan at every length.
+        for head in [
+            &full[..],
+            b"\r\n\nGET / HTTP/1.1\nA: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n",
+        ] {
+            for (max_bytes, max_headers) in [(1024, 10), (20, 10), (1024, 1)] {
+                let mut scan = HeadScan::default();
+                for n in 1..=head.len() {
+                    let step = scan.advance(&head[..n], max_bytes, max_headers);
+                    assert_eq!(step, scan_head(&head[..n], max_bytes, max_headers), "{n}");
+                    if step != Head::Incomplete {
+                        break;
+                    }
+                }
+            }
+        }
         // Counted before the head is whole, so a stream of short lines is refused early.
         assert_eq!(
             scan_head(b"GET / HTTP/1.1\r\na: 1\r\nb: 1\r\nc", 1024, 1),
