@@ -47,8 +47,8 @@ tokio::task_local! {
     static DEADLINE: Instant;
 }
 
-/// The deadline of the request being served on this task (`request_total_ms` from its
-/// first byte), when it runs under a connection guard.
+/// The deadline of the request being served on this task (`request_total_ms` after its
+/// head was read), when it runs under a connection guard.
 pub fn deadline() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }

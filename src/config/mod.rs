@@ -65,7 +65,7 @@ pub struct Timeouts {
     pub client_header_ms: u64,
     /// A keep-alive connection waiting for its next request is closed after this long.
     pub client_idle_ms: u64,
-    /// One request from its first byte to the end of its response, both sides together:
+    /// One request from its whole head to the end of its response, both sides together:
     /// 408 while its body is still arriving, 504 while the upstream is awaited, cut after
     /// the response has begun.
     pub request_total_ms: u64,
