@@ -362,7 +362,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                     .with_label_values(&[r.limit()])
                     .inc();
                 let (status, title, detail, extra) = r.response(&limits);
-                tracing::warn!(target: "ords_guard::limits", listener = self.listener, limit = r.limit(), status, "request refused by a limit");
+                let peer = conn
+                    .io
+                    .get_socket_digest()
+                    .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+                    .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+                tracing::warn!(target: "ords_guard::limits", listener = self.listener, limit = r.limit(), status, peer, "request refused by a limit");
                 refuse(&mut conn.io, status, title, &detail, extra).await;
                 return None;
             }

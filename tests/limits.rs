@@ -55,6 +55,14 @@ async fn oversized_heads_are_431_and_never_forwarded() {
     assert_eq!(code, 431, "{text}");
     assert!(text.contains("more than 10 header lines"), "{text}");
 
+    // Logged with the limit and the peer, never the header's content.
+    let log = g.output();
+    assert!(
+        log.contains(r#""limit":"max_header_bytes","status":431,"peer":"127.0.0.1""#),
+        "{log}"
+    );
+    assert!(!log.contains(&"v".repeat(150)), "header content logged");
+
     // pingora's own ceiling (1 MiB) is far away: ours answered, and nothing passed.
     assert_eq!(backend.count(), 1);
     assert_eq!(
