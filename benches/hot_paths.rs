@@ -63,6 +63,14 @@ fn normalisation(c: &mut Criterion) {
     g.finish();
 }
 
+/// The connection guard scans every request head before pingora parses it.
+fn request_head(c: &mut Criterion) {
+    let head = b"GET /ords/hr/example/employees/7?fields=name HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: application/json\r\nAuthorization: Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6InRlc3QtMSJ9.eyJpc3MiOiJvcmRzLWd1YXJkIiwic3ViIjoiZXhhbXBsZS1jbGllbnQiLCJjbGllbnRfaWQiOiJleGFtcGxlLWNsaWVudCJ9.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
+    c.bench_function("request_head_scan_420B", |b| {
+        b.iter(|| ords_guard::conn::scan_head(black_box(head), 16 * 1024, 100))
+    });
+}
+
 fn pattern_lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("pattern_lookup");
     for n in [10usize, 1_000, 100_000] {
@@ -152,6 +160,7 @@ fn whole_decision(c: &mut Criterion) {
 criterion_group!(
     benches,
     normalisation,
+    request_head,
     pattern_lookup,
     tokens,
     whole_decision

@@ -247,8 +247,8 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // A body that stalls ends by the request's deadline (408), not pingora's 60 s.
-        session.set_read_timeout(Some(crate::conn::clip(DOWNSTREAM_READ)));
-        session.set_write_timeout(Some(crate::conn::clip(DOWNSTREAM_READ)));
+        session.set_read_timeout(Some(clip(DOWNSTREAM_READ)));
+        session.set_write_timeout(Some(clip(DOWNSTREAM_READ)));
         let reg = self.guard.registry();
         ctx.registry = Some(reg.clone());
         let target = match path::normalise(session.req_header().raw_path()) {

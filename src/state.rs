@@ -141,7 +141,10 @@ impl Guard {
         let old_sources = self.registry.load().sources.clone();
         // Taken before reading: a change racing with the load shows as a difference later.
         let before = crate::reload::fingerprint(&old_sources);
-        let result = load(&self.config_path);
+        let result = load(&self.config_path).and_then(|(c, w)| {
+            self.keeps_listener_tls(&c.listeners)?;
+            Ok((c, w))
+        });
         *loaded_from = match &result {
             Ok((c, _)) if c.registry.sources != old_sources => {
                 crate::reload::fingerprint(&c.registry.sources)
@@ -173,6 +176,27 @@ impl Guard {
                 Err(e)
             }
         }
+    }
+
+    /// A listener bound with TLS needs a certificate in every generation: without one,
+    /// every handshake would fail until a restart. So a reload cannot drop `tls`/`admin_tls`.
+    fn keeps_listener_tls(&self, new: &Listeners) -> Result<(), ConfigError> {
+        let dropped: Vec<&str> = [
+            ("tls", self.listeners.tls && !new.tls),
+            ("admin_tls", self.listeners.admin_tls && !new.admin_tls),
+        ]
+        .into_iter()
+        .filter_map(|(k, dropped)| dropped.then_some(k))
+        .collect();
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError {
+            lines: dropped
+                .into_iter()
+                .map(|k| format!("{}: key `{k}`: the listener serves TLS and cannot drop it in a reload; restore `{k}`, or restart ords-guard to serve plain HTTP", self.config_path.display()))
+                .collect(),
+        })
     }
 
     /// Whether the sources differ from what the current registry was loaded from.

@@ -73,7 +73,7 @@ async fn proxy_and_admin_serve_https_and_certificates_reload() {
     let config = dir.path().join("ords-guard.yaml");
     std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
     // Readiness was polled over https on the admin port, trusting only the test CA.
-    let g = Guard::spawn_tls(dir, config, proxy, admin, "/", o.tls.as_ref()).await;
+    let mut g = Guard::spawn_tls(dir, config, proxy, admin, "/", o.tls.as_ref()).await;
 
     // The whole ORDS flow over https: token, then the protected call.
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
@@ -142,6 +142,35 @@ async fn proxy_and_admin_serve_https_and_certificates_reload() {
     // pooled connection from before).
     let trusts_first = client_trusting(Some(&first.ca));
     assert!(trusts_first.get(g.url("/public/x")).send().await.is_err());
+
+    // From here on the harness (metrics on the admin port) must trust the new CA too.
+    g.http = trusts_second.clone();
+
+    // Dropping `tls:` in a reload would leave the bound TLS listener without a
+    // certificate: refused, and HTTPS keeps working.
+    let before = g.metric(failures).await;
+    let text = std::fs::read_to_string(&g.config).unwrap();
+    write_atomically(&g.config, &text.replace(LISTENER_TLS, ""));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while g.metric(failures).await <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no failed reload: {}",
+            g.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        g.output().contains("cannot drop it in a reload"),
+        "{}",
+        g.output()
+    );
+    let r = client_trusting(Some(&second.ca))
+        .get(g.url("/public/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 fn tls_dir_of(g: &Guard) -> std::path::PathBuf {
