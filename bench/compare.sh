@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Compare two ords-guard binaries (e.g. the previous commit's and this one's release builds)
+# on one nginx backend, alternating wrk rounds so noise hits both alike. Loopback only.
+#   bench/compare.sh OLD_BIN NEW_BIN      (ROUNDS=3 DURATION=10)
+set -euo pipefail
+OLD=$1; NEW=$2; ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}
+WORK=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+B=$(port); P1=$(port); A1=$(port); P2=$(port); A2=$(port)
+mkdir -p "$WORK/nginx/logs"
+cat > "$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$B; location / { return 200 "backend ok\n"; } } }
+EOF
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+"$NEW" keygen --algorithm ES256 --out "$WORK/keys" >/dev/null
+SECRET=bench-secret-0123456789abcdefghijklmnopqrstuv
+HASH=$(printf '%s' "$SECRET" | "$NEW" hash-secret --scheme sha256)
+cfg() { cat > "$WORK/$1.yaml" <<EOF
+listen: "127.0.0.1:$2"
+admin_listen: "127.0.0.1:$3"
+threads: 1
+upstream: "http://127.0.0.1:$B"
+token: {algorithm: ES256, signing_key_file: keys/signing.pem, key_id: bench}
+privileges: [{name: example_priv, roles: [example_role], patterns: ["/example/*"]}]
+clients: [{name: Bench, client_id: bench, secrets: ["$HASH"], roles: [example_role]}]
+EOF
+}
+cfg old $P1 $A1; cfg new $P2 $A2
+RUST_LOG=warn "$OLD" run --config "$WORK/old.yaml" >/dev/null 2>&1 &
+RUST_LOG=warn "$NEW" run --config "$WORK/new.yaml" >/dev/null 2>&1 &
+for a in $A1 $A2; do for _ in $(seq 200); do curl -sf "http://127.0.0.1:$a/readyz" >/dev/null 2>&1 && break; sleep 0.05; done; done
+TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$P2/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+rps() { wrk -t1 -c32 -d${DURATION}s "$@" | awk '/^Requests\/sec/ {print $2}'; }
+for r in $(seq $ROUNDS); do
+  for v in old new; do
+    p=$P1; [ $v = new ] && p=$P2
+    echo "$v public $(rps http://127.0.0.1:$p/public/x)"
+    echo "$v protected $(rps -H "Authorization: Bearer $TOKEN" http://127.0.0.1:$p/example/1)"
+  done
+done
