@@ -3,7 +3,7 @@
 //! backend, as a pingora reverse proxy.
 //!
 //! Pure logic (`path`, `pattern`, `registry`, `decision`, `token`, `endpoint`) is kept apart
-//! from I/O (`proxy`, `admin`, `server`).
+//! from I/O (`proxy`, `conn`, `tls`, `admin`, `server`).
 
 pub mod config;
 pub mod decision;
@@ -14,7 +14,6 @@ pub mod pattern;
 pub mod registry;
 pub mod secret;
 pub mod throttle;
-pub mod tls;
 pub mod token;
 
 pub mod admin;
@@ -27,3 +26,4 @@ pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod state;
+pub mod tls;
