@@ -13,7 +13,6 @@
 //! pingora's own bounds are coarser (60 s per read, 1 MiB and 256 headers, no connection
 //! limit), and its answers to them are a bare close or a plain 400.
 
-use crate::metrics::Metrics;
 use crate::registry::Limits;
 use crate::state::Guard;
 use async_trait::async_trait;
@@ -27,6 +26,7 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use pingora::server::ShutdownWatch;
+use prometheus::IntGauge;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -53,13 +53,12 @@ pub fn deadline() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }
 
-/// `wait` shortened so it ends by the request's deadline (never below 1 ms: pingora reads
-/// a zero timeout as none).
-pub fn clip(wait: Duration) -> Duration {
-    match deadline() {
-        Some(d) => wait
-            .min(d.saturating_duration_since(Instant::now()))
-            .max(Duration::from_millis(1)),
+/// Shortens waits so they end by the request's deadline (never below 1 ms: pingora reads a
+/// zero timeout as none). The time left is read once, for all the waits of one step.
+pub fn clipper() -> impl Fn(Duration) -> Duration {
+    let left = deadline().map(|d| d.saturating_duration_since(Instant::now()));
+    move |wait| match left {
+        Some(left) => wait.min(left).max(Duration::from_millis(1)),
         None => wait,
     }
 }
@@ -150,7 +149,7 @@ fn memchr_lf(b: &[u8]) -> Option<usize> {
 
 /// Why a connection was answered and closed by the guard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+enum Refusal {
     Connections,
     HeaderBytes,
     Headers,
@@ -205,39 +204,45 @@ struct Conn {
     io: Stream,
 }
 
-/// Wraps a listener's app with the guard. `listener` names it in metrics.
+/// Wraps a listener's app with the guard. `listener` names it in logs and metrics.
 pub struct Guarded<A> {
-    pub app: Arc<A>,
-    pub guard: Arc<Guard>,
-    pub listener: &'static str,
+    app: Arc<A>,
+    guard: Arc<Guard>,
+    listener: &'static str,
     open: AtomicUsize,
+    /// This listener's `ords_guard_connections` series, resolved once.
+    open_gauge: IntGauge,
 }
 
 impl<A> Guarded<A> {
     pub fn new(app: A, guard: Arc<Guard>, listener: &'static str) -> Self {
+        let open_gauge = guard.metrics.connections.with_label_values(&[listener]);
         Guarded {
             app: Arc::new(app),
             guard,
             listener,
             open: AtomicUsize::new(0),
+            open_gauge,
         }
+    }
+
+    /// Take a place in the connection count; the number of places now taken.
+    fn enter(&self) -> (Slot<'_, A>, usize) {
+        self.open_gauge.inc();
+        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        (Slot { guarded: self }, open)
     }
 }
 
 /// Holds one place in the connection count for as long as the connection lives.
-struct Slot<'a> {
-    open: &'a AtomicUsize,
-    metrics: &'a Metrics,
-    listener: &'static str,
+struct Slot<'a, A> {
+    guarded: &'a Guarded<A>,
 }
 
-impl Drop for Slot<'_> {
+impl<A> Drop for Slot<'_, A> {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-        self.metrics
-            .connections
-            .with_label_values(&[self.listener])
-            .dec();
+        self.guarded.open.fetch_sub(1, Ordering::AcqRel);
+        self.guarded.open_gauge.dec();
     }
 }
 
@@ -327,16 +332,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     /// by [`read_head`] first.
     async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let metrics = &self.guard.metrics;
-        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics
-            .connections
-            .with_label_values(&[self.listener])
-            .inc();
-        let _slot = Slot {
-            open: &self.open,
-            metrics,
-            listener: self.listener,
-        };
+        let (_slot, open) = self.enter();
         // Limits are read per connection: a reload applies to connections opened after it.
         let limits = self.guard.registry().limits.clone();
         let mut conn = Box::new(Conn {
@@ -357,10 +353,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                     Read::Head => None,
                 };
             if let Some(r) = refusal {
-                metrics
-                    .limit_rejections
-                    .with_label_values(&[r.limit()])
-                    .inc();
+                metrics.limit_rejections.inc(r.limit());
                 let (status, title, detail, extra) = r.response(&limits);
                 let peer = conn
                     .io
@@ -397,8 +390,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 Err(_) => {
                     metrics
                         .limit_rejections
-                        .with_label_values(&["request_total_timeout"])
-                        .inc();
+                        .inc(crate::metrics::REQUEST_TOTAL_TIMEOUT);
                     tracing::warn!(target: "ords_guard::limits", listener = self.listener, limit = "request_total_timeout", "request cut: still running after timeouts.request_total_ms");
                     return None;
                 }

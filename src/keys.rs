@@ -276,55 +276,33 @@ pub fn generate(alg: Algorithm) -> Generated {
             }
         }
         Algorithm::ES256 => {
-            use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
             let sk = p256::SecretKey::random(&mut OsRng);
-            Generated {
-                private: sk
-                    .to_pkcs8_pem(LineEnding::LF)
-                    .expect("encode")
-                    .as_bytes()
-                    .to_vec(),
-                public: Some(
-                    sk.public_key()
-                        .to_public_key_pem(LineEnding::LF)
-                        .expect("encode"),
-                ),
-            }
+            pem_pair(&sk, &sk.public_key())
         }
         Algorithm::EdDSA => {
-            use ed25519_dalek::pkcs8::{
-                spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey,
-            };
             let sk = ed25519_dalek::SigningKey::generate(&mut OsRng);
-            Generated {
-                private: sk
-                    .to_pkcs8_pem(LineEnding::LF)
-                    .expect("encode")
-                    .as_bytes()
-                    .to_vec(),
-                public: Some(
-                    sk.verifying_key()
-                        .to_public_key_pem(LineEnding::LF)
-                        .expect("encode"),
-                ),
-            }
+            pem_pair(&sk, &sk.verifying_key())
         }
         Algorithm::RS256 => {
-            use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
             let sk = rsa::RsaPrivateKey::new(&mut OsRng, MIN_RSA_BITS).expect("rsa keygen");
-            Generated {
-                private: sk
-                    .to_pkcs8_pem(LineEnding::LF)
-                    .expect("encode")
-                    .as_bytes()
-                    .to_vec(),
-                public: Some(
-                    sk.to_public_key()
-                        .to_public_key_pem(LineEnding::LF)
-                        .expect("encode"),
-                ),
-            }
+            pem_pair(&sk, &sk.to_public_key())
         }
+    }
+}
+
+/// PKCS#8 private and SPKI public PEM (p256, ed25519-dalek and rsa share one `pkcs8`).
+fn pem_pair(
+    private: &impl p256::pkcs8::EncodePrivateKey,
+    public: &impl p256::pkcs8::EncodePublicKey,
+) -> Generated {
+    use p256::pkcs8::LineEnding;
+    Generated {
+        private: private
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("encode")
+            .as_bytes()
+            .to_vec(),
+        public: Some(public.to_public_key_pem(LineEnding::LF).expect("encode")),
     }
 }
 

@@ -17,30 +17,60 @@ pub const DECISIONS: [&str; 6] = [
     "bad_request",
 ];
 
-pub struct Metrics {
-    registry: Registry,
-    pub requests: IntCounterVec,
-    by_decision: [IntCounter; 6],
-    pub duration: Histogram,
-    pub upstream_errors: IntCounterVec,
-    pub token_requests: IntCounterVec,
-    pub tokens_issued: IntCounterVec,
-    pub reloads: IntCounterVec,
-    pub last_reload_success: Gauge,
-    pub clients: IntGauge,
-    pub privileges: IntGauge,
-    pub connections: IntGaugeVec,
-    pub limit_rejections: IntCounterVec,
-}
-
-/// The `limit` label values of `ords_guard_limit_rejections_total` (`conn::Refusal`).
+/// The `limit` label values of `ords_guard_limit_rejections_total` (the connection guard's refusals, and
+/// [`REQUEST_TOTAL_TIMEOUT`]).
 pub const LIMITS: [&str; 5] = [
     "max_connections",
     "max_header_bytes",
     "max_headers",
     "client_header_timeout",
-    "request_total_timeout",
+    REQUEST_TOTAL_TIMEOUT,
 ];
+/// A request that outlived `timeouts.request_total_ms` (answered 408/504, or cut).
+pub const REQUEST_TOTAL_TIMEOUT: &str = "request_total_timeout";
+
+/// A one-label counter family whose values are known up front: every series exists from
+/// the start (so rates and absence alerts work before the first event), and each is
+/// resolved once rather than looked up by label on every event.
+pub struct KnownLabels<const N: usize> {
+    family: IntCounterVec,
+    values: [&'static str; N],
+    series: [IntCounter; N],
+}
+
+impl<const N: usize> KnownLabels<N> {
+    fn new(family: IntCounterVec, values: [&'static str; N]) -> Self {
+        let series = values.map(|v| family.with_label_values(&[v]));
+        KnownLabels {
+            family,
+            values,
+            series,
+        }
+    }
+
+    /// Count one event under `value` (a value not declared up front still counts).
+    pub fn inc(&self, value: &str) {
+        match self.values.iter().position(|v| *v == value) {
+            Some(i) => self.series[i].inc(),
+            None => self.family.with_label_values(&[value]).inc(),
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: KnownLabels<6>,
+    pub duration: Histogram,
+    pub upstream_errors: KnownLabels<3>,
+    pub token_requests: KnownLabels<8>,
+    pub tokens_issued: IntCounterVec,
+    pub reloads: KnownLabels<2>,
+    pub last_reload_success: Gauge,
+    pub clients: IntGauge,
+    pub privileges: IntGauge,
+    pub connections: IntGaugeVec,
+    pub limit_rejections: KnownLabels<5>,
+}
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -51,35 +81,72 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("register");
+        };
         let counter = |name: &str, help: &str, label: &str| {
             let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("metric");
-            registry.register(Box::new(c.clone())).expect("register");
+            register(Box::new(c.clone()));
             c
         };
-        let requests = counter(
-            "ords_guard_requests_total",
-            "Requests on the proxy port, by access decision.",
-            "decision",
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("metric");
+            register(Box::new(g.clone()));
+            g
+        };
+        let requests = KnownLabels::new(
+            counter(
+                "ords_guard_requests_total",
+                "Requests on the proxy port, by access decision.",
+                "decision",
+            ),
+            DECISIONS,
         );
-        let upstream_errors = counter(
-            "ords_guard_upstream_errors_total",
-            "Requests that failed to reach the upstream or to get its answer, by kind.",
-            "kind",
+        let upstream_errors = KnownLabels::new(
+            counter(
+                "ords_guard_upstream_errors_total",
+                "Requests that failed to reach the upstream or to get its answer, by kind.",
+                "kind",
+            ),
+            ["connect", "timeout", "protocol"],
         );
-        let token_requests = counter(
-            "ords_guard_token_requests_total",
-            "Requests to the token endpoint, by outcome.",
-            "outcome",
+        let token_requests = KnownLabels::new(
+            counter(
+                "ords_guard_token_requests_total",
+                "Requests to the token endpoint, by outcome.",
+                "outcome",
+            ),
+            [
+                "issued",
+                "invalid_request",
+                "invalid_client",
+                "invalid_scope",
+                "unauthorized_client",
+                "unsupported_grant_type",
+                "throttled",
+                "jwks",
+            ],
         );
         let tokens_issued = counter(
             "ords_guard_tokens_issued_total",
             "Access tokens issued, by client id.",
             "client",
         );
-        let reloads = counter(
-            "ords_guard_config_reloads_total",
-            "Config reload attempts, by result.",
-            "result",
+        let reloads = KnownLabels::new(
+            counter(
+                "ords_guard_config_reloads_total",
+                "Config reload attempts, by result.",
+                "result",
+            ),
+            ["success", "failure"],
+        );
+        let limit_rejections = KnownLabels::new(
+            counter(
+                "ords_guard_limit_rejections_total",
+                "Connections and requests refused or cut by a limit (limits, timeouts), by limit.",
+                "limit",
+            ),
+            LIMITS,
         );
         let duration = Histogram::with_opts(
             HistogramOpts::new(
@@ -92,33 +159,21 @@ impl Metrics {
             ]),
         )
         .expect("metric");
-        registry
-            .register(Box::new(duration.clone()))
-            .expect("register");
+        register(Box::new(duration.clone()));
         let last_reload_success = Gauge::new(
             "ords_guard_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load.",
         )
         .expect("metric");
-        registry
-            .register(Box::new(last_reload_success.clone()))
-            .expect("register");
-        let clients = IntGauge::new(
+        register(Box::new(last_reload_success.clone()));
+        let clients = gauge(
             "ords_guard_clients",
             "Registered clients in the current registry.",
-        )
-        .expect("metric");
-        registry
-            .register(Box::new(clients.clone()))
-            .expect("register");
-        let privileges = IntGauge::new(
+        );
+        let privileges = gauge(
             "ords_guard_privileges",
             "Privileges in the current registry.",
-        )
-        .expect("metric");
-        registry
-            .register(Box::new(privileges.clone()))
-            .expect("register");
+        );
         let connections = IntGaugeVec::new(
             Opts::new(
                 "ords_guard_connections",
@@ -127,45 +182,13 @@ impl Metrics {
             &["listener"],
         )
         .expect("metric");
-        registry
-            .register(Box::new(connections.clone()))
-            .expect("register");
-        let limit_rejections = counter(
-            "ords_guard_limit_rejections_total",
-            "Connections and requests refused or cut by a limit (limits, timeouts), by limit.",
-            "limit",
-        );
-        for l in LIMITS {
-            limit_rejections.with_label_values(&[l]);
-        }
+        register(Box::new(connections.clone()));
         for l in ["proxy", "admin"] {
             connections.with_label_values(&[l]);
-        }
-        // Every decision exists from the start, so rates work before the first of each
-        // kind; the counters are resolved once, not by label on every request.
-        let by_decision = DECISIONS.map(|d| requests.with_label_values(&[d]));
-        for r in ["success", "failure"] {
-            reloads.with_label_values(&[r]);
-        }
-        for k in ["connect", "timeout", "protocol"] {
-            upstream_errors.with_label_values(&[k]);
-        }
-        for o in [
-            "issued",
-            "invalid_request",
-            "invalid_client",
-            "invalid_scope",
-            "unauthorized_client",
-            "unsupported_grant_type",
-            "throttled",
-            "jwks",
-        ] {
-            token_requests.with_label_values(&[o]);
         }
         Metrics {
             registry,
             requests,
-            by_decision,
             duration,
             upstream_errors,
             token_requests,
@@ -176,14 +199,6 @@ impl Metrics {
             privileges,
             connections,
             limit_rejections,
-        }
-    }
-
-    /// Count one request under its decision label.
-    pub fn count_decision(&self, label: &str) {
-        match DECISIONS.iter().position(|d| *d == label) {
-            Some(i) => self.by_decision[i].inc(),
-            None => self.requests.with_label_values(&[label]).inc(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The pingora glue: reads request facts, asks `decision`/`endpoint`, and carries out the
 //! answer. No access rule lives here.
 
-use crate::conn::clip;
+use crate::conn::clipper;
 use crate::decision::{self, Decision};
 use crate::endpoint::{self, Reply, TokenRequest};
 use crate::path::{self, Target};
@@ -173,7 +173,7 @@ impl Proxy {
     /// before the client sees the response.
     fn decided(&self, ctx: &mut Ctx, label: &'static str) {
         ctx.label = Some(label);
-        self.guard.metrics.count_decision(label);
+        self.guard.metrics.requests.inc(label);
     }
 
     async fn token_endpoint(
@@ -247,8 +247,9 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // A body that stalls ends by the request's deadline (408), not pingora's 60 s.
-        session.set_read_timeout(Some(clip(DOWNSTREAM_READ)));
-        session.set_write_timeout(Some(clip(DOWNSTREAM_READ)));
+        let wait = clipper()(DOWNSTREAM_READ);
+        session.set_read_timeout(Some(wait));
+        session.set_write_timeout(Some(wait));
         let reg = self.guard.registry();
         ctx.registry = Some(reg.clone());
         let target = match path::normalise(session.req_header().raw_path()) {
@@ -270,11 +271,7 @@ impl ProxyHttp for Proxy {
         let is_token = target.path == reg.token_path();
         if is_token || target.path == reg.jwks_path() {
             let reply = self.token_endpoint(session, reg, !is_token).await?;
-            self.guard
-                .metrics
-                .token_requests
-                .with_label_values(&[reply.outcome])
-                .inc();
+            self.guard.metrics.token_requests.inc(reply.outcome);
             ctx.token_outcome = Some(reply.outcome);
             if let Some(client) = &reply.issued_to {
                 self.guard
@@ -367,6 +364,7 @@ impl ProxyHttp for Proxy {
         let reg = ctx.registry.as_ref().expect("set in request_filter");
         let up = &reg.upstream;
         let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
+        let clip = clipper();
         let o = &mut peer.options;
         o.connection_timeout = Some(clip(up.connect_timeout));
         o.total_connection_timeout = Some(clip(up.connect_timeout));
@@ -470,15 +468,10 @@ impl ProxyHttp for Proxy {
             self.guard
                 .metrics
                 .limit_rejections
-                .with_label_values(&["request_total_timeout"])
-                .inc();
+                .inc(crate::metrics::REQUEST_TOTAL_TIMEOUT);
         }
         if let Some(k) = kind {
-            self.guard
-                .metrics
-                .upstream_errors
-                .with_label_values(&[k])
-                .inc();
+            self.guard.metrics.upstream_errors.inc(k);
         }
         if code > 0 {
             let (title, detail) = match code {

@@ -164,12 +164,12 @@ impl Guard {
                 self.loaded();
                 let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
                 release_freed_memory();
-                self.metrics.reloads.with_label_values(&["success"]).inc();
+                self.metrics.reloads.inc("success");
                 tracing::info!(target: "ords_guard::reload", config = %self.config_path.display(), elapsed_ms, "config reloaded");
                 Ok(())
             }
             Err(e) => {
-                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                self.metrics.reloads.inc("failure");
                 for line in &e.lines {
                     tracing::error!(target: "ords_guard::reload", "config rejected, still serving the previous one: {line}");
                 }

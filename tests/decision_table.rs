@@ -65,13 +65,7 @@ async fn unmatched_deny_is_403_whatever_the_token() {
     }
     assert_eq!(backend.count(), 0, "a denied request reached the backend");
     // Protected paths still work under deny.
-    let r = g
-        .http
-        .get(g.url("/example/1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = g.get_as("/example/1", &token).await;
     assert_eq!(r.status(), 200);
 }
 
@@ -132,16 +126,7 @@ async fn bad_tokens_are_401_invalid_token() {
     let sign = |c: serde_json::Value| sign_es256(&keys, "test-1", &c);
     // The control: a hand-signed token with the right claims is accepted.
     let control = sign(claims(json!({})));
-    assert_eq!(
-        g.http
-            .get(g.url("/example/1"))
-            .bearer_auth(&control)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(g.get_as("/example/1", &control).await.status(), 200);
 
     let public_pem = std::fs::read(keys.join("signing.pub.pem")).unwrap();
     let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
@@ -200,13 +185,7 @@ async fn bad_tokens_are_401_invalid_token() {
         ),
     ];
     for (name, token, description) in &cases {
-        let r = g
-            .http
-            .get(g.url("/example/1"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let r = g.get_as("/example/1", &token).await;
         let c = challenge(&r);
         assert!(
             c.starts_with(
@@ -266,13 +245,7 @@ async fn valid_token_without_the_privilege_is_403_insufficient_scope() {
     let narrow = g
         .token("admin-client", ADMIN_SECRET, Some("example_write"))
         .await;
-    let r = g
-        .http
-        .get(g.url("/example/1"))
-        .bearer_auth(&narrow)
-        .send()
-        .await
-        .unwrap();
+    let r = g.get_as("/example/1", &narrow).await;
     problem(r, 403).await;
     assert_eq!(backend.count(), 0);
 }
@@ -298,26 +271,14 @@ async fn valid_token_with_the_privilege_is_forwarded() {
     );
     assert_eq!(seen.header("x-ords-privilege"), Some("example_write"));
     // GET there falls back to example_priv through /example/*.
-    let r = g
-        .http
-        .get(g.url("/example/orders/1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = g.get_as("/example/orders/1", &token).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         backend.last().header("x-ords-privilege"),
         Some("example_priv")
     );
     // A privilege without roles opens to any valid token.
-    let r = g
-        .http
-        .get(g.url("/open/doc"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = g.get_as("/open/doc", &token).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         g.metric("ords_guard_requests_total{decision=\"forwarded\"}")

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -15,19 +15,6 @@ fn get_with_headers(n: usize, value_len: usize) -> Vec<u8> {
     }
     r.extend_from_slice(b"\r\n");
     r
-}
-
-/// Poll `sample` on /metrics until `ok` holds (bounded).
-async fn wait_metric(g: &Guard, sample: &str, ok: impl Fn(f64) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = g.metric(sample).await;
-        if ok(v) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sample} stayed at {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -155,7 +142,7 @@ async fn connections_beyond_the_limit_get_503() {
 
     let first = TcpStream::connect(g.proxy).await.unwrap();
     let _second = TcpStream::connect(g.proxy).await.unwrap();
-    wait_metric(&g, open, |v| v == 2.0).await;
+    g.wait_metric(open, |v| v == 2.0).await;
 
     let (code, text) = g.raw(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(code, 503, "{text}");
@@ -165,7 +152,7 @@ async fn connections_beyond_the_limit_get_503() {
 
     // A place frees up: served again.
     drop(first);
-    wait_metric(&g, open, |v| v == 1.0).await;
+    g.wait_metric(open, |v| v == 1.0).await;
     let (code, _) = g
         .raw(b"GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         .await;
@@ -212,21 +199,9 @@ async fn token_body_and_bearer_limits_are_configurable() {
     // A real token fits; a longer one is refused unparsed.
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
     assert!(token.len() < 1024, "{}", token.len());
-    let r = g
-        .http
-        .get(g.url("/example/1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = g.get_as("/example/1", &token).await;
     assert_eq!(r.status(), 200);
-    let r = g
-        .http
-        .get(g.url("/example/1"))
-        .bearer_auth("a".repeat(1025))
-        .send()
-        .await
-        .unwrap();
+    let r = g.get_as("/example/1", "a".repeat(1025)).await;
     assert_eq!(r.status(), 401);
     let www = r.headers()["www-authenticate"].to_str().unwrap();
     assert!(
@@ -246,14 +221,10 @@ async fn idle_upstream_connections_are_closed() {
     let r = g.http.get(g.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     // The pooled connection is closed by the proxy once idle (the default keeps it 60 s).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while backend.closed.load(std::sync::atomic::Ordering::Acquire) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the upstream connection stayed open"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the upstream connection to close", || async {
+        backend.closed.load(std::sync::atomic::Ordering::Acquire) > 0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -96,16 +96,7 @@ async fn a_real_prometheus_scrapes_the_request_counts() {
         );
     }
     for _ in 0..4 {
-        assert_eq!(
-            g.http
-                .get(g.url("/example/1"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(g.get_as("/example/1", &token).await.status(), 200);
     }
 
     let prom = start_prometheus(g.admin);
@@ -190,12 +181,7 @@ async fn promtool_accepts_the_exposition() {
         .send()
         .await
         .unwrap();
-    g.http
-        .get(g.url("/example/1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    g.get_as("/example/1", &token).await;
     g.http.get(g.url("/public/1")).send().await.unwrap();
     let text = g.metrics().await;
     for family in [
@@ -264,16 +250,7 @@ async fn kubernetes_symlink_swap_reloads_without_a_signal() {
     let config = mount.join("ords-guard.yaml");
     let g = Guard::spawn(dir, config, proxy, admin, "/").await;
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
-    assert_eq!(
-        g.http
-            .get(g.url("/example/1"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(g.get_as("/example/1", &token).await.status(), 200);
 
     // The update: a new timestamped directory, then an atomic rename of `..data`.
     let revoked = Options {
@@ -297,14 +274,7 @@ async fn kubernetes_symlink_swap_reloads_without_a_signal() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let status = g
-            .http
-            .get(g.url("/example/1"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = g.get_as("/example/1", &token).await.status();
         if status == 403 {
             break;
         }
@@ -421,12 +391,7 @@ async fn logs_hold_no_secret_and_no_token() {
         assert_eq!(r.status(), 401);
     }
     for t in &tokens {
-        g.http
-            .get(g.url("/example/1"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .unwrap();
+        g.get_as("/example/1", &t).await;
         // Tokens in places they should not be: a query string, a failing request.
         g.http
             .get(g.url(&format!("/public/x?access_token={t}")))
@@ -440,12 +405,7 @@ async fn logs_hold_no_secret_and_no_token() {
             .await
             .unwrap();
         assert_eq!(r.status(), 504);
-        g.http
-            .get(g.url("/example/1"))
-            .bearer_auth(format!("{t}x"))
-            .send()
-            .await
-            .unwrap();
+        g.get_as("/example/1", format!("{t}x")).await;
     }
     let all = g.output();
     assert!(
@@ -509,29 +469,14 @@ async fn a_changed_key_file_reloads_with_the_config() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let r = g
-        .http
-        .get(g.url("/example/1"))
-        .bearer_auth(&old)
-        .send()
-        .await
-        .unwrap();
+    let r = g.get_as("/example/1", &old).await;
     assert_eq!(
         r.status(),
         401,
         "a token signed by the replaced key must fail"
     );
     let new = g.token("example-client", EXAMPLE_SECRET, None).await;
-    assert_eq!(
-        g.http
-            .get(g.url("/example/1"))
-            .bearer_auth(&new)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(g.get_as("/example/1", &new).await.status(), 200);
 }
 
 #[tokio::test]

@@ -14,7 +14,6 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// A CA and a leaf it signed for `localhost` and 127.0.0.1, as PEM.
 struct Pki {
@@ -77,13 +76,7 @@ async fn proxy_and_admin_serve_https_and_certificates_reload() {
 
     // The whole ORDS flow over https: token, then the protected call.
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
-    let r = g
-        .http
-        .get(g.url("/example/1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = g.get_as("/example/1", &token).await;
     assert_eq!(r.status(), 200);
     assert_eq!(backend.last().header("x-forwarded-proto"), Some("https"));
 
@@ -101,15 +94,7 @@ async fn proxy_and_admin_serve_https_and_certificates_reload() {
     let failures = "ords_guard_config_reloads_total{result=\"failure\"}";
     let before = g.metric(failures).await;
     write_atomically(&tls_dir_of(&g).join("cert.pem"), "not a certificate\n");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while g.metric(failures).await <= before {
-        assert!(
-            Instant::now() < deadline,
-            "no failed reload: {}",
-            g.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    g.wait_metric(failures, |v| v > before).await;
     let fresh = client_trusting(Some(&first.ca));
     let r = fresh.get(g.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -119,19 +104,10 @@ async fn proxy_and_admin_serve_https_and_certificates_reload() {
     write_atomically(&tls_dir_of(&g).join("key.pem"), &second.key);
     write_atomically(&tls_dir_of(&g).join("cert.pem"), &second.cert);
     let trusts_second = client_trusting(Some(&second.ca));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = trusts_second.get(g.url("/public/x")).send().await;
-        if matches!(&r, Ok(r) if r.status() == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate was not served: {r:?}\n{}",
-            g.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the new certificate to be served", || async {
+        matches!(trusts_second.get(g.url("/public/x")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
     let admin_now = trusts_second
         .get(format!("https://{admin}/healthz"))
         .send()
@@ -151,15 +127,7 @@ async fn proxy_and_admin_serve_https_and_certificates_reload() {
     let before = g.metric(failures).await;
     let text = std::fs::read_to_string(&g.config).unwrap();
     write_atomically(&g.config, &text.replace(LISTENER_TLS, ""));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while g.metric(failures).await <= before {
-        assert!(
-            Instant::now() < deadline,
-            "no failed reload: {}",
-            g.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    g.wait_metric(failures, |v| v > before).await;
     assert!(
         g.output().contains("cannot drop it in a reload"),
         "{}",

@@ -428,6 +428,25 @@ impl Guard {
             .unwrap_or(0.0)
     }
 
+    /// Poll `sample` on /metrics until `ok` holds for its value (bounded).
+    pub async fn wait_metric(&self, sample: &str, ok: impl Fn(f64) -> bool) {
+        eventually(
+            &format!("{sample} to change: {}", self.output()),
+            || async { ok(self.metric(sample).await) },
+        )
+        .await;
+    }
+
+    /// GET `path` with `Authorization: Bearer token`.
+    pub async fn get_as(&self, path: &str, token: impl std::fmt::Display) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Rewrite the config's registry part and send SIGHUP; returns once the reload counter
     /// for `result` moved (bounded wait on a condition, not a sleep).
     pub async fn reload_with(&self, registry: &str, result: &str) {
@@ -440,15 +459,7 @@ impl Guard {
         let sample = format!("ords_guard_config_reloads_total{{result=\"{result}\"}}");
         let before = self.metric(&sample).await;
         self.signal("HUP");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.metric(&sample).await <= before {
-            assert!(
-                Instant::now() < deadline,
-                "no reload ({result}) seen: {}",
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_metric(&sample, |v| v > before).await;
     }
 
     /// A token for `client` (client_secret_post), optionally narrowed by `scope`.
@@ -501,6 +512,20 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Poll `done` until it holds, for at most 15 s (a bound on a condition, not a sleep as
+/// synchronisation); panic naming `what` otherwise.
+pub async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done().await {
+        assert!(Instant::now() < deadline, "waited 15 s for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
