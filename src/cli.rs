@@ -345,6 +345,18 @@ fn check(config: &Path) -> ExitCode {
                 l.client_idle.as_millis(),
                 l.request_total.as_millis()
             );
+            if r.has_argon2 {
+                println!(
+                    "  argon2id secrets: at most {} checks a second, {} at once, {} waiting",
+                    l.argon2.per_second, l.argon2.concurrency, l.argon2.queue
+                );
+            }
+            if !r.trusted_proxies.is_empty() {
+                println!(
+                    "  trusted_proxies: {} range(s); behind them the client address comes from X-Forwarded-For",
+                    r.trusted_proxies.len()
+                );
+            }
             println!(
                 "  base_path {}  unmatched paths: {:?}",
                 if r.base.is_empty() { "/" } else { &r.base },

@@ -1,12 +1,18 @@
 //! The token endpoint, `POST {base_path}/oauth/token` (RFC 6749 §4.4, SPEC §4), and the JWKS.
 //!
-//! [`TokenEndpoint::handle`] is I/O-free: the proxy hands it the method, headers and body it
-//! read, and writes back the [`Reply`]. Client secrets are checked against their hashes in
-//! constant time; a correct argon2id secret is remembered (as a keyed hash, in memory) so a
-//! repeated correct request does not pay argon2 again.
+//! [`TokenEndpoint::handle`] does no network I/O: the proxy hands it the method, headers and
+//! body it read, and writes back the [`Reply`]. Client secrets are checked against their
+//! hashes in constant time; a correct argon2id secret is remembered (as a keyed hash, in
+//! memory) so a repeated correct request does not pay argon2 again. Every other argon2
+//! check waits for admission to [`Pool`] and runs there, off the proxy's threads.
+
+// `Err(Reply)` is an answer like `Ok(Reply)`, written once per request: boxing it would
+// allocate on every refusal to save a few bytes of stack.
+#![allow(clippy::result_large_err)]
 
 use crate::registry::{Client, Registry};
-use crate::secret::SecretHash;
+use crate::secret::pool::{Pool, Refusal};
+use crate::secret::{Argon2Hash, SecretHash};
 use crate::throttle::Throttle;
 use crate::token::{now, Claims};
 use base64::Engine;
@@ -14,6 +20,7 @@ use dashmap::DashSet;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 const VERIFIED_CACHE_MAX: usize = 10_000;
@@ -29,6 +36,8 @@ pub struct Reply {
     pub outcome: &'static str,
     /// The registered client a token was issued to.
     pub issued_to: Option<String>,
+    /// The limit that refused the request (`ords_guard_limit_rejections_total{limit}`).
+    pub limit: Option<&'static str>,
 }
 
 impl Reply {
@@ -43,6 +52,7 @@ impl Reply {
             body: serde_json::to_vec(&body).expect("json"),
             outcome,
             issued_to: None,
+            limit: None,
         }
     }
 
@@ -63,6 +73,7 @@ pub struct TokenRequest<'a> {
     pub authorization: Vec<&'a [u8]>,
     /// `None` when the body was larger than `limits.max_token_body_bytes`.
     pub body: Option<&'a [u8]>,
+    /// The client's address: the peer's, or the one `trusted_proxies` vouch for.
     pub peer: Option<IpAddr>,
 }
 
@@ -73,9 +84,11 @@ struct Presented {
     basic: bool,
 }
 
-/// State that outlives a registry generation: throttling and the verified-secret cache.
+/// State that outlives a registry generation: throttling, the verified-secret cache and the
+/// argon2 pool.
 pub struct TokenEndpoint {
     pub throttle: Throttle,
+    pub pool: Pool,
     verified: DashSet<[u8; 32]>,
     /// Keys the cache so a memory dump does not yield unsalted secret hashes.
     cache_key: [u8; 32],
@@ -87,6 +100,7 @@ impl Default for TokenEndpoint {
         rand::rngs::OsRng.fill_bytes(&mut cache_key);
         TokenEndpoint {
             throttle: Throttle::default(),
+            pool: Pool::new(),
             verified: DashSet::new(),
             cache_key,
         }
@@ -142,16 +156,31 @@ fn basic(value: &[u8]) -> Option<Result<(String, String), Reply>> {
     Some(Ok((decode(id), decode(secret))))
 }
 
+/// An argon2 check not admitted: 429 at once (RFC 6749 has no overload code for the token
+/// endpoint; `temporarily_unavailable` is its authorization-endpoint one, and says it).
+fn overloaded(r: Refusal) -> Reply {
+    let mut reply = Reply::error(
+        429,
+        "temporarily_unavailable",
+        "too many client secrets are being verified right now; retry after the Retry-After delay",
+    );
+    let secs = r.retry_after.as_secs() + u64::from(r.retry_after.subsec_nanos() > 0);
+    reply.headers.push(("Retry-After", secs.max(1).to_string()));
+    reply.outcome = "overloaded";
+    reply.limit = Some(r.limit);
+    reply
+}
+
 impl TokenEndpoint {
-    /// Handle a request to the token endpoint. May run argon2: call from a blocking context
-    /// when `reg.has_argon2`.
-    pub fn handle(&self, reg: &Registry, req: &TokenRequest<'_>) -> Reply {
-        match self.handle_inner(reg, req) {
+    /// Handle a request to the token endpoint. An argon2 check waits for the pool; every
+    /// other step runs inline and is cheap.
+    pub async fn handle(&self, reg: &Registry, req: &TokenRequest<'_>) -> Reply {
+        match self.handle_inner(reg, req).await {
             Ok(r) | Err(r) => r,
         }
     }
 
-    fn handle_inner(&self, reg: &Registry, req: &TokenRequest<'_>) -> Result<Reply, Reply> {
+    async fn handle_inner(&self, reg: &Registry, req: &TokenRequest<'_>) -> Result<Reply, Reply> {
         if req.method != "POST" {
             let mut r = Reply::error(
                 405,
@@ -208,7 +237,7 @@ impl TokenEndpoint {
             r.outcome = "throttled";
             return Err(r);
         }
-        let client = match self.authenticate(reg, &presented) {
+        let client = match self.authenticate(reg, &presented).await? {
             Some(c) => {
                 self.throttle.succeeded(&presented.id);
                 c
@@ -277,46 +306,80 @@ impl TokenEndpoint {
         }
     }
 
-    /// Check the presented secret against every slot, with no early exit, and pay the same
-    /// cost for an unknown id as for a wrong secret.
-    fn authenticate<'r>(&self, reg: &'r Registry, p: &Presented) -> Option<&'r Client> {
+    /// Check the presented secret against every slot, and take as long for an unknown id as
+    /// for a wrong secret. `Err` when an argon2 check was not admitted.
+    async fn authenticate<'r>(
+        &self,
+        reg: &'r Registry,
+        p: &Presented,
+    ) -> Result<Option<&'r Client>, Reply> {
+        let secret = p.secret.as_bytes();
         let Some(client) = reg.client(&p.id) else {
-            dummy(reg.has_argon2).verify(p.secret.as_bytes());
-            return None;
+            if reg.has_argon2 {
+                // Admitted like a real check (so a refusal says nothing about the id), then
+                // only waiting as long as one.
+                let ticket = self.admit(reg)?;
+                self.pool.pretend(ticket).await;
+            } else {
+                dummy().verify(secret);
+            }
+            return Ok(None);
         };
         let mut ok = false;
+        let mut slow: Vec<Arc<Argon2Hash>> = Vec::new();
         for h in &client.secrets {
-            ok |= self.verify_cached(&client.client_id, h, p.secret.as_bytes());
+            match h {
+                SecretHash::Sha256(_) => ok |= h.verify(secret),
+                SecretHash::Argon2id(a) => slow.push(a.clone()),
+            }
         }
-        ok.then_some(client)
+        if ok {
+            return Ok(Some(client));
+        }
+        if slow.is_empty() {
+            return Ok(None);
+        }
+        let fingerprints: Vec<[u8; 32]> = slow
+            .iter()
+            .map(|h| self.fingerprint(&client.client_id, h, secret))
+            .collect();
+        if fingerprints.iter().any(|fp| self.verified.contains(fp)) {
+            return Ok(Some(client));
+        }
+        let ticket = self.admit(reg)?;
+        if !self.pool.verify(ticket, slow, secret).await {
+            return Ok(None);
+        }
+        if self.verified.len() >= VERIFIED_CACHE_MAX {
+            self.verified.clear();
+        }
+        // Only one slot matched, but caching both fingerprints caches no wrong secret: each
+        // is of this secret, and a repeat will look for either.
+        for fp in fingerprints {
+            self.verified.insert(fp);
+        }
+        Ok(Some(client))
     }
 
-    fn verify_cached(&self, client_id: &str, h: &SecretHash, secret: &[u8]) -> bool {
-        let SecretHash::Argon2id(phc) = h else {
-            return h.verify(secret);
-        };
+    fn admit(&self, reg: &Registry) -> Result<crate::secret::pool::Ticket, Reply> {
+        self.pool
+            .admit(reg.limits.argon2, Instant::now())
+            .map_err(overloaded)
+    }
+
+    /// The verified-secret cache key: keyed, so a memory dump yields no unsalted hashes.
+    fn fingerprint(&self, client_id: &str, h: &Argon2Hash, secret: &[u8]) -> [u8; 32] {
         let mut d = Sha256::new();
         for part in [
             &self.cache_key[..],
             client_id.as_bytes(),
-            phc.as_bytes(),
+            h.phc.as_bytes(),
             secret,
         ] {
             d.update((part.len() as u64).to_be_bytes());
             d.update(part);
         }
-        let fp: [u8; 32] = d.finalize().into();
-        if self.verified.contains(&fp) {
-            return true;
-        }
-        let ok = h.verify(secret);
-        if ok {
-            if self.verified.len() >= VERIFIED_CACHE_MAX {
-                self.verified.clear();
-            }
-            self.verified.insert(fp);
-        }
-        ok
+        d.finalize().into()
     }
 
     fn issue(
@@ -364,28 +427,18 @@ impl TokenEndpoint {
     }
 }
 
-/// A hash to verify against when the id is unknown, so its cost matches a real client's.
-fn dummy(argon2: bool) -> &'static SecretHash {
+/// A hash to verify against when the id is unknown and every secret is `sha256:`, so its
+/// (tiny) cost matches a real client's.
+fn dummy() -> &'static SecretHash {
     use std::sync::OnceLock;
     static SHA: OnceLock<SecretHash> = OnceLock::new();
-    static ARGON: OnceLock<SecretHash> = OnceLock::new();
-    if argon2 {
-        ARGON.get_or_init(|| {
-            SecretHash::parse(&crate::secret::hash(
-                b"dummy",
-                crate::secret::Scheme::Argon2id,
-            ))
-            .expect("hash")
-        })
-    } else {
-        SHA.get_or_init(|| {
-            SecretHash::parse(&crate::secret::hash(
-                b"dummy",
-                crate::secret::Scheme::Sha256,
-            ))
-            .expect("hash")
-        })
-    }
+    SHA.get_or_init(|| {
+        SecretHash::parse(&crate::secret::hash(
+            b"dummy",
+            crate::secret::Scheme::Sha256,
+        ))
+        .expect("hash")
+    })
 }
 
 /// SPEC §4 scope rules: the token's roles and granted privileges.
@@ -444,6 +497,7 @@ pub fn jwks(reg: &Registry, method: &str) -> Reply {
         body: reg.tokens.jwks().to_vec(),
         outcome: "jwks",
         issued_to: None,
+        limit: None,
     }
 }
 
@@ -475,17 +529,19 @@ mod tests {
         serde_json::from_slice(&r.body).unwrap()
     }
 
-    #[test]
-    fn issues_a_token_with_all_roles_and_privileges() {
+    #[tokio::test]
+    async fn issues_a_token_with_all_roles_and_privileges() {
         let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
         let ep = TokenEndpoint::default();
-        let r = ep.handle(
-            &reg,
-            &req(
-                "grant_type=client_credentials&client_id=t1&client_secret=s3cret",
-                vec![],
-            ),
-        );
+        let r = ep
+            .handle(
+                &reg,
+                &req(
+                    "grant_type=client_credentials&client_id=t1&client_secret=s3cret",
+                    vec![],
+                ),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let b = body_json(&r);
         assert_eq!(b["token_type"], "bearer");
@@ -501,21 +557,23 @@ mod tests {
         assert!(r.headers.contains(&("Cache-Control", "no-store".into())));
     }
 
-    #[test]
-    fn scope_narrows_by_role_and_by_privilege() {
+    #[tokio::test]
+    async fn scope_narrows_by_role_and_by_privilege() {
         let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
         let ep = TokenEndpoint::default();
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("t1:s3cret")
         );
-        let r = ep.handle(
-            &reg,
-            &req(
-                "grant_type=client_credentials&scope=example_admin",
-                vec![basic.as_bytes()],
-            ),
-        );
+        let r = ep
+            .handle(
+                &reg,
+                &req(
+                    "grant_type=client_credentials&scope=example_admin",
+                    vec![basic.as_bytes()],
+                ),
+            )
+            .await;
         let b = body_json(&r);
         assert_eq!(b["scope"], "example_admin");
         let c = reg
@@ -526,33 +584,37 @@ mod tests {
             (c.roles.clone(), c.scope.as_str()),
             (vec!["example_admin".to_string()], "example_write")
         );
-        let r = ep.handle(
-            &reg,
-            &req(
-                "grant_type=client_credentials&scope=open_priv",
-                vec![basic.as_bytes()],
-            ),
-        );
+        let r = ep
+            .handle(
+                &reg,
+                &req(
+                    "grant_type=client_credentials&scope=open_priv",
+                    vec![basic.as_bytes()],
+                ),
+            )
+            .await;
         let c = reg
             .tokens
             .verify(body_json(&r)["access_token"].as_str().unwrap())
             .unwrap();
         assert_eq!((c.roles.len(), c.scope.as_str()), (0, "open_priv"));
-        let r = ep.handle(
-            &reg,
-            &req(
-                "grant_type=client_credentials&scope=example_priv+nope",
-                vec![basic.as_bytes()],
-            ),
-        );
+        let r = ep
+            .handle(
+                &reg,
+                &req(
+                    "grant_type=client_credentials&scope=example_priv+nope",
+                    vec![basic.as_bytes()],
+                ),
+            )
+            .await;
         assert_eq!(
             (r.status, body_json(&r)["error"].as_str()),
             (400, Some("invalid_scope"))
         );
     }
 
-    #[test]
-    fn basic_credentials_are_form_decoded() {
+    #[tokio::test]
+    async fn basic_credentials_are_form_decoded() {
         let secret = "p:ss+w%rd é";
         let (_d, reg) = with_secret(secret, Scheme::Sha256);
         let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -564,15 +626,17 @@ mod tests {
                 enc(secret)
             ))
         );
-        let r = TokenEndpoint::default().handle(
-            &reg,
-            &req("grant_type=client_credentials", vec![basic.as_bytes()]),
-        );
+        let r = TokenEndpoint::default()
+            .handle(
+                &reg,
+                &req("grant_type=client_credentials", vec![basic.as_bytes()]),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
 
-    #[test]
-    fn errors_follow_rfc6749() {
+    #[tokio::test]
+    async fn errors_follow_rfc6749() {
         let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
         let ep = TokenEndpoint::default();
         let good_basic = format!(
@@ -598,7 +662,7 @@ mod tests {
             (TokenRequest { method: "GET", ..req("", vec![]) }, 405, "invalid_request"),
         ];
         for (i, (r, status, code)) in cases.iter().enumerate() {
-            let rep = ep.handle(&reg, r);
+            let rep = ep.handle(&reg, r).await;
             assert_eq!(
                 (rep.status, body_json(&rep)["error"].as_str().unwrap()),
                 (*status, *code),
@@ -607,39 +671,42 @@ mod tests {
             assert!(!String::from_utf8_lossy(&rep.body).contains("s3cret"));
         }
         // Unknown id and wrong secret: same body.
-        let a = ep.handle(&reg, &cases[0].0);
-        let b = ep.handle(&reg, &cases[1].0);
+        let a = ep.handle(&reg, &cases[0].0).await;
+        let b = ep.handle(&reg, &cases[1].0).await;
         assert_eq!(a.body, b.body);
         // Basic failures carry the Basic challenge.
         assert!(ep
             .handle(&reg, &cases[2].0)
+            .await
             .headers
             .iter()
             .any(|(k, v)| *k == "WWW-Authenticate" && v.starts_with("Basic")));
     }
 
-    #[test]
-    fn disabled_client_is_unauthorized_client() {
+    #[tokio::test]
+    async fn disabled_client_is_unauthorized_client() {
         let extra = format!(
             "  - name: Off\n    client_id: off\n    secrets: [\"{}\"]\n    disabled: true\n",
             hash(b"x", Scheme::Sha256)
         );
         let (_d, reg) = registry(&extra, "allow");
-        let r = TokenEndpoint::default().handle(
-            &reg,
-            &req(
-                "grant_type=client_credentials&client_id=off&client_secret=x",
-                vec![],
-            ),
-        );
+        let r = TokenEndpoint::default()
+            .handle(
+                &reg,
+                &req(
+                    "grant_type=client_credentials&client_id=off&client_secret=x",
+                    vec![],
+                ),
+            )
+            .await;
         assert_eq!(
             (r.status, body_json(&r)["error"].as_str()),
             (400, Some("unauthorized_client"))
         );
     }
 
-    #[test]
-    fn repeated_failures_are_throttled_for_unknown_ids_too() {
+    #[tokio::test]
+    async fn repeated_failures_are_throttled_for_unknown_ids_too() {
         let (_d, reg) = with_secret("s3cret", Scheme::Sha256);
         let ep = TokenEndpoint {
             throttle: Throttle::new(3, 1000),
@@ -648,9 +715,9 @@ mod tests {
         for id in ["t1", "ghost"] {
             let body = format!("grant_type=client_credentials&client_id={id}&client_secret=wrong");
             for _ in 0..3 {
-                assert_eq!(ep.handle(&reg, &req(&body, vec![])).status, 401);
+                assert_eq!(ep.handle(&reg, &req(&body, vec![])).await.status, 401);
             }
-            let r = ep.handle(&reg, &req(&body, vec![]));
+            let r = ep.handle(&reg, &req(&body, vec![])).await;
             assert_eq!(r.status, 429, "{id}");
             assert!(r.headers.iter().any(|(k, _)| *k == "Retry-After"));
         }
@@ -663,20 +730,21 @@ mod tests {
                     vec![]
                 )
             )
+            .await
             .status,
             429
         );
     }
 
-    #[test]
-    fn argon2_is_paid_once_for_a_repeated_correct_secret() {
+    #[tokio::test]
+    async fn argon2_is_paid_once_for_a_repeated_correct_secret() {
         let (_d, reg) = with_secret("chosen words", Scheme::Argon2id);
         assert!(reg.has_argon2);
         let ep = TokenEndpoint::default();
         let body = "grant_type=client_credentials&client_id=t1&client_secret=chosen+words";
-        assert_eq!(ep.handle(&reg, &req(body, vec![])).status, 200);
+        assert_eq!(ep.handle(&reg, &req(body, vec![])).await.status, 200);
         assert_eq!(ep.verified.len(), 1);
-        assert_eq!(ep.handle(&reg, &req(body, vec![])).status, 200);
+        assert_eq!(ep.handle(&reg, &req(body, vec![])).await.status, 200);
         assert_eq!(ep.verified.len(), 1);
         // A wrong secret is not cached.
         assert_eq!(
@@ -687,6 +755,7 @@ mod tests {
                     vec![]
                 )
             )
+            .await
             .status,
             401
         );

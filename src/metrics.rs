@@ -17,14 +17,16 @@ pub const DECISIONS: [&str; 6] = [
     "bad_request",
 ];
 
-/// The `limit` label values of `ords_guard_limit_rejections_total` (the connection guard's refusals, and
-/// [`REQUEST_TOTAL_TIMEOUT`]).
-pub const LIMITS: [&str; 5] = [
+/// The `limit` label values of `ords_guard_limit_rejections_total` (the connection guard's refusals,
+/// [`REQUEST_TOTAL_TIMEOUT`], and the argon2 pool's admission refusals).
+pub const LIMITS: [&str; 7] = [
     "max_connections",
     "max_header_bytes",
     "max_headers",
     "client_header_timeout",
     REQUEST_TOTAL_TIMEOUT,
+    crate::secret::pool::BUDGET,
+    crate::secret::pool::QUEUE,
 ];
 /// A request that outlived `timeouts.request_total_ms` (answered 408/504, or cut).
 pub const REQUEST_TOTAL_TIMEOUT: &str = "request_total_timeout";
@@ -62,14 +64,14 @@ pub struct Metrics {
     pub requests: KnownLabels<6>,
     pub duration: Histogram,
     pub upstream_errors: KnownLabels<3>,
-    pub token_requests: KnownLabels<8>,
+    pub token_requests: KnownLabels<9>,
     pub tokens_issued: IntCounterVec,
     pub reloads: KnownLabels<2>,
     pub last_reload_success: Gauge,
     pub clients: IntGauge,
     pub privileges: IntGauge,
     pub connections: IntGaugeVec,
-    pub limit_rejections: KnownLabels<5>,
+    pub limit_rejections: KnownLabels<7>,
 }
 
 impl Default for Metrics {
@@ -124,6 +126,7 @@ impl Metrics {
                 "unauthorized_client",
                 "unsupported_grant_type",
                 "throttled",
+                "overloaded",
                 "jwks",
             ],
         );

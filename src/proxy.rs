@@ -44,6 +44,8 @@ pub struct Ctx {
     upstream_status: Option<u16>,
     /// The token endpoint's outcome label, for the access log.
     token_outcome: Option<&'static str>,
+    /// The client's address (behind `trusted_proxies`, the one they forwarded).
+    client_addr: Option<std::net::IpAddr>,
 }
 
 impl Drop for Ctx {
@@ -181,6 +183,7 @@ impl Proxy {
         session: &mut Session,
         reg: Arc<Registry>,
         is_jwks: bool,
+        client_addr: Option<std::net::IpAddr>,
     ) -> Result<Reply> {
         let method = session.req_header().method.as_str().to_string();
         if is_jwks {
@@ -197,28 +200,30 @@ impl Proxy {
             .iter()
             .map(|v| v.as_bytes().to_vec())
             .collect();
-        let peer = peer_ip(session);
-        let slow = reg.has_argon2;
-        let guard = self.guard.clone();
-        let run = move || {
-            let req = TokenRequest {
-                method: &method,
-                content_type: content_type.as_deref(),
-                authorization: authorization.iter().map(|v| v.as_slice()).collect(),
-                body: body.as_deref(),
-                peer,
-            };
-            guard.endpoint.handle(&reg, &req)
+        let req = TokenRequest {
+            method: &method,
+            content_type: content_type.as_deref(),
+            authorization: authorization.iter().map(|v| v.as_slice()).collect(),
+            body: body.as_deref(),
+            peer: client_addr,
         };
-        // argon2 costs milliseconds of CPU: keep it off the proxy's event loop.
-        if slow {
-            tokio::task::spawn_blocking(run)
-                .await
-                .map_err(|e| Error::because(ErrorType::InternalError, "token endpoint task", e))
-        } else {
-            Ok(run())
-        }
+        // argon2 runs on the endpoint's own pool, never on this thread.
+        Ok(self.guard.endpoint.handle(&reg, &req).await)
     }
+}
+
+/// The client's address for throttling and logs: the peer's, or the one the registry's
+/// `trusted_proxies` vouch for in `X-Forwarded-For`.
+fn client_addr(session: &Session, reg: &Registry) -> Option<std::net::IpAddr> {
+    let peer = peer_ip(session)?;
+    if reg.trusted_proxies.is_empty() {
+        return Some(peer);
+    }
+    let xff = session.req_header().headers.get_all("x-forwarded-for");
+    Some(
+        reg.trusted_proxies
+            .client_addr(peer, xff.iter().map(|v| v.as_bytes())),
+    )
 }
 
 #[async_trait]
@@ -238,6 +243,7 @@ impl ProxyHttp for Proxy {
             privilege: None,
             upstream_status: None,
             token_outcome: None,
+            client_addr: None,
         }
     }
 
@@ -268,10 +274,16 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         };
+        ctx.client_addr = client_addr(session, &reg);
         let is_token = target.path == reg.token_path();
         if is_token || target.path == reg.jwks_path() {
-            let reply = self.token_endpoint(session, reg, !is_token).await?;
+            let reply = self
+                .token_endpoint(session, reg, !is_token, ctx.client_addr)
+                .await?;
             self.guard.metrics.token_requests.inc(reply.outcome);
+            if let Some(limit) = reply.limit {
+                self.guard.metrics.limit_rejections.inc(limit);
+            }
             ctx.token_outcome = Some(reply.outcome);
             if let Some(client) = &reply.issued_to {
                 self.guard
@@ -519,6 +531,7 @@ impl ProxyHttp for Proxy {
             target: "ords_guard::access",
             method = %session.req_header().method,
             path,
+            client_addr = ctx.client_addr.map(tracing::field::display),
             status,
             decision = ctx.label.unwrap_or("token_endpoint"),
             client_id = ctx.client_id.as_deref().unwrap_or("-"),

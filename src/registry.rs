@@ -4,8 +4,10 @@
 //! full list of [`Diagnostic`]s. A reload compiles a new one and swaps it in atomically, so a
 //! request always sees one consistent generation.
 
+use crate::client_addr::TrustedProxies;
 use crate::config::{ClientConfig, Config, Diagnostic, Source, TlsConfig, Unmatched};
 use crate::pattern::{Matcher, Methods, Pattern};
+use crate::secret::pool::PoolLimits;
 use crate::secret::{Scheme, SecretHash};
 use crate::token::Tokens;
 use pingora::protocols::tls::CaType;
@@ -74,6 +76,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_token_body_bytes: usize,
+    /// The argon2 pool's admission bounds.
+    pub argon2: PoolLimits,
     pub client_header: Duration,
     pub client_idle: Duration,
     pub request_total: Duration,
@@ -101,6 +105,8 @@ pub struct Registry {
     pub tokens: Tokens,
     pub upstream: Upstream,
     pub limits: Limits,
+    /// Whose `X-Forwarded-For` names the client, for throttling and logs.
+    pub trusted_proxies: TrustedProxies,
     pub tls: ListenerTls,
     pub shutdown_grace: Duration,
     by_name: HashMap<String, usize>,
@@ -258,7 +264,25 @@ fn check_limits(cfg: &Config, errors: &mut Vec<Diagnostic>) {
         PINGORA_MAX_HEADER_BYTES,
         "",
     );
+    within(
+        "argon2_per_second",
+        l.argon2_per_second as usize,
+        1,
+        10_000,
+        "",
+    );
+    within(
+        "argon2_concurrency",
+        l.argon2_concurrency,
+        1,
+        MAX_ARGON2_CONCURRENCY,
+        " (each running check holds its argon2 memory)",
+    );
+    within("argon2_queue", l.argon2_queue, 0, 1024, "");
 }
+
+/// At most this many argon2 checks at once: each holds its memory cost (19 MiB by default).
+const MAX_ARGON2_CONCURRENCY: usize = 4;
 
 fn load_listener_tls(
     c: &TlsConfig,
@@ -307,6 +331,9 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         }
     }
     check_limits(cfg, &mut errors);
+    let trusted_proxies = TrustedProxies::parse(&cfg.trusted_proxies)
+        .map_err(|(i, e)| errors.push(Diagnostic::new(format!("trusted_proxies[{i}]"), e)))
+        .unwrap_or_default();
     let upstream = parse_upstream(&cfg.upstream)
         .map_err(|e| errors.push(Diagnostic::new("upstream", e)))
         .ok();
@@ -582,10 +609,16 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
                 max_header_bytes: cfg.limits.max_header_bytes,
                 max_headers: cfg.limits.max_headers,
                 max_token_body_bytes: cfg.limits.max_token_body_bytes,
+                argon2: PoolLimits {
+                    per_second: cfg.limits.argon2_per_second,
+                    concurrency: cfg.limits.argon2_concurrency,
+                    queue: cfg.limits.argon2_queue,
+                },
                 client_header: Duration::from_millis(t.client_header_ms),
                 client_idle: Duration::from_millis(t.client_idle_ms),
                 request_total: Duration::from_millis(t.request_total_ms),
             },
+            trusted_proxies,
             tls: listener_tls,
             shutdown_grace: Duration::from_millis(t.shutdown_grace_ms),
             by_name,

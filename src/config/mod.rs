@@ -38,6 +38,9 @@ pub struct Config {
     pub upstream_tls: Option<UpstreamTlsConfig>,
     #[serde(default)]
     pub unmatched: Unmatched,
+    /// CIDRs of proxies (an ingress) whose `X-Forwarded-For` names the client (SPEC §4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
     pub token: TokenConfig,
     #[serde(default)]
     pub privileges: Vec<PrivilegeConfig>,
@@ -101,6 +104,12 @@ pub struct Limits {
     pub max_token_body_bytes: usize,
     /// A bearer token; beyond: 401 `invalid_token`, never parsed.
     pub max_bearer_bytes: usize,
+    /// argon2id secret checks admitted per second, the whole process together; beyond: 429.
+    pub argon2_per_second: u32,
+    /// argon2id checks running at once (worker threads, one memory buffer each).
+    pub argon2_concurrency: usize,
+    /// argon2id checks waiting for a worker; beyond: 429 at once.
+    pub argon2_queue: usize,
 }
 
 impl Default for Limits {
@@ -111,6 +120,9 @@ impl Default for Limits {
             max_headers: 100,
             max_token_body_bytes: 8 * 1024,
             max_bearer_bytes: 8 * 1024,
+            argon2_per_second: 10,
+            argon2_concurrency: 1,
+            argon2_queue: 8,
         }
     }
 }
