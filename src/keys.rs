@@ -4,7 +4,7 @@
 use crate::config::Algorithm;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use ring::signature as ring_sig;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -15,8 +15,45 @@ pub const MIN_RSA_BITS: usize = 2048;
 /// A key that verifies tokens, and its public JWK if it has one.
 pub struct VerifyingKey {
     pub alg: Algorithm,
-    pub key: DecodingKey,
+    pub key: Verifier,
     pub jwk: Option<Value>,
+}
+
+/// A public key (or HMAC secret) checking JWS signatures. ES256 and RS256 on ring, whose
+/// assembly checks them 3x and 7x faster than the pure-Rust crates (criterion: 290 -> 92 µs,
+/// 239 -> 35 µs): a flood of distinct forged tokens, which no cache can answer, costs the
+/// proxy that much less. Ed25519 stays on ed25519-dalek: ring is no faster there (75 vs 73 µs).
+#[derive(Clone)]
+pub enum Verifier {
+    Hs256(ring::hmac::Key),
+    /// The SEC1 uncompressed point.
+    Es256(Vec<u8>),
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Rs256 {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+}
+
+impl Verifier {
+    /// Whether `signature` (raw bytes; ES256 as `r || s`, RFC 7518 §3.4) signs `message`.
+    /// The HMAC comparison is constant-time.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            Verifier::Hs256(k) => ring::hmac::verify(k, message, signature).is_ok(),
+            Verifier::Es256(point) => {
+                ring_sig::UnparsedPublicKey::new(&ring_sig::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, signature)
+                    .is_ok()
+            }
+            // Strict: no malleable signatures, no weak keys (RFC 8032 §5.1.7).
+            Verifier::Ed25519(k) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| k.verify_strict(message, &sig).is_ok()),
+            Verifier::Rs256 { n, e } => ring_sig::RsaPublicKeyComponents { n, e }
+                .verify(&ring_sig::RSA_PKCS1_2048_8192_SHA256, message, signature)
+                .is_ok(),
+        }
+    }
 }
 
 pub struct SigningKey {
@@ -30,7 +67,7 @@ pub struct SigningKey {
 
 /// A parsed private key that signs a JWS signing input.
 pub enum Signer {
-    Hs256(EncodingKey),
+    Hs256(ring::hmac::Key),
     Es256(p256::ecdsa::SigningKey),
     EdDsa(ed25519_dalek::SigningKey),
     Rs256(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
@@ -41,10 +78,7 @@ impl Signer {
     pub fn sign(&self, input: &[u8]) -> String {
         use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer as _};
         let bytes = match self {
-            Signer::Hs256(k) => {
-                return jsonwebtoken::crypto::sign(input, k, jsonwebtoken::Algorithm::HS256)
-                    .expect("HMAC signing cannot fail")
-            }
+            Signer::Hs256(k) => ring::hmac::sign(k, input).as_ref().to_vec(),
             Signer::Es256(k) => {
                 let sig: p256::ecdsa::Signature = k.sign(input);
                 sig.to_bytes().to_vec()
@@ -105,12 +139,13 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
     match alg {
         Algorithm::HS256 => {
             strong_hmac(&bytes, path)?;
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes);
             Ok(SigningKey {
                 alg,
-                signer: Signer::Hs256(EncodingKey::from_secret(&bytes)),
+                signer: Signer::Hs256(key.clone()),
                 verifying: VerifyingKey {
                     alg,
-                    key: DecodingKey::from_secret(&bytes),
+                    key: Verifier::Hs256(key),
                     jwk: None,
                 },
             })
@@ -175,7 +210,7 @@ pub fn load_verification(path: &Path, alg: Algorithm, kid: &str) -> Result<Verif
             strong_hmac(&bytes, path)?;
             Ok(VerifyingKey {
                 alg,
-                key: DecodingKey::from_secret(&bytes),
+                key: Verifier::Hs256(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes)),
                 jwk: None,
             })
         }
@@ -223,7 +258,7 @@ fn ec_verifying(pk: &p256::PublicKey, kid: &str) -> Result<VerifyingKey, String>
         B64.encode(point.x().expect("uncompressed")),
         B64.encode(point.y().expect("uncompressed")),
     );
-    let key = DecodingKey::from_ec_components(&x, &y).map_err(|e| e.to_string())?;
+    let key = Verifier::Es256(point.as_bytes().to_vec());
     let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "use": "sig", "alg": "ES256", "kid": kid});
     Ok(VerifyingKey {
         alg: Algorithm::ES256,
@@ -234,7 +269,7 @@ fn ec_verifying(pk: &p256::PublicKey, kid: &str) -> Result<VerifyingKey, String>
 
 fn ed_verifying(pk: &ed25519_dalek::VerifyingKey, kid: &str) -> Result<VerifyingKey, String> {
     let x = B64.encode(pk.as_bytes());
-    let key = DecodingKey::from_ed_components(&x).map_err(|e| e.to_string())?;
+    let key = Verifier::Ed25519(*pk);
     let jwk =
         json!({"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA", "kid": kid});
     Ok(VerifyingKey {
@@ -246,11 +281,14 @@ fn ed_verifying(pk: &ed25519_dalek::VerifyingKey, kid: &str) -> Result<Verifying
 
 fn rsa_verifying(pk: &rsa::RsaPublicKey, kid: &str) -> Result<VerifyingKey, String> {
     use rsa::traits::PublicKeyParts;
+    let key = Verifier::Rs256 {
+        n: pk.n().to_bytes_be(),
+        e: pk.e().to_bytes_be(),
+    };
     let (n, e) = (
         B64.encode(pk.n().to_bytes_be()),
         B64.encode(pk.e().to_bytes_be()),
     );
-    let key = DecodingKey::from_rsa_components(&n, &e).map_err(|e| e.to_string())?;
     let jwk = json!({"kty": "RSA", "n": n, "e": e, "use": "sig", "alg": "RS256", "kid": kid});
     Ok(VerifyingKey {
         alg: Algorithm::RS256,
