@@ -347,17 +347,15 @@ impl TokenEndpoint {
             return Ok(Some(client));
         }
         let ticket = self.admit(reg)?;
-        if !self.pool.verify(ticket, slow, secret).await {
+        let Some(matched) = self.pool.verify(ticket, slow, secret).await else {
             return Ok(None);
-        }
+        };
         if self.verified.len() >= VERIFIED_CACHE_MAX {
             self.verified.clear();
         }
-        // Only one slot matched, but caching both fingerprints caches no wrong secret: each
-        // is of this secret, and a repeat will look for either.
-        for fp in fingerprints {
-            self.verified.insert(fp);
-        }
+        // Only the slot that matched: a secret retired from the other slot by a reload must
+        // not stay remembered under the one that remains.
+        self.verified.insert(fingerprints[matched]);
         Ok(Some(client))
     }
 
@@ -760,6 +758,27 @@ mod tests {
             401
         );
         assert_eq!(ep.verified.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_secret_retired_by_a_reload_is_not_remembered() {
+        // Mid-rotation: two argon2id slots; the old secret is used, then the rotation ends
+        // and a reload keeps only the new slot (the same PHC string).
+        let (old, new) = (
+            hash(b"old one", Scheme::Argon2id),
+            hash(b"new one", Scheme::Argon2id),
+        );
+        let client = |secrets: &str| {
+            format!("  - name: Rotating\n    client_id: rot\n    secrets: [{secrets}]\n    roles: [example_role]\n")
+        };
+        let (_d1, both) = registry(&client(&format!("\"{old}\", \"{new}\"")), "allow");
+        let (_d2, after) = registry(&client(&format!("\"{new}\"")), "allow");
+        let ep = TokenEndpoint::default();
+        let body = "grant_type=client_credentials&client_id=rot&client_secret=old+one";
+        assert_eq!(ep.handle(&both, &req(body, vec![])).await.status, 200);
+        assert_eq!(ep.handle(&after, &req(body, vec![])).await.status, 401);
+        let body = "grant_type=client_credentials&client_id=rot&client_secret=new+one";
+        assert_eq!(ep.handle(&after, &req(body, vec![])).await.status, 200);
     }
 
     #[test]

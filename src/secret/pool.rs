@@ -88,8 +88,8 @@ impl Drop for Counted<'_> {
 struct Job {
     hashes: Vec<Arc<Argon2Hash>>,
     presented: Vec<u8>,
-    /// Whether one matched, and how long the hashing took.
-    reply: oneshot::Sender<(bool, Duration)>,
+    /// Which hash matched, if one did, and how long the hashing took.
+    reply: oneshot::Sender<(Option<usize>, Duration)>,
 }
 
 struct Workers {
@@ -126,13 +126,17 @@ impl Workers {
                 Ok(job) => {
                     let started = Instant::now();
                     // Every slot is checked: no early exit to time.
-                    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        job.hashes.iter().fold(false, |ok, h| {
-                            ok | h.verify_with(&job.presented, &mut memory)
-                        })
+                    let matched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let mut matched = None;
+                        for (i, h) in job.hashes.iter().enumerate() {
+                            if h.verify_with(&job.presented, &mut memory) {
+                                matched = matched.or(Some(i));
+                            }
+                        }
+                        matched
                     }))
-                    .unwrap_or(false);
-                    let _ = job.reply.send((ok, started.elapsed()));
+                    .unwrap_or(None);
+                    let _ = job.reply.send((matched, started.elapsed()));
                 }
                 Err(RecvTimeoutError::Timeout) => memory = Vec::new(),
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -233,25 +237,26 @@ impl Pool {
         Ok(ticket)
     }
 
-    /// Verify `presented` against every hash on a worker; true when one matches.
+    /// Verify `presented` against every hash on a worker: the index of the one that
+    /// matches (the first, if several do).
     pub async fn verify(
         &self,
         ticket: Ticket,
         hashes: Vec<Arc<Argon2Hash>>,
         presented: &[u8],
-    ) -> bool {
-        let ok = match self.run(hashes, presented).await {
-            Some((ok, took)) => {
+    ) -> Option<usize> {
+        let matched = match self.run(hashes, presented).await {
+            Some((matched, took)) => {
                 self.samples
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .record(took);
-                ok
+                matched
             }
-            None => false,
+            None => None,
         };
         drop(ticket);
-        ok
+        matched
     }
 
     /// Take as long as a real check would take now, without doing one. Until a real one
@@ -290,7 +295,7 @@ impl Pool {
         &self,
         hashes: Vec<Arc<Argon2Hash>>,
         presented: &[u8],
-    ) -> Option<(bool, Duration)> {
+    ) -> Option<(Option<usize>, Duration)> {
         self.start_workers();
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -386,15 +391,16 @@ mod tests {
         let pool = Pool::new();
         let h = argon(b"right");
         let t = pool.admit(ONE, Instant::now()).unwrap();
-        assert!(pool.verify(t, vec![h.clone()], b"right").await);
+        assert_eq!(pool.verify(t, vec![h.clone()], b"right").await, Some(0));
         let t = pool.admit(ONE, Instant::now()).unwrap();
-        // Two slots (rotation): the second matches.
-        assert!(
+        // Two slots (rotation): the second matches, and says so.
+        assert_eq!(
             pool.verify(t, vec![argon(b"old"), h.clone()], b"right")
-                .await
+                .await,
+            Some(1)
         );
         let t = pool.admit(ONE, Instant::now()).unwrap();
-        assert!(!pool.verify(t, vec![h], b"wrong").await);
+        assert_eq!(pool.verify(t, vec![h], b"wrong").await, None);
         assert_eq!(pool.workers(), 1);
         assert_eq!(pool.samples.lock().unwrap().ring.len(), 3);
         assert_eq!(pool.admitted.load(Ordering::Acquire), 0);
@@ -415,7 +421,7 @@ mod tests {
                 let t = pool.admit(two, Instant::now()).unwrap();
                 tokio::spawn(async move {
                     let presented: &[u8] = if i % 2 == 0 { b"pw" } else { b"no" };
-                    pool.verify(t, vec![h], presented).await
+                    pool.verify(t, vec![h], presented).await.is_some()
                 })
             })
             .collect();
