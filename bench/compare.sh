@@ -4,18 +4,12 @@
 #   bench/compare.sh OLD_BIN NEW_BIN      (ROUNDS=3 DURATION=10)
 set -euo pipefail
 OLD=$1; NEW=$2; ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}
+source "$(dirname "$0")/common.sh"
 WORK=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 B=$(port); P1=$(port); A1=$(port); P2=$(port); A2=$(port)
-mkdir -p "$WORK/nginx/logs"
-cat > "$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1; daemon off; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$B; location / { return 200 "backend ok\n"; } } }
-EOF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+start_nginx "$WORK" "$B"
 "$NEW" keygen --algorithm ES256 --out "$WORK/keys" >/dev/null
 SECRET=bench-secret-0123456789abcdefghijklmnopqrstuv
 HASH=$(printf '%s' "$SECRET" | "$NEW" hash-secret --scheme sha256)

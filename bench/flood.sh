@@ -26,13 +26,8 @@ RATE=${RATE:-50}
 CONC=${CONC:-16}
 FORGED_MAX_RATE=${FORGED_MAX_RATE:-2000}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || need+=(nginx-light)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source "$(dirname "$0")/common.sh"
+bench_tools
 ./scripts/setup.sh
 cargo build --release --quiet --bin ords-guard --example flood
 BIN=${BIN:-$PWD/target/release/ords-guard}
@@ -41,16 +36,9 @@ FLOOD=$PWD/target/release/examples/flood
 WORK=$(mktemp -d)
 cleanup() { kill "${GUARD_PID:-}" "${NGINX_PID:-}" "${FLOOD_PID:-}" "${WATCH_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port)
 
-mkdir -p "$WORK/nginx/logs"
-cat > "$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1; daemon off; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$BACKEND; location / { return 200 "backend ok\n"; } } }
-EOF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & NGINX_PID=$!
+start_nginx "$WORK" "$BACKEND"
 
 "$BIN" keygen --algorithm ES256 --out "$WORK/keys" >/dev/null
 ARGON=$(printf 'a chosen secret' | "$BIN" hash-secret --scheme argon2id)

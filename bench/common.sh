@@ -1,0 +1,26 @@
+# Shared by the bench scripts (sourced): tools, free ports, the nginx backend. Loopback only.
+
+# Install wrk and nginx when missing (Debian packages).
+bench_tools() {
+  local need=()
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v nginx >/dev/null || need+=(nginx-light)
+  if [ ${#need[@]} -gt 0 ]; then
+    local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+}
+
+# A free loopback port.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_nginx DIR PORT: a one-worker nginx answering 200 on every path, logs off; sets NGINX_PID.
+start_nginx() {
+  mkdir -p "$1/nginx/logs"
+  cat > "$1/nginx/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $1/nginx/nginx.pid; error_log $1/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$2; location / { return 200 "backend ok\n"; } } }
+CONF
+  nginx -p "$1/nginx" -c "$1/nginx/nginx.conf" & NGINX_PID=$!
+}
