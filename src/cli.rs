@@ -153,10 +153,19 @@ fn init_logging(format: LogFormat, level: &str) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stdout);
-    // `init` also bridges the `log` crate, which pingora logs through.
+    // `try_init` also bridges the `log` crate, which pingora logs through; `PingoraNoise`
+    // vetoes the pingora lines that flood or mislead.
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let noise = crate::logs::PingoraNoise::default();
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(noise)
+            .try_init(),
+        LogFormat::Text => builder.finish().with(noise).try_init(),
     };
 }
 

@@ -22,6 +22,7 @@ pub mod backend;
 pub mod cli;
 pub mod conn;
 pub mod demo;
+pub mod logs;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -135,6 +135,29 @@ fn spawn_readiness(server: &Server, guard: Arc<Guard>) {
     });
 }
 
+/// After the grace period, how long pingora may take to stop its services before the
+/// watchdog ends the process anyway.
+const EXIT_BOUND: Duration = Duration::from_secs(5);
+
+/// A shutdown must end even if a service runtime never does (issue #14: one proxy runtime
+/// kept its accept loop spinning after its I/O driver was gone, for good). From the signal
+/// on, a plain thread — no runtime involved — exits the process `within` later: with 0,
+/// since the drain itself was done.
+fn arm_exit_watchdog(signal: &'static str, within: Duration) {
+    let armed = std::thread::Builder::new()
+        .name("exit-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(within);
+            tracing::error!(target: "ords_guard", signal, within_ms = within.as_millis() as u64, "the services did not stop in time after the drain: exiting anyway");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            std::process::exit(0);
+        });
+    if let Err(e) = armed {
+        tracing::error!(target: "ords_guard", "cannot start the exit watchdog: {e}");
+    }
+}
+
 /// SIGTERM or SIGINT: readiness 503 at once, wait for requests in flight (up to
 /// `timeouts.shutdown_grace_ms`), then stop.
 struct Drain {
@@ -154,6 +177,7 @@ impl ShutdownSignalWatch for Drain {
         };
         self.guard.set_ready(false);
         let grace = self.guard.registry().shutdown_grace;
+        arm_exit_watchdog(name, grace + EXIT_BOUND);
         tracing::info!(target: "ords_guard", signal = name, in_flight = self.in_flight.load(Ordering::Acquire), grace_ms = grace.as_millis() as u64, "draining");
         let deadline = Instant::now() + grace;
         while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
@@ -163,6 +187,8 @@ impl ShutdownSignalWatch for Drain {
         if cut > 0 {
             tracing::warn!(target: "ords_guard", cut, "grace period over: cutting requests still in flight");
         }
+        // pingora's own line for this says "SIGINT received" whatever the signal (`logs`).
+        tracing::info!(target: "ords_guard", signal = name, "drained: stopping the listeners and exiting");
         ShutdownSignal::FastShutdown
     }
 }
