@@ -3,6 +3,7 @@
 # toolchain. Safe to run again; installs only what is missing.
 #   cmake       pingora-core builds zlib-ng through CMake
 #   prometheus  the tests start a real Prometheus (and promtool) against the admin port
+#   openssl     a test checks that keygen's keys are readable by `openssl pkey`
 set -euo pipefail
 
 if ! command -v cargo >/dev/null; then
@@ -12,6 +13,7 @@ fi
 
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
+command -v openssl >/dev/null || missing+=(openssl)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -682,6 +682,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_id_with_a_space_authenticates_both_ways() {
+        let extra = format!(
+            "  - name: Legacy\n    client_id: \"legacy client 7\"\n    secrets: [\"{}\"]\n    roles: [example_role]\n",
+            hash(b"s3cret", Scheme::Sha256)
+        );
+        let (_d, reg) = registry(&extra, "allow");
+        let ep = TokenEndpoint::default();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("legacy+client+7:s3cret")
+        );
+        let r = ep
+            .handle(
+                &reg,
+                &req("grant_type=client_credentials", vec![basic.as_bytes()]),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let r = ep
+            .handle(
+                &reg,
+                &req(
+                    "grant_type=client_credentials&client_id=legacy%20client%207&client_secret=s3cret",
+                    vec![],
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.issued_to.as_deref(), Some("legacy client 7"));
+    }
+
+    #[tokio::test]
     async fn disabled_client_is_unauthorized_client() {
         let extra = format!(
             "  - name: Off\n    client_id: off\n    secrets: [\"{}\"]\n    disabled: true\n",

@@ -320,7 +320,13 @@ pub fn generate(alg: Algorithm) -> Generated {
         }
         Algorithm::EdDSA => {
             let sk = ed25519_dalek::SigningKey::generate(&mut OsRng);
-            pem_pair(&sk, &sk.verifying_key())
+            // RFC 8410's PKCS#8 v1 form, without the public key attribute: ed25519-dalek
+            // writes v2, which OpenSSL 3 and Python's `cryptography` cannot read (we read both).
+            let v1 = ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: sk.to_bytes(),
+                public_key: None,
+            };
+            pem_pair(&v1, &sk.verifying_key())
         }
         Algorithm::RS256 => {
             let sk = rsa::RsaPrivateKey::new(&mut OsRng, MIN_RSA_BITS).expect("rsa keygen");
@@ -366,6 +372,48 @@ pub fn write_generated(dir: &Path, g: &Generated) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keygen_output_is_read_by_openssl() {
+        let Ok(v) = std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+        else {
+            panic!("openssl is needed for this test (Debian: openssl)");
+        };
+        assert!(v.status.success());
+        for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+            let dir = tempfile::tempdir().unwrap();
+            write_generated(dir.path(), &generate(alg)).unwrap();
+            for (file, public) in [("signing.pem", false), ("signing.pub.pem", true)] {
+                let mut cmd = std::process::Command::new("openssl");
+                cmd.arg("pkey");
+                if public {
+                    cmd.arg("-pubin");
+                }
+                let out = cmd
+                    .args(["-noout", "-in"])
+                    .arg(dir.path().join(file))
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{alg:?} {file}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_ed25519_key_with_the_public_attribute_still_loads() {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let sk = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let v2 = sk.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("v2.pem"), v2.as_bytes()).unwrap();
+        assert!(load_signing(&dir.path().join("v2.pem"), Algorithm::EdDSA, "k").is_ok());
+    }
 
     #[test]
     fn generated_keys_load_for_every_algorithm() {

@@ -476,10 +476,12 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             "client_id",
             &c.client_id,
         );
-        if c.client_id.chars().any(char::is_whitespace) {
+        // RFC 6749 Appendix A.1: client-id = *VSCHAR (%x20-7E), the space included (Basic
+        // form-encodes it).
+        if c.client_id.chars().any(|ch| !(' '..='~').contains(&ch)) {
             errors.push(Diagnostic::new(
                 format!("{at}.client_id"),
-                "client_id cannot contain whitespace",
+                "client_id may hold only printable ASCII, space included (RFC 6749 Appendix A.1)",
             ));
         }
         if !names.insert(c.name.clone()) {
@@ -815,6 +817,28 @@ mod tests {
         ] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn new_limits_and_trusted_proxies_are_validated_by_key() {
+        let sha = crate::secret::hash(b"x", Scheme::Sha256);
+        let y = format!(
+            "{HEAD}trusted_proxies: [\"10.0.0.0/8\", \"not-a-cidr\"]\nlimits:\n  argon2_concurrency: 9\n  argon2_per_second: 0\nclients:\n  - name: a\n    client_id: \"with space\"\n    secrets: [\"{sha}\"]\n  - name: b\n    client_id: \"caf\u{e9}\"\n    secrets: [\"{sha}\"]\n"
+        );
+        let errs = compile_str(&y).err().unwrap();
+        let expect = [
+            "g.yaml:8:33: key `trusted_proxies[1]`: `not-a-cidr` is not a CIDR",
+            "g.yaml:10:3: key `limits.argon2_concurrency`: 9 is out of range: use 1 to 4",
+            "g.yaml:11:3: key `limits.argon2_per_second`: 0 is out of range",
+            "g.yaml:17:5: key `clients[1].client_id`: client_id may hold only printable ASCII",
+        ];
+        for want in expect {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in {errs:#?}"
+            );
+        }
+        assert_eq!(errs.len(), expect.len(), "a space is a VSCHAR: {errs:#?}");
     }
 
     #[test]
