@@ -24,3 +24,9 @@ http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$2; 
 CONF
   nginx -p "$1/nginx" -c "$1/nginx/nginx.conf" & NGINX_PID=$!
 }
+
+# wait_ready ADMIN_PORT: until an ords-guard answers /readyz (at most 10 s).
+wait_ready() {
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "bench: ords-guard on admin port $1 not ready in 10 s" >&2; return 1
+}

@@ -26,7 +26,7 @@ EOF
 cfg old $P1 $A1; cfg new $P2 $A2
 RUST_LOG=warn "$OLD" run --config "$WORK/old.yaml" >/dev/null 2>&1 &
 RUST_LOG=warn "$NEW" run --config "$WORK/new.yaml" >/dev/null 2>&1 &
-for a in $A1 $A2; do for _ in $(seq 200); do curl -sf "http://127.0.0.1:$a/readyz" >/dev/null 2>&1 && break; sleep 0.05; done; done
+wait_ready "$A1"; wait_ready "$A2"
 TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$P2/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 rps() { wrk -t1 -c32 -d${DURATION}s "$@" | awk '/^Requests\/sec/ {print $2}'; }
 for r in $(seq $ROUNDS); do

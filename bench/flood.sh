@@ -52,7 +52,7 @@ privileges: [{name: example_priv, roles: [example_role], patterns: ["/example/*"
 clients: [{name: Chosen, client_id: chosen, secrets: ['$ARGON'], roles: [example_role]}]
 EOF
 RUST_LOG=warn "$BIN" run --config "$WORK/ords-guard.yaml" > "$WORK/guard.log" 2>&1 & GUARD_PID=$!
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
+wait_ready "$ADMIN"
 curl -sf "http://127.0.0.1:$PROXY/public" >/dev/null
 
 # Peak RSS of the guard while a phase runs: sampled every 100 ms into $WORK/rss.

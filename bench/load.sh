@@ -68,9 +68,7 @@ write_config "" "" "$WORK/hs256.yaml" "$HS_PROXY" "$HS_ADMIN" HS256 hskeys
 RUST_LOG=warn,ords_guard::reload=info "$BIN" run --config "$WORK/ords-guard.yaml" > "$WORK/guard.log" 2>&1 & GUARD_PID=$!
 RUST_LOG=warn "$BIN" run --config "$WORK/hs256.yaml" > "$WORK/hs.log" 2>&1 & HS_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
-for a in "$ADMIN" "$HS_ADMIN"; do
-  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$a/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
-done
+wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$FLOOR/" >/dev/null 2>&1 && break; sleep 0.05; done
 curl -sf "http://127.0.0.1:$BACKEND/" >/dev/null
 rss() { awk -v k="$1" '$1==k":" {print int($2/1024)}' "/proc/$GUARD_PID/status"; }

@@ -47,16 +47,20 @@ impl TrustedProxies {
 
     /// The client's address: `peer` itself unless it is trusted; then the rightmost
     /// `X-Forwarded-For` entry not trusted (the leftmost when all are, the peer when there
-    /// are none). `xff` holds the header's values in order (several headers are one list).
-    /// An entry that is not an address stops the walk at the hop that wrote it.
-    pub fn client_addr<'a>(&self, peer: IpAddr, xff: impl Iterator<Item = &'a [u8]>) -> IpAddr {
+    /// are none). `xff` holds the header's values in order (several headers are one list);
+    /// they are walked from the right, without copying. An entry that is not an address
+    /// stops the walk at the hop that wrote it.
+    pub fn client_addr<'a>(
+        &self,
+        peer: IpAddr,
+        xff: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> IpAddr {
         let peer = peer.to_canonical();
         if !self.trusts(peer) {
             return peer;
         }
-        let entries: Vec<&[u8]> = xff.flat_map(|v| v.split(|&b| b == b',')).collect();
         let mut client = peer;
-        for entry in entries.iter().rev() {
+        for entry in xff.rev().flat_map(|v| v.rsplit(|&b| b == b',')) {
             let Some(ip) = parse_entry(entry) else {
                 return client;
             };

@@ -74,7 +74,7 @@ pub struct TokenRequest<'a> {
     /// `None` when the body was larger than `limits.max_token_body_bytes`.
     pub body: Option<&'a [u8]>,
     /// The client's address: the peer's, or the one `trusted_proxies` vouch for.
-    pub peer: Option<IpAddr>,
+    pub client_addr: Option<IpAddr>,
 }
 
 /// Client authentication as presented.
@@ -225,7 +225,7 @@ impl TokenEndpoint {
         let started = Instant::now();
         if let Some(wait) = self
             .throttle
-            .blocked(Some(&presented.id), req.peer, started)
+            .blocked(Some(&presented.id), req.client_addr, started)
         {
             let mut r = Reply::error(
                 429,
@@ -243,7 +243,8 @@ impl TokenEndpoint {
                 c
             }
             None => {
-                self.throttle.failed(Some(&presented.id), req.peer, started);
+                self.throttle
+                    .failed(Some(&presented.id), req.client_addr, started);
                 let mut r = Reply::error(401, "invalid_client", "client authentication failed");
                 if presented.basic {
                     r.headers
@@ -511,7 +512,7 @@ mod tests {
             content_type: Some(b"application/x-www-form-urlencoded; charset=utf-8"),
             authorization: auth,
             body: Some(body.as_bytes()),
-            peer: Some("127.0.0.1".parse().unwrap()),
+            client_addr: Some("127.0.0.1".parse().unwrap()),
         }
     }
 

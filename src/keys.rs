@@ -282,14 +282,12 @@ fn ed_verifying(pk: &ed25519_dalek::VerifyingKey, kid: &str) -> Result<Verifying
 
 fn rsa_verifying(pk: &rsa::RsaPublicKey, kid: &str) -> Result<VerifyingKey, String> {
     use rsa::traits::PublicKeyParts;
+    let (n_bytes, e_bytes) = (pk.n().to_bytes_be(), pk.e().to_bytes_be());
+    let (n, e) = (B64.encode(&n_bytes), B64.encode(&e_bytes));
     let key = Verifier::Rs256 {
-        n: pk.n().to_bytes_be(),
-        e: pk.e().to_bytes_be(),
+        n: n_bytes,
+        e: e_bytes,
     };
-    let (n, e) = (
-        B64.encode(pk.n().to_bytes_be()),
-        B64.encode(pk.e().to_bytes_be()),
-    );
     let jwk = json!({"kty": "RSA", "n": n, "e": e, "use": "sig", "alg": "RS256", "kid": kid});
     Ok(VerifyingKey {
         alg: Algorithm::RS256,

@@ -205,7 +205,7 @@ impl Proxy {
             content_type: content_type.as_deref(),
             authorization: authorization.iter().map(|v| v.as_slice()).collect(),
             body: body.as_deref(),
-            peer: client_addr,
+            client_addr,
         };
         // argon2 runs on the endpoint's own pool, never on this thread.
         Ok(self.guard.endpoint.handle(&reg, &req).await)
@@ -258,6 +258,8 @@ impl ProxyHttp for Proxy {
         session.set_write_timeout(Some(wait));
         let reg = self.guard.registry();
         ctx.registry = Some(reg.clone());
+        // First, so every access line names the client, refused paths too.
+        ctx.client_addr = client_addr(session, &reg);
         let target = match path::normalise(session.req_header().raw_path()) {
             Ok(t) => t,
             Err(e) => {
@@ -274,7 +276,6 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         };
-        ctx.client_addr = client_addr(session, &reg);
         let is_token = target.path == reg.token_path();
         if is_token || target.path == reg.jwks_path() {
             let reply = self

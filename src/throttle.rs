@@ -1,7 +1,8 @@
 //! Throttling of failed client authentication at the token endpoint (SPEC §4).
 //!
 //! Failures are counted per presented client id — known and unknown alike, so a 429 says
-//! nothing about whether an id exists — and per peer address, in fixed windows. Memory is
+//! nothing about whether an id exists — and per client address (the peer's, or behind
+//! `trusted_proxies` the forwarded one), in fixed windows. Memory is
 //! bounded: past `MAX_ENTRIES` keys, expired windows are swept, and if that is not enough the
 //! table is cleared (an attacker flooding ids then only resets the counts to zero, never
 //! blocks a real client).

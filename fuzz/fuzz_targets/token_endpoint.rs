@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         content_type: Some(b"application/x-www-form-urlencoded"),
         authorization: if auth.is_empty() { vec![] } else { vec![auth] },
         body: Some(body),
-        peer: None,
+        client_addr: None,
     };
     // The fuzz registry holds `sha256:` secrets only, so nothing waits on the argon2 pool:
     // the answer is ready at the first poll.

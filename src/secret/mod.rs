@@ -80,15 +80,6 @@ impl Argon2Hash {
         self.params.block_count()
     }
 
-    /// The memory and time cost, which decide how long a verification takes.
-    pub fn cost(&self) -> (u32, u32, u32) {
-        (
-            self.params.m_cost(),
-            self.params.t_cost(),
-            self.params.p_cost(),
-        )
-    }
-
     /// Hash `presented` into `memory` (grown when too small, otherwise reused) and compare
     /// in constant time.
     pub fn verify_with(&self, presented: &[u8], memory: &mut Vec<Block>) -> bool {
@@ -227,7 +218,8 @@ mod tests {
         assert!(small.verify_with(b"pw", &mut memory));
         assert!(!small.verify_with(b"pW", &mut memory));
         assert_eq!(memory.len(), grown, "the larger buffer was reused");
-        assert_eq!(small.cost(), (12 * 1024, 3, 1));
+        let p = &small.params;
+        assert_eq!((p.m_cost(), p.t_cost(), p.p_cost()), (12 * 1024, 3, 1));
     }
 
     #[test]

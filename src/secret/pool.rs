@@ -32,22 +32,13 @@ const STAND_IN: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aG
 /// Real verification times remembered for stand-in delays.
 const SAMPLES: usize = 64;
 
-/// The pool's bounds, read from the current registry at each admission (they reload).
+/// The pool's bounds, read from the current registry at each admission (they reload);
+/// their defaults are `config::Limits`'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolLimits {
     pub per_second: u32,
     pub concurrency: usize,
     pub queue: usize,
-}
-
-impl Default for PoolLimits {
-    fn default() -> Self {
-        PoolLimits {
-            per_second: 10,
-            concurrency: 1,
-            queue: 8,
-        }
-    }
 }
 
 /// Why a check was not admitted, and when to try again.
@@ -336,7 +327,7 @@ impl Pool {
         }
     }
 
-    /// Worker threads running now (for tests and the bench).
+    /// Worker threads running now (for tests).
     pub fn workers(&self) -> usize {
         self.workers.running.load(Ordering::Acquire)
     }
