@@ -69,6 +69,9 @@ fn request_head(c: &mut Criterion) {
     c.bench_function("request_head_scan_420B", |b| {
         b.iter(|| ords_guard::conn::scan_head(black_box(head), 16 * 1024, 100))
     });
+    c.bench_function("request_head_check_420B", |b| {
+        b.iter(|| ords_guard::conn::head::check(black_box(head)).unwrap())
+    });
 }
 
 fn pattern_lookup(c: &mut Criterion) {

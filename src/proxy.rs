@@ -2,6 +2,7 @@
 //! answer. No access rule lives here.
 
 use crate::conn::clipper;
+use crate::conn::framing::ChunkError;
 use crate::decision::{self, Decision};
 use crate::endpoint::{self, Reply, TokenRequest};
 use crate::path::{self, Target};
@@ -457,7 +458,14 @@ impl ProxyHttp for Proxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         use ErrorType::*;
         let upstream = matches!(e.esource(), pingora::ErrorSource::Upstream);
+        // The connection guard refused the client's chunked body as it passed.
+        let bad_chunk = e
+            .root_cause()
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<ChunkError>());
         let (code, kind) = match e.etype() {
+            _ if bad_chunk.is_some() => (400, None),
             ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError
             | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => {
                 (502, Some("connect"))
@@ -487,7 +495,12 @@ impl ProxyHttp for Proxy {
             self.guard.metrics.upstream_errors.inc(k);
         }
         if code > 0 {
+            let chunk_detail =
+                bad_chunk.map(|c| format!("the chunked request body is malformed: {c}"));
             let (title, detail) = match code {
+                400 if chunk_detail.is_some() => {
+                    ("Bad Request", chunk_detail.as_deref().unwrap_or_default())
+                }
                 502 => ("Bad Gateway", "the upstream service could not be reached"),
                 504 => (
                     "Gateway Timeout",

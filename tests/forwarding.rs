@@ -89,10 +89,49 @@ async fn absolute_form_targets_are_reduced_to_their_path() {
     let (code, _) = g.raw(b"GET http://api.example//public/%61?b=1 HTTP/1.1\r\nHost: api.example\r\nConnection: close\r\n\r\n").await;
     assert_eq!(code, 200);
     assert_eq!(backend.last().target, "/public/a?b=1");
-    // pingora refuses an authority that contradicts Host before we see the request.
-    let (code, _) = g.raw(b"GET http://evil.example/public/a HTTP/1.1\r\nHost: api.example\r\nConnection: close\r\n\r\n").await;
-    assert_eq!(code, 400);
-    assert_eq!(backend.count(), 1);
+    assert_eq!(
+        backend.last().header("x-forwarded-host"),
+        Some("api.example")
+    );
+    // RFC 9112 §3.2.2: the target's authority is the host, whatever Host says.
+    let (code, _) = g.raw(b"GET http://other.example:8080/public/b HTTP/1.1\r\nHost: api.example\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(code, 200);
+    let seen = backend.last();
+    assert_eq!(seen.target, "/public/b");
+    assert_eq!(seen.header("x-forwarded-host"), Some("other.example:8080"));
+    // The reduced path meets every path rule, and a protected one its privilege.
+    for target in [
+        "http://a/public/../example/1",
+        "http://a/public/%2e%2e/x",
+        "http://a/public;x",
+    ] {
+        let (code, text) = g
+            .raw(
+                format!("GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await;
+        assert_eq!(code, 400, "{target}: {text}");
+        assert!(text.contains("application/problem+json"), "{text}");
+    }
+    let (code, _) = g
+        .raw(b"GET HTTP://A.example/example/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(code, 401);
+    // Userinfo, other schemes, authority-form and CONNECT: problem+json 400, never forwarded.
+    for line in [
+        "GET http://user@evil.example/public/a HTTP/1.1",
+        "GET ftp://a/public/a HTTP/1.1",
+        "GET a.example:443 HTTP/1.1",
+        "CONNECT a.example:443 HTTP/1.1",
+    ] {
+        let (code, text) = g.raw(format!("{line}\r\nHost: a\r\n\r\n").as_bytes()).await;
+        assert_eq!(code, 400, "{line}: {text}");
+        assert!(
+            text.contains("application/problem+json") && text.contains("\"status\":400"),
+            "{text}"
+        );
+    }
+    assert_eq!(backend.count(), 2);
 }
 
 #[tokio::test]

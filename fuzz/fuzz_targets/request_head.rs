@@ -1,8 +1,11 @@
-//! The connection guard's request-head scanner, on attacker bytes: no panic; fed in the
-//! chunks the input suggests it agrees with a one-shot scan; a head it calls complete ends
-//! with an empty line and fits the limit.
+//! The connection guard's request-head scanner and checker, on attacker bytes: no panic;
+//! fed in the chunks the input suggests the scanner agrees with a one-shot scan; a head it
+//! calls complete ends with an empty line and fits the limit; and a head `check` accepts
+//! (or the head it rewrites it to) is one httparse, pingora's parser, reads whole, so
+//! pingora never refuses or repairs what the guard let through.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use ords_guard::conn::head::check;
 use ords_guard::conn::{scan_head, Head, HeadScan};
 
 fuzz_target!(|data: &[u8]| {
@@ -20,6 +23,23 @@ fuzz_target!(|data: &[u8]| {
             head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n"),
             "{head:?}"
         );
+        if let Ok(checked) = check(head) {
+            let handed = checked.rewritten.as_deref().unwrap_or(head);
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            assert_eq!(
+                req.parse(handed),
+                Ok(httparse::Status::Complete(handed.len())),
+                "{}",
+                handed.escape_ascii()
+            );
+            if let Some(rewritten) = &checked.rewritten {
+                // The rewrite is itself accepted, as origin-form, framed the same way.
+                let again = check(rewritten).expect("a rewritten head passes the check");
+                assert_eq!(again.framing, checked.framing);
+                assert!(req.path.is_some_and(|p| p.starts_with('/')));
+            }
+        }
     }
     // Chunk boundaries: after every byte equal to the first one of the input.
     let mut scan = HeadScan::default();

@@ -4,19 +4,30 @@
 //! - counts it against `limits.max_connections` (over: 503, close);
 //! - reads each request head itself, bounded by `limits.max_header_bytes` and
 //!   `limits.max_headers` (over: 431) and by `timeouts.client_header_ms` (over: 408; nothing
-//!   at all sent: closed silently), then hands pingora the connection with the head put back;
+//!   at all sent: closed silently), and checks it strictly ([`head::check`]: 400 or 501),
+//!   then hands pingora the connection with the head put back;
+//! - gives pingora only the bytes of the request it serves ([`framing`]): bytes of pipelined
+//!   requests behind it stay here, and each is read, checked and served in turn;
 //! - closes a keep-alive connection idle for `timeouts.client_idle_ms`;
 //! - bounds each request by `timeouts.request_total_ms`: the proxy clips its own waits to
 //!   that deadline (408/504, see [`deadline`]), and a request still running a second later
 //!   is cut.
 //!
 //! pingora's own bounds are coarser (60 s per read, 1 MiB and 256 headers, no connection
-//! limit), and its answers to them are a bare close or a plain 400.
+//! limit), its answers to them are a bare close or a plain 400, and it closes a connection
+//! on which a second request arrived before the first was answered.
+
+pub mod framing;
+pub mod head;
+
+pub use head::{scan_head, Head, HeadScan};
 
 use crate::registry::Limits;
 use crate::state::Guard;
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
+use framing::ChunkedScan;
+use head::Framing;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -61,90 +72,6 @@ pub fn clipper() -> impl Fn(Duration) -> Duration {
         Some(left) => wait.min(left).max(Duration::from_millis(1)),
         None => wait,
     }
-}
-
-/// Where a request head ends, or why it never will.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Head {
-    /// More bytes are needed.
-    Incomplete,
-    /// The head is whole; `len` bytes including the empty line.
-    Complete {
-        len: usize,
-    },
-    TooLarge,
-    TooManyHeaders,
-}
-
-/// Finds the end of an HTTP/1 request head as its bytes arrive (RFC 9112 §2.2: empty lines
-/// before the request line are skipped; a bare LF ends a line, as httparse allows). Each
-/// call scans only the bytes added since the last, so a head sent a byte at a time costs
-/// linear time, not quadratic.
-#[derive(Debug, Default)]
-pub struct HeadScan {
-    /// First byte not yet looked at.
-    next: usize,
-    /// Where the request line starts, once a byte other than CR/LF was seen.
-    request_line: Option<usize>,
-    /// Where the current line starts.
-    line_start: usize,
-    /// Header lines seen so far.
-    headers: usize,
-}
-
-impl HeadScan {
-    /// `buf` must be the previous call's `buf` with bytes appended.
-    pub fn advance(&mut self, buf: &[u8], max_bytes: usize, max_headers: usize) -> Head {
-        if self.request_line.is_none() {
-            match buf[self.next..]
-                .iter()
-                .position(|b| *b != b'\r' && *b != b'\n')
-            {
-                Some(off) => {
-                    self.next += off;
-                    self.request_line = Some(self.next);
-                    self.line_start = self.next;
-                }
-                None => self.next = buf.len(),
-            }
-        }
-        if let Some(first) = self.request_line {
-            while let Some(off) = memchr_lf(&buf[self.next..]) {
-                let lf = self.next + off;
-                self.next = lf + 1;
-                let line = &buf[self.line_start..lf];
-                if line.is_empty() || line == b"\r" {
-                    return if self.next > max_bytes {
-                        Head::TooLarge
-                    } else {
-                        Head::Complete { len: self.next }
-                    };
-                }
-                if self.line_start > first {
-                    self.headers += 1;
-                    if self.headers > max_headers {
-                        return Head::TooManyHeaders;
-                    }
-                }
-                self.line_start = self.next;
-            }
-            self.next = buf.len();
-        }
-        if buf.len() >= max_bytes {
-            Head::TooLarge
-        } else {
-            Head::Incomplete
-        }
-    }
-}
-
-/// [`HeadScan`] over a whole buffer at once.
-pub fn scan_head(buf: &[u8], max_bytes: usize, max_headers: usize) -> Head {
-    HeadScan::default().advance(buf, max_bytes, max_headers)
-}
-
-fn memchr_lf(b: &[u8]) -> Option<usize> {
-    b.iter().position(|c| *c == b'\n')
 }
 
 /// Why a connection was answered and closed by the guard.
@@ -197,11 +124,66 @@ impl Refusal {
     }
 }
 
-/// A connection with bytes already read from it put back in front.
+/// Most bytes of pipelined requests held while pingora serves the one before them; past
+/// this the guard stops reading until pingora is done (TCP pushes back on the client).
+const MAX_HELD: usize = 64 * 1024;
+
+/// Where pingora is in the request it was handed, so it reads no further.
+#[derive(Debug)]
+enum Message {
+    /// The head (`left` bytes of it still at the front of `pending`), then the body.
+    Head {
+        left: usize,
+        body: Framing,
+    },
+    Length(u64),
+    Chunked(ChunkedScan),
+    /// The request is whole: what arrives now is the next one's, and stays in `pending`.
+    Done,
+}
+
+/// A connection with bytes already read from it put back in front, handed to pingora one
+/// request at a time.
 #[derive(Debug)]
 struct Conn {
     pending: BytesMut,
     io: Stream,
+    message: Message,
+    /// The client closed its side (after sending what is in `pending`).
+    eof: bool,
+}
+
+impl Conn {
+    /// Read more from the client into `pending`; `Ok(0)` when it has closed.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.eof {
+            return Poll::Ready(Ok(0));
+        }
+        self.pending.reserve(4096);
+        let n = std::task::ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.pending
+        ))?;
+        self.eof = n == 0;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Whether pingora has read all of the request it was handed.
+    fn request_whole(&self) -> bool {
+        match &self.message {
+            Message::Head { .. } => false,
+            Message::Length(left) => *left == 0,
+            Message::Chunked(scan) => scan.is_done(),
+            Message::Done => true,
+        }
+    }
+
+    /// Move `n` bytes from the front of `pending` to `buf`.
+    fn hand_over(&mut self, buf: &mut ReadBuf<'_>, n: usize) {
+        buf.put_slice(&self.pending[..n]);
+        self.pending.advance(n);
+    }
 }
 
 /// Wraps a listener's app with the guard. `listener` names it in logs and metrics.
@@ -247,8 +229,8 @@ impl<A> Drop for Slot<'_, A> {
 }
 
 enum Read {
-    /// A whole head is at the front of `pending`.
-    Head,
+    /// A whole head of this many bytes is at the front of `pending`.
+    Head(usize),
     /// Nothing arrived (idle), or the peer closed or failed: close without a word.
     Gone,
     Refused(Refusal),
@@ -269,7 +251,7 @@ async fn read_head(
     loop {
         if !conn.pending.is_empty() {
             match scan.advance(&conn.pending, l.max_header_bytes, l.max_headers) {
-                Head::Complete { .. } => return Read::Head,
+                Head::Complete { len } => return Read::Head(len),
                 Head::TooLarge => return Read::Refused(Refusal::HeaderBytes),
                 Head::TooManyHeaders => return Read::Refused(Refusal::Headers),
                 Head::Incomplete => {}
@@ -295,6 +277,13 @@ async fn read_head(
             Err(_) => return Read::Refused(Refusal::HeaderTimeout),
         }
     }
+}
+
+/// The client's address, for log lines written before pingora has a session.
+fn peer(io: &Stream) -> String {
+    io.get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+        .map_or_else(|| "-".to_string(), |ip| ip.to_string())
 }
 
 /// Answer with a problem document, then close, reading what the client still sends for a
@@ -338,6 +327,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let mut conn = Box::new(Conn {
             pending: BytesMut::new(),
             io,
+            message: Message::Done,
+            eof: false,
         });
         let mut settings: Option<HttpPersistentSettings> = None;
         // A new connection has `client_header` for its first head, counted from now.
@@ -345,24 +336,47 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let mut head_until = Some(idle_until);
         let over = open > limits.max_connections;
         loop {
-            let refusal =
+            let (refusal, len) =
                 match read_head(&mut conn, &limits, idle_until, head_until, shutdown).await {
                     Read::Gone => return None,
-                    Read::Refused(r) => Some(r),
-                    Read::Head if over => Some(Refusal::Connections),
-                    Read::Head => None,
+                    Read::Refused(r) => (Some(r), 0),
+                    Read::Head(_) if over => (Some(Refusal::Connections), 0),
+                    Read::Head(len) => (None, len),
                 };
             if let Some(r) = refusal {
                 metrics.limit_rejections.inc(r.limit());
                 let (status, title, detail, extra) = r.response(&limits);
-                let peer = conn
-                    .io
-                    .get_socket_digest()
-                    .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
-                    .map_or_else(|| "-".to_string(), |ip| ip.to_string());
-                tracing::warn!(target: "ords_guard::limits", listener = self.listener, limit = r.limit(), status, peer, "request refused by a limit");
+                tracing::warn!(target: "ords_guard::limits", listener = self.listener, limit = r.limit(), status, peer = %peer(&conn.io), "request refused by a limit");
                 refuse(&mut conn.io, status, title, &detail, extra).await;
                 return None;
+            }
+            match head::check(&conn.pending[..len]) {
+                Ok(checked) => {
+                    let mut left = len;
+                    if let Some(head) = checked.rewritten {
+                        left = head.len();
+                        let mut pending = BytesMut::from(&head[..]);
+                        pending.extend_from_slice(&conn.pending[len..]);
+                        conn.pending = pending;
+                    }
+                    conn.message = Message::Head {
+                        left,
+                        body: checked.framing,
+                    };
+                }
+                Err(malformed) => {
+                    metrics.requests.inc("bad_request");
+                    tracing::warn!(target: "ords_guard::access", listener = self.listener, status = malformed.status(), decision = "bad_request", client_addr = %peer(&conn.io), reason = %malformed, "request head refused");
+                    refuse(
+                        &mut conn.io,
+                        malformed.status(),
+                        malformed.title(),
+                        &format!("{malformed}; the request was not forwarded"),
+                        "",
+                    )
+                    .await;
+                    return None;
+                }
             }
             let mut session = ServerSession::new_http1(conn);
             match settings.take() {
@@ -401,6 +415,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 // Not the stream handed in: nothing to guard it with, so close.
                 Err(_) => return None,
             };
+            if !conn.request_whole() {
+                // pingora kept the connection without reading the whole request: where the
+                // next one starts is unknown, so it ends here.
+                return None;
+            }
             settings = next;
             idle_until = Instant::now() + limits.client_idle;
             head_until = None;
@@ -413,18 +432,80 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
 }
 
 impl AsyncRead for Conn {
+    /// pingora reads the request it was handed and nothing past it: the head, then the
+    /// body as its framing delimits it. Once the request is whole, reads return nothing
+    /// (pending) while what the client sends next is kept for the guard, except that a
+    /// client gone with nothing more sent reads as closed, as it would without the guard.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.pending.is_empty() {
-            let n = self.pending.len().min(buf.remaining());
-            buf.put_slice(&self.pending[..n]);
-            self.pending.advance(n);
+        let this = &mut *self;
+        if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        loop {
+            match &mut this.message {
+                Message::Head { left, body } => {
+                    let n = (*left).min(buf.remaining());
+                    let body = *body;
+                    *left -= n;
+                    if *left == 0 {
+                        this.message = match body {
+                            Framing::Empty => Message::Done,
+                            Framing::Length(n) => Message::Length(n),
+                            Framing::Chunked => Message::Chunked(ChunkedScan::default()),
+                        };
+                    }
+                    this.hand_over(buf, n);
+                    return Poll::Ready(Ok(()));
+                }
+                Message::Length(0) => this.message = Message::Done,
+                &mut Message::Length(left) => {
+                    if this.pending.is_empty() && std::task::ready!(this.poll_fill(cx))? == 0 {
+                        // Closed mid-body: pingora sees the end and fails the request.
+                        return Poll::Ready(Ok(()));
+                    }
+                    let n = this.pending.len().min(buf.remaining());
+                    let n = n.min(usize::try_from(left).unwrap_or(usize::MAX));
+                    this.message = Message::Length(left - n as u64);
+                    this.hand_over(buf, n);
+                    return Poll::Ready(Ok(()));
+                }
+                Message::Chunked(scan) => {
+                    if scan.is_done() {
+                        this.message = Message::Done;
+                        continue;
+                    }
+                    if this.pending.is_empty() && std::task::ready!(this.poll_fill(cx))? == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    let Message::Chunked(scan) = &mut this.message else {
+                        unreachable!()
+                    };
+                    let avail = this.pending.len().min(buf.remaining());
+                    let n = scan
+                        .advance(&this.pending[..avail])
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                    this.hand_over(buf, n);
+                    return Poll::Ready(Ok(()));
+                }
+                Message::Done => {
+                    // pingora only reads now to notice a client that went away while it
+                    // waits for the upstream. Hold what the client pipelines meanwhile.
+                    while this.pending.len() < MAX_HELD {
+                        match std::task::ready!(this.poll_fill(cx))? {
+                            0 if this.pending.is_empty() => return Poll::Ready(Ok(())),
+                            // Closed after sending more requests: it awaits their answers.
+                            0 => return Poll::Pending,
+                            _ => {}
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
     }
 }
 
@@ -511,50 +592,3 @@ impl GetSocketDigest for Conn {
 
 // Peeking is only used for the h2c preface, which is off: the default (unsupported) is right.
 impl Peek for Conn {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heads_are_found_and_bounded() {
-        let full = b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\nbody";
-        assert_eq!(scan_head(full, 1024, 10), Head::Complete { len: 33 });
-        assert_eq!(scan_head(&full[..20], 1024, 10), Head::Incomplete);
-        assert_eq!(scan_head(b"", 1024, 10), Head::Incomplete);
-        // Bare LF line ends and leading empty lines, as httparse accepts them.
-        assert_eq!(
-            scan_head(b"\r\n\r\nGET / HTTP/1.1\nHost: a\n\n", 1024, 10),
-            Head::Complete { len: 28 }
-        );
-        // Leading empty lines alone are not a head.
-        assert_eq!(scan_head(b"\r\n\r\n\r\n", 1024, 10), Head::Incomplete);
-        assert_eq!(scan_head(full, 32, 10), Head::TooLarge);
-        assert_eq!(scan_head(full, 33, 10), Head::Complete { len: 33 });
-        assert_eq!(scan_head(&[b'a'; 64], 64, 10), Head::TooLarge);
-        assert_eq!(scan_head(full, 1024, 2), Head::Complete { len: 33 });
-        assert_eq!(scan_head(full, 1024, 1), Head::TooManyHeaders);
-        // Fed a byte at a time, the scan agrees with the one-shot scan at every length.
-        for head in [
-            &full[..],
-            b"\r\n\nGET / HTTP/1.1\nA: 1\r\n\r\n",
-            b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n",
-        ] {
-            for (max_bytes, max_headers) in [(1024, 10), (20, 10), (1024, 1)] {
-                let mut scan = HeadScan::default();
-                for n in 1..=head.len() {
-                    let step = scan.advance(&head[..n], max_bytes, max_headers);
-                    assert_eq!(step, scan_head(&head[..n], max_bytes, max_headers), "{n}");
-                    if step != Head::Incomplete {
-                        break;
-                    }
-                }
-            }
-        }
-        // Counted before the head is whole, so a stream of short lines is refused early.
-        assert_eq!(
-            scan_head(b"GET / HTTP/1.1\r\na: 1\r\nb: 1\r\nc", 1024, 1),
-            Head::TooManyHeaders
-        );
-    }
-}
