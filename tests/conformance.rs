@@ -25,7 +25,7 @@ fn assert_problem(text: &str, status: u16, what: &str) {
 async fn malformed_request_lines_and_heads_are_400_problems_never_forwarded() {
     let backend = Backend::start().await;
     let g = Guard::start(Options::new(&backend)).await;
-    let heads: [&[u8]; 16] = [
+    let heads: [&[u8]; 17] = [
         // A raw space in the target: pingora would escape it to %20 and forward it.
         b"GET /public/a b HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET /public/a\tb HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -42,6 +42,7 @@ async fn malformed_request_lines_and_heads_are_400_problems_never_forwarded() {
         // Headers pingora refuses once it has parsed them.
         b"GET /public/a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         b"GET /public/a HTTP/1.1\r\nHost: a\r\nConnection: close, :authority\r\n\r\n",
+        b"GET /public/a HTTP/1.1\r\nHost: a\r\nConnection: Host\r\n\r\n",
         b"GET /public/a HTTP/1.1\r\n\r\n",
         // Authority-form and CONNECT.
         b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
@@ -63,7 +64,7 @@ async fn malformed_request_lines_and_heads_are_400_problems_never_forwarded() {
     assert_eq!(
         g.metric("ords_guard_requests_total{decision=\"bad_request\"}")
             .await,
-        17.0
+        18.0
     );
     // The refusal is logged as a decision, with the rule and no request bytes.
     let log = std::fs::read_to_string(&g.log).unwrap();

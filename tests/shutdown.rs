@@ -5,6 +5,8 @@
 mod common;
 
 use common::*;
+use std::net::SocketAddr;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,67 +31,150 @@ async fn responses(s: &mut TcpStream, n: usize) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Open connections in every state a client can leave one in: keep-alive after an answer,
+/// pipelined requests, idle, half a head, a refused head, a body still arriving, and an
+/// idle admin connection. They are returned so they stay open through the SIGTERM.
+async fn leave_connections(proxy: SocketAddr, admin: SocketAddr) -> Vec<TcpStream> {
+    let mut keep = TcpStream::connect(proxy).await.unwrap();
+    keep.write_all(b"GET /public/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(responses(&mut keep, 1).await.starts_with("HTTP/1.1 "));
+    let mut piped = TcpStream::connect(proxy).await.unwrap();
+    piped
+        .write_all(b"GET /public/b HTTP/1.1\r\nHost: t\r\n\r\nGET /example/x HTTP/1.1\r\nHost: t\r\n\r\nGET /public/c HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let _ = responses(&mut piped, 2).await;
+    let idle = TcpStream::connect(proxy).await.unwrap();
+    let mut half = TcpStream::connect(proxy).await.unwrap();
+    half.write_all(b"GET /public/c HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    // Heads refused: both framings, and a Connection option pingora refused itself.
+    let mut refused = TcpStream::connect(proxy).await.unwrap();
+    refused
+        .write_all(b"POST /public/d HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let mut nominated = TcpStream::connect(proxy).await.unwrap();
+    nominated
+        .write_all(b"GET /public/d HTTP/1.1\r\nHost: t\r\nConnection: :authority\r\n\r\n")
+        .await
+        .unwrap();
+    // A body still arriving: a request in flight.
+    let mut slow = TcpStream::connect(proxy).await.unwrap();
+    slow.write_all(b"POST /public/e HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+        .await
+        .unwrap();
+    let admin_idle = TcpStream::connect(admin).await.unwrap();
+    vec![
+        keep, piped, idle, half, refused, nominated, slow, admin_idle,
+    ]
+}
+
+/// After SIGTERM: exit 0 within `within`, a small log, and the true account of the drain.
+fn assert_clean_exit(
+    cycle: usize,
+    started: Instant,
+    within: Duration,
+    status: std::process::ExitStatus,
+    log: &str,
+) {
+    assert!(status.success(), "cycle {cycle}: {status}: {log}");
+    assert!(
+        started.elapsed() < within,
+        "cycle {cycle}: exited after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        log.len() < 256 * 1024,
+        "cycle {cycle}: {} bytes of log",
+        log.len()
+    );
+    assert!(
+        log.contains("drained: stopping the listeners and exiting"),
+        "cycle {cycle}: {log}"
+    );
+    assert!(
+        log.contains("\"signal\":\"SIGTERM\""),
+        "cycle {cycle}: {log}"
+    );
+    assert!(
+        !log.contains("SIGINT received"),
+        "pingora's misleading line: {log}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_exits_in_bounded_time_whatever_the_connections_do() {
     for cycle in 0..4 {
         let backend = Backend::start().await;
         let mut g = Guard::start(Options::new(&backend)).await;
-        // Keep-alive, one request answered, left open.
-        let mut keep = TcpStream::connect(g.proxy).await.unwrap();
-        keep.write_all(b"GET /public/a HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
-        assert!(responses(&mut keep, 1).await.starts_with("HTTP/1.1 200"));
-        // Two requests back to back on one connection.
-        let mut piped = TcpStream::connect(g.proxy).await.unwrap();
-        piped
-            .write_all(b"GET /public/b HTTP/1.1\r\nHost: t\r\n\r\nGET /example/x HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
-        let _ = responses(&mut piped, 1).await;
-        // Idle: connected, nothing sent. Half-open: half a head.
-        let _idle = TcpStream::connect(g.proxy).await.unwrap();
-        let mut half = TcpStream::connect(g.proxy).await.unwrap();
-        half.write_all(b"GET /public/c HTTP/1.1\r\nHo")
-            .await
-            .unwrap();
-        // A head pingora refuses (both framings).
-        let mut refused = TcpStream::connect(g.proxy).await.unwrap();
-        refused
-            .write_all(b"POST /public/d HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await
-            .unwrap();
-        // A body still arriving: a request in flight.
-        let mut slow = TcpStream::connect(g.proxy).await.unwrap();
-        slow.write_all(b"POST /public/e HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
-            .await
-            .unwrap();
-        // Admin connections too.
-        let _admin_idle = TcpStream::connect(g.admin).await.unwrap();
-
+        let _open = leave_connections(g.proxy, g.admin).await;
         let started = Instant::now();
         g.signal("TERM");
         let status = g.wait_exit(EXIT_WITHIN);
-        assert!(status.success(), "cycle {cycle}: {status}: {}", g.output());
-        assert!(
-            started.elapsed() < EXIT_WITHIN,
-            "cycle {cycle}: exited after {:?}",
-            started.elapsed()
-        );
         let log = std::fs::read_to_string(&g.log).unwrap();
-        assert!(
-            log.len() < 256 * 1024,
-            "cycle {cycle}: {} bytes of log",
-            log.len()
-        );
-        assert!(
-            log.contains("drained: stopping the listeners and exiting"),
-            "cycle {cycle}: {log}"
-        );
-        assert!(log.contains("\"signal\":\"SIGTERM\""));
-        assert!(
-            !log.contains("SIGINT received"),
-            "pingora's misleading line: {log}"
-        );
+        assert_clean_exit(cycle, started, EXIT_WITHIN, status, &log);
+    }
+}
+
+/// The same in `demo` mode, where the embedded backend is a third service to stop (the
+/// two hangs seen in the field were demo processes). The example config's grace is 10 s.
+#[tokio::test]
+async fn demo_sigterm_exits_in_bounded_time_whatever_the_connections_do() {
+    let within = Duration::from_secs(10 + 5 + 3);
+    for cycle in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let (proxy, admin, backend) = (free_port(), free_port(), free_port());
+        let addr = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
+        let log = dir.path().join("demo.out");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+            .args(["--log-format", "json", "demo", "--listen"])
+            .arg(addr(proxy).to_string())
+            .arg("--admin-listen")
+            .arg(addr(admin).to_string())
+            .arg("--backend-listen")
+            .arg(addr(backend).to_string())
+            .arg("--dir")
+            .arg(dir.path().join("demo"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("demo.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let output = || {
+            format!(
+                "{}{}",
+                std::fs::read_to_string(&log).unwrap_or_default(),
+                std::fs::read_to_string(dir.path().join("demo.err")).unwrap_or_default()
+            )
+        };
+        let http = http_client();
+        eventually(&format!("the demo to be ready: {}", output()), || async {
+            matches!(http.get(format!("http://{}/readyz", addr(admin))).send().await, Ok(r) if r.status() == 200)
+        })
+        .await;
+        let _open = leave_connections(addr(proxy), addr(admin)).await;
+        let started = Instant::now();
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > within {
+                let _ = child.kill();
+                panic!(
+                    "cycle {cycle}: the demo did not exit within {within:?}: {}",
+                    output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_clean_exit(cycle, started, within, status, &output());
     }
 }

@@ -177,13 +177,18 @@ impl std::fmt::Display for Malformed {
             Malformed::TransferEncodingHttp10 => "an HTTP/1.0 request must not carry Transfer-Encoding",
             Malformed::TransferEncoding => "Transfer-Encoding must be sent once, with `chunked` as its only, final coding",
             Malformed::UnsupportedCoding => "only the `chunked` transfer coding is relayed",
-            Malformed::ConnectionOption => "a Connection header option is not an HTTP token",
+            Malformed::ConnectionOption => "a Connection header option is not an HTTP token or names a field the proxy sets (Host, X-Forwarded-*), or there are 10 or more",
             Malformed::FramingLookalike => "a header name spells Content-Length or Transfer-Encoding with `_` (backends that read `_` as `-` would frame the body differently)",
         })
     }
 }
 
 impl std::error::Error for Malformed {}
+
+/// pingora refuses ten or more `Connection` options.
+const MAX_CONNECTION_OPTIONS: usize = 10;
+/// The longest header name the `http` crate (pingora's header map) takes.
+const MAX_NAME: usize = (1 << 16) - 1;
 
 /// `tchar` (RFC 9110 §5.6.2), as a table: every header name byte is looked up.
 const TCHAR: [bool; 256] = {
@@ -344,6 +349,7 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
     let (mut hosts, mut lengths, mut encodings) = (0usize, 0usize, 0usize);
     let mut length = None;
     let mut drop_upgrade = false;
+    let mut connection_options = 0;
     for field in lines {
         if matches!(field[0], b' ' | b'\t') {
             return Err(Malformed::ObsFold);
@@ -356,7 +362,7 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
         if name.last().is_some_and(|b| matches!(b, b' ' | b'\t')) {
             return Err(Malformed::SpaceBeforeColon);
         }
-        if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
+        if name.is_empty() || name.len() > MAX_NAME || !name.iter().all(|b| is_tchar(*b)) {
             return Err(Malformed::HeaderName);
         }
         if !value.iter().all(|b| is_value_byte(*b)) {
@@ -397,12 +403,27 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
                 return Err(Malformed::UnsupportedCoding);
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            let options = value.split(|b| *b == b',').map(trim_ows);
-            if !options
-                .filter(|o| !o.is_empty())
-                .all(|o| o.iter().all(|b| is_tchar(*b)))
-            {
-                return Err(Malformed::ConnectionOption);
+            // What pingora refuses when it builds the upstream request (with a bare cause),
+            // refused here with the reason.
+            for option in value.split(|b| *b == b',').map(trim_ows) {
+                if option.is_empty() {
+                    continue;
+                }
+                connection_options += 1;
+                let proxy_sets = [
+                    &b"host"[..],
+                    b"x-forwarded-for",
+                    b"x-forwarded-host",
+                    b"x-forwarded-proto",
+                ]
+                .iter()
+                .any(|n| option.eq_ignore_ascii_case(n));
+                if !option.iter().all(|b| is_tchar(*b))
+                    || proxy_sets
+                    || connection_options >= MAX_CONNECTION_OPTIONS
+                {
+                    return Err(Malformed::ConnectionOption);
+                }
             }
         } else if name.eq_ignore_ascii_case(b"transfer_encoding")
             || name.eq_ignore_ascii_case(b"content_length")
@@ -745,6 +766,14 @@ mod tests {
             ("Host: a\r\nX(: 1\r\n", Malformed::HeaderName),
             (
                 "Host: a\r\nConnection: close, :authority\r\n",
+                Malformed::ConnectionOption,
+            ),
+            (
+                "Host: a\r\nConnection: X-Forwarded-For\r\n",
+                Malformed::ConnectionOption,
+            ),
+            (
+                "Host: a\r\nConnection: a,b,c,d,e\r\nConnection: f,g,h,i,j\r\n",
                 Malformed::ConnectionOption,
             ),
             (
