@@ -1,10 +1,12 @@
 //! pingora's own log lines that must neither flood nor mislead (issue #14).
 //!
 //! - "Accept() failed": pingora's accept loop logs every failed `accept()` and retries at
-//!   once. Seen after a shutdown race: 288 million lines in ten minutes. At most
-//!   [`ACCEPT_ERRORS_PER_SECOND`] pass; the shutdown watchdog (`server`) bounds how long.
-//! - "SIGINT received, exiting": pingora's words for the `FastShutdown` our drain returns,
-//!   on SIGTERM too. Dropped: the drain logs the real signal and what it did.
+//!   once. Seen after a shutdown race (closed since: `server::Drain`): 288 million lines in
+//!   ten minutes. At most [`ACCEPT_ERRORS_PER_SECOND`] pass; the shutdown watchdog
+//!   (`server`) bounds how long.
+//! - "SIGTERM received, gracefully exiting" and "SIGINT received, exiting": pingora's
+//!   words for the shutdown our drain returns, whatever the signal was. Dropped: the drain
+//!   logs the real signal and what it did.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,7 +31,9 @@ struct Window {
 impl PingoraNoise {
     /// Whether a line of `target` saying `message` is written at `now`.
     fn keep(&self, target: &str, message: &str, now: Instant) -> bool {
-        if target == "pingora_core::server" && message.starts_with("SIGINT received") {
+        if target == "pingora_core::server"
+            && (message.starts_with("SIGINT received") || message.starts_with("SIGTERM received"))
+        {
             return false;
         }
         if target == "pingora_core::services::listening" && message.starts_with("Accept() failed") {
@@ -113,6 +117,11 @@ mod tests {
         let n = PingoraNoise::default();
         let now = Instant::now();
         assert!(!n.keep("pingora_core::server", "SIGINT received, exiting", now));
+        assert!(!n.keep(
+            "pingora_core::server",
+            "SIGTERM received, gracefully exiting",
+            now
+        ));
         assert!(n.keep("pingora_core::server", "Bootstrap starting", now));
         assert!(n.keep("ords_guard::access", "SIGINT received", now));
     }

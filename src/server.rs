@@ -140,7 +140,8 @@ fn spawn_readiness(server: &Server, guard: Arc<Guard>) {
 const EXIT_BOUND: Duration = Duration::from_secs(5);
 
 /// A shutdown must end even if a service runtime never does (issue #14: one proxy runtime
-/// kept its accept loop spinning after its I/O driver was gone, for good). From the signal
+/// kept its accept loop spinning after its I/O driver was gone, for good; `Drain` says why
+/// and no longer lets it happen; this bounds whatever else might). From the signal
 /// on, a plain thread — no runtime involved — exits the process `within` later: with 0,
 /// since the drain itself was done.
 fn arm_exit_watchdog(signal: &'static str, within: Duration) {
@@ -187,8 +188,15 @@ impl ShutdownSignalWatch for Drain {
         if cut > 0 {
             tracing::warn!(target: "ords_guard", cut, "grace period over: cutting requests still in flight");
         }
-        // pingora's own line for this says "SIGINT received" whatever the signal (`logs`).
+        // pingora's own line for this says "SIGTERM received" whatever the signal (`logs`).
         tracing::info!(target: "ords_guard", signal = name, "drained: stopping the listeners and exiting");
-        ShutdownSignal::FastShutdown
+        // Not `FastShutdown`: that tears the runtimes down without telling the accept loops
+        // to stop. A loop running on one runtime whose listener is registered with
+        // another's I/O driver then gets an error from every accept() once that driver is
+        // gone and retries at once without yielding, so its own runtime never stops (the
+        // hang of issue #14). `GracefulTerminate` broadcasts the shutdown first, so every
+        // such retry also finds the shutdown branch ready and the loop ends; with our grace
+        // period of 0 pingora does not wait before stopping the runtimes.
+        ShutdownSignal::GracefulTerminate
     }
 }

@@ -101,8 +101,14 @@ fn assert_clean_exit(
         "cycle {cycle}: {log}"
     );
     assert!(
-        !log.contains("SIGINT received"),
+        !log.contains("SIGINT received") && !log.contains("SIGTERM received"),
         "pingora's misleading line: {log}"
+    );
+    // The accept loops were told to stop: none spun on a runtime already gone.
+    assert!(!log.contains("Accept() failed"), "cycle {cycle}: {log}");
+    assert!(
+        !log.contains("did not stop in time"),
+        "cycle {cycle}: the watchdog had to end it: {log}"
     );
 }
 
