@@ -10,6 +10,7 @@ pub mod config;
 pub mod decision;
 pub mod endpoint;
 pub mod keys;
+pub mod oauth;
 pub mod path;
 pub mod pattern;
 pub mod registry;
