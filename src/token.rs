@@ -63,6 +63,8 @@ pub enum TokenError {
     NotYetValid,
     WrongIssuer,
     WrongAudience,
+    /// Issued longer ago than an issuer's `max_age_seconds` (SPEC §9).
+    TooOld,
     MissingClaim(String),
 }
 
@@ -78,6 +80,7 @@ impl fmt::Display for TokenError {
             TokenError::NotYetValid => f.write_str("the token is not yet valid"),
             TokenError::WrongIssuer => f.write_str("the token has the wrong issuer"),
             TokenError::WrongAudience => f.write_str("the token has the wrong audience"),
+            TokenError::TooOld => f.write_str("the token was issued too long ago"),
             TokenError::MissingClaim(c) => write!(f, "the token lacks the {c} claim"),
         }
     }
