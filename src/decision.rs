@@ -2,7 +2,9 @@
 //! to a [`Decision`]. The proxy only carries it out; metrics count it by [`Decision::label`].
 
 use crate::config::Unmatched;
-use crate::registry::Registry;
+use crate::oauth::issuer::{IssuerError, Unverified};
+use crate::oauth::jwks::KeyMiss;
+use crate::registry::{Privilege, Registry};
 use crate::token::TokenError;
 use std::fmt;
 
@@ -68,10 +70,16 @@ impl fmt::Display for Invalid {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub client_id: String,
-    pub client_name: String,
-    /// The token's roles the client still has.
+    /// The registry client's name; none for an identity provider's token.
+    pub client_name: Option<String>,
+    /// Our own tokens: the token's roles the client still has. An issuer's: the role
+    /// claim's roles that some privilege names.
     pub roles: Vec<String>,
     pub privilege: String,
+    /// The `issuers[]` entry's name, for an identity provider's token (SPEC §9).
+    pub issuer: Option<String>,
+    /// Its `sub`.
+    pub subject: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +103,12 @@ pub enum Decision {
         privilege: String,
         client_id: String,
     },
+    /// Protected, the token names an identity provider whose keys ords-guard has never had
+    /// (503: it cannot check the token; the client did nothing wrong).
+    IssuerUnavailable {
+        privilege: String,
+        issuer: String,
+    },
 }
 
 impl Decision {
@@ -106,6 +120,7 @@ impl Decision {
             Decision::Unmatched | Decision::InsufficientScope { .. } => "forbidden",
             Decision::Unauthenticated { .. } => "unauthenticated",
             Decision::InvalidToken { .. } => "invalid_token",
+            Decision::IssuerUnavailable { .. } => "issuer_unavailable",
         }
     }
 
@@ -134,6 +149,16 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
         }
         Credentials::Bearer(t) => t,
     };
+    // Tokens are routed by their unverified `iss` when identity providers are configured;
+    // our own, once verified, are known by the cache and need no routing.
+    if !reg.issuers.is_empty() && !reg.tokens.knows(token) {
+        if let Ok(unverified) = Unverified::parse(token, reg.tokens.max_len) {
+            let iss = unverified.iss().unwrap_or_default();
+            if iss != reg.tokens.issuer {
+                return decide_issuer(reg, privilege, &unverified, iss);
+            }
+        }
+    }
     let claims = match reg.tokens.verify(token) {
         Ok(c) => c,
         Err(e) => {
@@ -163,7 +188,7 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
     }
     Decision::Forward(Grant {
         client_id: client.client_id.clone(),
-        client_name: client.name.clone(),
+        client_name: Some(client.name.clone()),
         roles: claims
             .roles
             .iter()
@@ -171,6 +196,66 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
             .cloned()
             .collect(),
         privilege: name(),
+        issuer: None,
+        subject: None,
+    })
+}
+
+/// An identity provider's token (SPEC §9), `iss` not ours.
+fn decide_issuer(
+    reg: &Registry,
+    privilege: &Privilege,
+    token: &Unverified<'_>,
+    iss: &str,
+) -> Decision {
+    let name = || privilege.name.clone();
+    let invalid = |e: TokenError| Decision::InvalidToken {
+        privilege: name(),
+        reason: Invalid::Token(e),
+    };
+    let Some(entry) = reg
+        .issuers
+        .iter()
+        .find(|e| e.issuer.matches(iss, &token.claims))
+    else {
+        return invalid(TokenError::WrongIssuer);
+    };
+    let Some(keys) = &entry.keys else {
+        return Decision::IssuerUnavailable {
+            privilege: name(),
+            issuer: entry.issuer.name.clone(),
+        };
+    };
+    let claims = match entry.issuer.verify(token, keys, crate::token::now()) {
+        Ok(c) => c,
+        Err(IssuerError::Token(e)) => return invalid(e),
+        Err(IssuerError::Key(KeyMiss::UnknownKid | KeyMiss::KidRequired)) => {
+            return invalid(TokenError::UnknownKey)
+        }
+        Err(IssuerError::Key(KeyMiss::AlgorithmMismatch)) => {
+            return invalid(TokenError::AlgorithmNotAccepted)
+        }
+    };
+    if !entry
+        .issuer
+        .opens(&claims, &privilege.name, &privilege.roles)
+    {
+        return Decision::InsufficientScope {
+            privilege: name(),
+            client_id: claims.client_id,
+        };
+    }
+    Decision::Forward(Grant {
+        roles: claims
+            .roles
+            .into_iter()
+            .filter(|r| reg.role_names.contains(r))
+            .collect(),
+        client_id: claims.client_id,
+        client_name: None,
+        privilege: name(),
+        issuer: Some(entry.issuer.name.clone()),
+        subject: claims.subject,
     })
 }
 
@@ -346,10 +431,12 @@ pub(crate) mod tests {
             decide(&reg, "GET", "/example/orders/1", Credentials::Bearer(&t)),
             Decision::Forward(Grant {
                 client_id: "c1".into(),
-                client_name: "Example Client".into(),
+                client_name: Some("Example Client".into()),
                 // example_admin is in the token but not the client's: dropped.
                 roles: vec!["example_role".into()],
                 privilege: "example_priv".into(),
+                issuer: None,
+                subject: None,
             })
         );
         // A token claiming example_write is no use to a client that does not hold it now.

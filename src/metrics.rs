@@ -8,13 +8,14 @@ use prometheus::{
 
 /// The `decision` label values of `ords_guard_requests_total` (`Decision::label`, and
 /// `bad_request` for refused paths).
-pub const DECISIONS: [&str; 6] = [
+pub const DECISIONS: [&str; 7] = [
     "forwarded_public",
     "forwarded",
     "unauthenticated",
     "invalid_token",
     "forbidden",
     "bad_request",
+    "issuer_unavailable",
 ];
 
 /// The `limit` label values of `ords_guard_limit_rejections_total` (the connection guard's refusals,
@@ -61,7 +62,7 @@ impl<const N: usize> KnownLabels<N> {
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: KnownLabels<6>,
+    pub requests: KnownLabels<7>,
     pub duration: Histogram,
     pub upstream_errors: KnownLabels<3>,
     pub token_requests: KnownLabels<9>,

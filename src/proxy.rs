@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// `Retry-After` (seconds) on a 503 for an identity provider whose keys are not in yet.
+const ISSUER_RETRY_AFTER: u64 = 5;
 pub const REALM: &str = "ords-guard";
 
 /// pingora's own bound on one read from (or write to) the client, kept unless the
@@ -89,12 +91,9 @@ async fn respond_problem(
     status: u16,
     title: &str,
     detail: &str,
-    challenge: Option<String>,
+    header: Option<(&'static str, String)>,
 ) -> Result<()> {
-    let headers: Vec<(&str, String)> = challenge
-        .map(|c| ("WWW-Authenticate", c))
-        .into_iter()
-        .collect();
+    let headers: Vec<(&str, String)> = header.into_iter().collect();
     respond(
         session,
         status,
@@ -321,7 +320,12 @@ impl ProxyHttp for Proxy {
         );
         self.decided(ctx, d.label());
         ctx.target = Some(target);
-        let challenge = |extra: &str| format!("Bearer realm=\"{REALM}\"{extra}");
+        let challenge = |extra: &str| {
+            Some((
+                "WWW-Authenticate",
+                format!("Bearer realm=\"{REALM}\"{extra}"),
+            ))
+        };
         let (status, title, detail, www) = match &d {
             Decision::ForwardPublic => (0, "", String::new(), None),
             Decision::Forward(g) => {
@@ -337,7 +341,7 @@ impl ProxyHttp for Proxy {
             ),
             Decision::Unauthenticated { privilege } => {
                 ctx.privilege = Some(privilege.clone());
-                (401, "Unauthorized", "this resource is protected: send Authorization: Bearer <token> from the token endpoint".into(), Some(challenge("")))
+                (401, "Unauthorized", "this resource is protected: send Authorization: Bearer <token> from the token endpoint".into(), challenge(""))
             }
             Decision::InvalidToken { privilege, reason } => {
                 ctx.privilege = Some(privilege.clone());
@@ -346,9 +350,9 @@ impl ProxyHttp for Proxy {
                     401,
                     "Unauthorized",
                     format!("{desc}; get a new token from the token endpoint"),
-                    Some(challenge(&format!(
+                    challenge(&format!(
                         ", error=\"invalid_token\", error_description=\"{desc}\""
-                    ))),
+                    )),
                 )
             }
             Decision::InsufficientScope {
@@ -361,7 +365,16 @@ impl ProxyHttp for Proxy {
                     403,
                     "Forbidden",
                     format!("the token does not grant privilege `{privilege}`"),
-                    Some(challenge(", error=\"insufficient_scope\"")),
+                    challenge(", error=\"insufficient_scope\""),
+                )
+            }
+            Decision::IssuerUnavailable { privilege, issuer } => {
+                ctx.privilege = Some(privilege.clone());
+                (
+                    503,
+                    "Service Unavailable",
+                    format!("the keys of identity provider `{issuer}` could not be fetched yet, so its token cannot be checked; retry shortly"),
+                    Some(("Retry-After", ISSUER_RETRY_AFTER.to_string())),
                 )
             }
         };
@@ -411,13 +424,25 @@ impl ProxyHttp for Proxy {
         }
         if let Some(Decision::Forward(g)) = &ctx.decision {
             req.remove_header(&http::header::AUTHORIZATION);
-            req.insert_header("X-ORDS-Client-Id", g.client_id.as_str())?;
-            req.insert_header(
-                "X-ORDS-Client-Name",
-                http::HeaderValue::from_bytes(g.client_name.as_bytes()).map_err(|e| {
-                    Error::because(ErrorType::InternalError, "client name header", e)
-                })?,
-            )?;
+            let value = |what: &'static str, v: &str| {
+                http::HeaderValue::from_str(v)
+                    .map_err(|e| Error::because(ErrorType::InternalError, what, e))
+            };
+            req.insert_header("X-ORDS-Client-Id", value("client id header", &g.client_id)?)?;
+            if let Some(name) = &g.client_name {
+                req.insert_header(
+                    "X-ORDS-Client-Name",
+                    http::HeaderValue::from_bytes(name.as_bytes()).map_err(|e| {
+                        Error::because(ErrorType::InternalError, "client name header", e)
+                    })?,
+                )?;
+            }
+            if let Some(issuer) = &g.issuer {
+                req.insert_header("X-ORDS-Issuer", issuer.as_str())?;
+            }
+            if let Some(subject) = &g.subject {
+                req.insert_header("X-ORDS-Subject", value("subject header", subject)?)?;
+            }
             req.insert_header("X-ORDS-Roles", g.roles.join(","))?;
             req.insert_header("X-ORDS-Privilege", g.privilege.as_str())?;
         }

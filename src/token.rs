@@ -193,6 +193,11 @@ impl Tokens {
         format!("{input}.{signature}")
     }
 
+    /// Whether `token` was verified before (and is still remembered).
+    pub fn knows(&self, token: &str) -> bool {
+        self.verified.contains_key(token)
+    }
+
     /// Verify a bearer token, from the cache when it was verified before.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         if let Some(c) = self.verified.get(token) {

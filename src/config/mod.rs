@@ -42,6 +42,9 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
     pub token: TokenConfig,
+    /// Identity providers whose tokens are accepted besides ours (SPEC §9).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<IssuerConfig>,
     #[serde(default)]
     pub privileges: Vec<PrivilegeConfig>,
     #[serde(default)]
@@ -218,6 +221,64 @@ fn default_issuer() -> String {
 }
 fn default_lifetime() -> u64 {
     3600
+}
+
+/// An identity provider whose access tokens are accepted (SPEC §9, ORDS JWT profiles).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    pub name: String,
+    pub issuer: String,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub audience: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// JWS `alg` names; checked at compile, so `none` and HS* get a message of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_claim: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_claim: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<Vec<String>>,
+    #[serde(default = "default_skew")]
+    pub allowed_skew_seconds: u64,
+    #[serde(default)]
+    pub max_age_seconds: u64,
+    #[serde(default = "default_refresh")]
+    pub refresh_seconds: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
+}
+
+fn default_skew() -> u64 {
+    30
+}
+fn default_refresh() -> u64 {
+    600
+}
+
+/// A string or a list of strings (`audience: api` and `audience: [api, other]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

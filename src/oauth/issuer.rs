@@ -227,6 +227,10 @@ impl Issuer {
         .or(subject.as_deref())
         .ok_or_else(|| TokenError::MissingClaim("sub".into()))?
         .to_string();
+        // They are forwarded as X-ORDS-Client-Id and -Subject.
+        if !forwardable(&client_id) || subject.as_deref().is_some_and(|s| !forwardable(s)) {
+            return Err(TokenError::Malformed);
+        }
         let mut scopes = names(c.get("scope"), &[' ']);
         scopes.extend(names(c.get("scp"), &[' ']));
         let roles = match &self.roles_claim {
@@ -257,6 +261,11 @@ impl Issuer {
             || claims.scopes.iter().any(|s| s == name)
             || roles.iter().any(|r| claims.roles.contains(r))
     }
+}
+
+/// Whether a claim can travel in a header as it is: printable ASCII, at most 256 bytes.
+fn forwardable(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 /// An RFC 6901 pointer into the claims object.
@@ -406,6 +415,14 @@ mod tests {
             "entra-app"
         );
         assert_eq!(check(&i, json!({"azp": null})).unwrap().client_id, "u-1");
+        assert_eq!(
+            check(&i, json!({"azp": "a\r\nX-Evil: 1"})),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            check(&i, json!({"sub": "\u{e9}"})),
+            Err(TokenError::Malformed)
+        );
         i.client_id_claim = Some("/ext/app".into());
         assert_eq!(
             check(&i, json!({"ext": {"app": "deep"}}))

@@ -4,6 +4,8 @@
 //! full list of [`Diagnostic`]s. A reload compiles a new one and swaps it in atomically, so a
 //! request always sees one consistent generation.
 
+pub mod issuers;
+
 use crate::client_addr::TrustedProxies;
 use crate::config::{ClientConfig, Config, Diagnostic, Source, TlsConfig, Unmatched};
 use crate::pattern::{Matcher, Methods, Pattern};
@@ -103,6 +105,10 @@ pub struct Registry {
     pub privileges: Vec<Privilege>,
     pub clients: HashMap<String, Client>,
     pub tokens: Tokens,
+    /// Identity providers whose tokens are accepted (SPEC §9).
+    pub issuers: Vec<issuers::IssuerEntry>,
+    /// Every role some privilege names: the only ones an issuer's token forwards.
+    pub role_names: HashSet<String>,
     pub upstream: Upstream,
     pub limits: Limits,
     /// Whose `X-Forwarded-For` names the client, for throttling and logs.
@@ -456,6 +462,19 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         warnings.push(Diagnostic::new("unmatched", "`unmatched: allow` and no `/*` pattern: every path no privilege covers is public (ORDS default); set `unmatched: deny` to close them"));
     }
 
+    let issuers = issuers::compile(
+        &cfg.issuers,
+        &cfg.token.issuer,
+        &by_name,
+        src,
+        &mut errors,
+        &mut warnings,
+    );
+    let role_names = privileges
+        .iter()
+        .flat_map(|p| p.roles.iter().cloned())
+        .collect();
+
     // Clients.
     let grants = Grants::index(&privileges);
     let mut reached = vec![false; privileges.len()];
@@ -596,6 +615,8 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             privileges,
             clients,
             tokens,
+            issuers,
+            role_names,
             upstream: Upstream {
                 addr,
                 tls,
@@ -629,6 +650,12 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             sources: std::iter::once(src.file.clone())
                 .chain(cfg.clients_file.iter().map(|f| src.resolve(f)))
                 .chain(std::iter::once(src.resolve(&cfg.token.signing_key_file)))
+                .chain(cfg.issuers.iter().flat_map(|i| {
+                    i.jwks_file
+                        .iter()
+                        .chain(i.ca_file.iter())
+                        .map(|f| src.resolve(f))
+                }))
                 .chain(
                     cfg.token
                         .verification_keys

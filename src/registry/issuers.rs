@@ -1,0 +1,264 @@
+//! The `issuers` step of compilation (SPEC §9): each identity provider entry checked and
+//! compiled into an [`Issuer`], and its JWK Set read when it comes from a file.
+
+use crate::config::{Diagnostic, IssuerConfig, Source};
+use crate::oauth::issuer::{is_json_pointer, Issuer, TENANT_PLACEHOLDER};
+use crate::oauth::jwks::{KeySet, DEFAULT_ALGORITHMS};
+use jsonwebtoken::Algorithm;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysFrom {
+    /// Fetched (the fetcher is the next part of issue #11).
+    Url {
+        url: String,
+        ca_file: Option<PathBuf>,
+    },
+    /// Read at every load, so a reload (or the file changing) picks up new keys.
+    File(PathBuf),
+}
+
+/// One compiled `issuers[]` entry.
+pub struct IssuerEntry {
+    pub issuer: Issuer,
+    pub keys_from: KeysFrom,
+    /// The keys now; `None` while the issuer has never had any (its tokens: 503).
+    pub keys: Option<Arc<KeySet>>,
+    pub refresh: Duration,
+}
+
+/// Most seconds of clock skew an entry may allow, and the shortest JWKS refresh.
+const MAX_SKEW: u64 = 60;
+const MIN_REFRESH: u64 = 60;
+
+/// `jwks_url` must be `https://`, except to a loopback host (SPEC §9).
+fn check_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+    let host = uri.host().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => Ok(()),
+        Some("http") if loopback => Ok(()),
+        Some("http") => Err(format!(
+            "`{url}` must be https:// (plain http only to a loopback address)"
+        )),
+        _ => Err(format!("`{url}` must be an https:// URL")),
+    }
+}
+
+fn algorithms(names: &[String], at: &str, errors: &mut Vec<Diagnostic>) -> Vec<Algorithm> {
+    if names.is_empty() {
+        errors.push(Diagnostic::new(
+            at,
+            "list at least one algorithm, or leave it out for the default",
+        ));
+    }
+    let mut out = Vec::new();
+    for (j, n) in names.iter().enumerate() {
+        let found = DEFAULT_ALGORITHMS.iter().find(|a| format!("{a:?}") == *n);
+        match found {
+            Some(a) => out.push(*a),
+            None if n.eq_ignore_ascii_case("none") || n.to_ascii_uppercase().starts_with("HS") => {
+                errors.push(Diagnostic::new(format!("{at}[{j}]"), format!("`{n}` is never accepted from an issuer: an unsigned or shared-secret token proves nothing about who issued it")))
+            }
+            None => errors.push(Diagnostic::new(
+                format!("{at}[{j}]"),
+                format!("unknown algorithm `{n}`: use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"),
+            )),
+        }
+    }
+    out
+}
+
+/// Check and compile `cfgs`. `own_issuer` is `token.issuer`; `privileges` the privilege
+/// names with their index.
+pub fn compile(
+    cfgs: &[IssuerConfig],
+    own_issuer: &str,
+    privileges: &HashMap<String, usize>,
+    src: &Source,
+    errors: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Vec<IssuerEntry> {
+    let mut names = HashSet::new();
+    let mut issuers = HashSet::new();
+    let mut out = Vec::new();
+    for (i, c) in cfgs.iter().enumerate() {
+        let at = format!("issuers[{i}]");
+        let n = errors.len();
+        let name_ok = (1..=32).contains(&c.name.len())
+            && c.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !name_ok {
+            errors.push(Diagnostic::new(format!("{at}.name"), format!("`{}` must be 1 to 32 of a-z, 0-9, `_` and `-` (it names the issuer in logs, metrics and X-ORDS-Issuer)", c.name)));
+        } else if !names.insert(c.name.as_str()) {
+            errors.push(Diagnostic::new(
+                format!("{at}.name"),
+                format!("duplicate issuer name `{}`", c.name),
+            ));
+        }
+        if c.issuer.is_empty() {
+            errors.push(Diagnostic::new(
+                format!("{at}.issuer"),
+                "issuer is empty: give the `iss` its tokens carry",
+            ));
+        } else if c.issuer == own_issuer {
+            errors.push(Diagnostic::new(format!("{at}.issuer"), format!("`{}` is token.issuer, the proxy's own: an identity provider needs its own issuer", c.issuer)));
+        } else if !issuers.insert(c.issuer.as_str()) {
+            errors.push(Diagnostic::new(
+                format!("{at}.issuer"),
+                format!("duplicate issuer `{}`", c.issuer),
+            ));
+        }
+        let templated = c.issuer.matches(TENANT_PLACEHOLDER).count();
+        if templated > 1 {
+            errors.push(Diagnostic::new(
+                format!("{at}.issuer"),
+                format!("`{TENANT_PLACEHOLDER}` may appear once"),
+            ));
+        }
+        if !c.tenants.is_empty() && templated == 0 {
+            errors.push(Diagnostic::new(
+                format!("{at}.tenants"),
+                format!("tenants only apply to an issuer with `{TENANT_PLACEHOLDER}` in it"),
+            ));
+        }
+        for (j, a) in c.audience.iter().enumerate() {
+            if a.is_empty() {
+                errors.push(Diagnostic::new(
+                    format!("{at}.audience[{j}]"),
+                    "an audience is empty",
+                ));
+            }
+        }
+        let algs = match &c.algorithms {
+            Some(names) => algorithms(names, &format!("{at}.algorithms"), errors),
+            None => DEFAULT_ALGORITHMS.to_vec(),
+        };
+        for (key, pointer) in [
+            ("roles_claim", &c.roles_claim),
+            ("client_id_claim", &c.client_id_claim),
+        ] {
+            if let Some(p) = pointer.as_deref().filter(|p| !is_json_pointer(p)) {
+                errors.push(Diagnostic::new(format!("{at}.{key}"), format!("`{p}` is not an RFC 6901 JSON Pointer: start with `/`, write `~1` for `/` and `~0` for `~` in a name (e.g. /realm_access/roles)")));
+            }
+        }
+        for (j, p) in c.privileges.iter().flatten().enumerate() {
+            if !privileges.contains_key(p) {
+                errors.push(Diagnostic::new(
+                    format!("{at}.privileges[{j}]"),
+                    format!("unknown privilege `{p}`"),
+                ));
+            }
+        }
+        if c.allowed_skew_seconds > MAX_SKEW {
+            errors.push(Diagnostic::new(
+                format!("{at}.allowed_skew_seconds"),
+                format!("{} is over {MAX_SKEW} seconds", c.allowed_skew_seconds),
+            ));
+        }
+        if c.refresh_seconds < MIN_REFRESH {
+            errors.push(Diagnostic::new(
+                format!("{at}.refresh_seconds"),
+                format!(
+                    "{} is under {MIN_REFRESH} seconds: refresh no more than once a minute",
+                    c.refresh_seconds
+                ),
+            ));
+        }
+        if let Some(ca) = &c.ca_file {
+            if let Err(e) = crate::tls::load_ca(&src.resolve(ca)) {
+                errors.push(Diagnostic::new(format!("{at}.ca_file"), e));
+            }
+        }
+        let (keys_from, keys) = match (&c.jwks_url, &c.jwks_file) {
+            (Some(url), None) => {
+                if let Err(e) = check_url(url) {
+                    errors.push(Diagnostic::new(format!("{at}.jwks_url"), e));
+                }
+                (
+                    KeysFrom::Url {
+                        url: url.clone(),
+                        ca_file: c.ca_file.as_ref().map(|f| src.resolve(f)),
+                    },
+                    None,
+                )
+            }
+            (None, Some(file)) => {
+                let path = src.resolve(file);
+                let keys = match std::fs::read(&path) {
+                    Err(e) => {
+                        errors.push(Diagnostic::new(
+                            format!("{at}.jwks_file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        ));
+                        None
+                    }
+                    Ok(bytes) => match KeySet::parse(&bytes, &algs) {
+                        Err(e) => {
+                            errors.push(Diagnostic::new(
+                                format!("{at}.jwks_file"),
+                                format!("{}: {e}", path.display()),
+                            ));
+                            None
+                        }
+                        Ok(set) => {
+                            for why in &set.skipped {
+                                warnings.push(Diagnostic::new(
+                                    format!("{at}.jwks_file"),
+                                    format!("{}: {why}; skipped", path.display()),
+                                ));
+                            }
+                            if set.is_empty() {
+                                errors.push(Diagnostic::new(
+                                    format!("{at}.jwks_file"),
+                                    format!(
+                                        "{} holds no usable key for the issuer's algorithms",
+                                        path.display()
+                                    ),
+                                ));
+                            }
+                            Some(Arc::new(set))
+                        }
+                    },
+                };
+                (KeysFrom::File(path), keys)
+            }
+            _ => {
+                errors.push(Diagnostic::new(
+                    at.clone(),
+                    "give exactly one of jwks_url and jwks_file",
+                ));
+                continue;
+            }
+        };
+        if errors.len() > n {
+            continue;
+        }
+        out.push(IssuerEntry {
+            issuer: Issuer {
+                name: c.name.clone(),
+                issuer: c.issuer.clone(),
+                audience: c.audience.clone(),
+                algorithms: algs,
+                roles_claim: c.roles_claim.clone(),
+                client_id_claim: c.client_id_claim.clone(),
+                privileges: c.privileges.clone(),
+                tenants: c.tenants.clone(),
+                allowed_skew_seconds: c.allowed_skew_seconds,
+                max_age_seconds: c.max_age_seconds,
+            },
+            keys_from,
+            keys,
+            refresh: Duration::from_secs(c.refresh_seconds),
+        });
+    }
+    out
+}

@@ -1,0 +1,233 @@
+//! Identity providers' tokens (SPEC §9), through the real binary: an issuer whose JWK Set
+//! is a file, tokens signed in the test with that key, the privilege model applied through
+//! scope and role claims, the X-ORDS-* headers the backend receives, and an issuer whose
+//! keys were never had (503).
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use common::*;
+use ring::signature::{self as sig, EcdsaKeyPair, KeyPair};
+use serde_json::{json, Value};
+
+const ISS: &str = "https://idp.test/realms/corp";
+
+struct Idp {
+    pair: EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+impl Idp {
+    fn new() -> Idp {
+        let rng = ring::rand::SystemRandom::new();
+        let alg = &sig::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let doc = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(alg, doc.as_ref(), &rng).unwrap();
+        Idp { pair, rng }
+    }
+
+    fn jwks(&self) -> Value {
+        let p = self.pair.public_key().as_ref();
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "corp-1", "use": "sig", "alg": "ES256",
+            "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..])}]})
+    }
+
+    /// A token with the usual claims, `extra` merged in (null removes a claim).
+    fn token(&self, kid: &str, extra: Value) -> String {
+        let mut claims = json!({"iss": ISS, "aud": "orders-api", "sub": "user-7", "azp": "orders-app",
+            "iat": now() - 5, "exp": now() + 300});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let s = self.pair.sign(&self.rng, input.as_bytes()).unwrap();
+        format!("{input}.{}", B64.encode(s.as_ref()))
+    }
+}
+
+#[tokio::test]
+async fn identity_provider_tokens_open_privileges_by_scope_and_roles() {
+    let idp = Idp::new();
+    let backend = Backend::start().await;
+    let mut o = Options::new(&backend);
+    o.extra = format!(
+        "issuers:\n  - name: corp\n    issuer: \"{ISS}\"\n    audience: [orders-api]\n    jwks_file: keys/corp.jwks.json\n    roles_claim: /realm_access/roles\n  - name: later\n    issuer: https://later.test\n    jwks_url: \"http://127.0.0.1:9/jwks\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = Guard::prepare(&dir, &o);
+    std::fs::write(
+        dir.path().join("keys/corp.jwks.json"),
+        idp.jwks().to_string(),
+    )
+    .unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+    let g = Guard::spawn(dir, config, proxy, admin, "/").await;
+
+    // Scope names the privilege.
+    let t = idp.token("corp-1", json!({"scope": "openid example_priv"}));
+    let r = g
+        .http
+        .get(g.url("/example/1"))
+        .bearer_auth(&t)
+        .header("X-ORDS-Issuer", "spoofed")
+        .header("X_ORDS_Subject", "spoofed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let seen = backend.last();
+    assert_eq!(seen.header("x-ords-issuer"), Some("corp"));
+    assert_eq!(seen.header("x-ords-client-id"), Some("orders-app"));
+    assert_eq!(seen.header("x-ords-subject"), Some("user-7"));
+    assert_eq!(seen.header("x-ords-privilege"), Some("example_priv"));
+    assert_eq!(seen.header("x-ords-client-name"), None);
+    assert_eq!(seen.header("authorization"), None);
+    assert!(
+        !seen.headers.iter().any(|(_, v)| v == "spoofed"),
+        "{seen:?}"
+    );
+
+    // A role in the role claim opens it; roles no privilege names are not forwarded.
+    let t = idp.token(
+        "corp-1",
+        json!({"realm_access": {"roles": ["example_role", "offline_access"]}}),
+    );
+    let r = g.get_as("/example/2", &t).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(backend.last().header("x-ords-roles"), Some("example_role"));
+
+    // Authenticated, opens nothing: 403 insufficient_scope.
+    let t = idp.token("corp-1", json!({"scope": "openid"}));
+    let r = g.get_as("/example/3", &t).await;
+    assert_eq!(r.status(), 403);
+    let www = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(www.contains("insufficient_scope"), "{www}");
+
+    // Refused: 401 invalid_token, each saying why.
+    let mut forged = idp.token("corp-1", json!({"scope": "example_priv"}));
+    forged.pop();
+    forged.push('A');
+    for (token, why) in [
+        (
+            idp.token(
+                "corp-1",
+                json!({"scope": "example_priv", "exp": now() - 120}),
+            ),
+            "expired",
+        ),
+        (
+            idp.token("corp-1", json!({"scope": "example_priv", "aud": "other"})),
+            "audience",
+        ),
+        (
+            idp.token("corp-2", json!({"scope": "example_priv"})),
+            "unknown key",
+        ),
+        (
+            idp.token(
+                "corp-1",
+                json!({"scope": "example_priv", "iss": "https://evil.test"}),
+            ),
+            "issuer",
+        ),
+        (forged, "signature"),
+    ] {
+        let r = g.get_as("/example/4", &token).await;
+        assert_eq!(r.status(), 401, "{why}");
+        let www = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            www.contains("invalid_token") && www.contains(why),
+            "{why}: {www}"
+        );
+    }
+    // An HS256 token naming the issuer is refused whatever it is signed with.
+    let hs = {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("corp-1".into());
+        let claims = json!({"iss": ISS, "aud": "orders-api", "sub": "x", "exp": now() + 60, "scope": "example_priv"});
+        jsonwebtoken::encode(
+            &h,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap()
+    };
+    assert_eq!(g.get_as("/example/5", &hs).await.status(), 401);
+
+    // An issuer whose keys were never had: 503 with Retry-After, never forwarded.
+    let before = backend.count();
+    let t = idp.token(
+        "corp-1",
+        json!({"iss": "https://later.test", "scope": "example_priv"}),
+    );
+    let r = g.get_as("/example/6", &t).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.text().await.unwrap().contains("later"));
+    assert_eq!(backend.count(), before);
+    assert_eq!(
+        g.metric("ords_guard_requests_total{decision=\"issuer_unavailable\"}")
+            .await,
+        1.0
+    );
+
+    // The proxy's own tokens still work beside them.
+    let own = g.token("example-client", EXAMPLE_SECRET, None).await;
+    assert_eq!(g.get_as("/example/7", &own).await.status(), 200);
+    let seen = backend.last();
+    assert_eq!(seen.header("x-ords-client-name"), Some("Example Client"));
+    assert_eq!(seen.header("x-ords-issuer"), None);
+}
+
+#[tokio::test]
+async fn issuer_config_errors_name_the_key() {
+    let backend = Backend::start().await;
+    let mut o = Options::new(&backend);
+    o.extra = "issuers:\n  - name: Corp!\n    issuer: ords-guard\n    jwks_url: \"http://idp.example/certs\"\n    algorithms: [RS256, HS256]\n    roles_claim: realm_access.roles\n    privileges: [nope]\n    allowed_skew_seconds: 61\n    refresh_seconds: 10\n".into();
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = Guard::prepare(&dir, &o);
+    let config = dir.path().join("ords-guard.yaml");
+    std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "issuers[0].name",
+        "issuers[0].issuer",
+        "issuers[0].jwks_url",
+        "issuers[0].algorithms[1]",
+        "issuers[0].roles_claim",
+        "issuers[0].privileges[0]",
+        "issuers[0].allowed_skew_seconds",
+        "issuers[0].refresh_seconds",
+    ] {
+        assert!(text.contains(&format!("key `{key}`")), "{key}: {text}");
+    }
+    assert!(
+        text.contains("ords-guard.yaml:"),
+        "file:line:column: {text}"
+    );
+}
