@@ -390,6 +390,7 @@ fn check(config: &Path) -> ExitCode {
                         .unwrap_or_default()
                 );
             }
+            print_issuers(r);
             println!(
                 "  {} client(s), {} warning(s)",
                 r.clients.len(),
@@ -430,7 +431,54 @@ fn list_clients(config: &Path) -> ExitCode {
             if cl.disabled { "  (disabled)" } else { "" }
         );
     }
+    if !r.issuers.is_empty() {
+        println!("Tokens of these identity providers are accepted too; their clients are the provider's:");
+        print_issuers(r);
+    }
     ExitCode::SUCCESS
+}
+
+/// One line per `issuers[]` entry: what `check` and `clients list` show of them.
+fn print_issuers(r: &crate::registry::Registry) {
+    use crate::registry::issuers::KeysFrom;
+    if r.issuers.is_empty() {
+        return;
+    }
+    println!("  {} identity provider(s):", r.issuers.len());
+    for e in &r.issuers {
+        let i = &e.issuer;
+        let keys = match &e.keys_from {
+            KeysFrom::File(f) => format!(
+                "jwks_file {} ({} key(s))",
+                f.display(),
+                e.keys.as_ref().map_or(0, |k| k.len())
+            ),
+            KeysFrom::Url { url, .. } => {
+                format!("jwks_url {url} (fetching is not built yet: its tokens get 503)")
+            }
+        };
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "any".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        println!(
+            "    {}  iss {}  {}  audience [{}]  algorithms [{}]  roles_claim {}  privileges [{}]",
+            i.name,
+            i.issuer,
+            keys,
+            list(&i.audience),
+            i.algorithms
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            i.roles_claim.as_deref().unwrap_or("-"),
+            i.privileges.as_deref().map_or("any".to_string(), list)
+        );
+    }
 }
 
 fn keygen(alg: Algorithm, out: &Path) -> ExitCode {

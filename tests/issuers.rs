@@ -72,6 +72,23 @@ async fn identity_provider_tokens_open_privileges_by_scope_and_roles() {
     .unwrap();
     let config = dir.path().join("ords-guard.yaml");
     std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+    // `check` and `clients list` show the issuers.
+    for args in [&["check"][..], &["clients", "list"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("corp  iss {ISS}  jwks_file"))
+                && text.contains("(1 key(s))")
+                && text.contains("later  iss https://later.test  jwks_url"),
+            "{args:?}: {text}"
+        );
+    }
     let g = Guard::spawn(dir, config, proxy, admin, "/").await;
 
     // Scope names the privilege.
