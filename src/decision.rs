@@ -2,11 +2,12 @@
 //! to a [`Decision`]. The proxy only carries it out; metrics count it by [`Decision::label`].
 
 use crate::config::Unmatched;
-use crate::oauth::issuer::{IssuerError, Unverified};
+use crate::oauth::issuer::{IssuerError, IssuerVerified, Unverified};
 use crate::oauth::jwks::KeyMiss;
 use crate::registry::{Privilege, Registry};
 use crate::token::TokenError;
 use std::fmt;
+use std::sync::Arc;
 
 /// What the `Authorization` header(s) of a request amount to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,12 +151,14 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
         Credentials::Bearer(t) => t,
     };
     // Tokens are routed by their unverified `iss` when identity providers are configured;
-    // our own, once verified, are known by the cache and need no routing.
+    // tokens verified before, ours or theirs, are known by their caches and need no routing.
     if !reg.issuers.is_empty() && !reg.tokens.knows(token) {
+        if reg.issuer_tokens.knows(token) {
+            return decide_issuer(reg, privilege, token, None);
+        }
         if let Ok(unverified) = Unverified::parse(token, reg.tokens.max_len) {
-            let iss = unverified.iss().unwrap_or_default();
-            if iss != reg.tokens.issuer {
-                return decide_issuer(reg, privilege, &unverified, iss);
+            if unverified.iss() != Some(reg.tokens.issuer.as_str()) {
+                return decide_issuer(reg, privilege, token, Some(&unverified));
             }
         }
     }
@@ -201,61 +204,82 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
     })
 }
 
-/// An identity provider's token (SPEC §9), `iss` not ours.
+/// An identity provider's token (SPEC §9), `iss` not ours: verified, or answered from the
+/// verified-token cache, then what it opens.
 fn decide_issuer(
     reg: &Registry,
     privilege: &Privilege,
-    token: &Unverified<'_>,
-    iss: &str,
+    token: &str,
+    unverified: Option<&Unverified<'_>>,
 ) -> Decision {
     let name = || privilege.name.clone();
     let invalid = |e: TokenError| Decision::InvalidToken {
         privilege: name(),
         reason: Invalid::Token(e),
     };
-    let Some(entry) = reg
-        .issuers
-        .iter()
-        .find(|e| e.issuer.matches(iss, &token.claims))
-    else {
-        return invalid(TokenError::WrongIssuer);
-    };
-    let Some(keys) = &entry.keys else {
-        return Decision::IssuerUnavailable {
-            privilege: name(),
-            issuer: entry.issuer.name.clone(),
-        };
-    };
-    let claims = match entry.issuer.verify(token, keys, crate::token::now()) {
-        Ok(c) => c,
-        Err(IssuerError::Token(e)) => return invalid(e),
-        Err(IssuerError::Key(KeyMiss::UnknownKid | KeyMiss::KidRequired)) => {
-            return invalid(TokenError::UnknownKey)
+    let now = crate::token::now();
+    let verified = match (reg.issuer_tokens.get(token, now), unverified) {
+        (Some(Ok(v)), _) => v,
+        (Some(Err(e)), _) => return invalid(e),
+        (None, None) => return invalid(TokenError::Malformed),
+        (None, Some(u)) => {
+            let iss = u.iss().unwrap_or_default();
+            let Some(idx) = reg
+                .issuers
+                .iter()
+                .position(|e| e.issuer.matches(iss, &u.claims))
+            else {
+                return invalid(TokenError::WrongIssuer);
+            };
+            let entry = &reg.issuers[idx];
+            let Some(keys) = &entry.keys else {
+                return Decision::IssuerUnavailable {
+                    privilege: name(),
+                    issuer: entry.issuer.name.clone(),
+                };
+            };
+            let claims = match entry.issuer.verify(u, keys, now) {
+                Ok(c) => c,
+                Err(IssuerError::Token(e)) => return invalid(e),
+                Err(IssuerError::Key(KeyMiss::UnknownKid | KeyMiss::KidRequired)) => {
+                    return invalid(TokenError::UnknownKey)
+                }
+                Err(IssuerError::Key(KeyMiss::AlgorithmMismatch)) => {
+                    return invalid(TokenError::AlgorithmNotAccepted)
+                }
+            };
+            let v = Arc::new(IssuerVerified {
+                entry: idx,
+                valid_until: claims.exp.saturating_add(entry.issuer.allowed_skew_seconds),
+                claims,
+            });
+            reg.issuer_tokens.insert(token, v.clone(), now);
+            v
         }
-        Err(IssuerError::Key(KeyMiss::AlgorithmMismatch)) => {
-            return invalid(TokenError::AlgorithmNotAccepted)
-        }
     };
+    let entry = &reg.issuers[verified.entry];
+    let claims = &verified.claims;
     if !entry
         .issuer
-        .opens(&claims, &privilege.name, &privilege.roles)
+        .opens(claims, &privilege.name, &privilege.roles)
     {
         return Decision::InsufficientScope {
             privilege: name(),
-            client_id: claims.client_id,
+            client_id: claims.client_id.clone(),
         };
     }
     Decision::Forward(Grant {
+        client_id: claims.client_id.clone(),
+        client_name: None,
         roles: claims
             .roles
-            .into_iter()
-            .filter(|r| reg.role_names.contains(r))
+            .iter()
+            .filter(|r| reg.role_names.contains(*r))
+            .cloned()
             .collect(),
-        client_id: claims.client_id,
-        client_name: None,
         privilege: name(),
         issuer: Some(entry.issuer.name.clone()),
-        subject: claims.subject,
+        subject: claims.subject.clone(),
     })
 }
 
@@ -461,5 +485,92 @@ pub(crate) mod tests {
             decide(&reg, "GET", "/open/x", Credentials::None),
             Decision::Unauthenticated { .. }
         ));
+    }
+
+    #[test]
+    fn issuer_tokens_are_decided_and_then_served_from_the_cache() {
+        use crate::oauth::issuer::testing::TestIdp;
+        let idp = TestIdp::new();
+        let keys = tempfile::tempdir().unwrap();
+        let jwks = keys.path().join("corp.json");
+        std::fs::write(&jwks, idp.jwks()).unwrap();
+        let (_dir, reg) = registry(
+            &format!("issuers:\n  - name: corp\n    issuer: https://idp.test\n    jwks_file: {}\n    roles_claim: /roles\n", jwks.display()),
+            "allow",
+        );
+        let claims = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({"iss": "https://idp.test", "sub": "u", "azp": "app", "exp": now() + 60});
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            c.as_object().unwrap().clone()
+        };
+        let header = r#"{"alg":"ES256","kid":"k1"}"#;
+        let t = idp.sign(
+            header,
+            &claims(serde_json::json!({"roles": "example_role other"})),
+        );
+        let want = Decision::Forward(Grant {
+            client_id: "app".into(),
+            client_name: None,
+            roles: vec!["example_role".into()],
+            privilege: "example_priv".into(),
+            issuer: Some("corp".into()),
+            subject: Some("u".into()),
+        });
+        assert_eq!(
+            decide(&reg, "GET", "/example/1", Credentials::Bearer(&t)),
+            want
+        );
+        assert!(reg.issuer_tokens.knows(&t));
+        assert_eq!(
+            decide(&reg, "GET", "/example/1", Credentials::Bearer(&t)),
+            want
+        );
+        // A cached token is still decided per privilege: it holds no example_admin role.
+        assert!(matches!(
+            decide(&reg, "POST", "/example/orders/1", Credentials::Bearer(&t)),
+            Decision::InsufficientScope { .. }
+        ));
+        // The cache is what answers: an expired entry for a token is refused as expired.
+        let stale = idp.sign(
+            header,
+            &claims(serde_json::json!({"roles": ["example_role"], "jti": "2"})),
+        );
+        let remembered = crate::oauth::issuer::IssuerVerified {
+            entry: 0,
+            claims: crate::oauth::issuer::IssuerClaims {
+                client_id: "app".into(),
+                subject: None,
+                scopes: vec![],
+                roles: vec![],
+                exp: 0,
+            },
+            valid_until: now() - 1,
+        };
+        reg.issuer_tokens
+            .insert(&stale, Arc::new(remembered), now());
+        assert!(matches!(
+            decide(&reg, "GET", "/example/1", Credentials::Bearer(&stale)),
+            Decision::InvalidToken {
+                reason: Invalid::Token(TokenError::Expired),
+                ..
+            }
+        ));
+        // Failures are not remembered; our own tokens still take their own path.
+        let other = idp.sign(
+            header,
+            &claims(serde_json::json!({"iss": "https://evil.test"})),
+        );
+        assert!(matches!(
+            decide(&reg, "GET", "/example/1", Credentials::Bearer(&other)),
+            Decision::InvalidToken {
+                reason: Invalid::Token(TokenError::WrongIssuer),
+                ..
+            }
+        ));
+        assert!(!reg.issuer_tokens.knows(&other));
+        // The first token only: the expired entry was dropped when it was refused.
+        assert_eq!(reg.issuer_tokens.len(), 1);
     }
 }

@@ -99,10 +99,8 @@ pub struct Tokens {
     jwks: Vec<u8>,
     /// The base64url JWS header, computed once.
     header_b64: String,
-    /// token -> its verified claims. Signature and claims never change for a given token
-    /// string, so only expiry needs checking on a hit. A reload builds a new `Tokens`, so
-    /// a key change empties it.
-    verified: DashMap<Box<str>, Arc<Claims>>,
+    /// A reload builds a new `Tokens`, so a key change empties it.
+    verified: Verified<Claims>,
 }
 
 impl Tokens {
@@ -172,7 +170,7 @@ impl Tokens {
             verifying,
             jwks,
             header_b64,
-            verified: DashMap::new(),
+            verified: Verified::default(),
         })
     }
 
@@ -195,29 +193,17 @@ impl Tokens {
 
     /// Whether `token` was verified before (and is still remembered).
     pub fn knows(&self, token: &str) -> bool {
-        self.verified.contains_key(token)
+        self.verified.knows(token)
     }
 
     /// Verify a bearer token, from the cache when it was verified before.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
-        if let Some(c) = self.verified.get(token) {
-            if now() <= c.exp.saturating_add(LEEWAY_SECONDS) {
-                return Ok(c.clone());
-            }
-            drop(c);
-            self.verified.remove(token);
-            return Err(TokenError::Expired);
+        let n = now();
+        if let Some(hit) = self.verified.get(token, n) {
+            return hit;
         }
         let claims = Arc::new(self.verify_uncached(token)?);
-        if self.verified.len() >= CACHE_MAX {
-            let n = now();
-            self.verified
-                .retain(|_, c| n <= c.exp.saturating_add(LEEWAY_SECONDS));
-            if self.verified.len() >= CACHE_MAX {
-                self.verified.clear();
-            }
-        }
-        self.verified.insert(token.into(), claims.clone());
+        self.verified.insert(token, claims.clone(), n);
         Ok(claims)
     }
 
@@ -295,6 +281,69 @@ impl Tokens {
             return Err(TokenError::Malformed);
         }
         Ok(c)
+    }
+}
+
+/// What a cached verification needs to know: until when it holds (with any leeway).
+pub trait Expiring {
+    fn valid_until(&self) -> u64;
+}
+
+impl Expiring for Claims {
+    fn valid_until(&self) -> u64 {
+        self.exp.saturating_add(LEEWAY_SECONDS)
+    }
+}
+
+/// Verified tokens: token -> what its verification found. A signature and its claims never
+/// change for a given token string, so a hit only needs its expiry checked. Only successes
+/// go in, so an attacker cannot fill it without valid tokens; past [`CACHE_MAX`] entries
+/// the expired ones are swept, then all.
+pub struct Verified<T> {
+    map: DashMap<Box<str>, Arc<T>>,
+}
+
+impl<T> Default for Verified<T> {
+    fn default() -> Self {
+        Verified {
+            map: DashMap::new(),
+        }
+    }
+}
+
+impl<T: Expiring> Verified<T> {
+    /// The remembered verification of `token` at `now`; an expired one is dropped and
+    /// answered [`TokenError::Expired`].
+    pub fn get(&self, token: &str, now: u64) -> Option<Result<Arc<T>, TokenError>> {
+        let hit = self.map.get(token)?;
+        if now <= hit.valid_until() {
+            return Some(Ok(hit.clone()));
+        }
+        drop(hit);
+        self.map.remove(token);
+        Some(Err(TokenError::Expired))
+    }
+
+    pub fn insert(&self, token: &str, v: Arc<T>, now: u64) {
+        if self.map.len() >= CACHE_MAX {
+            self.map.retain(|_, c| now <= c.valid_until());
+            if self.map.len() >= CACHE_MAX {
+                self.map.clear();
+            }
+        }
+        self.map.insert(token.into(), v);
+    }
+
+    pub fn knows(&self, token: &str) -> bool {
+        self.map.contains_key(token)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
@@ -556,9 +605,9 @@ mod tests {
         let mut old = claims(t, n - 7200, n - 3600);
         old.jti = "old".into();
         let tok = t.mint(&old);
-        t.verified.insert(tok.as_str().into(), Arc::new(old));
+        t.verified.insert(&tok, Arc::new(old), n);
         assert_eq!(t.verify(&tok), Err(TokenError::Expired));
-        assert!(!t.verified.contains_key(tok.as_str()));
+        assert!(!t.knows(&tok));
         // Failures are not cached.
         assert!(t.verify("x.y.z").is_err());
         assert_eq!(t.verified.len(), 1);

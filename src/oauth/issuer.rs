@@ -91,6 +91,21 @@ pub struct IssuerClaims {
     pub exp: u64,
 }
 
+/// An identity provider's verified token, as the verified-token cache keeps it.
+pub struct IssuerVerified {
+    /// Index into `Registry::issuers` (of the generation whose cache holds it).
+    pub entry: usize,
+    pub claims: IssuerClaims,
+    /// `exp` plus the entry's skew.
+    pub valid_until: u64,
+}
+
+impl crate::token::Expiring for IssuerVerified {
+    fn valid_until(&self) -> u64 {
+        self.valid_until
+    }
+}
+
 /// One `issuers[]` entry, compiled.
 #[derive(Debug, Clone)]
 pub struct Issuer {
@@ -297,6 +312,46 @@ pub fn is_json_pointer(pointer: &str) -> bool {
         }
         true
     })
+}
+
+/// A signing identity provider for unit tests: one P-256 key, `kid` `k1`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use ring::signature::{self as sig, KeyPair};
+
+    pub struct TestIdp {
+        pair: sig::EcdsaKeyPair,
+        rng: ring::rand::SystemRandom,
+    }
+
+    impl TestIdp {
+        pub fn new() -> TestIdp {
+            let rng = ring::rand::SystemRandom::new();
+            let alg = &sig::ECDSA_P256_SHA256_FIXED_SIGNING;
+            let doc = sig::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+            let pair = sig::EcdsaKeyPair::from_pkcs8(alg, doc.as_ref(), &rng).unwrap();
+            TestIdp { pair, rng }
+        }
+
+        pub fn jwks(&self) -> Vec<u8> {
+            let p = self.pair.public_key().as_ref();
+            let set = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+                "use": "sig", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..])}]});
+            serde_json::to_vec(&set).unwrap()
+        }
+
+        /// A compact JWS of `claims` under the JSON `header`.
+        pub fn sign(&self, header: &str, claims: &Map<String, Value>) -> String {
+            let input = format!(
+                "{}.{}",
+                B64.encode(header),
+                B64.encode(serde_json::to_vec(claims).unwrap())
+            );
+            let s = self.pair.sign(&self.rng, input.as_bytes()).unwrap();
+            format!("{input}.{}", B64.encode(s.as_ref()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -553,24 +608,9 @@ mod tests {
 
     #[test]
     fn a_signed_token_verifies_end_to_end() {
-        use ring::signature::{self as sig, KeyPair};
-        let rng = ring::rand::SystemRandom::new();
-        let alg = &sig::ECDSA_P256_SHA256_FIXED_SIGNING;
-        let doc = sig::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
-        let pair = sig::EcdsaKeyPair::from_pkcs8(alg, doc.as_ref(), &rng).unwrap();
-        let point = pair.public_key().as_ref();
-        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
-            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..])}]});
-        let keys = KeySet::parse(&serde_json::to_vec(&jwks).unwrap(), &DEFAULT_ALGORITHMS).unwrap();
-        let sign = |header: &str, claims: &Map<String, Value>| {
-            let input = format!(
-                "{}.{}",
-                B64.encode(header),
-                B64.encode(serde_json::to_vec(claims).unwrap())
-            );
-            let s = pair.sign(&rng, input.as_bytes()).unwrap();
-            format!("{input}.{}", B64.encode(s.as_ref()))
-        };
+        let idp = testing::TestIdp::new();
+        let keys = KeySet::parse(&idp.jwks(), &DEFAULT_ALGORITHMS).unwrap();
+        let sign = |header: &str, claims: &Map<String, Value>| idp.sign(header, claims);
         let i = entry();
         let good = sign(
             r#"{"alg":"ES256","kid":"k1"}"#,

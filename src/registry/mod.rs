@@ -109,6 +109,8 @@ pub struct Registry {
     pub issuers: Vec<issuers::IssuerEntry>,
     /// Every role some privilege names: the only ones an issuer's token forwards.
     pub role_names: HashSet<String>,
+    /// Identity providers' tokens verified in this generation (a reload empties it).
+    pub issuer_tokens: crate::token::Verified<crate::oauth::issuer::IssuerVerified>,
     pub upstream: Upstream,
     pub limits: Limits,
     /// Whose `X-Forwarded-For` names the client, for throttling and logs.
@@ -617,6 +619,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             tokens,
             issuers,
             role_names,
+            issuer_tokens: Default::default(),
             upstream: Upstream {
                 addr,
                 tls,
