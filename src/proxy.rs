@@ -49,6 +49,8 @@ pub struct Ctx {
     token_outcome: Option<&'static str>,
     /// The client's address (behind `trusted_proxies`, the one they forwarded).
     client_addr: Option<std::net::IpAddr>,
+    /// The identity provider (`issuers[]` name) whose token was presented.
+    issuer: Option<String>,
 }
 
 impl Drop for Ctx {
@@ -244,6 +246,7 @@ impl ProxyHttp for Proxy {
             upstream_status: None,
             token_outcome: None,
             client_addr: None,
+            issuer: None,
         }
     }
 
@@ -330,6 +333,7 @@ impl ProxyHttp for Proxy {
             Decision::ForwardPublic => (0, "", String::new(), None),
             Decision::Forward(g) => {
                 ctx.client_id = Some(g.client_id.clone());
+                ctx.issuer = g.issuer.clone();
                 ctx.privilege = Some(g.privilege.clone());
                 (0, "", String::new(), None)
             }
@@ -370,6 +374,7 @@ impl ProxyHttp for Proxy {
             }
             Decision::IssuerUnavailable { privilege, issuer } => {
                 ctx.privilege = Some(privilege.clone());
+                ctx.issuer = Some(issuer.clone());
                 (
                     503,
                     "Service Unavailable",
@@ -575,6 +580,7 @@ impl ProxyHttp for Proxy {
             decision = ctx.label.unwrap_or("token_endpoint"),
             client_id = ctx.client_id.as_deref().unwrap_or("-"),
             privilege = ctx.privilege.as_deref().unwrap_or("-"),
+            issuer = ctx.issuer.as_deref().unwrap_or("-"),
             latency_ms = latency.as_secs_f64() * 1000.0,
             upstream_status = ctx.upstream_status.unwrap_or(0),
             token_outcome = ctx.token_outcome.unwrap_or("-"),

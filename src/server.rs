@@ -55,7 +55,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     );
     let mut proxy = Service::new(
         "ords-guard proxy".to_string(),
-        Guarded::new(proxy_app, guard.clone(), "proxy"),
+        Guarded::new(proxy_app, guard.clone(), crate::conn::PROXY_LISTENER),
     );
     if listeners.tls {
         let settings = tls::listener_settings(guard.clone(), tls::Listener::Proxy);

@@ -114,6 +114,23 @@ async fn identity_provider_tokens_open_privileges_by_scope_and_roles() {
         !seen.headers.iter().any(|(_, v)| v == "spoofed"),
         "{seen:?}"
     );
+    // The access log names the issuer, and never the token.
+    let access = |log: &str| {
+        log.lines()
+            .find(|l| l.contains("\"path\":\"/example/1\""))
+            .map(str::to_string)
+    };
+    eventually("the access line", || async {
+        access(&std::fs::read_to_string(&g.log).unwrap()).is_some()
+    })
+    .await;
+    let log = std::fs::read_to_string(&g.log).unwrap();
+    let line = access(&log).unwrap();
+    assert!(
+        line.contains("\"issuer\":\"corp\"") && line.contains("\"client_id\":\"orders-app\""),
+        "{line}"
+    );
+    assert!(!log.contains(&t), "the token reached the log");
 
     // A role in the role claim opens it; roles no privilege names are not forwarded.
     let t = idp.token(

@@ -124,6 +124,9 @@ impl Refusal {
     }
 }
 
+/// The `listener` name of the proxy's own listener (the others: `admin`).
+pub const PROXY_LISTENER: &str = "proxy";
+
 /// Most bytes of pipelined requests held while pingora serves the one before them; past
 /// this the guard stops reading until pingora is done (TCP pushes back on the client).
 const MAX_HELD: usize = 64 * 1024;
@@ -365,7 +368,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                     };
                 }
                 Err(malformed) => {
-                    metrics.requests.inc("bad_request");
+                    // A decision like the proxy's own 400s; the admin listener's are not
+                    // proxied requests.
+                    if self.listener == PROXY_LISTENER {
+                        metrics.requests.inc("bad_request");
+                    }
                     tracing::warn!(target: "ords_guard::access", listener = self.listener, status = malformed.status(), decision = "bad_request", client_addr = %peer(&conn.io), reason = %malformed, "request head refused");
                     refuse(
                         &mut conn.io,
