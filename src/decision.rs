@@ -221,7 +221,13 @@ fn decide_issuer(
     let verified = match (reg.issuer_tokens.get(token, now), unverified) {
         (Some(Ok(v)), _) => v,
         (Some(Err(e)), _) => return invalid(e),
-        (None, None) => return invalid(TokenError::Malformed),
+        // Known a moment ago, evicted since: verify it afresh.
+        (None, None) => {
+            return match Unverified::parse(token, reg.tokens.max_len) {
+                Ok(u) => decide_issuer(reg, privilege, token, Some(&u)),
+                Err(e) => invalid(e),
+            }
+        }
         (None, Some(u)) => {
             let iss = u.iss().unwrap_or_default();
             let Some(idx) = reg
