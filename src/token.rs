@@ -214,36 +214,18 @@ impl Tokens {
     /// step. Reading unverified claims only ever refuses; nothing is granted before the
     /// signature holds.
     pub fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
-        if token.len() > self.max_len {
-            return Err(TokenError::TooLong);
-        }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        // jsonwebtoken's header type refuses unknown algorithms, `none` among them.
-        let header: Header = B64
-            .decode(header_b64)
-            .ok()
-            .and_then(|h| serde_json::from_slice(&h).ok())
-            .ok_or(TokenError::Malformed)?;
-        let key = header
+        let jws = Jws::split(token, self.max_len)?;
+        let key = jws
+            .header
             .kid
             .as_deref()
             .and_then(|k| self.verifying.get(k))
             .ok_or(TokenError::UnknownKey)?;
-        if header.alg != keys::jwt_algorithm(key.alg) {
+        if jws.header.alg != keys::jwt_algorithm(key.alg) {
             return Err(TokenError::AlgorithmNotAccepted);
         }
-        let payload = B64.decode(payload_b64).map_err(|_| TokenError::Malformed)?;
-        let claims = self.check_claims(&payload, now())?;
-        let signature = B64
-            .decode(signature_b64)
-            .map_err(|_| TokenError::Malformed)?;
-        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-        if !key.key.verify(signed.as_bytes(), &signature) {
+        let claims = self.check_claims(jws.claims()?, now())?;
+        if !key.key.verify(jws.signed(), &jws.signature()?) {
             return Err(TokenError::BadSignature);
         }
         Ok(claims)
@@ -251,9 +233,11 @@ impl Tokens {
 
     /// RFC 7519 claim rules at `now`: the required claims present, `exp` and `nbf` with
     /// [`LEEWAY_SECONDS`], `iss`, `aud` when configured, and `sub` naming the client.
-    fn check_claims(&self, payload: &[u8], now: u64) -> Result<Claims, TokenError> {
-        let raw: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(payload).map_err(|_| TokenError::Malformed)?;
+    fn check_claims(
+        &self,
+        raw: serde_json::Map<String, serde_json::Value>,
+        now: u64,
+    ) -> Result<Claims, TokenError> {
         let required = ["exp", "nbf", "iat", "iss", "sub"];
         let aud = self.audience.as_ref().map(|_| "aud");
         if let Some(missing) = required
@@ -281,6 +265,61 @@ impl Tokens {
             return Err(TokenError::Malformed);
         }
         Ok(c)
+    }
+}
+
+/// A compact JWS (RFC 7515) split and its header decoded; the payload and the signature are
+/// decoded when asked for, so a token is refused by its cheapest failing check. Shared by
+/// the proxy's own tokens and identity providers' (`oauth::issuer`).
+pub struct Jws<'a> {
+    pub header: Header,
+    payload_b64: &'a str,
+    signature_b64: &'a str,
+    /// `header.payload`, the signed bytes.
+    signed: &'a str,
+}
+
+impl<'a> Jws<'a> {
+    /// Split `token`; `max_len` is `limits.max_bearer_bytes`.
+    pub fn split(token: &'a str, max_len: usize) -> Result<Self, TokenError> {
+        if token.len() > max_len {
+            return Err(TokenError::TooLong);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        // jsonwebtoken's header type refuses unknown algorithms, `none` among them.
+        let header: Header = B64
+            .decode(h)
+            .ok()
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .ok_or(TokenError::Malformed)?;
+        Ok(Jws {
+            header,
+            payload_b64: p,
+            signature_b64: s,
+            signed: &token[..h.len() + 1 + p.len()],
+        })
+    }
+
+    /// The payload as a JSON object.
+    pub fn claims(&self) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+        B64.decode(self.payload_b64)
+            .ok()
+            .and_then(|p| serde_json::from_slice(&p).ok())
+            .ok_or(TokenError::Malformed)
+    }
+
+    pub fn signature(&self) -> Result<Vec<u8>, TokenError> {
+        B64.decode(self.signature_b64)
+            .map_err(|_| TokenError::Malformed)
+    }
+
+    pub fn signed(&self) -> &'a [u8] {
+        self.signed.as_bytes()
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Backend, Guard, Options, ADMIN_SECRET};
+use common::{content_length, Backend, Guard, Options, ADMIN_SECRET};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -94,14 +94,7 @@ async fn read_responses(s: &mut tokio::net::TcpStream, n: usize) -> Vec<(u16, St
                 continue;
             };
             let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
+            let len = content_length(&head);
             if buf.len() < end + 4 + len {
                 let k = s.read(&mut chunk).await.unwrap();
                 assert!(k > 0, "closed inside a response");

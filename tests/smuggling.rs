@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Backend, Guard, Options};
+use common::{content_length, Backend, Guard, Options};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -238,14 +238,7 @@ fn statuses(mut bytes: &[u8]) -> Vec<u16> {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
+        let len = content_length(&head);
         out.push(code);
         let next = (end + 4 + len).min(bytes.len());
         bytes = &bytes[next..];

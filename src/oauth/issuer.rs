@@ -5,10 +5,8 @@
 //! they cost microseconds and only ever refuse, then the signature.
 
 use crate::oauth::jwks::{KeyMiss, KeySet};
-use crate::token::TokenError;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use jsonwebtoken::{Algorithm, Header};
+use crate::token::{Jws, TokenError};
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 /// The literal in `issuer` that Entra ID's multi-tenant form puts the `tid` claim in.
@@ -16,45 +14,18 @@ pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
 /// Claims tried for the client id, in order, without `client_id_claim` (SPEC §9).
 const CLIENT_ID_CLAIMS: [&str; 4] = ["client_id", "azp", "appid", "sub"];
 
-/// A compact JWS split and decoded, not yet verified.
+/// A token split and its claims decoded, not yet verified: what routing by `iss` reads.
 pub struct Unverified<'a> {
-    pub header: Header,
+    pub jws: Jws<'a>,
     pub claims: Map<String, Value>,
-    /// `header.payload`, the signed bytes.
-    signed: &'a str,
-    signature: Vec<u8>,
 }
 
 impl<'a> Unverified<'a> {
     /// Split and decode `token`; `max_len` is `limits.max_bearer_bytes`.
     pub fn parse(token: &'a str, max_len: usize) -> Result<Self, TokenError> {
-        if token.len() > max_len {
-            return Err(TokenError::TooLong);
-        }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        // jsonwebtoken's header type refuses unknown algorithms, `none` among them.
-        let header: Header = B64
-            .decode(h)
-            .ok()
-            .and_then(|h| serde_json::from_slice(&h).ok())
-            .ok_or(TokenError::Malformed)?;
-        let claims = B64
-            .decode(p)
-            .ok()
-            .and_then(|p| serde_json::from_slice(&p).ok())
-            .ok_or(TokenError::Malformed)?;
-        let signature = B64.decode(s).map_err(|_| TokenError::Malformed)?;
-        Ok(Unverified {
-            header,
-            claims,
-            signed: &token[..h.len() + 1 + p.len()],
-            signature,
-        })
+        let jws = Jws::split(token, max_len)?;
+        let claims = jws.claims()?;
+        Ok(Unverified { jws, claims })
     }
 
     /// The unverified `iss`, which routes the token to its keys.
@@ -182,15 +153,15 @@ impl Issuer {
         keys: &KeySet,
         now: u64,
     ) -> Result<IssuerClaims, IssuerError> {
-        let alg = token.header.alg;
+        let alg = token.jws.header.alg;
         if !self.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAccepted.into());
         }
         let claims = self.check_claims(&token.claims, now)?;
         let key = keys
-            .select(token.header.kid.as_deref(), alg)
+            .select(token.jws.header.kid.as_deref(), alg)
             .map_err(IssuerError::Key)?;
-        if !key.verify(alg, token.signed.as_bytes(), &token.signature) {
+        if !key.verify(alg, token.jws.signed(), &token.jws.signature()?) {
             return Err(TokenError::BadSignature.into());
         }
         Ok(claims)
@@ -318,6 +289,8 @@ pub fn is_json_pointer(pointer: &str) -> bool {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
     use ring::signature::{self as sig, KeyPair};
 
     pub struct TestIdp {
@@ -358,6 +331,8 @@ pub(crate) mod testing {
 mod tests {
     use super::*;
     use crate::oauth::jwks::DEFAULT_ALGORITHMS;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
     use serde_json::json;
 
     const NOW: u64 = 1_800_000_000;
@@ -586,7 +561,7 @@ mod tests {
         let t = format!("{h}.{p}.c2ln");
         let u = Unverified::parse(&t, 8192).unwrap();
         assert_eq!(u.iss(), Some("https://idp.example/realms/corp"));
-        assert_eq!(u.header.kid.as_deref(), Some("k"));
+        assert_eq!(u.jws.header.kid.as_deref(), Some("k"));
         assert_eq!(Unverified::parse(&t, 10).err(), Some(TokenError::TooLong));
         let none = format!("{}.{p}.", B64.encode(br#"{"alg":"none"}"#));
         assert_eq!(

@@ -546,3 +546,14 @@ pub fn sign_es256(keys: &Path, kid: &str, claims: &serde_json::Value) -> String 
 pub fn now() -> u64 {
     ords_guard::token::now()
 }
+
+/// The `Content-Length` of a response head (0 when absent), for tests reading raw responses.
+pub fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
