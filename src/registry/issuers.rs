@@ -174,7 +174,7 @@ pub fn compile(
             ));
         }
         if let Some(ca) = &c.ca_file {
-            if let Err(e) = crate::tls::load_ca(&src.resolve(ca)) {
+            if let Err(e) = crate::certs::load_ca(&src.resolve(ca)) {
                 errors.push(Diagnostic::new(format!("{at}.ca_file"), e));
             }
         }

@@ -298,7 +298,7 @@ fn load_listener_tls(
     src: &Source,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Arc<CertifiedKey>> {
-    crate::tls::load_certified_key(&src.resolve(&c.cert_file), &src.resolve(&c.key_file))
+    crate::certs::load_certified_key(&src.resolve(&c.cert_file), &src.resolve(&c.key_file))
         .map_err(|e| errors.push(Diagnostic::new(format!("{key}.cert_file"), e)))
         .ok()
 }
@@ -357,7 +357,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     };
     let upstream_tls = cfg.upstream_tls.clone().unwrap_or_default();
     let upstream_ca = upstream_tls.ca_file.as_ref().and_then(|f| {
-        crate::tls::load_ca(&src.resolve(f))
+        crate::certs::load_ca(&src.resolve(f))
             .map_err(|e| errors.push(Diagnostic::new("upstream_tls.ca_file", e)))
             .ok()
     });
