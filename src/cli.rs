@@ -451,11 +451,12 @@ fn print_issuers(r: &crate::registry::Registry) {
             KeysFrom::File(f) => format!(
                 "jwks_file {} ({} key(s))",
                 f.display(),
-                e.keys.as_ref().map_or(0, |k| k.len())
+                e.keys.current().map_or(0, |k| k.len())
             ),
-            KeysFrom::Url { url, .. } => {
-                format!("jwks_url {url} (fetching is not built yet: its tokens get 503)")
-            }
+            KeysFrom::Url { url, ca_file, .. } => match ca_file {
+                Some(ca) => format!("jwks_url {url} (verified with ca_file {})", ca.display()),
+                None => format!("jwks_url {url} (verified with the system roots)"),
+            },
         };
         let list = |v: &[String]| {
             if v.is_empty() {

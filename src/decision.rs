@@ -109,6 +109,16 @@ pub enum Decision {
     IssuerUnavailable {
         privilege: String,
         issuer: String,
+        /// Its index in `Registry::issuers`: the proxy waits on a fetch in flight.
+        entry: usize,
+    },
+    /// Protected, an identity provider's token signed by a `kid` its keys do not hold (401
+    /// `invalid_token`, unless a refetch of that issuer's keys brings it: the proxy asks
+    /// for one and decides again).
+    UnknownKey {
+        privilege: String,
+        issuer: String,
+        entry: usize,
     },
 }
 
@@ -120,13 +130,24 @@ impl Decision {
             Decision::Forward(_) => "forwarded",
             Decision::Unmatched | Decision::InsufficientScope { .. } => "forbidden",
             Decision::Unauthenticated { .. } => "unauthenticated",
-            Decision::InvalidToken { .. } => "invalid_token",
+            Decision::InvalidToken { .. } | Decision::UnknownKey { .. } => "invalid_token",
             Decision::IssuerUnavailable { .. } => "issuer_unavailable",
         }
     }
 
     pub fn is_forwarded(&self) -> bool {
         matches!(self, Decision::ForwardPublic | Decision::Forward(_))
+    }
+
+    /// The issuer (index in `Registry::issuers`) whose keys, fetched again, could change
+    /// this decision: it has none yet, or lacks the token's `kid`.
+    pub fn awaits_keys(&self) -> Option<usize> {
+        match self {
+            Decision::IssuerUnavailable { entry, .. } | Decision::UnknownKey { entry, .. } => {
+                Some(*entry)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -238,16 +259,25 @@ fn decide_issuer(
                 return invalid(TokenError::WrongIssuer);
             };
             let entry = &reg.issuers[idx];
-            let Some(keys) = &entry.keys else {
+            let Some(keys) = entry.keys.current() else {
                 return Decision::IssuerUnavailable {
                     privilege: name(),
                     issuer: entry.issuer.name.clone(),
+                    entry: idx,
                 };
             };
-            let claims = match entry.issuer.verify(u, keys, now) {
+            let claims = match entry.issuer.verify(u, &keys, now) {
                 Ok(c) => c,
                 Err(IssuerError::Token(e)) => return invalid(e),
-                Err(IssuerError::Key(KeyMiss::UnknownKid | KeyMiss::KidRequired)) => {
+                Err(IssuerError::Key(KeyMiss::UnknownKid)) => {
+                    return Decision::UnknownKey {
+                        privilege: name(),
+                        issuer: entry.issuer.name.clone(),
+                        entry: idx,
+                    }
+                }
+                // Several keys and no `kid` to choose by: fresh keys would not help.
+                Err(IssuerError::Key(KeyMiss::KidRequired)) => {
                     return invalid(TokenError::UnknownKey)
                 }
                 Err(IssuerError::Key(KeyMiss::AlgorithmMismatch)) => {

@@ -26,6 +26,7 @@ pub mod conn;
 pub mod demo;
 pub mod logs;
 pub mod metrics;
+pub mod outbound;
 pub mod proxy;
 pub mod reload;
 pub mod server;

@@ -1,9 +1,10 @@
 //! Prometheus metrics (SPEC §5). Labels carry only bounded values: decisions, outcomes,
 //! error kinds, reload results and registered client ids — never paths, tokens or secrets.
 
+use crate::oauth::jwks_fetch::JwksMetrics;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The `decision` label values of `ords_guard_requests_total` (`Decision::label`, and
@@ -73,6 +74,8 @@ pub struct Metrics {
     pub privileges: IntGauge,
     pub connections: IntGaugeVec,
     pub limit_rejections: KnownLabels<7>,
+    /// Per `issuers[]` name (SPEC §9).
+    pub jwks: JwksMetrics,
 }
 
 impl Default for Metrics {
@@ -190,7 +193,39 @@ impl Metrics {
         for l in ["proxy", "admin"] {
             connections.with_label_values(&[l]);
         }
+        let jwks_fetches = IntCounterVec::new(
+            Opts::new(
+                "ords_guard_jwks_fetches_total",
+                "Fetches of identity providers' JWK Sets, by issuer and result.",
+            ),
+            &["issuer", "result"],
+        )
+        .expect("metric");
+        register(Box::new(jwks_fetches.clone()));
+        let jwks_keys = IntGaugeVec::new(
+            Opts::new(
+                "ords_guard_jwks_keys",
+                "Usable keys held now for each identity provider.",
+            ),
+            &["issuer"],
+        )
+        .expect("metric");
+        register(Box::new(jwks_keys.clone()));
+        let jwks_last_success = GaugeVec::new(
+            Opts::new(
+                "ords_guard_jwks_last_success_timestamp_seconds",
+                "Unix time each identity provider's keys were last fetched (or read) successfully.",
+            ),
+            &["issuer"],
+        )
+        .expect("metric");
+        register(Box::new(jwks_last_success.clone()));
         Metrics {
+            jwks: JwksMetrics {
+                fetches: jwks_fetches,
+                keys: jwks_keys,
+                last_success: jwks_last_success,
+            },
             registry,
             requests,
             duration,

@@ -8,6 +8,7 @@ use crate::endpoint::{self, Reply, TokenRequest};
 use crate::path::{self, Target};
 use crate::registry::Registry;
 use crate::state::Guard;
+use crate::token::TokenError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -315,12 +316,24 @@ impl ProxyHttp for Proxy {
             .iter()
             .map(|v| v.as_bytes())
             .collect();
-        let d = decision::decide(
-            &reg,
-            session.req_header().method.as_str(),
-            &target.path,
-            decision::credentials(&auth),
-        );
+        let decide = || {
+            decision::decide(
+                &reg,
+                session.req_header().method.as_str(),
+                &target.path,
+                decision::credentials(&auth),
+            )
+        };
+        let mut d = decide();
+        if let Some(entry) = d.awaits_keys() {
+            // Unknown `kid` or no keys yet: the issuer's cell joins or starts one refetch
+            // (bounded in time and rate, SPEC §9), then the same pure decision runs again.
+            reg.issuers[entry]
+                .keys
+                .refetch(std::time::Instant::now())
+                .await;
+            d = decide();
+        }
         self.decided(ctx, d.label());
         ctx.target = Some(target);
         let challenge = |extra: &str| {
@@ -328,6 +341,16 @@ impl ProxyHttp for Proxy {
                 "WWW-Authenticate",
                 format!("Bearer realm=\"{REALM}\"{extra}"),
             ))
+        };
+        let invalid_token = |desc: String| {
+            (
+                401,
+                "Unauthorized",
+                format!("{desc}; get a new token from the token endpoint"),
+                challenge(&format!(
+                    ", error=\"invalid_token\", error_description=\"{desc}\""
+                )),
+            )
         };
         let (status, title, detail, www) = match &d {
             Decision::ForwardPublic => (0, "", String::new(), None),
@@ -349,15 +372,14 @@ impl ProxyHttp for Proxy {
             }
             Decision::InvalidToken { privilege, reason } => {
                 ctx.privilege = Some(privilege.clone());
-                let desc = reason.to_string();
-                (
-                    401,
-                    "Unauthorized",
-                    format!("{desc}; get a new token from the token endpoint"),
-                    challenge(&format!(
-                        ", error=\"invalid_token\", error_description=\"{desc}\""
-                    )),
-                )
+                invalid_token(reason.to_string())
+            }
+            Decision::UnknownKey {
+                privilege, issuer, ..
+            } => {
+                ctx.privilege = Some(privilege.clone());
+                ctx.issuer = Some(issuer.clone());
+                invalid_token(TokenError::UnknownKey.to_string())
             }
             Decision::InsufficientScope {
                 privilege,
@@ -372,7 +394,9 @@ impl ProxyHttp for Proxy {
                     challenge(", error=\"insufficient_scope\""),
                 )
             }
-            Decision::IssuerUnavailable { privilege, issuer } => {
+            Decision::IssuerUnavailable {
+                privilege, issuer, ..
+            } => {
                 ctx.privilege = Some(privilege.clone());
                 ctx.issuer = Some(issuer.clone());
                 (

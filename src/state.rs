@@ -5,6 +5,7 @@
 use crate::config::{self, ConfigError, Diagnostic};
 use crate::endpoint::TokenEndpoint;
 use crate::metrics::Metrics;
+use crate::oauth::jwks_fetch::Fetcher;
 use crate::registry::{self, Compiled, Listeners, Registry};
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,8 @@ pub struct Guard {
     loaded_from: std::sync::Mutex<[u8; 32]>,
     pub endpoint: TokenEndpoint,
     pub metrics: Metrics,
+    /// Fetches the keys of `jwks_url` issuers into their cells.
+    jwks: Fetcher,
     pub config_path: PathBuf,
     /// What the sockets were bound with; a reload cannot change it.
     listeners: Listeners,
@@ -100,16 +103,18 @@ pub struct Guard {
 impl Guard {
     pub fn new(registry: Registry, listeners: Listeners, config_path: PathBuf) -> Arc<Guard> {
         let fp = crate::reload::fingerprint(&registry.sources);
+        let metrics = Metrics::new();
         let g = Guard {
             registry: ArcSwap::from_pointee(registry),
             loaded_from: std::sync::Mutex::new(fp),
             endpoint: TokenEndpoint::default(),
-            metrics: Metrics::new(),
+            jwks: Fetcher::new(metrics.jwks.clone()),
+            metrics,
             config_path,
             listeners,
             ready: AtomicBool::new(false),
         };
-        g.loaded();
+        g.loaded(&[]);
         Arc::new(g)
     }
 
@@ -118,8 +123,35 @@ impl Guard {
         self.registry.load_full()
     }
 
-    fn loaded(&self) {
+    /// A generation is in: its gauges set, its issuers' keys fetched. `before` holds the
+    /// previous generation's issuer names, whose series go when the issuer does.
+    fn loaded(&self, before: &[String]) {
         let r = self.registry.load();
+        self.jwks.sync(registry::issuers::fetch_sources(&r.issuers));
+        let jwks = &self.metrics.jwks;
+        for gone in before
+            .iter()
+            .filter(|n| !r.issuers.iter().any(|e| &e.issuer.name == *n))
+        {
+            let _ = jwks.keys.remove_label_values(&[gone]);
+            let _ = jwks.last_success.remove_label_values(&[gone]);
+            for result in ["success", "failure"] {
+                let _ = jwks.fetches.remove_label_values(&[gone, result]);
+            }
+        }
+        for e in &r.issuers {
+            let name = e.issuer.name.as_str();
+            let held = e.keys.current();
+            jwks.keys
+                .with_label_values(&[name])
+                .set(held.as_ref().map_or(0, |k| k.len() as i64));
+            // A jwks_file is read with the config: that read is its fetch.
+            if !e.keys.is_fetched() {
+                jwks.last_success
+                    .with_label_values(&[name])
+                    .set(crate::token::now() as f64);
+            }
+        }
         self.metrics.clients.set(r.clients.len() as i64);
         self.metrics.privileges.set(r.privileges.len() as i64);
         // Every registered client has a series from the start, so rates and "no tokens
@@ -153,15 +185,20 @@ impl Guard {
         };
         // `loaded_from` stays locked until the swap is done: reloads never interleave.
         match result {
-            Ok((compiled, warnings)) => {
+            Ok((mut compiled, warnings)) => {
                 for w in warnings {
                     tracing::warn!(target: "ords_guard::reload", "{w}");
                 }
                 if compiled.listeners != self.listeners {
                     tracing::warn!(target: "ords_guard::reload", "listen, admin_listen, threads, or whether tls/admin_tls is set changed: restart ords-guard to apply that (the rest of the config is applied now)");
                 }
+                let old = self.registry.load_full();
+                registry::issuers::keep_keys(&mut compiled.registry.issuers, &old.issuers);
+                let before: Vec<String> =
+                    old.issuers.iter().map(|e| e.issuer.name.clone()).collect();
+                drop(old);
                 self.registry.store(Arc::new(compiled.registry));
-                self.loaded();
+                self.loaded(&before);
                 let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
                 release_freed_memory();
                 self.metrics.reloads.inc("success");

@@ -5,55 +5,9 @@
 
 mod common;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
+use common::idp::{Idp, ISS};
 use common::*;
-use ring::signature::{self as sig, EcdsaKeyPair, KeyPair};
-use serde_json::{json, Value};
-
-const ISS: &str = "https://idp.test/realms/corp";
-
-struct Idp {
-    pair: EcdsaKeyPair,
-    rng: ring::rand::SystemRandom,
-}
-
-impl Idp {
-    fn new() -> Idp {
-        let rng = ring::rand::SystemRandom::new();
-        let alg = &sig::ECDSA_P256_SHA256_FIXED_SIGNING;
-        let doc = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(alg, doc.as_ref(), &rng).unwrap();
-        Idp { pair, rng }
-    }
-
-    fn jwks(&self) -> Value {
-        let p = self.pair.public_key().as_ref();
-        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "corp-1", "use": "sig", "alg": "ES256",
-            "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..])}]})
-    }
-
-    /// A token with the usual claims, `extra` merged in (null removes a claim).
-    fn token(&self, kid: &str, extra: Value) -> String {
-        let mut claims = json!({"iss": ISS, "aud": "orders-api", "sub": "user-7", "azp": "orders-app",
-            "iat": now() - 5, "exp": now() + 300});
-        for (k, v) in extra.as_object().unwrap() {
-            if v.is_null() {
-                claims.as_object_mut().unwrap().remove(k);
-            } else {
-                claims[k] = v.clone();
-            }
-        }
-        let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
-        let s = self.pair.sign(&self.rng, input.as_bytes()).unwrap();
-        format!("{input}.{}", B64.encode(s.as_ref()))
-    }
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn identity_provider_tokens_open_privileges_by_scope_and_roles() {

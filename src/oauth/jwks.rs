@@ -299,6 +299,14 @@ impl KeySet {
         self.keys.len()
     }
 
+    /// The `kid`s held, in order: what the log says changed when a refresh brings new keys.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .map(|k| k.kid.as_deref().unwrap_or("-"))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

@@ -4,6 +4,9 @@
 use crate::config::{Diagnostic, IssuerConfig, Source};
 use crate::oauth::issuer::{is_json_pointer, Issuer, TENANT_PLACEHOLDER};
 use crate::oauth::jwks::{KeySet, DEFAULT_ALGORITHMS};
+use crate::oauth::jwks_fetch;
+use crate::oauth::keycell::KeyCell;
+use crate::outbound::Trust;
 use jsonwebtoken::Algorithm;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -14,10 +17,12 @@ use std::time::Duration;
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeysFrom {
-    /// Fetched (the fetcher is the next part of issue #11).
+    /// Fetched by `jwks_fetch`, verified against `trust` (the `ca_file`'s certificates, read
+    /// at load, or the system roots).
     Url {
         url: String,
         ca_file: Option<PathBuf>,
+        trust: Trust,
     },
     /// Read at every load, so a reload (or the file changing) picks up new keys.
     File(PathBuf),
@@ -27,8 +32,9 @@ pub enum KeysFrom {
 pub struct IssuerEntry {
     pub issuer: Issuer,
     pub keys_from: KeysFrom,
-    /// The keys now; `None` while the issuer has never had any (its tokens: 503).
-    pub keys: Option<Arc<KeySet>>,
+    /// The keys now (empty while the issuer has never had any: its tokens get 503). Shared
+    /// with the previous generation when a reload keeps the entry ([`keep_keys`]).
+    pub keys: Arc<KeyCell>,
     pub refresh: Duration,
 }
 
@@ -173,11 +179,16 @@ pub fn compile(
                 ),
             ));
         }
-        if let Some(ca) = &c.ca_file {
-            if let Err(e) = crate::certs::load_ca(&src.resolve(ca)) {
-                errors.push(Diagnostic::new(format!("{at}.ca_file"), e));
-            }
-        }
+        let trust = match &c.ca_file {
+            None => Trust::System,
+            Some(ca) => match crate::certs::load_ca_certs(&src.resolve(ca)) {
+                Ok(certs) => Trust::Only(certs),
+                Err(e) => {
+                    errors.push(Diagnostic::new(format!("{at}.ca_file"), e));
+                    Trust::System
+                }
+            },
+        };
         let (keys_from, keys) = match (&c.jwks_url, &c.jwks_file) {
             (Some(url), None) => {
                 if let Err(e) = check_url(url) {
@@ -187,11 +198,18 @@ pub fn compile(
                     KeysFrom::Url {
                         url: url.clone(),
                         ca_file: c.ca_file.as_ref().map(|f| src.resolve(f)),
+                        trust,
                     },
-                    None,
+                    KeyCell::fetched(),
                 )
             }
             (None, Some(file)) => {
+                if c.ca_file.is_some() {
+                    warnings.push(Diagnostic::new(
+                        format!("{at}.ca_file"),
+                        "ca_file only applies to a jwks_url; it is ignored for a jwks_file",
+                    ));
+                }
                 let path = src.resolve(file);
                 let keys = match std::fs::read(&path) {
                     Err(e) => {
@@ -229,7 +247,8 @@ pub fn compile(
                         }
                     },
                 };
-                (KeysFrom::File(path), keys)
+                let Some(keys) = keys else { continue };
+                (KeysFrom::File(path), KeyCell::from_file(keys))
             }
             _ => {
                 errors.push(Diagnostic::new(
@@ -261,4 +280,41 @@ pub fn compile(
         });
     }
     out
+}
+
+/// Carry the keys of `old`'s entries over to the unchanged entries of `new` (a reload):
+/// same name, same `jwks_url`, same algorithms. Their tokens keep being checked with the
+/// keys already fetched while the reload's own fetch runs (SPEC §9).
+pub fn keep_keys(new: &mut [IssuerEntry], old: &[IssuerEntry]) {
+    for n in new.iter_mut() {
+        let KeysFrom::Url { url, .. } = &n.keys_from else {
+            continue;
+        };
+        let same = old.iter().find(|o| {
+            o.issuer.name == n.issuer.name
+                && o.issuer.algorithms == n.issuer.algorithms
+                && matches!(&o.keys_from, KeysFrom::Url { url: u, .. } if u == url)
+        });
+        if let Some(o) = same {
+            n.keys = o.keys.clone();
+        }
+    }
+}
+
+/// What the fetcher needs for each `jwks_url` entry.
+pub fn fetch_sources(entries: &[IssuerEntry]) -> Vec<jwks_fetch::Source> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.keys_from {
+            KeysFrom::Url { url, trust, .. } => Some(jwks_fetch::Source {
+                cell: e.keys.clone(),
+                issuer: e.issuer.name.clone(),
+                url: url.clone(),
+                trust: trust.clone(),
+                algorithms: e.issuer.algorithms.clone(),
+                refresh: e.refresh,
+            }),
+            KeysFrom::File(_) => None,
+        })
+        .collect()
 }

@@ -2,6 +2,10 @@
 //! ephemeral loopback port, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod idp;
+pub mod pki;
+pub use pki::*;
+
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::server::conn::http1;

@@ -1,0 +1,142 @@
+//! The outbound HTTP client: what ords-guard fetches itself (identity providers' JWK Sets,
+//! SPEC §9; token requests next). reqwest on the rustls and ring pingora already builds,
+//! TLS verified against the system roots or a given CA file, redirects never followed,
+//! and every exchange bounded: a deadline for the whole of it (connect, head and body) and
+//! a cap on the body read, checked as it streams, so a slow or huge answer costs little.
+
+use rustls::pki_types::CertificateDer;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Whom a client trusts for `https://`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Trust {
+    /// The system's CA certificates (read once per process).
+    System,
+    /// Only these (an entry's `ca_file`).
+    Only(Vec<CertificateDer<'static>>),
+}
+
+/// What an exchange got back, the body complete and within its cap.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FetchError {
+    #[error("no complete answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("the body is over the {0}-byte limit")]
+    TooLarge(usize),
+    /// Connecting, TLS or HTTP failed; the cause chain, without the URL.
+    #[error("{0}")]
+    Transport(String),
+}
+
+fn system_roots() -> &'static Result<rustls::RootCertStore, String> {
+    static ROOTS: OnceLock<Result<rustls::RootCertStore, String>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let certs = rustls_native_certs::load_native_certs()
+            .map_err(|e| format!("cannot read the system CA certificates: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        let (_added, _unusable) = roots.add_parsable_certificates(certs);
+        if roots.is_empty() {
+            return Err("the system has no usable CA certificates: install ca-certificates, or give ca_file".into());
+        }
+        Ok(roots)
+    })
+}
+
+/// A client that trusts `trust`, follows no redirect and gives up on any exchange after
+/// `deadline`. Build one per distinct trust and reuse it: it pools its connections.
+pub fn client(trust: &Trust, deadline: Duration) -> Result<reqwest::Client, String> {
+    let roots = match trust {
+        Trust::System => system_roots().clone()?,
+        Trust::Only(certs) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certs {
+                roots
+                    .add(c.clone())
+                    .map_err(|e| format!("CA certificate: {e}"))?;
+            }
+            roots
+        }
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(deadline)
+        .connect_timeout(deadline)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(2)
+        .user_agent(concat!("ords-guard/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(causes)
+}
+
+/// `e` and its sources, joined: reqwest's own text ("error sending request") says little.
+/// The URL is left out; callers name what they fetched.
+fn causes(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
+}
+
+/// Send `req` and read the answer, its body at most `max_body` bytes, all within
+/// `deadline` (a redirect is an answer like any other: the caller refuses it).
+pub async fn send(
+    req: reqwest::RequestBuilder,
+    max_body: usize,
+    deadline: Duration,
+) -> Result<Answer, FetchError> {
+    let exchange = async {
+        let mut resp = req.send().await.map_err(|e| transport(e, deadline))?;
+        if resp.content_length().is_some_and(|n| n > max_body as u64) {
+            return Err(FetchError::TooLarge(max_body));
+        }
+        let status = resp.status().as_u16();
+        let headers = std::mem::take(resp.headers_mut());
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport(e, deadline))? {
+            if body.len() + chunk.len() > max_body {
+                return Err(FetchError::TooLarge(max_body));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(deadline, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(FetchError::Timeout(deadline)),
+    }
+}
+
+fn transport(e: reqwest::Error, deadline: Duration) -> FetchError {
+    if e.is_timeout() {
+        return FetchError::Timeout(deadline);
+    }
+    FetchError::Transport(causes(e))
+}
