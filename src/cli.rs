@@ -349,7 +349,7 @@ fn check(config: &Path) -> ExitCode {
                 l.max_header_bytes,
                 l.max_headers,
                 l.max_token_body_bytes,
-                r.tokens.max_len,
+                r.max_bearer,
                 l.client_header.as_millis(),
                 l.client_idle.as_millis(),
                 l.request_total.as_millis()
@@ -371,12 +371,13 @@ fn check(config: &Path) -> ExitCode {
                 if r.base.is_empty() { "/" } else { &r.base },
                 r.unmatched
             );
-            println!(
-                "  token endpoint POST {}  jwks GET {}  signing {}",
-                r.token_path(),
-                r.jwks_path(),
-                r.tokens.algorithm().as_str()
-            );
+            match (&r.tokens, r.token_path(), r.jwks_path()) {
+                (Some(t), Some(token), Some(jwks)) => println!(
+                    "  token endpoint POST {token}  jwks GET {jwks}  signing {}",
+                    t.algorithm().as_str()
+                ),
+                _ => println!("  no token endpoint (no `token`): only identity providers' tokens are accepted"),
+            }
             println!("  {} privilege(s):", r.privileges.len());
             for p in &r.privileges {
                 println!(

@@ -173,17 +173,34 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
     };
     // Tokens are routed by their unverified `iss` when identity providers are configured;
     // tokens verified before, ours or theirs, are known by their caches and need no routing.
-    if !reg.issuers.is_empty() && !reg.tokens.knows(token) {
+    // Without `token:` every bearer token is an identity provider's.
+    let own = reg.tokens.as_ref();
+    if !reg.issuers.is_empty() && !own.is_some_and(|t| t.knows(token)) {
         if reg.issuer_tokens.knows(token) {
             return decide_issuer(reg, privilege, token, None);
         }
-        if let Ok(unverified) = Unverified::parse(token, reg.tokens.max_len) {
-            if unverified.iss() != Some(reg.tokens.issuer.as_str()) {
-                return decide_issuer(reg, privilege, token, Some(&unverified));
+        match Unverified::parse(token, reg.max_bearer) {
+            Ok(unverified) => {
+                if own.is_none_or(|t| unverified.iss() != Some(t.issuer.as_str())) {
+                    return decide_issuer(reg, privilege, token, Some(&unverified));
+                }
             }
+            Err(e) if own.is_none() => {
+                return Decision::InvalidToken {
+                    privilege: name(),
+                    reason: Invalid::Token(e),
+                }
+            }
+            Err(_) => {}
         }
     }
-    let claims = match reg.tokens.verify(token) {
+    let Some(own) = own else {
+        return Decision::InvalidToken {
+            privilege: name(),
+            reason: Invalid::Token(TokenError::WrongIssuer),
+        };
+    };
+    let claims = match own.verify(token) {
         Ok(c) => c,
         Err(e) => {
             return Decision::InvalidToken {
@@ -244,7 +261,7 @@ fn decide_issuer(
         (Some(Err(e)), _) => return invalid(e),
         // Known a moment ago, evicted since: verify it afresh.
         (None, None) => {
-            return match Unverified::parse(token, reg.tokens.max_len) {
+            return match Unverified::parse(token, reg.max_bearer) {
                 Ok(u) => decide_issuer(reg, privilege, token, Some(&u)),
                 Err(e) => invalid(e),
             }
@@ -348,8 +365,8 @@ pub(crate) mod tests {
 
     pub(crate) fn token(reg: &Registry, client: &str, roles: &[&str], scope: &str) -> String {
         let n = now();
-        reg.tokens.mint(&Claims {
-            iss: reg.tokens.issuer.clone(),
+        reg.tokens.as_ref().unwrap().mint(&Claims {
+            iss: reg.tokens.as_ref().unwrap().issuer.clone(),
             sub: client.into(),
             client_id: client.into(),
             aud: None,

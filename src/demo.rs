@@ -26,8 +26,10 @@ pub fn run(
     cfg.listen = listen.into();
     cfg.admin_listen = admin_listen.into();
     cfg.upstream = format!("http://{backend_listen}");
-    cfg.token.signing_key_file = "keys/signing.pem".into();
-    cfg.token.key_id = "demo".into();
+    if let Some(t) = cfg.token.as_mut() {
+        t.signing_key_file = "keys/signing.pem".into();
+        t.key_id = "demo".into();
+    }
     cfg.clients = vec![client.clone()];
     let path = dir.join("ords-guard.yaml");
     std::fs::write(&path, serde_yaml::to_string(&cfg).expect("yaml"))

@@ -14,7 +14,7 @@ use crate::registry::{Client, Registry};
 use crate::secret::pool::{Pool, Refusal};
 use crate::secret::{Argon2Hash, SecretHash};
 use crate::throttle::Throttle;
-use crate::token::{now, Claims};
+use crate::token::{now, Claims, Tokens};
 use base64::Engine;
 use dashmap::DashSet;
 use rand::RngCore;
@@ -262,7 +262,9 @@ impl TokenEndpoint {
         }
         let requested = get(&form, "scope");
         let (roles, scope) = grant(reg, client, requested)?;
-        Ok(self.issue(reg, client, roles, scope, requested))
+        // Clients exist only with `token:` (the registry refuses them otherwise).
+        let tokens = reg.tokens.as_ref().ok_or_else(no_token_endpoint)?;
+        Ok(self.issue(tokens, client, roles, scope, requested))
     }
 
     fn presented(
@@ -383,7 +385,7 @@ impl TokenEndpoint {
 
     fn issue(
         &self,
-        reg: &Registry,
+        tokens: &Tokens,
         client: &Client,
         roles: Vec<String>,
         scope: Vec<String>,
@@ -392,14 +394,14 @@ impl TokenEndpoint {
         let n = now();
         let lifetime = client
             .token_lifetime_seconds
-            .unwrap_or(reg.tokens.lifetime_seconds);
+            .unwrap_or(tokens.lifetime_seconds);
         let mut jti = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut jti);
         let claims = Claims {
-            iss: reg.tokens.issuer.clone(),
+            iss: tokens.issuer.clone(),
             sub: client.client_id.clone(),
             client_id: client.client_id.clone(),
-            aud: reg.tokens.audience.clone(),
+            aud: tokens.audience.clone(),
             iat: n,
             nbf: n,
             exp: n + lifetime,
@@ -408,7 +410,7 @@ impl TokenEndpoint {
             scope: scope.join(" "),
         };
         let mut body = serde_json::json!({
-            "access_token": reg.tokens.mint(&claims),
+            "access_token": tokens.mint(&claims),
             "token_type": "bearer",
             "expires_in": lifetime,
         });
@@ -482,8 +484,21 @@ fn grant(
     Ok((roles, scope))
 }
 
+/// What the token endpoint and JWKS answer if ever asked without `token:` (the proxy
+/// routes nothing to them then: the paths are ordinary).
+fn no_token_endpoint() -> Reply {
+    Reply::error(
+        404,
+        "invalid_request",
+        "this ords-guard mints no tokens (no `token` in its config)",
+    )
+}
+
 /// `GET {base_path}/oauth/jwks`.
 pub fn jwks(reg: &Registry, method: &str) -> Reply {
+    let Some(tokens) = &reg.tokens else {
+        return no_token_endpoint();
+    };
     if method != "GET" && method != "HEAD" {
         let mut r = Reply::error(405, "invalid_request", "the JWKS endpoint accepts GET only");
         r.headers.push(("Allow", "GET, HEAD".into()));
@@ -493,7 +508,7 @@ pub fn jwks(reg: &Registry, method: &str) -> Reply {
         status: 200,
         content_type: "application/jwk-set+json",
         headers: vec![("Cache-Control", "max-age=60".into())],
-        body: reg.tokens.jwks().to_vec(),
+        body: tokens.jwks().to_vec(),
         outcome: "jwks",
         issued_to: None,
         limit: None,
@@ -548,6 +563,8 @@ mod tests {
         assert!(b.get("scope").is_none());
         let c = reg
             .tokens
+            .as_ref()
+            .unwrap()
             .verify(b["access_token"].as_str().unwrap())
             .unwrap();
         assert_eq!(c.roles, ["example_role", "example_admin"]);
@@ -577,6 +594,8 @@ mod tests {
         assert_eq!(b["scope"], "example_admin");
         let c = reg
             .tokens
+            .as_ref()
+            .unwrap()
             .verify(b["access_token"].as_str().unwrap())
             .unwrap();
         assert_eq!(
@@ -594,6 +613,8 @@ mod tests {
             .await;
         let c = reg
             .tokens
+            .as_ref()
+            .unwrap()
             .verify(body_json(&r)["access_token"].as_str().unwrap())
             .unwrap();
         assert_eq!((c.roles.len(), c.scope.as_str()), (0, "open_priv"));

@@ -280,8 +280,8 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         };
-        let is_token = target.path == reg.token_path();
-        if is_token || target.path == reg.jwks_path() {
+        let is_token = reg.token_path() == Some(target.path.as_str());
+        if is_token || reg.jwks_path() == Some(target.path.as_str()) {
             let reply = self
                 .token_endpoint(session, reg, !is_token, ctx.client_addr)
                 .await?;

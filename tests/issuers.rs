@@ -221,3 +221,57 @@ async fn issuer_config_errors_name_the_key() {
         "file:line:column: {text}"
     );
 }
+
+#[tokio::test]
+async fn without_token_only_identity_providers_tokens_pass_and_oauth_paths_are_ordinary() {
+    let idp = Idp::new();
+    let backend = Backend::start().await;
+    let o = Options::new(&backend);
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = Guard::prepare(&dir, &o);
+    std::fs::write(dir.path().join("corp.jwks.json"), idp.jwks().to_string()).unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    std::fs::write(
+        &config,
+        format!("listen: \"{proxy}\"\nadmin_listen: \"{admin}\"\nupstream: \"http://{}\"\nissuers:\n  - name: corp\n    issuer: \"{ISS}\"\n    audience: [orders-api]\n    jwks_file: corp.jwks.json\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n", backend.addr),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("no token endpoint"), "{text}");
+    let g = Guard::spawn(dir, config, proxy, admin, "/").await;
+
+    let t = idp.token("corp-1", json!({"scope": "example_priv"}));
+    assert_eq!(g.get_as("/example/1", &t).await.status(), 200);
+    // A token of any other issuer, ords-guard's own name included, authenticates nothing.
+    let other = idp.token(
+        "corp-1",
+        json!({"iss": "ords-guard", "scope": "example_priv"}),
+    );
+    let r = g.get_as("/example/1", &other).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+    // No token endpoint: its paths go to the backend like any other.
+    let before = backend.count();
+    let r = g
+        .http
+        .post(g.url("/oauth/token"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "backend ok");
+    let r = g.http.get(g.url("/oauth/jwks")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "backend ok");
+    assert_eq!(backend.count(), before + 2);
+    assert_eq!(backend.last().target, "/oauth/jwks");
+}

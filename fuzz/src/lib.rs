@@ -20,7 +20,7 @@ pub fn registry() -> &'static Registry {
         };
         // An identity provider holding the same public key under another issuer: a fuzzed
         // token routed to it verifies only if it was signed with the key, which it cannot be.
-        std::fs::write(dir.path().join("idp.json"), compile(&yaml).tokens.jwks()).unwrap();
+        std::fs::write(dir.path().join("idp.json"), compile(&yaml).tokens.as_ref().unwrap().jwks()).unwrap();
         let yaml = yaml.replacen(
             "privileges:",
             "issuers:\n  - name: idp\n    issuer: https://idp.fuzz\n    jwks_file: idp.json\n    roles_claim: /roles\nprivileges:",

@@ -41,7 +41,10 @@ pub struct Config {
     /// CIDRs of proxies (an ingress) whose `X-Forwarded-For` names the client (SPEC §4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
-    pub token: TokenConfig,
+    /// The proxy's own token endpoint and keys; optional when `issuers` is set (SPEC §9:
+    /// then ords-guard mints nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenConfig>,
     /// Identity providers whose tokens are accepted besides ours (SPEC §9).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issuers: Vec<IssuerConfig>,
@@ -550,8 +553,9 @@ mod tests {
         let (c, _) = parse(MINIMAL, Path::new("c.yaml")).unwrap();
         assert_eq!(c.base_path, "/");
         assert_eq!(c.unmatched, Unmatched::Allow);
-        assert_eq!(c.token.lifetime_seconds, 3600);
-        assert_eq!(c.token.issuer, "ords-guard");
+        let t = c.token.unwrap();
+        assert_eq!(t.lifetime_seconds, 3600);
+        assert_eq!(t.issuer, "ords-guard");
         assert_eq!(c.timeouts.upstream_read_ms, 30000);
     }
 

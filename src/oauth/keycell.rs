@@ -34,7 +34,16 @@ pub struct KeyCell {
     /// Counts finished fetches, failed or not: waiters watch it move.
     done: watch::Sender<u64>,
     fetching: AtomicBool,
-    last_on_demand: Mutex<Option<Instant>>,
+    asked: Mutex<Asked>,
+}
+
+/// The on-demand refetches asked for.
+#[derive(Default)]
+struct Asked {
+    /// When the last one was asked for (the 30 s bound).
+    last: Option<Instant>,
+    /// The last one, with the count of finished fetches when it was asked for.
+    pending: Option<(Instant, u64)>,
 }
 
 impl KeyCell {
@@ -45,7 +54,7 @@ impl KeyCell {
             wake: Notify::new(),
             done: watch::Sender::new(0),
             fetching: AtomicBool::new(false),
-            last_on_demand: Mutex::new(None),
+            asked: Mutex::new(Asked::default()),
         })
     }
 
@@ -76,20 +85,22 @@ impl KeyCell {
             return;
         }
         let mut done = self.done.subscribe();
-        done.borrow_and_update();
-        if !self.fetching.load(Ordering::Acquire) {
-            let mut last = self
-                .last_on_demand
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if !on_demand_allowed(*last, now) {
-                return;
+        let finished = *done.borrow_and_update();
+        {
+            let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+            // A fetch asked for a moment ago that has not finished counts as in flight,
+            // though the fetcher may not have started it yet.
+            let pending = asked.pending.is_some_and(|(at, n)| {
+                n == finished && now.saturating_duration_since(at) < REFETCH_WAIT
+            });
+            if !self.fetching.load(Ordering::Acquire) && !pending {
+                if !on_demand_allowed(asked.last, now) {
+                    return;
+                }
+                asked.last = Some(now);
+                asked.pending = Some((now, finished));
+                self.wake.notify_one();
             }
-            *last = Some(now);
-            // Marked in flight now, not when the fetcher starts: requests arriving in
-            // between join this fetch instead of finding none and giving up.
-            self.fetching.store(true, Ordering::Release);
-            self.wake.notify_one();
         }
         let _ = tokio::time::timeout(REFETCH_WAIT, done.changed()).await;
     }
@@ -229,7 +240,7 @@ mod tests {
         // No fetcher answers: the first request starts one and waits its five seconds.
         let waited = tokio::time::Instant::now();
         cell.refetch(t0).await;
-        assert_eq!(waited.elapsed(), REFETCH_WAIT);
+        assert!(waited.elapsed() >= REFETCH_WAIT);
         // Within thirty seconds no new one starts: nothing to wait for.
         let again = tokio::time::Instant::now();
         cell.refetch(t0 + Duration::from_secs(10)).await;
@@ -245,6 +256,21 @@ mod tests {
         cell.fetch_finished(None);
         joined.await.unwrap();
         assert!(cell.current().is_none(), "a failed fetch stores nothing");
+        // Thirty seconds on, a request asks again; one arriving before the fetcher starts
+        // on it joins that fetch rather than giving up (or asking for another).
+        let ask = |at: u64| {
+            let cell = cell.clone();
+            tokio::spawn(async move { cell.refetch(t0 + Duration::from_secs(at)).await })
+        };
+        let (first, second) = (ask(40), ask(41));
+        tokio::task::yield_now().await;
+        assert!(!first.is_finished() && !second.is_finished());
+        cell.woken().await;
+        cell.fetch_started();
+        cell.fetch_finished(Some(KeySet::default()));
+        first.await.unwrap();
+        second.await.unwrap();
+        assert!(cell.current().is_some());
     }
 
     #[tokio::test]

@@ -82,11 +82,11 @@ fn algorithms(names: &[String], at: &str, errors: &mut Vec<Diagnostic>) -> Vec<A
     out
 }
 
-/// Check and compile `cfgs`. `own_issuer` is `token.issuer`; `privileges` the privilege
+/// Check and compile `cfgs`. `own_issuer` is `token.issuer` (when there is `token`); `privileges` the privilege
 /// names with their index.
 pub fn compile(
     cfgs: &[IssuerConfig],
-    own_issuer: &str,
+    own_issuer: Option<&str>,
     privileges: &HashMap<String, usize>,
     src: &Source,
     errors: &mut Vec<Diagnostic>,
@@ -115,7 +115,7 @@ pub fn compile(
                 format!("{at}.issuer"),
                 "issuer is empty: give the `iss` its tokens carry",
             ));
-        } else if c.issuer == own_issuer {
+        } else if Some(c.issuer.as_str()) == own_issuer {
             errors.push(Diagnostic::new(format!("{at}.issuer"), format!("`{}` is token.issuer, the proxy's own: an identity provider needs its own issuer", c.issuer)));
         } else if !issuers.insert(c.issuer.as_str()) {
             errors.push(Diagnostic::new(

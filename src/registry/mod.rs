@@ -98,13 +98,16 @@ pub struct Registry {
     /// base_path without its trailing `/`; `""` for `/`.
     pub base: String,
     /// `{base_path}/oauth/token` and `/oauth/jwks`, computed once: every request is compared
-    /// with them.
-    token_path: String,
-    jwks_path: String,
+    /// with them. `None` without `token:`: then they are ordinary paths.
+    token_path: Option<String>,
+    jwks_path: Option<String>,
     pub unmatched: Unmatched,
     pub privileges: Vec<Privilege>,
     pub clients: HashMap<String, Client>,
-    pub tokens: Tokens,
+    /// The proxy's own keys; `None` when it only accepts identity providers' tokens.
+    pub tokens: Option<Tokens>,
+    /// Longest bearer token parsed (`limits.max_bearer_bytes`), ours or an issuer's.
+    pub max_bearer: usize,
     /// Identity providers whose tokens are accepted (SPEC §9).
     pub issuers: Vec<issuers::IssuerEntry>,
     /// Every role some privilege names: the only ones an issuer's token forwards.
@@ -164,12 +167,12 @@ impl Registry {
         }
     }
 
-    pub fn token_path(&self) -> &str {
-        &self.token_path
+    pub fn token_path(&self) -> Option<&str> {
+        self.token_path.as_deref()
     }
 
-    pub fn jwks_path(&self) -> &str {
-        &self.jwks_path
+    pub fn jwks_path(&self) -> Option<&str> {
+        self.jwks_path.as_deref()
     }
 }
 
@@ -301,6 +304,26 @@ fn load_listener_tls(
     crate::certs::load_certified_key(&src.resolve(&c.cert_file), &src.resolve(&c.key_file))
         .map_err(|e| errors.push(Diagnostic::new(format!("{key}.cert_file"), e)))
         .ok()
+}
+
+/// The `token` step: the proxy's own keys, or none when only identity providers' tokens
+/// are accepted (SPEC §9: then `clients` must be empty, as nothing would mint for them).
+fn own_tokens(cfg: &Config, src: &Source, errors: &mut Vec<Diagnostic>) -> Option<Tokens> {
+    let Some(tc) = &cfg.token else {
+        if cfg.issuers.is_empty() {
+            errors.push(Diagnostic::new("token", "`token` is missing: give `token` (the proxy's own token endpoint and signing key), `issuers` (identity providers whose tokens are accepted), or both"));
+        } else if !cfg.clients.is_empty() {
+            errors.push(Diagnostic::new("clients", "clients need the token endpoint, and there is none without `token`: add `token`, or remove the clients (an identity provider's clients are its own)"));
+        }
+        return None;
+    };
+    Tokens::load(tc, |p| src.resolve(p))
+        .map_err(|es| errors.extend(es.into_iter().map(|(k, m)| Diagnostic::new(k, m))))
+        .ok()
+        .map(|mut t| {
+            t.max_len = cfg.limits.max_bearer_bytes;
+            t
+        })
 }
 
 /// Validate `cfg` and build its registry.
@@ -466,7 +489,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
 
     let issuers = issuers::compile(
         &cfg.issuers,
-        &cfg.token.issuer,
+        cfg.token.as_ref().map(|t| t.issuer.as_str()),
         &by_name,
         src,
         &mut errors,
@@ -596,22 +619,16 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         }
     }
 
-    let tokens = Tokens::load(&cfg.token, |p| src.resolve(p))
-        .map_err(|es| errors.extend(es.into_iter().map(|(k, m)| Diagnostic::new(k, m))))
-        .ok()
-        .map(|mut t| {
-            t.max_len = cfg.limits.max_bearer_bytes;
-            t
-        });
+    let tokens = own_tokens(cfg, src, &mut errors);
 
-    let (Some((addr, tls, host)), Some(tokens), true) = (upstream, tokens, errors.is_empty())
-    else {
+    let (Some((addr, tls, host)), true) = (upstream, errors.is_empty()) else {
         return Err(errors);
     };
     Ok(Compiled {
         registry: Registry {
-            token_path: format!("{base}/oauth/token"),
-            jwks_path: format!("{base}/oauth/jwks"),
+            token_path: tokens.is_some().then(|| format!("{base}/oauth/token")),
+            jwks_path: tokens.is_some().then(|| format!("{base}/oauth/jwks")),
+            max_bearer: cfg.limits.max_bearer_bytes,
             base,
             unmatched: cfg.unmatched,
             privileges,
@@ -652,7 +669,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             has_argon2,
             sources: std::iter::once(src.file.clone())
                 .chain(cfg.clients_file.iter().map(|f| src.resolve(f)))
-                .chain(std::iter::once(src.resolve(&cfg.token.signing_key_file)))
+                .chain(cfg.token.iter().map(|t| src.resolve(&t.signing_key_file)))
                 .chain(cfg.issuers.iter().flat_map(|i| {
                     i.jwks_file
                         .iter()
@@ -661,8 +678,8 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
                 }))
                 .chain(
                     cfg.token
-                        .verification_keys
                         .iter()
+                        .flat_map(|t| &t.verification_keys)
                         .map(|v| src.resolve(&v.file)),
                 )
                 .chain(
@@ -766,13 +783,44 @@ mod tests {
         assert_eq!(r.protecting("/ords/hr/example/orders/1", "GET"), Some(0));
         assert_eq!(r.protecting("/example/x", "GET"), None);
         assert_eq!(r.protecting("/ords/hrx/example", "GET"), None);
-        assert_eq!(r.token_path(), "/ords/hr/oauth/token");
+        assert_eq!(r.token_path(), Some("/ords/hr/oauth/token"));
         let client = r.client("c1").unwrap();
         assert!(r.holds(client, 0));
         assert!(!r.holds(client, 1));
         // Warnings: unmatched allow without /*, example_write reachable by nobody.
         let w: Vec<_> = c.warnings.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(w, ["unmatched", "privileges[1]"]);
+    }
+
+    #[test]
+    fn token_is_optional_with_issuers_and_then_clients_are_refused() {
+        let bare = "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\n";
+        let privileges = "privileges:\n  - name: p\n    roles: [r]\n    patterns: [\"/x/*\"]\n";
+        let errs = compile_str(&format!("{bare}{privileges}")).err().unwrap();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("key `token`") && errs[0].contains("issuers"),
+            "{errs:?}"
+        );
+
+        let issuers = "issuers:\n  - name: corp\n    issuer: https://idp.test\n    jwks_url: https://idp.test/certs\n";
+        let c = compile_str(&format!("{bare}{issuers}{privileges}")).unwrap();
+        let r = &c.registry;
+        assert!(r.tokens.is_none());
+        assert_eq!((r.token_path(), r.jwks_path()), (None, None));
+        assert_eq!(r.issuers.len(), 1);
+
+        let clients = format!(
+            "clients:\n  - name: a\n    client_id: a\n    secrets: [\"{SHA}\"]\n    roles: [r]\n"
+        );
+        let errs = compile_str(&format!("{bare}{issuers}{privileges}{clients}"))
+            .err()
+            .unwrap();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("g.yaml:12:1: key `clients`") && errs[0].contains("add `token`"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -899,9 +947,9 @@ mod tests {
         let c = compile_str(HEAD).unwrap();
         let l = &c.registry.limits;
         assert_eq!(l.max_token_body_bytes, 8 * 1024);
-        assert_eq!(c.registry.tokens.max_len, 8 * 1024);
+        assert_eq!(c.registry.max_bearer, 8 * 1024);
         assert!(c.registry.tls.proxy.is_none() && !c.listeners.tls);
         let y = format!("{HEAD}limits:\n  max_bearer_bytes: 600\n");
-        assert_eq!(compile_str(&y).unwrap().registry.tokens.max_len, 600);
+        assert_eq!(compile_str(&y).unwrap().registry.max_bearer, 600);
     }
 }
