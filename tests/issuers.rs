@@ -275,3 +275,128 @@ async fn without_token_only_identity_providers_tokens_pass_and_oauth_paths_are_o
     assert_eq!(backend.count(), before + 2);
     assert_eq!(backend.last().target, "/oauth/jwks");
 }
+
+/// The token shapes of the common providers, each through its own `issuers[]` entry.
+#[tokio::test]
+async fn keycloak_entra_auth0_and_okta_token_shapes() {
+    let idp = Idp::new();
+    let backend = Backend::start().await;
+    let entry = |name: &str, iss: &str, aud: &str, more: &str| {
+        format!("  - name: {name}\n    issuer: \"{iss}\"\n    audience: [\"{aud}\"]\n    jwks_file: idp.jwks.json\n{more}")
+    };
+    let o = Options {
+        extra: format!(
+            "issuers:\n{}{}{}{}",
+            entry(
+                "keycloak",
+                "https://kc.test/realms/corp",
+                "orders-api",
+                "    roles_claim: /realm_access/roles\n"
+            ),
+            entry(
+                "entra",
+                "https://login.microsoftonline.com/{tenantid}/v2.0",
+                "api://orders",
+                "    tenants: [tenant-a]\n    roles_claim: /roles\n"
+            ),
+            entry(
+                "auth0",
+                "https://corp.auth0.test/",
+                "orders-api",
+                "    roles_claim: /https:~1~1orders.test~1roles\n"
+            ),
+            entry(
+                "okta",
+                "https://corp.okta.test/oauth2/default",
+                "api://default",
+                "    client_id_claim: /cid\n"
+            ),
+        ),
+        ..Options::new(&backend)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = Guard::prepare(&dir, &o);
+    std::fs::write(dir.path().join("idp.jwks.json"), idp.jwks().to_string()).unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+    let g = Guard::spawn(dir, config, proxy, admin, "/").await;
+    // Claims the providers put in and the test does not need: removed (null).
+    let bare = json!({"azp": null, "sub": null, "aud": null});
+    let shape = |claims: serde_json::Value| {
+        let mut c = bare.clone();
+        for (k, v) in claims.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        idp.token("corp-1", c)
+    };
+    let cases = [
+        // Keycloak: realm roles nested under realm_access, the client in azp, aud an array.
+        (
+            "keycloak",
+            shape(
+                json!({"iss": "https://kc.test/realms/corp", "aud": ["orders-api", "account"], "azp": "orders-app", "sub": "f81d4fae-7dec", "scope": "profile email", "realm_access": {"roles": ["example_role", "offline_access"]}}),
+            ),
+            "orders-app",
+            Some("example_role"),
+        ),
+        // Entra ID v2 (multi-tenant): tid in the issuer, app roles in `roles`, the client in appid.
+        (
+            "entra",
+            shape(
+                json!({"iss": "https://login.microsoftonline.com/tenant-a/v2.0", "tid": "tenant-a", "aud": "api://orders", "appid": "11111111-2222", "sub": "obj-1", "roles": ["example_role"]}),
+            ),
+            "11111111-2222",
+            Some("example_role"),
+        ),
+        // Auth0: aud an array with userinfo, roles in a namespaced claim, scope names the privilege.
+        (
+            "auth0",
+            shape(
+                json!({"iss": "https://corp.auth0.test/", "aud": ["orders-api", "https://corp.auth0.test/userinfo"], "azp": "auth0-app", "sub": "auth0-app@clients", "scope": "example_priv", "https://orders.test/roles": "other, example_role"}),
+            ),
+            "auth0-app",
+            Some("example_role"),
+        ),
+        // Okta: scp an array, the client in cid.
+        (
+            "okta",
+            shape(
+                json!({"iss": "https://corp.okta.test/oauth2/default", "aud": "api://default", "cid": "0oa-orders", "sub": "0oa-orders", "scp": ["example_priv"]}),
+            ),
+            "0oa-orders",
+            Some(""),
+        ),
+    ];
+    for (issuer, token, client, roles) in cases {
+        let r = g.get_as("/example/1", &token).await;
+        assert_eq!(r.status(), 200, "{issuer}: {}", r.text().await.unwrap());
+        let seen = backend.last();
+        assert_eq!(seen.header("x-ords-issuer"), Some(issuer));
+        assert_eq!(seen.header("x-ords-client-id"), Some(client), "{issuer}");
+        assert_eq!(seen.header("x-ords-roles"), roles, "{issuer}");
+        assert_eq!(seen.header("x-ords-privilege"), Some("example_priv"));
+    }
+    // Entra: another tenant, or a tid that does not match its issuer, is not accepted.
+    for (iss, tid) in [
+        (
+            "https://login.microsoftonline.com/tenant-b/v2.0",
+            "tenant-b",
+        ),
+        (
+            "https://login.microsoftonline.com/tenant-a/v2.0",
+            "tenant-b",
+        ),
+        ("https://login.microsoftonline.com/a/b/v2.0", "a/b"),
+    ] {
+        let t = shape(
+            json!({"iss": iss, "tid": tid, "aud": "api://orders", "appid": "x", "roles": ["example_role"]}),
+        );
+        let r = g.get_as("/example/1", &t).await;
+        assert_eq!(r.status(), 401, "{iss} {tid}");
+    }
+    // Okta: a scope that names no privilege opens nothing.
+    let t = shape(
+        json!({"iss": "https://corp.okta.test/oauth2/default", "aud": "api://default", "cid": "c", "scp": ["openid"]}),
+    );
+    assert_eq!(g.get_as("/example/1", &t).await.status(), 403);
+}

@@ -238,3 +238,29 @@ async fn https_keys_are_verified_against_ca_file_and_not_against_the_system_root
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn cache_control_max_age_shortens_the_refresh_but_not_under_a_minute() {
+    let idp = Idp::new();
+    let backend = Backend::start().await;
+    for (cache, next) in [
+        (None, 600),
+        (Some("public, max-age=300"), 300),
+        (Some("max-age=5"), 60),
+        (Some("no-cache"), 600),
+        (Some("max-age=86400"), 600),
+    ] {
+        let jwks = JwksServer::start(Answer::Keys(idp.jwks(), cache)).await;
+        let g = guard_for(&backend, issuer_yaml(&jwks.url(), ""), &[]).await;
+        g.wait_metric(FETCHED, |v| v >= 1.0).await;
+        eventually("the fetch's log line", || async {
+            g.output().contains("identity provider keys fetched")
+        })
+        .await;
+        let log = g.output();
+        assert!(
+            log.contains(&format!("\"next_fetch_s\":{next},")),
+            "{cache:?}: {log}"
+        );
+    }
+}

@@ -145,8 +145,9 @@ async fn run(source: Source, client: reqwest::Client, m: JwksMetrics) {
                     .with_label_values(&[issuer])
                     .set(crate::token::now() as f64);
                 let kids: Vec<String> = keys.kids().into_iter().map(String::from).collect();
+                let wait = keycell::after_success(source.refresh, max_age);
                 if held.as_ref() != Some(&kids) || failures > 0 {
-                    tracing::info!(target: "ords_guard::jwks", issuer, url = %source.url, keys = keys.len(), kids = %kids.join(" "), "identity provider keys fetched");
+                    tracing::info!(target: "ords_guard::jwks", issuer, url = %source.url, keys = keys.len(), kids = %kids.join(" "), next_fetch_s = wait.as_secs(), "identity provider keys fetched");
                     for why in &keys.skipped {
                         tracing::warn!(target: "ords_guard::jwks", issuer, "{why}; skipped");
                     }
@@ -154,7 +155,7 @@ async fn run(source: Source, client: reqwest::Client, m: JwksMetrics) {
                 held = Some(kids);
                 failures = 0;
                 cell.fetch_finished(Some(keys));
-                keycell::after_success(source.refresh, max_age)
+                wait
             }
             Err(why) => {
                 fetches("failure").inc();
