@@ -15,5 +15,8 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let d = ords_guard::decision::decide(reg, "GET", "/ords/hr/example/1", creds);
-    assert!(!d.is_forwarded(), "a fuzzed token opened a privilege: {d:?}");
+    assert!(
+        !d.is_forwarded(),
+        "a fuzzed token opened a privilege: {d:?}"
+    );
 });
