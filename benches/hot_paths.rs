@@ -5,6 +5,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ords_guard::config::{self, Algorithm};
 use ords_guard::decision::{self, Credentials};
+use ords_guard::oauth::issuer::Unverified;
 use ords_guard::pattern::{Matcher, Methods, Pattern};
 use ords_guard::registry::{self, Registry};
 use ords_guard::token::{now, Claims};
@@ -140,6 +141,53 @@ fn tokens(c: &mut Criterion) {
     mint.finish();
 }
 
+/// A registry that trusts an identity provider holding `alg`'s public key, and a token that
+/// provider issued (minted with the same key under the provider's issuer).
+fn issuer_registry(alg: Algorithm, dir: &std::path::Path) -> (Registry, String) {
+    let own = registry(alg, dir);
+    std::fs::write(dir.join("idp.json"), own.tokens.as_ref().unwrap().jwks()).unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\nissuers:\n  - name: idp\n    issuer: https://idp.bench\n    jwks_file: idp.json\n    roles_claim: /roles\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n"
+    );
+    let (cfg, src) = config::parse(&yaml, &dir.join("issuer.yaml")).unwrap();
+    let reg = registry::compile(&cfg, &src).unwrap().registry;
+    let token = own.tokens.as_ref().unwrap().mint(&Claims {
+        iss: "https://idp.bench".into(),
+        ..claims(&own)
+    });
+    (reg, token)
+}
+
+fn issuer_tokens(c: &mut Criterion) {
+    let mut g = c.benchmark_group("issuer_verify");
+    for alg in [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA] {
+        let dir = tempfile::tempdir().unwrap();
+        let (reg, token) = issuer_registry(alg, dir.path());
+        let entry = &reg.issuers[0];
+        let keys = entry.keys.current().unwrap();
+        g.bench_function(BenchmarkId::new("uncached", alg.as_str()), |b| {
+            b.iter(|| {
+                let u = Unverified::parse(black_box(&token), 8192).unwrap();
+                entry.issuer.verify(&u, &keys, now()).unwrap()
+            })
+        });
+        let header = format!("Bearer {token}");
+        g.bench_function(BenchmarkId::new("cached_decision", alg.as_str()), |b| {
+            b.iter(|| {
+                let d = decision::decide(
+                    &reg,
+                    "GET",
+                    black_box("/ords/hr/example/employees/7"),
+                    decision::credentials(&[header.as_bytes()]),
+                );
+                assert!(d.is_forwarded());
+                d
+            })
+        });
+    }
+    g.finish();
+}
+
 fn whole_decision(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(Algorithm::ES256, dir.path());
@@ -180,6 +228,7 @@ criterion_group!(
     request_head,
     pattern_lookup,
     tokens,
+    issuer_tokens,
     whole_decision
 );
 criterion_main!(benches);
