@@ -7,12 +7,14 @@
 #   floor       through a pingora proxy with no logic (examples/passthrough.rs)
 #   public      through ords-guard, a path no privilege covers
 #   protected   through ords-guard, a protected path with a valid ES256 token
+#   protected_issuer  the same with an identity provider's token (RS256, keys from a
+#               jwks_file; the IdP is a third ords-guard)
 #   401         through ords-guard, a protected path without a token
 #   token       the token endpoint (sha256 secret, ES256 signing)
 #   token_hs256 the same on a second ords-guard that signs HS256
 # and prints req/s, p99 latency, the ratios protected/public and public/direct, and
 # ords-guard's RSS (idle, peak under load, and with a 10k-client / 1k-privilege registry,
-# with that registry's reload time).
+# with that registry's reload time, and with 10 identity providers of 100 RSA keys each).
 #
 # Usage: bench/load.sh            (DURATION=10 ROUNDS=2 CONNS=32 by default)
 set -euo pipefail
@@ -29,10 +31,11 @@ BIN=$PWD/target/release/ords-guard
 FLOOR_BIN=$PWD/target/release/examples/passthrough
 
 WORK=$(mktemp -d)
-cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
+IDP_PROXY=$(port); IDP_ADMIN=$(port); MANY_PROXY=$(port); MANY_ADMIN=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -40,16 +43,19 @@ start_nginx "$WORK" "$BACKEND"
 SECRET=bench-secret-0123456789abcdefghijklmnopqrstuv
 HASH=$(printf '%s' "$SECRET" | "$BIN" hash-secret --scheme sha256)
 "$BIN" keygen --algorithm HS256 --out "$WORK/hskeys" >/dev/null
-write_config() { # $1: extra clients, $2: extra privileges, $3: file, $4 proxy, $5 admin, $6 algorithm, $7 keys dir
+"$BIN" keygen --algorithm RS256 --out "$WORK/idpkeys" >/dev/null
+write_config() { # $1: extra clients, $2: extra privileges, $3: file, $4 proxy, $5 admin, $6 algorithm, $7 keys dir, $8 token.issuer, $9 issuers
   cat > "${3:-$WORK/ords-guard.yaml}" <<EOF
 listen: "127.0.0.1:${4:-$PROXY}"
 admin_listen: "127.0.0.1:${5:-$ADMIN}"
 threads: 1
 upstream: "http://127.0.0.1:$BACKEND"
 token:
+  issuer: "${8:-ords-guard}"
   algorithm: ${6:-ES256}
   signing_key_file: ${7:-keys}/signing.pem
   key_id: bench
+${9:-}
 privileges:
   - name: example_priv
     roles: [example_role]
@@ -62,7 +68,19 @@ ${2}clients:
 ${1}
 EOF
 }
-write_config "" ""
+# The identity provider first: its keys go into the guard's config as a jwks_file.
+write_config "" "" "$WORK/idp.yaml" "$IDP_PROXY" "$IDP_ADMIN" RS256 idpkeys https://idp.bench
+RUST_LOG=warn "$BIN" run --config "$WORK/idp.yaml" > "$WORK/idp.log" 2>&1 & IDP_PID=$!
+wait_ready "$IDP_ADMIN"
+curl -sf "http://127.0.0.1:$IDP_PROXY/oauth/jwks" > "$WORK/idp.jwks.json"
+IDP_TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$IDP_PROXY/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+kill "$IDP_PID"; wait "$IDP_PID" 2>/dev/null || true; IDP_PID=
+ISSUERS='issuers:
+  - name: idp
+    issuer: https://idp.bench
+    jwks_file: idp.jwks.json
+    roles_claim: /roles'
+write_config "" "" "$WORK/ords-guard.yaml" "$PROXY" "$ADMIN" ES256 keys ords-guard "$ISSUERS"
 write_config "" "" "$WORK/hs256.yaml" "$HS_PROXY" "$HS_ADMIN" HS256 hskeys
 # Access logs off (RUST_LOG=warn), as nginx's are: the benchmark measures the proxy.
 RUST_LOG=warn,ords_guard::reload=info "$BIN" run --config "$WORK/ords-guard.yaml" > "$WORK/guard.log" 2>&1 & GUARD_PID=$!
@@ -98,6 +116,7 @@ for r in $(seq "$ROUNDS"); do
   run floor "http://127.0.0.1:$FLOOR/example/1"
   run public "http://127.0.0.1:$PROXY/public/1"
   run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
+  run protected_issuer "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $IDP_TOKEN"
   run 401 "http://127.0.0.1:$PROXY/example/1"
   run token "http://127.0.0.1:$PROXY/oauth/token" -s "$WORK/token.lua"
   run token_hs256 "http://127.0.0.1:$HS_PROXY/oauth/token" -s "$WORK/token.lua"
@@ -109,19 +128,38 @@ PEAK_RSS=$(rss VmHWM)
 { for i in $(seq 10000); do printf '  - name: c%d\n    client_id: id%d\n    secrets: ["%s"]\n    roles: [r%d]\n' "$i" "$i" "$HASH" "$(( i % 1000 + 1 ))"; done; } > "$WORK/clients"
 write_config "$(cat "$WORK/clients")
 " "$(cat "$WORK/privs")
-" "$WORK/big.yaml"
+" "$WORK/big.yaml" "$PROXY" "$ADMIN" ES256 keys ords-guard "$ISSUERS"
 mv "$WORK/big.yaml" "$WORK/ords-guard.yaml"   # atomic, as config tools do; the watcher reloads
 for _ in $(seq 400); do grep -q '"config reloaded"\|config reloaded' "$WORK/guard.log" && break; sleep 0.05; done
 RELOAD_MS=$(grep -o 'elapsed_ms=[0-9.]*' "$WORK/guard.log" | tail -1 | cut -d= -f2)
 BIG_RSS=$(rss VmRSS)
 
-awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
+# 10 identity providers of 100 RSA-2048 keys each (the provider's key under 100 kids).
+python3 - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+key = json.load(open(f"{work}/idp.jwks.json"))["keys"][0]
+for i in range(10):
+    keys = [dict(key, kid=f"idp{i}-k{j}") for j in range(100)]
+    json.dump({"keys": keys}, open(f"{work}/many{i}.jwks.json", "w"))
+PY
+MANY=$(for i in $(seq 0 9); do printf '  - name: idp%d\n    issuer: https://idp%d.bench\n    jwks_file: many%d.jwks.json\n' "$i" "$i" "$i"; done)
+write_config "" "" "$WORK/many.yaml" "$MANY_PROXY" "$MANY_ADMIN" ES256 keys ords-guard "issuers:
+$MANY"
+RUST_LOG=warn "$BIN" run --config "$WORK/many.yaml" > "$WORK/many.log" 2>&1 & MANY_PID=$!
+wait_ready "$MANY_ADMIN"
+MANY_KEYS=$(curl -s "http://127.0.0.1:$MANY_ADMIN/metrics" | awk '/^ords_guard_jwks_keys/ {n+=$2} END {print n+0}')
+MANY_RSS=$(awk '$1=="VmRSS:" {print int($2/1024)}' "/proc/$MANY_PID/status")
+
+awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
   { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4 }
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx |\n|---|---|---|---|\n"
-    split("direct floor public protected 401 token token_hs256", order, " ")
-    for (i = 1; i <= 7; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
+    split("direct floor public protected protected_issuer 401 token token_hs256", order, " ")
+    for (i = 1; i <= 8; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
     printf "\nprotected/public = %.2f   public/direct = %.2f   protected/direct = %.2f   floor/direct = %.2f   protected/floor = %.2f\n", rps["protected"]/rps["public"], rps["public"]/rps["direct"], rps["protected"]/rps["direct"], rps["floor"]/rps["direct"], rps["protected"]/rps["floor"]
+    printf "protected_issuer/protected = %.2f\n", rps["protected_issuer"]/rps["protected"]
     printf "RSS: idle %d MiB, peak under load %d MiB, with 10k clients + 1k privileges %d MiB (reload %s ms)\n", idle, peak, big, reload
+    printf "RSS with 10 identity providers, %d keys held: %d MiB\n", manykeys, many
   }' "$WORK/results"
