@@ -178,7 +178,39 @@ fn the_sidecar_is_the_only_listener_and_is_hardened() {
 
 #[test]
 fn the_configmap_config_passes_check_with_the_secret_beside_it() {
-    let docs = render("deploy/kubernetes/base");
+    for dir in [
+        "deploy/kubernetes/base",
+        "deploy/kubernetes/overlays/example",
+    ] {
+        configmap_passes_check(dir);
+    }
+    // The overlay's registry is the base's plus the Keycloak issuer.
+    let overlay = render("deploy/kubernetes/overlays/example");
+    let text = find(&overlay, "ConfigMap")["data"]["ords-guard.yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cfg: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(cfg["issuers"][0]["name"], "keycloak");
+    assert_eq!(cfg["issuers"][0]["roles_claim"], "/realm_access/roles");
+    let base = render("deploy/kubernetes/base");
+    let mut base_cfg: Value = serde_yaml::from_str(
+        find(&base, "ConfigMap")["data"]["ords-guard.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut without = cfg.clone();
+    without.as_mapping_mut().unwrap().remove("issuers");
+    base_cfg.as_mapping_mut().unwrap().remove("issuers");
+    assert_eq!(
+        without, base_cfg,
+        "the overlay's registry drifted from the base's"
+    );
+}
+
+fn configmap_passes_check(dir: &str) {
+    let docs = render(dir);
     let cm = find(&docs, "ConfigMap");
     let config = cm["data"]["ords-guard.yaml"].as_str().unwrap();
     // The pod's layout: /etc/ords-guard/config and /etc/ords-guard/secret.
