@@ -121,6 +121,7 @@ pub fn names(v: Option<&Value>, split: &[char]) -> Vec<String> {
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(Value::as_str)
+            .filter(|n| !n.is_empty())
             .map(str::to_string)
             .collect(),
         _ => Vec::new(),
@@ -482,6 +483,9 @@ mod tests {
         assert_eq!(roles(json!(["admin", "reader"])), ["admin", "reader"]);
         assert_eq!(roles(json!("admin, reader x")), ["admin", "reader", "x"]);
         assert_eq!(roles(json!(5)), Vec::<String>::new());
+        // Empty names are no names, in a list as in a string (found by the json_pointer
+        // fuzz target).
+        assert_eq!(roles(json!(["", "admin", 7])), ["admin"]);
         // Escaped pointers: `~1` is `/`, `~0` is `~`.
         let mut escaped = entry();
         escaped.roles_claim = Some("/https:~1~1corp.example~1roles/~0all".into());
