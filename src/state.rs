@@ -141,12 +141,11 @@ impl Guard {
         }
         for e in &r.issuers {
             let name = e.issuer.name.as_str();
-            let held = e.keys.current();
-            jwks.keys
-                .with_label_values(&[name])
-                .set(held.as_ref().map_or(0, |k| k.len() as i64));
-            // A jwks_file is read with the config: that read is its fetch.
+            let keys = jwks.keys.with_label_values(&[name]);
+            // Fetched keys are counted by their fetch task (which may already be done);
+            // a jwks_file is read with the config: that read is its fetch.
             if !e.keys.is_fetched() {
+                keys.set(e.keys.current().map_or(0, |k| k.len() as i64));
                 jwks.last_success
                     .with_label_values(&[name])
                     .set(crate::token::now() as f64);

@@ -131,6 +131,10 @@ async fn run(source: Source, client: reqwest::Client, m: JwksMetrics) {
     let fetches = |result: &str| m.fetches.with_label_values(&[issuer, result]);
     fetches("success");
     fetches("failure");
+    // A new entry holds nothing yet; a kept one (its source changed) what it had.
+    m.keys
+        .with_label_values(&[issuer])
+        .set(cell.current().map_or(0, |k| k.len() as i64));
     let mut failures = 0u32;
     let mut held: Option<Vec<String>> = cell
         .current()
