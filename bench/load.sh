@@ -7,8 +7,8 @@
 #   floor       through a pingora proxy with no logic (examples/passthrough.rs)
 #   public      through ords-guard, a path no privilege covers
 #   protected   through ords-guard, a protected path with a valid ES256 token
-#   protected_issuer  the same with an identity provider's token (RS256, keys from a
-#               jwks_file; the IdP is a third ords-guard)
+#   protected_issuer  the same with an identity provider's token (ES256 too, so the
+#               tokens are the same size; keys from a jwks_file; the IdP is a third ords-guard)
 #   401         through ords-guard, a protected path without a token
 #   token       the token endpoint (sha256 secret, ES256 signing)
 #   token_hs256 the same on a second ords-guard that signs HS256
@@ -43,7 +43,8 @@ start_nginx "$WORK" "$BACKEND"
 SECRET=bench-secret-0123456789abcdefghijklmnopqrstuv
 HASH=$(printf '%s' "$SECRET" | "$BIN" hash-secret --scheme sha256)
 "$BIN" keygen --algorithm HS256 --out "$WORK/hskeys" >/dev/null
-"$BIN" keygen --algorithm RS256 --out "$WORK/idpkeys" >/dev/null
+"$BIN" keygen --algorithm ES256 --out "$WORK/idpkeys" >/dev/null
+"$BIN" keygen --algorithm RS256 --out "$WORK/rsakeys" >/dev/null
 write_config() { # $1: extra clients, $2: extra privileges, $3: file, $4 proxy, $5 admin, $6 algorithm, $7 keys dir, $8 token.issuer, $9 issuers
   cat > "${3:-$WORK/ords-guard.yaml}" <<EOF
 listen: "127.0.0.1:${4:-$PROXY}"
@@ -68,13 +69,19 @@ ${2}clients:
 ${1}
 EOF
 }
-# The identity provider first: its keys go into the guard's config as a jwks_file.
-write_config "" "" "$WORK/idp.yaml" "$IDP_PROXY" "$IDP_ADMIN" RS256 idpkeys https://idp.bench
-RUST_LOG=warn "$BIN" run --config "$WORK/idp.yaml" > "$WORK/idp.log" 2>&1 & IDP_PID=$!
-wait_ready "$IDP_ADMIN"
-curl -sf "http://127.0.0.1:$IDP_PROXY/oauth/jwks" > "$WORK/idp.jwks.json"
-IDP_TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$IDP_PROXY/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-kill "$IDP_PID"; wait "$IDP_PID" 2>/dev/null || true; IDP_PID=
+# The identity providers first: their keys go into the configs as jwks_files.
+# idp ALGORITHM KEYS JWKS_OUT: run an ords-guard as the provider https://idp.bench, save its
+# JWK Set, print a token it issued.
+idp() {
+  write_config "" "" "$WORK/idp.yaml" "$IDP_PROXY" "$IDP_ADMIN" "$1" "$2" https://idp.bench
+  RUST_LOG=warn "$BIN" run --config "$WORK/idp.yaml" > "$WORK/idp.log" 2>&1 & IDP_PID=$!
+  wait_ready "$IDP_ADMIN"
+  curl -sf "http://127.0.0.1:$IDP_PROXY/oauth/jwks" > "$3"
+  curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$IDP_PROXY/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+  kill "$IDP_PID"; wait "$IDP_PID" 2>/dev/null || true; IDP_PID=
+}
+IDP_TOKEN=$(idp ES256 idpkeys "$WORK/idp.jwks.json")
+idp RS256 rsakeys "$WORK/rsa.jwks.json" >/dev/null
 ISSUERS='issuers:
   - name: idp
     issuer: https://idp.bench
@@ -138,7 +145,7 @@ BIG_RSS=$(rss VmRSS)
 python3 - "$WORK" <<'PY'
 import json, sys
 work = sys.argv[1]
-key = json.load(open(f"{work}/idp.jwks.json"))["keys"][0]
+key = json.load(open(f"{work}/rsa.jwks.json"))["keys"][0]
 for i in range(10):
     keys = [dict(key, kid=f"idp{i}-k{j}") for j in range(100)]
     json.dump({"keys": keys}, open(f"{work}/many{i}.jwks.json", "w"))

@@ -146,10 +146,8 @@ fn tokens(c: &mut Criterion) {
 fn issuer_registry(alg: Algorithm, dir: &std::path::Path) -> (Registry, String) {
     let own = registry(alg, dir);
     std::fs::write(dir.join("idp.json"), own.tokens.as_ref().unwrap().jwks()).unwrap();
-    let yaml = format!(
-        "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\nissuers:\n  - name: idp\n    issuer: https://idp.bench\n    jwks_file: idp.json\n    roles_claim: /roles\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n"
-    );
-    let (cfg, src) = config::parse(&yaml, &dir.join("issuer.yaml")).unwrap();
+    let yaml = "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\nissuers:\n  - name: idp\n    issuer: https://idp.bench\n    jwks_file: idp.json\n    roles_claim: /roles\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n";
+    let (cfg, src) = config::parse(yaml, &dir.join("issuer.yaml")).unwrap();
     let reg = registry::compile(&cfg, &src).unwrap().registry;
     let token = own.tokens.as_ref().unwrap().mint(&Claims {
         iss: "https://idp.bench".into(),

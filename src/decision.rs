@@ -176,13 +176,21 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
     // Without `token:` every bearer token is an identity provider's.
     let own = reg.tokens.as_ref();
     if !reg.issuers.is_empty() && !own.is_some_and(|t| t.knows(token)) {
-        if reg.issuer_tokens.knows(token) {
-            return decide_issuer(reg, privilege, token, None);
+        // One lookup answers a known issuer token: no more than an own token costs.
+        match reg.issuer_tokens.get(token, crate::token::now()) {
+            Some(Ok(v)) => return issuer_grant(reg, privilege, &v),
+            Some(Err(e)) => {
+                return Decision::InvalidToken {
+                    privilege: name(),
+                    reason: Invalid::Token(e),
+                }
+            }
+            None => {}
         }
         match Unverified::parse(token, reg.max_bearer) {
             Ok(unverified) => {
                 if own.is_none_or(|t| unverified.iss() != Some(t.issuer.as_str())) {
-                    return decide_issuer(reg, privilege, token, Some(&unverified));
+                    return decide_issuer(reg, privilege, token, &unverified);
                 }
             }
             Err(e) if own.is_none() => {
@@ -242,13 +250,13 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
     })
 }
 
-/// An identity provider's token (SPEC §9), `iss` not ours: verified, or answered from the
-/// verified-token cache, then what it opens.
+/// An identity provider's token (SPEC §9), `iss` not ours and not in the cache: routed to
+/// its entry, verified with its keys, remembered, then what it opens.
 fn decide_issuer(
     reg: &Registry,
     privilege: &Privilege,
     token: &str,
-    unverified: Option<&Unverified<'_>>,
+    u: &Unverified<'_>,
 ) -> Decision {
     let name = || privilege.name.clone();
     let invalid = |e: TokenError| Decision::InvalidToken {
@@ -256,60 +264,51 @@ fn decide_issuer(
         reason: Invalid::Token(e),
     };
     let now = crate::token::now();
-    let verified = match (reg.issuer_tokens.get(token, now), unverified) {
-        (Some(Ok(v)), _) => v,
-        (Some(Err(e)), _) => return invalid(e),
-        // Known a moment ago, evicted since: verify it afresh.
-        (None, None) => {
-            return match Unverified::parse(token, reg.max_bearer) {
-                Ok(u) => decide_issuer(reg, privilege, token, Some(&u)),
-                Err(e) => invalid(e),
+    let iss = u.iss().unwrap_or_default();
+    let Some(idx) = reg
+        .issuers
+        .iter()
+        .position(|e| e.issuer.matches(iss, &u.claims))
+    else {
+        return invalid(TokenError::WrongIssuer);
+    };
+    let entry = &reg.issuers[idx];
+    let Some(keys) = entry.keys.current() else {
+        return Decision::IssuerUnavailable {
+            privilege: name(),
+            issuer: entry.issuer.name.clone(),
+            entry: idx,
+        };
+    };
+    let claims = match entry.issuer.verify(u, &keys, now) {
+        Ok(c) => c,
+        Err(IssuerError::Token(e)) => return invalid(e),
+        Err(IssuerError::Key(KeyMiss::UnknownKid)) => {
+            return Decision::UnknownKey {
+                privilege: name(),
+                issuer: entry.issuer.name.clone(),
+                entry: idx,
             }
         }
-        (None, Some(u)) => {
-            let iss = u.iss().unwrap_or_default();
-            let Some(idx) = reg
-                .issuers
-                .iter()
-                .position(|e| e.issuer.matches(iss, &u.claims))
-            else {
-                return invalid(TokenError::WrongIssuer);
-            };
-            let entry = &reg.issuers[idx];
-            let Some(keys) = entry.keys.current() else {
-                return Decision::IssuerUnavailable {
-                    privilege: name(),
-                    issuer: entry.issuer.name.clone(),
-                    entry: idx,
-                };
-            };
-            let claims = match entry.issuer.verify(u, &keys, now) {
-                Ok(c) => c,
-                Err(IssuerError::Token(e)) => return invalid(e),
-                Err(IssuerError::Key(KeyMiss::UnknownKid)) => {
-                    return Decision::UnknownKey {
-                        privilege: name(),
-                        issuer: entry.issuer.name.clone(),
-                        entry: idx,
-                    }
-                }
-                // Several keys and no `kid` to choose by: fresh keys would not help.
-                Err(IssuerError::Key(KeyMiss::KidRequired)) => {
-                    return invalid(TokenError::UnknownKey)
-                }
-                Err(IssuerError::Key(KeyMiss::AlgorithmMismatch)) => {
-                    return invalid(TokenError::AlgorithmNotAccepted)
-                }
-            };
-            let v = Arc::new(IssuerVerified {
-                entry: idx,
-                valid_until: claims.exp.saturating_add(entry.issuer.allowed_skew_seconds),
-                claims,
-            });
-            reg.issuer_tokens.insert(token, v.clone(), now);
-            v
+        // Several keys and no `kid` to choose by: fresh keys would not help.
+        Err(IssuerError::Key(KeyMiss::KidRequired)) => return invalid(TokenError::UnknownKey),
+        Err(IssuerError::Key(KeyMiss::AlgorithmMismatch)) => {
+            return invalid(TokenError::AlgorithmNotAccepted)
         }
     };
+    let v = IssuerVerified {
+        entry: idx,
+        valid_until: claims.exp.saturating_add(entry.issuer.allowed_skew_seconds),
+        claims,
+    };
+    let decision = issuer_grant(reg, privilege, &v);
+    reg.issuer_tokens.insert(token, Arc::new(v), now);
+    decision
+}
+
+/// What a verified identity provider's token opens of `privilege`.
+fn issuer_grant(reg: &Registry, privilege: &Privilege, verified: &IssuerVerified) -> Decision {
+    let name = || privilege.name.clone();
     let entry = &reg.issuers[verified.entry];
     let claims = &verified.claims;
     if !entry
