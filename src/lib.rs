@@ -5,10 +5,12 @@
 //! Pure logic (`path`, `pattern`, `registry`, `decision`, `token`, `endpoint`) is kept apart
 //! from I/O (`proxy`, `conn`, `tls`, `admin`, `server`).
 
+pub mod backoff;
 pub mod certs;
 pub mod client_addr;
 pub mod config;
 pub mod decision;
+pub mod egress;
 pub mod endpoint;
 pub mod keys;
 pub mod oauth;

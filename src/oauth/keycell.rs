@@ -146,9 +146,7 @@ pub fn after_success(refresh: Duration, max_age: Option<Duration>) -> Duration {
 /// [`FIRST_RETRY`] doubling to [`MAX_RETRY`], never later than `refresh`, less up to a
 /// quarter at random (`jitter` in 0..1) so replicas do not retry in step.
 pub fn after_failure(failures: u32, refresh: Duration, jitter: f64) -> Duration {
-    let doubled = FIRST_RETRY.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let base = doubled.min(MAX_RETRY).min(refresh);
-    base.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+    crate::backoff::backoff(failures, FIRST_RETRY, MAX_RETRY.min(refresh), jitter)
 }
 
 /// The `max-age` of a Cache-Control value, if it has one (`no-cache` and the like do not
