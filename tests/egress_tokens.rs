@@ -11,7 +11,6 @@ use hyper::body::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use ords_guard::egress::answer::Refused;
 use ords_guard::egress::tokens::{AuthMethod, Failure, Request, Tokens};
 use ords_guard::outbound::{self, Trust};
 use serde_json::json;
