@@ -142,12 +142,8 @@ async fn run(source: Source, client: reqwest::Client, m: JwksMetrics) {
     loop {
         cell.fetch_started();
         let wait = match fetch(&client, &source.url, &source.algorithms).await {
+            // Logged before counted: whoever sees the count can read the line.
             Ok(Fetched { keys, max_age }) => {
-                fetches("success").inc();
-                m.keys.with_label_values(&[issuer]).set(keys.len() as i64);
-                m.last_success
-                    .with_label_values(&[issuer])
-                    .set(crate::token::now() as f64);
                 let kids: Vec<String> = keys.kids().into_iter().map(String::from).collect();
                 let wait = keycell::after_success(source.refresh, max_age);
                 if held.as_ref() != Some(&kids) || failures > 0 {
@@ -158,11 +154,15 @@ async fn run(source: Source, client: reqwest::Client, m: JwksMetrics) {
                 }
                 held = Some(kids);
                 failures = 0;
+                fetches("success").inc();
+                m.keys.with_label_values(&[issuer]).set(keys.len() as i64);
+                m.last_success
+                    .with_label_values(&[issuer])
+                    .set(crate::token::now() as f64);
                 cell.fetch_finished(Some(keys));
                 wait
             }
             Err(why) => {
-                fetches("failure").inc();
                 failures = failures.saturating_add(1);
                 let wait = keycell::after_failure(failures, source.refresh, rand::random());
                 let kept = if held.is_some() {
@@ -171,6 +171,7 @@ async fn run(source: Source, client: reqwest::Client, m: JwksMetrics) {
                     "its tokens get 503 until a fetch succeeds"
                 };
                 tracing::warn!(target: "ords_guard::jwks", issuer, url = %source.url, failures, retry_in_ms = wait.as_millis() as u64, "cannot fetch the identity provider's keys: {why}; {kept}");
+                fetches("failure").inc();
                 cell.fetch_finished(None);
                 wait
             }
