@@ -15,14 +15,23 @@ bench_tools() {
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_nginx DIR PORT: a one-worker nginx answering 200 on every path, logs off; sets NGINX_PID.
+# /nginx_status (stub_status) counts the connections it accepted: `backend_accepts PORT`.
 start_nginx() {
   mkdir -p "$1/nginx/logs"
   cat > "$1/nginx/nginx.conf" <<CONF
 worker_processes 1; daemon off; pid $1/nginx/nginx.pid; error_log $1/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$2; location / { return 200 "backend ok\n"; } } }
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$2 backlog=4096;
+  location = /nginx_status { stub_status; }
+  location / { return 200 "backend ok\n"; } } }
 CONF
   nginx -p "$1/nginx" -c "$1/nginx/nginx.conf" & NGINX_PID=$!
+}
+
+# backend_accepts PORT: connections the nginx backend has accepted so far (one of them is
+# this query's own).
+backend_accepts() {
+  curl -s "http://127.0.0.1:$1/nginx_status" | awk 'NR==3 {print $1}'
 }
 
 # wait_ready ADMIN_PORT: until an ords-guard answers /readyz (at most 10 s).

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Compare two ords-guard binaries (e.g. the previous commit's and this one's release builds)
 # on one nginx backend, alternating wrk rounds so noise hits both alike. Loopback only.
-#   bench/compare.sh OLD_BIN NEW_BIN      (ROUNDS=3 DURATION=10)
+#   bench/compare.sh OLD_BIN NEW_BIN      (ROUNDS=3 DURATION=10 CONNS="32")
+# Each line: binary, path, client connections, req/s, and the share of requests that made
+# the proxy open a new connection to the backend (from nginx's accept counter).
 set -euo pipefail
-OLD=$1; NEW=$2; ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}
+OLD=$1; NEW=$2; ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}; CONNS=${CONNS:-32}
 source "$(dirname "$0")/common.sh"
 WORK=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -28,11 +30,21 @@ RUST_LOG=warn "$OLD" run --config "$WORK/old.yaml" >/dev/null 2>&1 &
 RUST_LOG=warn "$NEW" run --config "$WORK/new.yaml" >/dev/null 2>&1 &
 wait_ready "$A1"; wait_ready "$A2"
 TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$P2/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-rps() { wrk -t1 -c32 -d${DURATION}s "$@" | awk '/^Requests\/sec/ {print $2}'; }
+# rps CONNS wrk-args...: "req/s new-upstream-connections-per-100-requests"
+rps() {
+  local c=$1; shift
+  local before after out
+  before=$(backend_accepts "$B")
+  out=$(wrk -t1 -c"$c" -d"${DURATION}s" "$@")
+  after=$(backend_accepts "$B")
+  awk -v opened=$(( after - before - 1 )) '/^Requests\/sec/ {r=$2} / requests in / {n=$1} END {printf "%s %.2f%%", r, n ? 100*opened/n : 0}' <<<"$out"
+}
 for r in $(seq $ROUNDS); do
-  for v in old new; do
-    p=$P1; [ $v = new ] && p=$P2
-    echo "$v public $(rps http://127.0.0.1:$p/public/x)"
-    echo "$v protected $(rps -H "Authorization: Bearer $TOKEN" http://127.0.0.1:$p/example/1)"
+  for c in $CONNS; do
+    for v in old new; do
+      p=$P1; [ $v = new ] && p=$P2
+      echo "$v public $c $(rps "$c" http://127.0.0.1:$p/public/x)"
+      echo "$v protected $c $(rps "$c" -H "Authorization: Bearer $TOKEN" http://127.0.0.1:$p/example/1)"
+    done
   done
 done

@@ -41,6 +41,9 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
         // One current-thread runtime per worker: measured faster than work stealing for a
         // proxy whose requests are short and independent (README "Performance").
         work_stealing: false,
+        // Idle upstream connections kept per process; pingora's default (128) made every
+        // request past 128 concurrent ones open a new connection to the backend.
+        upstream_keepalive_pool_size: listeners.upstream_keepalive,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

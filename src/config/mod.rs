@@ -116,6 +116,11 @@ pub struct Limits {
     pub argon2_concurrency: usize,
     /// argon2id checks waiting for a worker; beyond: 429 at once.
     pub argon2_queue: usize,
+    /// Idle connections to the upstream kept for reuse (pingora's keep-alive pool); default
+    /// `max_connections`, so every client connection can find one and a legacy backend is
+    /// not made to accept a new TCP connection per request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_keepalive: Option<usize>,
 }
 
 impl Default for Limits {
@@ -129,6 +134,7 @@ impl Default for Limits {
             argon2_per_second: 10,
             argon2_concurrency: 1,
             argon2_queue: 8,
+            upstream_keepalive: None,
         }
     }
 }

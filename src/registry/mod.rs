@@ -184,6 +184,8 @@ pub struct Listeners {
     pub threads: Option<usize>,
     pub tls: bool,
     pub admin_tls: bool,
+    /// pingora's upstream keep-alive pool size (`limits.upstream_keepalive`).
+    pub upstream_keepalive: usize,
 }
 
 /// A registry, the listeners, and the warnings its config earned.
@@ -247,6 +249,9 @@ fn check_limits(cfg: &Config, errors: &mut Vec<Diagnostic>) {
         }
     };
     within("max_connections", l.max_connections, 1, 1_000_000, "");
+    if let Some(k) = l.upstream_keepalive {
+        within("upstream_keepalive", k, 1, 1_000_000, "");
+    }
     within(
         "max_header_bytes",
         l.max_header_bytes,
@@ -697,6 +702,10 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             threads: cfg.threads,
             tls: cfg.tls.is_some(),
             admin_tls: cfg.admin_tls.is_some(),
+            upstream_keepalive: cfg
+                .limits
+                .upstream_keepalive
+                .unwrap_or(cfg.limits.max_connections),
         },
         warnings,
     })
@@ -790,6 +799,23 @@ mod tests {
         // Warnings: unmatched allow without /*, example_write reachable by nobody.
         let w: Vec<_> = c.warnings.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(w, ["unmatched", "privileges[1]"]);
+    }
+
+    #[test]
+    fn the_upstream_keepalive_pool_covers_max_connections_by_default() {
+        let c = compile_str(HEAD).unwrap();
+        assert_eq!(c.listeners.upstream_keepalive, 10_000);
+        let c = compile_str(&format!("{HEAD}limits:\n  max_connections: 500\n")).unwrap();
+        assert_eq!(c.listeners.upstream_keepalive, 500);
+        let c = compile_str(&format!("{HEAD}limits:\n  upstream_keepalive: 64\n")).unwrap();
+        assert_eq!(c.listeners.upstream_keepalive, 64);
+        let errs = compile_str(&format!("{HEAD}limits:\n  upstream_keepalive: 0\n"))
+            .err()
+            .unwrap();
+        assert!(
+            errs[0].starts_with("g.yaml:9:3: key `limits.upstream_keepalive`: 0 is out of range"),
+            "{errs:?}"
+        );
     }
 
     #[test]
