@@ -5,6 +5,7 @@
 //! Pure logic (`path`, `pattern`, `registry`, `decision`, `token`, `endpoint`) is kept apart
 //! from I/O (`proxy`, `conn`, `tls`, `admin`, `server`).
 
+pub mod background;
 pub mod backoff;
 pub mod certs;
 pub mod client_addr;

@@ -1,6 +1,5 @@
-//! Fetching identity providers' JWK Sets (SPEC §9): one task per `jwks_url` entry, on a
-//! runtime of its own (one thread: a few small fetches every few minutes), so the proxy
-//! never waits for a fetch it did not ask for. Each task fetches at once, then on the
+//! Fetching identity providers' JWK Sets (SPEC §9): one task per `jwks_url` entry, on the
+//! background runtime, so the proxy never waits for a fetch it did not ask for. Each task fetches at once, then on the
 //! schedule of `keycell` (every `refresh_seconds`, shortened by Cache-Control max-age, a
 //! backoff while failing), and early when woken (a reload, an unknown `kid`).
 //!
@@ -45,7 +44,6 @@ struct Running {
 /// The fetch tasks of the current registry generation.
 pub struct Fetcher {
     metrics: JwksMetrics,
-    runtime: Mutex<Option<tokio::runtime::Handle>>,
     running: Mutex<Vec<Running>>,
 }
 
@@ -59,28 +57,8 @@ impl Fetcher {
     pub fn new(metrics: JwksMetrics) -> Fetcher {
         Fetcher {
             metrics,
-            runtime: Mutex::new(None),
             running: Mutex::new(Vec::new()),
         }
-    }
-
-    /// The fetch runtime, started with the first `jwks_url` entry.
-    fn runtime(&self) -> Result<tokio::runtime::Handle, String> {
-        let mut rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = rt.as_ref() {
-            return Ok(h.clone());
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the JWKS fetch runtime: {e}"))?;
-        let handle = runtime.handle().clone();
-        std::thread::Builder::new()
-            .name("jwks-fetch".into())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))
-            .map_err(|e| format!("cannot start the JWKS fetch thread: {e}"))?;
-        *rt = Some(handle.clone());
-        Ok(handle)
     }
 
     /// Fetch `sources` from now on (at start and after every reload): a task for each
@@ -119,7 +97,7 @@ impl Fetcher {
     fn spawn(&self, source: Source) -> Result<tokio::task::AbortHandle, String> {
         let client = outbound::client(&source.trust, FETCH_TIMEOUT)?;
         let metrics = self.metrics.clone();
-        let task = self.runtime()?.spawn(run(source, client, metrics));
+        let task = crate::background::handle()?.spawn(run(source, client, metrics));
         Ok(task.abort_handle())
     }
 }
