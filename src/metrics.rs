@@ -76,6 +76,16 @@ pub struct Metrics {
     pub limit_rejections: KnownLabels<7>,
     /// Per `issuers[]` name (SPEC §9).
     pub jwks: JwksMetrics,
+    /// Per `egress[]` name (SPEC §10).
+    pub egress: EgressMetrics,
+}
+
+/// The egress families (SPEC §10).
+#[derive(Clone)]
+pub struct EgressMetrics {
+    pub requests: IntCounterVec,
+    pub token_fetches: IntCounterVec,
+    pub token_expiry: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -190,7 +200,7 @@ impl Metrics {
         )
         .expect("metric");
         register(Box::new(connections.clone()));
-        for l in ["proxy", "admin"] {
+        for l in ["proxy", "admin", crate::conn::EGRESS_LISTENER] {
             connections.with_label_values(&[l]);
         }
         let jwks_fetches = IntCounterVec::new(
@@ -220,7 +230,39 @@ impl Metrics {
         )
         .expect("metric");
         register(Box::new(jwks_last_success.clone()));
+        let egress_requests = IntCounterVec::new(
+            Opts::new(
+                "ords_guard_egress_requests_total",
+                "Requests on egress listeners, by entry and outcome (forwarded, retried, token_unavailable, upstream_error).",
+            ),
+            &["egress", "outcome"],
+        )
+        .expect("metric");
+        register(Box::new(egress_requests.clone()));
+        let egress_token_fetches = IntCounterVec::new(
+            Opts::new(
+                "ords_guard_egress_token_fetches_total",
+                "Token requests of egress entries, by entry and result.",
+            ),
+            &["egress", "result"],
+        )
+        .expect("metric");
+        register(Box::new(egress_token_fetches.clone()));
+        let egress_token_expiry = GaugeVec::new(
+            Opts::new(
+                "ords_guard_egress_token_expiry_timestamp_seconds",
+                "Unix time the token each egress entry holds expires.",
+            ),
+            &["egress"],
+        )
+        .expect("metric");
+        register(Box::new(egress_token_expiry.clone()));
         Metrics {
+            egress: EgressMetrics {
+                requests: egress_requests,
+                token_fetches: egress_token_fetches,
+                token_expiry: egress_token_expiry,
+            },
             jwks: JwksMetrics {
                 fetches: jwks_fetches,
                 keys: jwks_keys,

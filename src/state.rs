@@ -94,6 +94,8 @@ pub struct Guard {
     pub metrics: Metrics,
     /// Fetches the keys of `jwks_url` issuers into their cells.
     jwks: Fetcher,
+    /// Runs the egress entries' token managers.
+    egress: crate::egress::runner::Runner,
     pub config_path: PathBuf,
     /// What the sockets were bound with; a reload cannot change it.
     listeners: Listeners,
@@ -109,6 +111,7 @@ impl Guard {
             loaded_from: std::sync::Mutex::new(fp),
             endpoint: TokenEndpoint::default(),
             jwks: Fetcher::new(metrics.jwks.clone()),
+            egress: Default::default(),
             metrics,
             config_path,
             listeners,
@@ -128,6 +131,7 @@ impl Guard {
     fn loaded(&self, before: &[String]) {
         let r = self.registry.load();
         self.jwks.sync(registry::issuers::fetch_sources(&r.issuers));
+        self.egress.sync(&r.egress, &self.metrics.egress);
         let jwks = &self.metrics.jwks;
         for gone in before
             .iter()
@@ -193,6 +197,7 @@ impl Guard {
                 }
                 let old = self.registry.load_full();
                 registry::issuers::keep_keys(&mut compiled.registry.issuers, &old.issuers);
+                registry::egress::keep_tokens(&mut compiled.registry.egress, &old.egress);
                 let before: Vec<String> =
                     old.issuers.iter().map(|e| e.issuer.name.clone()).collect();
                 drop(old);

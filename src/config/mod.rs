@@ -48,6 +48,9 @@ pub struct Config {
     /// Identity providers whose tokens are accepted besides ours (SPEC §9).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issuers: Vec<IssuerConfig>,
+    /// Remote APIs called on legacy callers' behalf, with tokens ords-guard fetches (SPEC §10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<EgressConfig>,
     #[serde(default)]
     pub privileges: Vec<PrivilegeConfig>,
     #[serde(default)]
@@ -230,6 +233,59 @@ fn default_issuer() -> String {
 }
 fn default_lifetime() -> u64 {
     3600
+}
+
+/// A remote API that legacy callers reach through an egress listener (SPEC §10).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    pub name: String,
+    pub listen: String,
+    /// A `listen` outside loopback acts as the client for anyone who reaches it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_remote: bool,
+    pub upstream: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<UpstreamTlsConfig>,
+    pub token_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_tls: Option<UpstreamTlsConfig>,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    #[serde(default)]
+    pub auth_method: EgressAuth,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub token_params: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_refresh_before")]
+    pub refresh_before_seconds: u64,
+    #[serde(default)]
+    pub retry_on_401: RetryOn401Config,
+}
+
+fn default_refresh_before() -> u64 {
+    60
+}
+
+/// `auth_method`: how the client authenticates at `token_url`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressAuth {
+    /// client_secret_basic (RFC 6749 §2.3.1).
+    #[default]
+    Basic,
+    /// client_secret_post.
+    Post,
+}
+
+/// `retry_on_401`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetryOn401Config {
+    #[default]
+    Idempotent,
+    Never,
 }
 
 /// An identity provider whose access tokens are accepted (SPEC §9, ORDS JWT profiles).

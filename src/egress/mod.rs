@@ -5,6 +5,8 @@
 //! is the next part of issue #12.
 
 pub mod answer;
+pub mod proxy;
 pub mod retry;
+pub mod runner;
 pub mod schedule;
 pub mod tokens;

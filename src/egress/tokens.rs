@@ -170,6 +170,7 @@ pub enum AuthMethod {
 }
 
 /// What a token request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub egress: String,
     pub token_url: String,

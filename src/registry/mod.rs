@@ -4,6 +4,7 @@
 //! full list of [`Diagnostic`]s. A reload compiles a new one and swaps it in atomically, so a
 //! request always sees one consistent generation.
 
+pub mod egress;
 pub mod issuers;
 
 use crate::client_addr::TrustedProxies;
@@ -110,6 +111,8 @@ pub struct Registry {
     pub max_bearer: usize,
     /// Identity providers whose tokens are accepted (SPEC §9).
     pub issuers: Vec<issuers::IssuerEntry>,
+    /// Remote APIs called for legacy callers (SPEC §10).
+    pub egress: Vec<egress::EgressEntry>,
     /// Every role some privilege names: the only ones an issuer's token forwards.
     pub role_names: HashSet<String>,
     /// Identity providers' tokens verified in this generation (a reload empties it).
@@ -186,6 +189,8 @@ pub struct Listeners {
     pub admin_tls: bool,
     /// pingora's upstream keep-alive pool size (`limits.upstream_keepalive`).
     pub upstream_keepalive: usize,
+    /// The egress listeners, by entry name.
+    pub egress: Vec<(String, SocketAddr)>,
 }
 
 /// A registry, the listeners, and the warnings its config earned.
@@ -492,6 +497,11 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         warnings.push(Diagnostic::new("unmatched", "`unmatched: allow` and no `/*` pattern: every path no privilege covers is public (ORDS default); set `unmatched: deny` to close them"));
     }
 
+    let taken: Vec<SocketAddr> = [&cfg.listen, &cfg.admin_listen]
+        .into_iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let egress = egress::compile(cfg, &taken, src, &mut errors, &mut warnings);
     let issuers = issuers::compile(
         &cfg.issuers,
         cfg.token.as_ref().map(|t| t.issuer.as_str()),
@@ -640,6 +650,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             clients,
             tokens,
             issuers,
+            egress,
             role_names,
             issuer_tokens: Default::default(),
             upstream: Upstream {
@@ -694,6 +705,13 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
                         .flat_map(|c| [src.resolve(&c.cert_file), src.resolve(&c.key_file)]),
                 )
                 .chain(upstream_tls.ca_file.iter().map(|f| src.resolve(f)))
+                .chain(cfg.egress.iter().flat_map(|e| {
+                    e.upstream_tls
+                        .iter()
+                        .chain(&e.token_tls)
+                        .flat_map(|t| t.ca_file.iter())
+                        .map(|f| src.resolve(f))
+                }))
                 .collect(),
         },
         listeners: Listeners {
@@ -706,6 +724,11 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
                 .limits
                 .upstream_keepalive
                 .unwrap_or(cfg.limits.max_connections),
+            egress: cfg
+                .egress
+                .iter()
+                .filter_map(|e| Some((e.name.clone(), e.listen.parse().ok()?)))
+                .collect(),
         },
         warnings,
     })
@@ -799,6 +822,34 @@ mod tests {
         // Warnings: unmatched allow without /*, example_write reachable by nobody.
         let w: Vec<_> = c.warnings.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(w, ["unmatched", "privileges[1]"]);
+    }
+
+    #[test]
+    fn egress_errors_name_the_key() {
+        let y = format!(
+            "{HEAD}egress:\n  - name: Orders!\n    listen: 0.0.0.0:8081\n    upstream: http://127.0.0.1:3000\n    token_url: ftp://x\n    token_tls: {{server_name: x}}\n    client_id: c\n    client_secret_file: nope.secret\n    token_params: {{grant_type: password, audience: a}}\n  - name: b\n    listen: 127.0.0.1:8080\n    upstream: http://127.0.0.1:3000\n    token_url: https://idp.test/token\n    client_id: c\n    client_secret_file: hs.key\n"
+        );
+        let errs = compile_str(&y).err().unwrap();
+        let keys: Vec<&str> = errs
+            .iter()
+            .map(|e| e.split("key `").nth(1).unwrap().split('`').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "egress[0].name",
+                "egress[0].listen",
+                "egress[0].token_url",
+                "egress[0].token_params.grant_type",
+                "egress[0].token_tls.server_name",
+                "egress[0].client_secret_file",
+                "egress[1].listen",
+            ],
+            "{errs:#?}"
+        );
+        assert!(errs[1].contains("allow_remote"), "{}", errs[1]);
+        assert!(errs[6].contains("already a listen address"), "{}", errs[6]);
+        assert!(errs[0].starts_with("g.yaml:9:5: "), "{}", errs[0]);
     }
 
     #[test]
