@@ -392,6 +392,7 @@ fn check(config: &Path) -> ExitCode {
                 );
             }
             print_issuers(r);
+            print_egress(r);
             println!(
                 "  {} client(s), {} warning(s)",
                 r.clients.len(),
@@ -437,6 +438,30 @@ fn list_clients(config: &Path) -> ExitCode {
         print_issuers(r);
     }
     ExitCode::SUCCESS
+}
+
+/// One line per `egress[]` entry (never the secret, only where it is read from).
+fn print_egress(r: &crate::registry::Registry) {
+    if r.egress.is_empty() {
+        return;
+    }
+    println!("  {} egress listener(s):", r.egress.len());
+    for e in &r.egress {
+        let t = &e.tokens.request;
+        println!(
+            "    {}  listen {}  -> {}://{}  token_url {}  client_id {}  secret from {}  auth {:?}  scope {}  retry_on_401 {:?}",
+            e.name,
+            e.listen,
+            if e.upstream.tls { "https" } else { "http" },
+            e.authority,
+            t.token_url,
+            t.client_id,
+            t.secret_file.display(),
+            t.auth,
+            t.scope.as_deref().unwrap_or("-"),
+            e.retry,
+        );
+    }
 }
 
 /// One line per `issuers[]` entry: what `check` and `clients list` show of them.

@@ -60,6 +60,22 @@ impl Drop for Ctx {
     }
 }
 
+/// The peer for an upstream, its timeouts clipped to the request's deadline.
+pub(crate) fn peer_for(up: &crate::registry::Upstream) -> HttpPeer {
+    let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
+    let clip = clipper();
+    let o = &mut peer.options;
+    o.connection_timeout = Some(clip(up.connect_timeout));
+    o.total_connection_timeout = Some(clip(up.connect_timeout));
+    o.read_timeout = Some(clip(up.read_timeout));
+    o.write_timeout = Some(clip(up.read_timeout));
+    o.idle_timeout = Some(up.idle_timeout);
+    o.verify_cert = up.verify;
+    o.verify_hostname = up.verify;
+    o.ca = up.ca.clone();
+    peer
+}
+
 /// An RFC 9457 problem document.
 pub fn problem(status: u16, title: &str, detail: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"type": "about:blank", "title": title, "status": status, "detail": detail})).expect("json")
@@ -89,7 +105,7 @@ async fn respond(
     Ok(())
 }
 
-async fn respond_problem(
+pub(crate) async fn respond_problem(
     session: &mut Session,
     status: u16,
     title: &str,
@@ -109,7 +125,7 @@ async fn respond_problem(
 
 /// Read the body of a denied request before answering, so the connection can be reused
 /// (pingora closes it otherwise); large bodies are not worth reading: close instead.
-async fn discard_body(session: &mut Session) {
+pub(crate) async fn discard_body(session: &mut Session) {
     if session.is_body_empty() {
         return;
     }
@@ -418,19 +434,7 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let reg = ctx.registry.as_ref().expect("set in request_filter");
-        let up = &reg.upstream;
-        let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
-        let clip = clipper();
-        let o = &mut peer.options;
-        o.connection_timeout = Some(clip(up.connect_timeout));
-        o.total_connection_timeout = Some(clip(up.connect_timeout));
-        o.read_timeout = Some(clip(up.read_timeout));
-        o.write_timeout = Some(clip(up.read_timeout));
-        o.idle_timeout = Some(up.idle_timeout);
-        o.verify_cert = up.verify;
-        o.verify_hostname = up.verify;
-        o.ca = up.ca.clone();
-        Ok(Box::new(peer))
+        Ok(Box::new(peer_for(&reg.upstream)))
     }
 
     async fn upstream_request_filter(

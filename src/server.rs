@@ -68,6 +68,23 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     }
     server.add_service(proxy);
 
+    // One listener per egress entry (SPEC §10), bound at start like the proxy's.
+    for (name, addr) in &listeners.egress {
+        let app = pingora::proxy::http_proxy(
+            &server.configuration,
+            crate::egress::proxy::EgressProxy {
+                guard: guard.clone(),
+                name: name.clone(),
+            },
+        );
+        let mut svc = Service::new(
+            format!("ords-guard egress {name}"),
+            Guarded::new(app, guard.clone(), crate::conn::EGRESS_LISTENER),
+        );
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+
     let mut admin = Service::new(
         "ords-guard admin".to_string(),
         Guarded::new(

@@ -126,6 +126,8 @@ impl Refusal {
 
 /// The `listener` name of the proxy's own listener (the others: `admin`).
 pub const PROXY_LISTENER: &str = "proxy";
+/// The egress listeners' name in logs and metrics (SPEC §10).
+pub const EGRESS_LISTENER: &str = "egress";
 
 /// Most bytes of pipelined requests held while pingora serves the one before them; past
 /// this the guard stops reading until pingora is done (TCP pushes back on the client).

@@ -1,0 +1,257 @@
+//! Egress listeners (SPEC §10) through the real binary: a legacy caller's plain HTTP goes
+//! out with a token ords-guard fetched. Both sides at once: ords-guard as egress in front
+//! of a second ords-guard as ingress (its own token endpoint, `/example/*` protected) in
+//! front of a real backend; and a remote API that refuses a token, for the 401 rule.
+
+mod common;
+
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// An `egress` entry; `{LISTEN}` is filled in with a free port.
+fn egress_yaml(upstream: &str, token_url: &str, client_id: &str) -> String {
+    format!("egress:\n  - name: orders\n    listen: \"{{LISTEN}}\"\n    upstream: \"{upstream}\"\n    token_url: \"{token_url}\"\n    client_id: {client_id}\n    client_secret_file: orders.secret\n")
+}
+
+/// An ords-guard whose only job here is egress (its ingress has nothing to protect).
+async fn egress_guard(backend: &Backend, egress: String, secret: &str) -> (Guard, SocketAddr) {
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let o = Options {
+        extra: egress.replace("{LISTEN}", &listen.to_string()),
+        ..Options::new(backend)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = Guard::prepare(&dir, &o);
+    std::fs::write(dir.path().join("orders.secret"), format!("{secret}\n")).unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+    (Guard::spawn(dir, config, proxy, admin, "/").await, listen)
+}
+
+#[tokio::test]
+async fn a_legacy_callers_plain_get_reaches_an_ords_guarded_backend() {
+    let backend = Backend::start().await;
+    let ingress = Guard::start(Options::new(&backend)).await;
+    let (g, listen) = egress_guard(
+        &backend,
+        egress_yaml(
+            &ingress.base,
+            &format!("{}/oauth/token", ingress.base),
+            "example-client",
+        ),
+        EXAMPLE_SECRET,
+    )
+    .await;
+    // `check` summarises the entry, never the secret.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(["check", "--config"])
+        .arg(&g.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("orders  listen {listen}  -> http://"))
+            && text.contains("client_id example-client")
+            && !text.contains(EXAMPLE_SECRET),
+        "{text}"
+    );
+    let caller = http_client();
+    let url = format!("http://{listen}/example/employees/?page=2");
+    for auth in [None, Some("Bearer the-callers-own")] {
+        let mut req = caller
+            .get(&url)
+            .header("Connection", "X-Hop")
+            .header("X-Hop", "1");
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", g.output());
+        assert_eq!(r.text().await.unwrap(), "backend ok");
+        let seen = backend.last();
+        assert_eq!(seen.target, "/example/employees/?page=2");
+        assert_eq!(seen.header("x-ords-client-id"), Some("example-client"));
+        assert_eq!(seen.header("x-hop"), None, "hop-by-hop named by Connection");
+    }
+    assert_eq!(
+        g.metric("ords_guard_egress_token_fetches_total{egress=\"orders\",result=\"success\"}")
+            .await,
+        1.0,
+        "one token for both calls"
+    );
+    // Counted when the access line is written, just after the answer.
+    g.wait_metric(
+        "ords_guard_egress_requests_total{egress=\"orders\",outcome=\"forwarded\"}",
+        |v| v == 2.0,
+    )
+    .await;
+    assert!(
+        g.metric("ords_guard_egress_token_expiry_timestamp_seconds{egress=\"orders\"}")
+            .await
+            > (now() + 3000) as f64
+    );
+    let log = g.output();
+    assert!(log.contains("\"egress\":\"orders\""), "{log}");
+    assert!(!log.contains(EXAMPLE_SECRET), "never the secret in a log");
+
+    // The client is revoked in the ingress registry: its token is refused (401), a new one
+    // cannot be had, so the caller gets the remote's 401.
+    let revoked = registry_yaml().replace(
+        "    client_id: example-client\n",
+        "    client_id: example-client\n    disabled: true\n",
+    );
+    ingress.reload_with(&revoked, "success").await;
+    let r = caller.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // ords-guard's token endpoint answers a disabled client `unauthorized_client`.
+    eventually("the refusal logged", || async {
+        g.output()
+            .contains("the token endpoint answered 400 with error `unauthorized_client`")
+    })
+    .await;
+    // Nothing to send now: 503 with Retry-After, the request not sent.
+    let before = backend.count();
+    let r = caller.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(backend.count(), before);
+}
+
+/// A remote API that refuses the tokens in `refused` and takes any other, and a token
+/// endpoint handing out `t1`, `t2`, ...
+struct Remote {
+    addr: SocketAddr,
+    tokens_issued: Arc<AtomicUsize>,
+    refused: Arc<Mutex<Vec<String>>>,
+    /// (authorization, body) of each request.
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+async fn remote() -> Remote {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let issued = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(vec!["Bearer t1".to_string()]));
+    let (i, s, f) = (issued.clone(), seen.clone(), refused.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (i, s, f) = (i.clone(), s.clone(), f.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (i, s, f) = (i.clone(), s.clone(), f.clone());
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let (status, out) = if path == "/token" {
+                            let n = i.fetch_add(1, Ordering::AcqRel) + 1;
+                            (200, format!("{{\"access_token\":\"t{n}\",\"token_type\":\"Bearer\",\"expires_in\":3600}}"))
+                        } else {
+                            s.lock()
+                                .unwrap()
+                                .push((auth.clone(), String::from_utf8_lossy(&body).into()));
+                            if f.lock().unwrap().contains(&auth) {
+                                (401, "token refused".to_string())
+                            } else {
+                                (200, format!("ok with {auth}"))
+                            }
+                        };
+                        Ok::<_, hyper::Error>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from(out)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    Remote {
+        addr,
+        tokens_issued: issued,
+        refused,
+        seen,
+    }
+}
+
+#[tokio::test]
+async fn a_401_to_the_current_token_is_resent_once_for_idempotent_requests_only() {
+    let backend = Backend::start().await;
+    let api = remote().await;
+    let base = format!("http://{}", api.addr);
+    let (g, listen) = egress_guard(
+        &backend,
+        egress_yaml(&base, &format!("{base}/token"), "c"),
+        "s",
+    )
+    .await;
+    let caller = http_client();
+
+    // A PUT with a body: 401 to t1, sent again with t2, the body replayed.
+    let r = caller
+        .put(format!("http://{listen}/orders/1"))
+        .body("{\"qty\":2}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok with Bearer t2");
+    assert_eq!(
+        api.seen.lock().unwrap().clone(),
+        [
+            ("Bearer t1".to_string(), "{\"qty\":2}".to_string()),
+            ("Bearer t2".to_string(), "{\"qty\":2}".to_string())
+        ]
+    );
+    assert_eq!(api.tokens_issued.load(Ordering::Acquire), 2);
+    g.wait_metric(
+        "ords_guard_egress_requests_total{egress=\"orders\",outcome=\"retried\"}",
+        |v| v == 1.0,
+    )
+    .await;
+    // t2 is current now and taken: later calls pass at once.
+    let post = || caller.post(format!("http://{listen}/orders")).body("x");
+    assert_eq!(post().send().await.unwrap().status(), 200);
+    assert_eq!(api.tokens_issued.load(Ordering::Acquire), 2);
+
+    // The remote stops taking t2 and t3. A POST is not sent twice: the caller gets the 401
+    // (and t2 is dropped); a POST with Idempotency-Key gets t3, a 401, then t4.
+    api.refused
+        .lock()
+        .unwrap()
+        .extend(["Bearer t2".to_string(), "Bearer t3".to_string()]);
+    let r = post().send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.text().await.unwrap(), "token refused");
+    let r = post()
+        .header("Idempotency-Key", "k-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok with Bearer t4");
+    assert_eq!(api.tokens_issued.load(Ordering::Acquire), 4);
+    g.wait_metric(
+        "ords_guard_egress_requests_total{egress=\"orders\",outcome=\"retried\"}",
+        |v| v == 2.0,
+    )
+    .await;
+}
