@@ -266,6 +266,8 @@ impl Tokens {
     /// [`WAIT_FOR_FETCH`]).
     pub async fn get(&self) -> Result<Held, Unavailable> {
         let mut done = self.done.subscribe();
+        // One bound for the whole wait, however many fetches end in it.
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_FETCH;
         for _ in 0..2 {
             done.borrow_and_update();
             let now = Instant::now();
@@ -279,7 +281,7 @@ impl Tokens {
                 }
             }
             self.wake.notify_one();
-            if tokio::time::timeout(WAIT_FOR_FETCH, done.changed())
+            if tokio::time::timeout_at(deadline, done.changed())
                 .await
                 .is_err()
             {

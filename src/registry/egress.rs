@@ -187,11 +187,7 @@ fn check_entry(
     errors: &mut Vec<Diagnostic>,
     warnings: &mut Vec<Diagnostic>,
 ) -> Option<SocketAddr> {
-    let name_ok = (1..=32).contains(&e.name.len())
-        && e.name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !name_ok {
+    if !super::is_entry_name(&e.name) {
         errors.push(Diagnostic::new(format!("{at}.name"), format!("`{}` must be 1 to 32 of a-z, 0-9, `_` and `-` (it names the entry in logs and metrics)", e.name)));
     } else if !names.insert(e.name.clone()) {
         errors.push(Diagnostic::new(

@@ -98,11 +98,7 @@ pub fn compile(
     for (i, c) in cfgs.iter().enumerate() {
         let at = format!("issuers[{i}]");
         let n = errors.len();
-        let name_ok = (1..=32).contains(&c.name.len())
-            && c.name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !name_ok {
+        if !super::is_entry_name(&c.name) {
             errors.push(Diagnostic::new(format!("{at}.name"), format!("`{}` must be 1 to 32 of a-z, 0-9, `_` and `-` (it names the issuer in logs, metrics and X-ORDS-Issuer)", c.name)));
         } else if !names.insert(c.name.as_str()) {
             errors.push(Diagnostic::new(

@@ -232,6 +232,15 @@ fn parse_upstream(s: &str) -> Result<(SocketAddr, bool, String), String> {
     Ok((addr, tls, host))
 }
 
+/// Whether `name` may name an entry in logs, metrics label values and headers:
+/// 1 to 32 of `a-z`, `0-9`, `_`, `-` (`issuers[].name`, `egress[].name`).
+pub(crate) fn is_entry_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 fn check_name(errors: &mut Vec<Diagnostic>, path: String, what: &str, v: &str) {
     if v.trim().is_empty() {
         errors.push(Diagnostic::new(path, format!("{what} is empty")));
