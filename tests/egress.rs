@@ -255,3 +255,47 @@ async fn a_401_to_the_current_token_is_resent_once_for_idempotent_requests_only(
     )
     .await;
 }
+
+/// The whole exchange with a real OAuth2 server: oidc-provider issues the token to the
+/// egress guard, an ingress guard that trusts oidc-provider (`issuers`) checks it, and the
+/// backend sees who called.
+#[tokio::test]
+async fn oidc_provider_as_the_token_endpoint_of_an_egress_entry() {
+    use common::oidc::{OidcProvider, CLIENT_ID, CLIENT_SECRET};
+    let idp = OidcProvider::start();
+    let backend = Backend::start().await;
+    let ingress = Guard::start(Options {
+        extra: format!(
+            "issuers:\n  - name: oidc\n    issuer: \"{iss}\"\n    audience: [orders-api]\n    jwks_url: \"{iss}/jwks\"\n    roles_claim: /roles\n",
+            iss = idp.issuer
+        ),
+        ..Options::new(&backend)
+    })
+    .await;
+    let yaml = egress_yaml(&ingress.base, &format!("{}/token", idp.issuer), CLIENT_ID)
+        + "    scope: example_priv\n";
+    let (g, listen) = egress_guard(&backend, yaml, CLIENT_SECRET).await;
+    let r = http_client()
+        .get(format!("http://{listen}/example/employees/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}\n{}", g.output(), ingress.output());
+    let seen = backend.last();
+    assert_eq!(seen.header("x-ords-issuer"), Some("oidc"));
+    assert_eq!(seen.header("x-ords-client-id"), Some(CLIENT_ID));
+    assert_eq!(seen.header("x-ords-privilege"), Some("example_priv"));
+    assert_eq!(
+        g.metric("ords_guard_egress_token_fetches_total{egress=\"orders\",result=\"success\"}")
+            .await,
+        1.0
+    );
+    // oidc-provider's tokens live 300 s (its accessTokenTTL): renewed at half of that.
+    let expiry = g
+        .metric("ords_guard_egress_token_expiry_timestamp_seconds{egress=\"orders\"}")
+        .await;
+    assert!(
+        (now() + 200) as f64 <= expiry && expiry <= (now() + 301) as f64,
+        "{expiry}"
+    );
+}

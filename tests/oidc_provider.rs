@@ -6,69 +6,10 @@
 
 mod common;
 
+use common::oidc::{OidcProvider, CLIENT_ID, CLIENT_SECRET};
 use common::*;
 use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-const CLIENT_ID: &str = "orders-app";
-const CLIENT_SECRET: &str = "orders-app-secret-0123456789abcdef";
-
-/// `node tests/idp/oidc.mjs` on a loopback port, stopped on drop.
-struct OidcProvider {
-    child: Child,
-    issuer: String,
-}
-
-impl OidcProvider {
-    fn start() -> OidcProvider {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "oidc-provider is not installed: run ./scripts/setup.sh (it runs `npm ci` in tests/idp)"
-        );
-        let port = free_port();
-        let mut child = Command::new("node")
-            .arg("oidc.mjs")
-            .current_dir(&dir)
-            .env("PORT", port.to_string())
-            .env("CLIENT_ID", CLIENT_ID)
-            .env("CLIENT_SECRET", CLIENT_SECRET)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node (Node.js 20 or later is needed for the identity-provider tests)");
-        // Wait for its "listening" line, bounded: a reader thread hands lines over.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let issuer = format!("http://127.0.0.1:{port}");
-        loop {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains(&format!("listening on {issuer}")) => break,
-                Ok(_) => continue,
-                Err(e) => {
-                    let _ = child.kill();
-                    panic!("oidc-provider did not start within 20 s: {e}");
-                }
-            }
-        }
-        OidcProvider { child, issuer }
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn a_token_from_oidc_provider_opens_privileges_through_ords_guard() {
