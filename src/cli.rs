@@ -327,21 +327,28 @@ fn check(config: &Path) -> ExitCode {
             }
             println!("{}: ok", config.display());
             let scheme = |tls: bool| if tls { "https" } else { "http" };
-            println!(
-                "  listen {}://{}  admin {}://{}  upstream {}://{}{}",
-                scheme(c.listeners.tls),
-                c.listeners.listen,
-                scheme(c.listeners.admin_tls),
-                c.listeners.admin_listen,
-                scheme(r.upstream.tls),
-                r.upstream.addr,
-                match (r.upstream.tls, r.upstream.verify, r.upstream.ca.is_some()) {
-                    (false, _, _) => "",
-                    (true, false, _) => " (NOT verified)",
-                    (true, true, true) => " (verified against ca_file)",
-                    (true, true, false) => " (verified against the system roots)",
-                }
-            );
+            match (&c.listeners.listen, &r.upstream) {
+                (Some(listen), Some(up)) => println!(
+                    "  listen {}://{}  admin {}://{}  upstream {}://{}{}",
+                    scheme(c.listeners.tls),
+                    listen,
+                    scheme(c.listeners.admin_tls),
+                    c.listeners.admin_listen,
+                    scheme(up.tls),
+                    up.addr,
+                    match (up.tls, up.verify, up.ca.is_some()) {
+                        (false, _, _) => "",
+                        (true, false, _) => " (NOT verified)",
+                        (true, true, true) => " (verified against ca_file)",
+                        (true, true, false) => " (verified against the system roots)",
+                    }
+                ),
+                _ => println!(
+                    "  no ingress (no `listen`): egress only  admin {}://{}",
+                    scheme(c.listeners.admin_tls),
+                    c.listeners.admin_listen
+                ),
+            }
             let l = &r.limits;
             println!(
                 "  limits: {} connections, head {} bytes / {} headers, token body {} bytes, bearer {} bytes; head {} ms, idle {} ms, request {} ms",

@@ -23,9 +23,9 @@ pub fn run(
         .map_err(|e| format!("cannot write the demo key: {e}"))?;
     let (client, secret) =
         crate::cli::new_client("Example Client", vec!["example_role".into()], vec![]);
-    cfg.listen = listen.into();
+    cfg.listen = Some(listen.into());
     cfg.admin_listen = admin_listen.into();
-    cfg.upstream = format!("http://{backend_listen}");
+    cfg.upstream = Some(format!("http://{backend_listen}"));
     if let Some(t) = cfg.token.as_mut() {
         t.signing_key_file = "keys/signing.pem".into();
         t.key_id = "demo".into();

@@ -434,7 +434,12 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let reg = ctx.registry.as_ref().expect("set in request_filter");
-        Ok(Box::new(peer_for(&reg.upstream)))
+        // The proxy listener exists only with `listen`, which requires `upstream`.
+        let up = reg
+            .upstream
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream"))?;
+        Ok(Box::new(peer_for(up)))
     }
 
     async fn upstream_request_filter(

@@ -49,24 +49,27 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let proxy_app = pingora::proxy::http_proxy(
-        &server.configuration,
-        Proxy {
-            guard: guard.clone(),
-            in_flight: in_flight.clone(),
-        },
-    );
-    let mut proxy = Service::new(
-        "ords-guard proxy".to_string(),
-        Guarded::new(proxy_app, guard.clone(), crate::conn::PROXY_LISTENER),
-    );
-    if listeners.tls {
-        let settings = tls::listener_settings(guard.clone(), tls::Listener::Proxy);
-        proxy.add_tls_with_settings(&listeners.listen, None, settings);
-    } else {
-        proxy.add_tcp(&listeners.listen);
+    // The ingress, when there is one (an egress-only config has no `listen`).
+    if let Some(listen) = &listeners.listen {
+        let proxy_app = pingora::proxy::http_proxy(
+            &server.configuration,
+            Proxy {
+                guard: guard.clone(),
+                in_flight: in_flight.clone(),
+            },
+        );
+        let mut proxy = Service::new(
+            "ords-guard proxy".to_string(),
+            Guarded::new(proxy_app, guard.clone(), crate::conn::PROXY_LISTENER),
+        );
+        if listeners.tls {
+            let settings = tls::listener_settings(guard.clone(), tls::Listener::Proxy);
+            proxy.add_tls_with_settings(listen, None, settings);
+        } else {
+            proxy.add_tcp(listen);
+        }
+        server.add_service(proxy);
     }
-    server.add_service(proxy);
 
     // One listener per egress entry (SPEC §10), bound at start like the proxy's.
     for (name, addr) in &listeners.egress {
@@ -75,6 +78,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
             crate::egress::proxy::EgressProxy {
                 guard: guard.clone(),
                 name: name.clone(),
+                in_flight: in_flight.clone(),
             },
         );
         let mut svc = Service::new(
@@ -115,7 +119,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     crate::reload::spawn(guard.clone())?;
     spawn_readiness(&server, guard.clone());
 
-    tracing::info!(target: "ords_guard", listen = %listeners.listen, tls = listeners.tls, admin = %listeners.admin_listen, admin_tls = listeners.admin_tls, config = %config_path.display(), "ords-guard starting");
+    tracing::info!(target: "ords_guard", listen = listeners.listen.as_deref().unwrap_or("-"), egress = listeners.egress.len(), tls = listeners.tls, admin = %listeners.admin_listen, admin_tls = listeners.admin_tls, config = %config_path.display(), "ords-guard starting");
     server.run(RunArgs {
         shutdown_signal: Box::new(Drain { guard, in_flight }),
     });

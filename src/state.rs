@@ -193,7 +193,7 @@ impl Guard {
                     tracing::warn!(target: "ords_guard::reload", "{w}");
                 }
                 if compiled.listeners != self.listeners {
-                    tracing::warn!(target: "ords_guard::reload", "listen, admin_listen, threads, limits.upstream_keepalive, or whether tls/admin_tls is set changed: restart ords-guard to apply that (the rest of the config is applied now)");
+                    tracing::warn!(target: "ords_guard::reload", "listen, admin_listen, threads, limits.upstream_keepalive, the egress listeners, or whether tls/admin_tls is set changed: restart ords-guard to apply that (the rest of the config is applied now)");
                 }
                 let old = self.registry.load_full();
                 registry::issuers::keep_keys(&mut compiled.registry.issuers, &old.issuers);

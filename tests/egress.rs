@@ -299,3 +299,61 @@ async fn oidc_provider_as_the_token_endpoint_of_an_egress_entry() {
         "{expiry}"
     );
 }
+
+/// SPEC §10: a config may serve egress alone: no `listen`, `upstream` or `token`.
+#[tokio::test]
+async fn an_egress_only_config_needs_no_ingress() {
+    let api = remote().await;
+    api.refused.lock().unwrap().clear();
+    let base = format!("http://{}", api.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    std::fs::write(dir.path().join("orders.secret"), "s\n").unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    let yaml =
+        egress_yaml(&base, &format!("{base}/token"), "c").replace("{LISTEN}", &listen.to_string());
+    std::fs::write(&config, format!("admin_listen: \"{admin}\"\n{yaml}")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("no ingress (no `listen`): egress only"),
+        "{text}"
+    );
+    // Ready means the admin port answers and the egress listener accepts.
+    let g = Guard::spawn(dir, config, listen, admin, "/").await;
+    let r = http_client()
+        .get(format!("http://{listen}/orders/7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", g.output());
+    assert_eq!(r.text().await.unwrap(), "ok with Bearer t1");
+    assert!(
+        g.output().contains("\"listen\":\"-\""),
+        "no ingress listener"
+    );
+    // Without `listen` nor `egress` the config says what to give.
+    let bare = g.dir.path().join("bare.yaml");
+    std::fs::write(&bare, format!("admin_listen: \"{admin}\"\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(["check", "--config"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("key `listen`") && err.contains("egress"),
+        "{err}"
+    );
+}

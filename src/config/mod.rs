@@ -16,11 +16,16 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub listen: String,
+    /// The ingress: where protected requests arrive. Optional when `egress` is set (SPEC
+    /// §10: a config may serve only legacy callers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
     pub admin_listen: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
-    pub upstream: String,
+    /// The backend the ingress protects; required with `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
     #[serde(default = "default_base_path")]
     pub base_path: String,
     #[serde(default)]

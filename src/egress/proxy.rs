@@ -16,6 +16,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,9 +39,21 @@ pub struct EgressProxy {
     pub guard: Arc<Guard>,
     /// The entry this listener was bound for.
     pub name: String,
+    /// Requests in flight, ingress and egress together: the drain waits for them.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub struct Ctx {
+    _in_flight: InFlight,
     start: Instant,
     registry: Option<Arc<Registry>>,
     entry: Option<usize>,
@@ -79,7 +92,9 @@ impl ProxyHttp for EgressProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         Ctx {
+            _in_flight: InFlight(self.in_flight.clone()),
             start: Instant::now(),
             registry: None,
             entry: None,

@@ -117,7 +117,8 @@ pub struct Registry {
     pub role_names: HashSet<String>,
     /// Identity providers' tokens verified in this generation (a reload empties it).
     pub issuer_tokens: crate::token::Verified<crate::oauth::issuer::IssuerVerified>,
-    pub upstream: Upstream,
+    /// The backend the ingress protects; `None` in an egress-only config.
+    pub upstream: Option<Upstream>,
     pub limits: Limits,
     /// Whose `X-Forwarded-For` names the client, for throttling and logs.
     pub trusted_proxies: TrustedProxies,
@@ -182,7 +183,8 @@ impl Registry {
 /// Listener settings: read at start only (a reload cannot move a bound socket).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listeners {
-    pub listen: String,
+    /// The ingress listener; `None` in an egress-only config.
+    pub listen: Option<String>,
     pub admin_listen: String,
     pub threads: Option<usize>,
     pub tls: bool,
@@ -329,7 +331,8 @@ fn load_listener_tls(
 /// are accepted (SPEC §9: then `clients` must be empty, as nothing would mint for them).
 fn own_tokens(cfg: &Config, src: &Source, errors: &mut Vec<Diagnostic>) -> Option<Tokens> {
     let Some(tc) = &cfg.token else {
-        if cfg.issuers.is_empty() {
+        // An egress-only config (no `listen`) needs no token endpoint and no issuers.
+        if cfg.issuers.is_empty() && cfg.listen.is_some() {
             errors.push(Diagnostic::new("token", "`token` is missing: give `token` (the proxy's own token endpoint and signing key), `issuers` (identity providers whose tokens are accepted), or both"));
         } else if !cfg.clients.is_empty() {
             errors.push(Diagnostic::new("clients", "clients need the token endpoint, and there is none without `token`: add `token`, or remove the clients (an identity provider's clients are its own)"));
@@ -350,7 +353,17 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
-    for (key, v) in [("listen", &cfg.listen), ("admin_listen", &cfg.admin_listen)] {
+    if cfg.listen.is_none() && cfg.egress.is_empty() {
+        errors.push(Diagnostic::new("listen", "`listen` is missing: give `listen` (the ingress, protecting `upstream`), `egress` (remote APIs called for legacy callers), or both"));
+    }
+    if cfg.listen.is_some() && cfg.upstream.is_none() {
+        errors.push(Diagnostic::new("upstream", "`upstream` is missing: the ingress (`listen`) needs the backend it protects, e.g. http://127.0.0.1:3000"));
+    }
+    for (key, v) in [
+        ("listen", cfg.listen.as_ref()),
+        ("admin_listen", Some(&cfg.admin_listen)),
+    ] {
+        let Some(v) = v else { continue };
         if v.parse::<SocketAddr>().is_err() {
             errors.push(Diagnostic::new(
                 key,
@@ -358,7 +371,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             ));
         }
     }
-    if cfg.listen == cfg.admin_listen {
+    if cfg.listen.as_ref() == Some(&cfg.admin_listen) {
         errors.push(Diagnostic::new(
             "admin_listen",
             "admin_listen must differ from listen: metrics and health never share the proxy port",
@@ -384,9 +397,11 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     let trusted_proxies = TrustedProxies::parse(&cfg.trusted_proxies)
         .map_err(|(i, e)| errors.push(Diagnostic::new(format!("trusted_proxies[{i}]"), e)))
         .unwrap_or_default();
-    let upstream = parse_upstream(&cfg.upstream)
-        .map_err(|e| errors.push(Diagnostic::new("upstream", e)))
-        .ok();
+    let upstream = cfg.upstream.as_ref().and_then(|u| {
+        parse_upstream(u)
+            .map_err(|e| errors.push(Diagnostic::new("upstream", e)))
+            .ok()
+    });
     let listener_tls = ListenerTls {
         proxy: cfg
             .tls
@@ -502,12 +517,15 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             methods: p.methods.clone(),
         });
     }
-    if cfg.unmatched == Unmatched::Allow && !matcher.has_root_wildcard() {
+    // Only an ingress has paths to leave open.
+    if cfg.unmatched == Unmatched::Allow && !matcher.has_root_wildcard() && cfg.listen.is_some() {
         warnings.push(Diagnostic::new("unmatched", "`unmatched: allow` and no `/*` pattern: every path no privilege covers is public (ORDS default); set `unmatched: deny` to close them"));
     }
 
-    let taken: Vec<SocketAddr> = [&cfg.listen, &cfg.admin_listen]
-        .into_iter()
+    let taken: Vec<SocketAddr> = cfg
+        .listen
+        .iter()
+        .chain([&cfg.admin_listen])
         .filter_map(|a| a.parse().ok())
         .collect();
     let egress = egress::compile(cfg, &taken, src, &mut errors, &mut warnings);
@@ -645,9 +663,9 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
 
     let tokens = own_tokens(cfg, src, &mut errors);
 
-    let (Some((addr, tls, host)), true) = (upstream, errors.is_empty()) else {
+    if !errors.is_empty() {
         return Err(errors);
-    };
+    }
     Ok(Compiled {
         registry: Registry {
             token_path: tokens.is_some().then(|| format!("{base}/oauth/token")),
@@ -662,7 +680,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             egress,
             role_names,
             issuer_tokens: Default::default(),
-            upstream: Upstream {
+            upstream: upstream.map(|(addr, tls, host)| Upstream {
                 addr,
                 tls,
                 host: upstream_tls.server_name.clone().unwrap_or(host),
@@ -671,7 +689,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
                 idle_timeout: Duration::from_millis(t.upstream_idle_ms),
                 ca: upstream_ca,
                 verify: !upstream_tls.insecure_skip_verify,
-            },
+            }),
             limits: Limits {
                 max_connections: cfg.limits.max_connections,
                 max_header_bytes: cfg.limits.max_header_bytes,
