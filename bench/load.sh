@@ -10,6 +10,8 @@
 #   protected_issuer  the same with an identity provider's token (ES256 too, so the
 #               tokens are the same size; keys from a jwks_file; the IdP is a third ords-guard)
 #   401         through ords-guard, a protected path without a token
+#   egress      a legacy caller's plain GET through an egress-only ords-guard (SPEC §10),
+#               which attaches a token it got from the first guard's token endpoint
 #   token       the token endpoint (sha256 secret, ES256 signing)
 #   token_hs256 the same on a second ords-guard that signs HS256
 # and prints req/s, p99 latency, the ratios protected/public and public/direct, and
@@ -31,11 +33,12 @@ BIN=$PWD/target/release/ords-guard
 FLOOR_BIN=$PWD/target/release/examples/passthrough
 
 WORK=$(mktemp -d)
-cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
 IDP_PROXY=$(port); IDP_ADMIN=$(port); MANY_PROXY=$(port); MANY_ADMIN=$(port)
+EGRESS_LISTEN=$(port); EGRESS_ADMIN=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -94,6 +97,21 @@ RUST_LOG=warn,ords_guard::reload=info "$BIN" run --config "$WORK/ords-guard.yaml
 RUST_LOG=warn "$BIN" run --config "$WORK/hs256.yaml" > "$WORK/hs.log" 2>&1 & HS_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
 wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"
+# The egress guard: no ingress, one entry calling the backend with the bench client's token.
+printf '%s\n' "$SECRET" > "$WORK/egress.secret"
+cat > "$WORK/egress.yaml" <<EOF
+admin_listen: "127.0.0.1:$EGRESS_ADMIN"
+threads: 1
+egress:
+  - name: bench
+    listen: "127.0.0.1:$EGRESS_LISTEN"
+    upstream: "http://127.0.0.1:$BACKEND"
+    token_url: "http://127.0.0.1:$PROXY/oauth/token"
+    client_id: bench
+    client_secret_file: egress.secret
+EOF
+RUST_LOG=warn "$BIN" run --config "$WORK/egress.yaml" > "$WORK/egress.log" 2>&1 & EGRESS_PID=$!
+wait_ready "$EGRESS_ADMIN"
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$FLOOR/" >/dev/null 2>&1 && break; sleep 0.05; done
 curl -sf "http://127.0.0.1:$BACKEND/" >/dev/null
 rss() { awk -v k="$1" '$1==k":" {print int($2/1024)}' "/proc/$GUARD_PID/status"; }
@@ -125,10 +143,12 @@ for r in $(seq "$ROUNDS"); do
   run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
   run protected_issuer "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $IDP_TOKEN"
   run 401 "http://127.0.0.1:$PROXY/example/1"
+  run egress "http://127.0.0.1:$EGRESS_LISTEN/example/1"
   run token "http://127.0.0.1:$PROXY/oauth/token" -s "$WORK/token.lua"
   run token_hs256 "http://127.0.0.1:$HS_PROXY/oauth/token" -s "$WORK/token.lua"
 done
 PEAK_RSS=$(rss VmHWM)
+EGRESS_TOKENS=$(curl -s "http://127.0.0.1:$EGRESS_ADMIN/metrics" | awk '/^ords_guard_egress_token_fetches_total\{egress="bench",result="success"\}/ {print $2}')
 
 # A large registry: 10k clients, 1k privileges; its RSS and reload time.
 { for i in $(seq 1000); do printf '  - name: p%d\n    roles: [r%d]\n    patterns: ["/svc%d/*"]\n' "$i" "$i" "$i"; done; } > "$WORK/privs"
@@ -158,15 +178,16 @@ wait_ready "$MANY_ADMIN"
 MANY_KEYS=$(curl -s "http://127.0.0.1:$MANY_ADMIN/metrics" | awk '/^ords_guard_jwks_keys/ {n+=$2} END {print n+0}')
 MANY_RSS=$(awk '$1=="VmRSS:" {print int($2/1024)}' "/proc/$MANY_PID/status")
 
-awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
+awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
   { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4 }
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx |\n|---|---|---|---|\n"
-    split("direct floor public protected protected_issuer 401 token token_hs256", order, " ")
-    for (i = 1; i <= 8; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
+    split("direct floor public protected protected_issuer 401 egress token token_hs256", order, " ")
+    for (i = 1; i <= 9; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
     printf "\nprotected/public = %.2f   public/direct = %.2f   protected/direct = %.2f   floor/direct = %.2f   protected/floor = %.2f\n", rps["protected"]/rps["public"], rps["public"]/rps["direct"], rps["protected"]/rps["direct"], rps["floor"]/rps["direct"], rps["protected"]/rps["floor"]
     printf "protected_issuer/protected = %.2f\n", rps["protected_issuer"]/rps["protected"]
+    printf "egress/public = %.2f   egress/direct = %.2f   token requests by the egress guard over the whole run: %s\n", rps["egress"]/rps["public"], rps["egress"]/rps["direct"], etokens
     printf "RSS: idle %d MiB, peak under load %d MiB, with 10k clients + 1k privileges %d MiB (reload %s ms)\n", idle, peak, big, reload
     printf "RSS with 10 identity providers, %d keys held: %d MiB\n", manykeys, many
   }' "$WORK/results"
