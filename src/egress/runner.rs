@@ -66,8 +66,16 @@ impl Runner {
                 }
             }
         }
-        for (_, task) in running.drain(..) {
+        for (gone, task) in running.drain(..) {
             task.abort();
+            // Its series go with it, unless an entry of the same name runs on.
+            let name = gone.request.egress.as_str();
+            if !entries.iter().any(|e| e.name == name) {
+                let _ = m.token_expiry.remove_label_values(&[name]);
+                for result in ["success", "failure"] {
+                    let _ = m.token_fetches.remove_label_values(&[name, result]);
+                }
+            }
         }
         *running = kept;
     }
