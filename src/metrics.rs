@@ -100,10 +100,21 @@ impl Metrics {
         let register = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).expect("register");
         };
-        let counter = |name: &str, help: &str, label: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("metric");
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
             register(Box::new(c.clone()));
             c
+        };
+        let counter = |name: &str, help: &str, label: &str| counters(name, help, &[label]);
+        let int_gauges = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric");
+            register(Box::new(g.clone()));
+            g
+        };
+        let gauges = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect("metric");
+            register(Box::new(g.clone()));
+            g
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("metric");
@@ -191,72 +202,40 @@ impl Metrics {
             "ords_guard_privileges",
             "Privileges in the current registry.",
         );
-        let connections = IntGaugeVec::new(
-            Opts::new(
-                "ords_guard_connections",
-                "Open client connections, by listener (proxy, admin).",
-            ),
+        let connections = int_gauges(
+            "ords_guard_connections",
+            "Open client connections, by listener (proxy, admin, egress).",
             &["listener"],
-        )
-        .expect("metric");
-        register(Box::new(connections.clone()));
+        );
         for l in ["proxy", "admin", crate::conn::EGRESS_LISTENER] {
             connections.with_label_values(&[l]);
         }
-        let jwks_fetches = IntCounterVec::new(
-            Opts::new(
-                "ords_guard_jwks_fetches_total",
-                "Fetches of identity providers' JWK Sets, by issuer and result.",
-            ),
+        let jwks_fetches = counters(
+            "ords_guard_jwks_fetches_total",
+            "Fetches of identity providers' JWK Sets, by issuer and result.",
             &["issuer", "result"],
-        )
-        .expect("metric");
-        register(Box::new(jwks_fetches.clone()));
-        let jwks_keys = IntGaugeVec::new(
-            Opts::new(
-                "ords_guard_jwks_keys",
-                "Usable keys held now for each identity provider.",
-            ),
+        );
+        let jwks_keys = int_gauges(
+            "ords_guard_jwks_keys",
+            "Usable keys held now for each identity provider.",
             &["issuer"],
-        )
-        .expect("metric");
-        register(Box::new(jwks_keys.clone()));
-        let jwks_last_success = GaugeVec::new(
-            Opts::new(
-                "ords_guard_jwks_last_success_timestamp_seconds",
-                "Unix time each identity provider's keys were last fetched (or read) successfully.",
-            ),
+        );
+        let jwks_last_success = gauges(
+            "ords_guard_jwks_last_success_timestamp_seconds",
+            "Unix time each identity provider's keys were last fetched (or read) successfully.",
             &["issuer"],
-        )
-        .expect("metric");
-        register(Box::new(jwks_last_success.clone()));
-        let egress_requests = IntCounterVec::new(
-            Opts::new(
-                "ords_guard_egress_requests_total",
-                "Requests on egress listeners, by entry and outcome (forwarded, retried, token_unavailable, upstream_error).",
-            ),
-            &["egress", "outcome"],
-        )
-        .expect("metric");
-        register(Box::new(egress_requests.clone()));
-        let egress_token_fetches = IntCounterVec::new(
-            Opts::new(
-                "ords_guard_egress_token_fetches_total",
-                "Token requests of egress entries, by entry and result.",
-            ),
+        );
+        let egress_requests = counters("ords_guard_egress_requests_total", "Requests on egress listeners, by entry and outcome (forwarded, retried, token_unavailable, upstream_error).", &["egress", "outcome"]);
+        let egress_token_fetches = counters(
+            "ords_guard_egress_token_fetches_total",
+            "Token requests of egress entries, by entry and result.",
             &["egress", "result"],
-        )
-        .expect("metric");
-        register(Box::new(egress_token_fetches.clone()));
-        let egress_token_expiry = GaugeVec::new(
-            Opts::new(
-                "ords_guard_egress_token_expiry_timestamp_seconds",
-                "Unix time the token each egress entry holds expires.",
-            ),
+        );
+        let egress_token_expiry = gauges(
+            "ords_guard_egress_token_expiry_timestamp_seconds",
+            "Unix time the token each egress entry holds expires.",
             &["egress"],
-        )
-        .expect("metric");
-        register(Box::new(egress_token_expiry.clone()));
+        );
         Metrics {
             egress: EgressMetrics {
                 requests: egress_requests,

@@ -37,7 +37,7 @@ pub struct Proxy {
 /// Per-request state: what was decided, for forwarding, logging and metrics.
 pub struct Ctx {
     start: Instant,
-    in_flight: Arc<AtomicUsize>,
+    _in_flight: InFlight,
     registry: Option<Arc<Registry>>,
     target: Option<Target>,
     decision: Option<Decision>,
@@ -54,9 +54,20 @@ pub struct Ctx {
     issuer: Option<String>,
 }
 
-impl Drop for Ctx {
+/// Counts a request in flight (ingress or egress) for as long as it lives: the drain
+/// waits for the count to reach zero.
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub(crate) fn enter(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -250,10 +261,9 @@ impl ProxyHttp for Proxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
         Ctx {
             start: Instant::now(),
-            in_flight: self.in_flight.clone(),
+            _in_flight: InFlight::enter(&self.in_flight),
             registry: None,
             target: None,
             decision: None,

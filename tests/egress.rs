@@ -50,11 +50,7 @@ async fn a_legacy_callers_plain_get_reaches_an_ords_guarded_backend() {
     )
     .await;
     // `check` summarises the entry, never the secret.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
-        .args(["check", "--config"])
-        .arg(&g.config)
-        .output()
-        .unwrap();
+    let out = ords_guard_cli(&["check"], &g.config);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -314,11 +310,7 @@ async fn an_egress_only_config_needs_no_ingress() {
     let yaml =
         egress_yaml(&base, &format!("{base}/token"), "c").replace("{LISTEN}", &listen.to_string());
     std::fs::write(&config, format!("admin_listen: \"{admin}\"\n{yaml}")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = ords_guard_cli(&["check"], &config);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -345,11 +337,7 @@ async fn an_egress_only_config_needs_no_ingress() {
     // Without `listen` nor `egress` the config says what to give.
     let bare = g.dir.path().join("bare.yaml");
     std::fs::write(&bare, format!("admin_listen: \"{admin}\"\n")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
-        .args(["check", "--config"])
-        .arg(&bare)
-        .output()
-        .unwrap();
+    let out = ords_guard_cli(&["check"], &bare);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -28,12 +28,7 @@ async fn identity_provider_tokens_open_privileges_by_scope_and_roles() {
     std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
     // `check` and `clients list` show the issuers.
     for args in [&["check"][..], &["clients", "list"]] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = ords_guard_cli(args, &config);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{args:?}: {text}");
         assert!(
@@ -196,11 +191,7 @@ async fn issuer_config_errors_name_the_key() {
     let (proxy, admin) = Guard::prepare(&dir, &o);
     let config = dir.path().join("ords-guard.yaml");
     std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = ords_guard_cli(&["check"], &config);
     assert_eq!(out.status.code(), Some(1));
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
@@ -236,11 +227,7 @@ async fn without_token_only_identity_providers_tokens_pass_and_oauth_paths_are_o
         format!("listen: \"{proxy}\"\nadmin_listen: \"{admin}\"\nupstream: \"http://{}\"\nissuers:\n  - name: corp\n    issuer: \"{ISS}\"\n    audience: [orders-api]\n    jwks_file: corp.jwks.json\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n", backend.addr),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ords-guard"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = ords_guard_cli(&["check"], &config);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("no token endpoint"), "{text}");

@@ -96,14 +96,20 @@ async fn keys_are_fetched_and_a_rotation_costs_the_provider_one_request() {
     assert!(g.output().contains("identity provider keys fetched"));
 }
 
-#[tokio::test]
-async fn a_failing_provider_keeps_the_last_good_keys_and_a_reload_keeps_them_too() {
+/// A provider serving key `corp-1`, a guard that has fetched it, and a token it takes.
+async fn serving_good_keys() -> (Idp, JwksServer, Backend, Guard, String) {
     let idp = Idp::new();
     let jwks = JwksServer::start(Answer::Keys(idp.jwks(), None)).await;
     let backend = Backend::start().await;
     let g = guard_for(&backend, issuer_yaml(&jwks.url(), ""), &[]).await;
     g.wait_metric(FETCHED, |v| v >= 1.0).await;
     let t = idp.token("corp-1", scoped());
+    (idp, jwks, backend, g, t)
+}
+
+#[tokio::test]
+async fn a_failing_provider_keeps_the_last_good_keys_and_a_reload_keeps_them_too() {
+    let (idp, jwks, backend, g, t) = serving_good_keys().await;
     assert_eq!(g.get_as("/example/1", &t).await.status(), 200);
 
     // The provider fails; the reload's fetch fails; the kept keys still serve.
@@ -158,12 +164,7 @@ async fn until_the_first_keys_tokens_get_503_then_pass_without_a_restart() {
 
 #[tokio::test]
 async fn every_bound_of_a_fetch_holds_and_each_failure_says_why() {
-    let idp = Idp::new();
-    let jwks = JwksServer::start(Answer::Keys(idp.jwks(), None)).await;
-    let backend = Backend::start().await;
-    let g = guard_for(&backend, issuer_yaml(&jwks.url(), ""), &[]).await;
-    g.wait_metric(FETCHED, |v| v >= 1.0).await;
-    let t = idp.token("corp-1", scoped());
+    let (idp, jwks, _backend, g, t) = serving_good_keys().await;
     let many: Vec<_> = (0..101).map(|_| idp.jwk("corp-1")).collect();
     let cases = [
         (

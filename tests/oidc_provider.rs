@@ -30,11 +30,7 @@ async fn a_token_from_oidc_provider_opens_privileges_through_ords_guard() {
     .await;
     assert_eq!(g.metric("ords_guard_jwks_keys{issuer=\"oidc\"}").await, 1.0);
 
-    let http = oauth2::reqwest::Client::builder()
-        .no_proxy()
-        .redirect(oauth2::reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = oauth2_http();
     let client = BasicClient::new(ClientId::new(CLIENT_ID.into()))
         .set_client_secret(ClientSecret::new(CLIENT_SECRET.into()))
         .set_auth_type(AuthType::BasicAuth)

@@ -23,11 +23,7 @@ async fn oauth2_crate_client_credentials_exchange() {
         ..Options::new(&backend)
     })
     .await;
-    let http = oauth2::reqwest::Client::builder()
-        .no_proxy()
-        .redirect(oauth2::reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = oauth2_http();
     for auth in [AuthType::BasicAuth, AuthType::RequestBody] {
         let client = BasicClient::new(ClientId::new("admin-client".into()))
             .set_client_secret(ClientSecret::new(ADMIN_SECRET.into()))

@@ -18,6 +18,8 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Fetched {
     pub access_token: String,
+    /// `Bearer <access_token>`, built once here rather than on every request that sends it.
+    pub bearer: http::HeaderValue,
     /// Seconds it lives, counted from receipt.
     pub lifetime: u64,
 }
@@ -156,8 +158,12 @@ pub fn read(status: u16, body: &[u8], now: u64) -> Result<Fetched, Refused> {
     if lifetime == 0 {
         return Err(malformed("with a token that has already expired"));
     }
+    let mut bearer = http::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| malformed("with an access_token that cannot travel in a header"))?;
+    bearer.set_sensitive(true);
     Ok(Fetched {
         access_token: token.to_string(),
+        bearer,
         lifetime,
     })
 }

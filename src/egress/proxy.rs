@@ -6,7 +6,7 @@
 
 use super::retry::{may_retry, Sent, MAX_RETRY_BODY};
 use super::tokens::Held;
-use crate::proxy::{discard_body, peer_for, respond_problem};
+use crate::proxy::{discard_body, peer_for, respond_problem, InFlight};
 use crate::registry::egress::EgressEntry;
 use crate::registry::Registry;
 use crate::state::Guard;
@@ -16,7 +16,8 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::borrow::Cow;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,15 +44,6 @@ pub struct EgressProxy {
     pub in_flight: Arc<AtomicUsize>,
 }
 
-/// Counts a request in flight for as long as it lives.
-struct InFlight(Arc<AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 pub struct Ctx {
     _in_flight: InFlight,
     start: Instant,
@@ -65,18 +57,20 @@ pub struct Ctx {
     upstream_status: Option<u16>,
 }
 
-/// The hop-by-hop headers of a message: the fixed ones, and those its `Connection` names.
-fn hop_by_hop(headers: &http::HeaderMap) -> Vec<String> {
+/// The hop-by-hop headers of a message: the fixed ones (borrowed: no allocation per
+/// request), and those its `Connection` names.
+fn hop_by_hop(headers: &http::HeaderMap) -> Vec<Cow<'static, str>> {
     let named = headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty());
+        .filter(|n| !n.is_empty() && !HOP_BY_HOP.contains(&n.as_str()))
+        .map(Cow::Owned);
     HOP_BY_HOP
         .iter()
-        .map(|n| n.to_string())
+        .map(|n| Cow::Borrowed(*n))
         .chain(named)
         .collect()
 }
@@ -92,9 +86,8 @@ impl ProxyHttp for EgressProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
         Ctx {
-            _in_flight: InFlight(self.in_flight.clone()),
+            _in_flight: InFlight::enter(&self.in_flight),
             start: Instant::now(),
             registry: None,
             entry: None,
@@ -164,12 +157,10 @@ impl ProxyHttp for EgressProxy {
             .as_ref()
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         for n in hop_by_hop(&req.headers) {
-            req.remove_header(&n);
+            req.remove_header(n.as_ref());
         }
         req.remove_header(&http::header::AUTHORIZATION);
-        let bearer = http::HeaderValue::from_str(&format!("Bearer {}", held.token))
-            .map_err(|e| Error::because(ErrorType::InternalError, "token header", e))?;
-        req.insert_header(http::header::AUTHORIZATION, bearer)?;
+        req.insert_header(http::header::AUTHORIZATION, held.bearer.clone())?;
         req.insert_header(http::header::HOST, entry.authority.as_str())?;
         Ok(())
     }
@@ -182,7 +173,7 @@ impl ProxyHttp for EgressProxy {
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
         for n in hop_by_hop(&resp.headers) {
-            resp.remove_header(&n);
+            resp.remove_header(n.as_ref());
         }
         if resp.status != http::StatusCode::UNAUTHORIZED {
             return Ok(());
@@ -195,6 +186,9 @@ impl ProxyHttp for EgressProxy {
         let sent = Sent {
             method: req.method.as_str(),
             idempotency_key: req.headers.contains_key("idempotency-key"),
+            // pingora's retry buffer holds 64 KiB (MAX_RETRY_BODY) and says when it
+            // overflowed; a declared length says it too for a body the remote answered
+            // before it was all read.
             body_kept: !session.as_ref().retry_buffer_truncated()
                 && req
                     .headers
@@ -310,7 +304,7 @@ mod tests {
         h.insert("connection", "keep-alive, X-Secret-Hop , ".parse().unwrap());
         h.insert("x-secret-hop", "1".parse().unwrap());
         h.insert("x-kept", "1".parse().unwrap());
-        let names = hop_by_hop(&h);
+        let names: Vec<String> = hop_by_hop(&h).into_iter().map(Cow::into_owned).collect();
         assert!(names.contains(&"x-secret-hop".to_string()));
         assert!(names.contains(&"proxy-authorization".to_string()));
         assert!(!names.contains(&"x-kept".to_string()));

@@ -13,7 +13,6 @@ pub const MAX_RETRY: Duration = Duration::from_secs(30);
 /// A token's times, from when it was received and how long it lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetime {
-    pub received: Instant,
     pub expires: Instant,
     /// When to start renewing it.
     pub renew_at: Instant,
@@ -27,7 +26,6 @@ pub fn lifetime(received: Instant, lives: Duration, refresh_before: Duration) ->
     let by_margin = lives.checked_sub(refresh_before).filter(|d| !d.is_zero());
     let renew_in = by_margin.map_or(half, |m| m.min(half));
     Lifetime {
-        received,
         expires: received + lives,
         renew_at: received + renew_in,
     }

@@ -28,6 +28,8 @@ pub const WAIT_FOR_FETCH: Duration = Duration::from_secs(6);
 #[derive(Clone)]
 pub struct Held {
     pub token: Arc<str>,
+    /// The `Authorization` value that sends it.
+    pub bearer: http::HeaderValue,
     pub life: Lifetime,
     pub generation: u64,
 }
@@ -125,6 +127,7 @@ impl State {
         self.generations += 1;
         self.held.insert(Held {
             token: f.access_token.as_str().into(),
+            bearer: f.bearer.clone(),
             life: schedule::lifetime(now, Duration::from_secs(f.lifetime), refresh_before),
             generation: self.generations,
         })
@@ -403,6 +406,7 @@ mod tests {
     fn fetched(lifetime: u64) -> Fetched {
         Fetched {
             access_token: "t".into(),
+            bearer: http::HeaderValue::from_static("Bearer t"),
             lifetime,
         }
     }

@@ -33,16 +33,6 @@ fn loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-/// The host of a URL is loopback (`localhost` included).
-fn url_is_loopback(uri: &http::Uri) -> bool {
-    let host = uri.host().unwrap_or_default();
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 fn trust_of(
     tls: Option<&crate::config::UpstreamTlsConfig>,
     at: &str,
@@ -65,16 +55,7 @@ fn trust_of(
             ));
         }
     }
-    match &t.ca_file {
-        None => Trust::System,
-        Some(f) => match crate::certs::load_ca_certs(&src.resolve(f)) {
-            Ok(certs) => Trust::Only(certs),
-            Err(e) => {
-                errors.push(Diagnostic::new(format!("{at}.ca_file"), e));
-                Trust::System
-            }
-        },
-    }
+    super::trust(t.ca_file.as_deref(), format!("{at}.ca_file"), src, errors)
 }
 
 /// Check and compile `cfg.egress`. `taken` holds the ingress's listen addresses.
@@ -130,7 +111,6 @@ pub fn compile(
         else {
             continue;
         };
-        let t = &cfg.timeouts;
         let authority = e
             .upstream
             .parse::<http::Uri>()
@@ -157,16 +137,7 @@ pub fn compile(
         out.push(EgressEntry {
             name: e.name.clone(),
             listen,
-            upstream: Upstream {
-                addr,
-                tls,
-                host: up_tls.server_name.clone().unwrap_or(host),
-                connect_timeout: Duration::from_millis(t.upstream_connect_ms),
-                read_timeout: Duration::from_millis(t.upstream_read_ms),
-                idle_timeout: Duration::from_millis(t.upstream_idle_ms),
-                ca,
-                verify: !up_tls.insecure_skip_verify,
-            },
+            upstream: Upstream::new((addr, tls, host), &up_tls, ca, &cfg.timeouts),
             authority,
             retry: match e.retry_on_401 {
                 RetryOn401Config::Idempotent => RetryOn401::Idempotent,
@@ -219,7 +190,7 @@ fn check_entry(
     match e.token_url.parse::<http::Uri>() {
         Ok(u) if matches!(u.scheme_str(), Some("https")) && u.host().is_some() => {}
         Ok(u) if matches!(u.scheme_str(), Some("http")) && u.host().is_some() => {
-            if !url_is_loopback(&u) {
+            if !super::is_loopback_url(&u) {
                 warnings.push(Diagnostic::new(format!("{at}.token_url"), "token_url is http:// to a host that is not loopback: the client secret and the token travel unencrypted; use https://"));
             }
         }
@@ -228,7 +199,7 @@ fn check_entry(
             format!("`{}` is not an http:// or https:// URL", e.token_url),
         )),
     }
-    if e.client_id.is_empty() || !e.client_id.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    if e.client_id.is_empty() || !super::is_vschar(&e.client_id) {
         errors.push(Diagnostic::new(
             format!("{at}.client_id"),
             "client_id must be printable ASCII (RFC 6749 VSCHARs), and not empty",

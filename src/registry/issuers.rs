@@ -9,7 +9,6 @@ use crate::oauth::keycell::KeyCell;
 use crate::outbound::Trust;
 use jsonwebtoken::Algorithm;
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +45,7 @@ const MIN_REFRESH: u64 = 60;
 fn check_url(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
     let host = uri.host().unwrap_or_default();
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback = super::is_loopback_url(&uri);
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => Ok(()),
         Some("http") if loopback => Ok(()),
@@ -175,16 +173,7 @@ pub fn compile(
                 ),
             ));
         }
-        let trust = match &c.ca_file {
-            None => Trust::System,
-            Some(ca) => match crate::certs::load_ca_certs(&src.resolve(ca)) {
-                Ok(certs) => Trust::Only(certs),
-                Err(e) => {
-                    errors.push(Diagnostic::new(format!("{at}.ca_file"), e));
-                    Trust::System
-                }
-            },
-        };
+        let trust = super::trust(c.ca_file.as_deref(), format!("{at}.ca_file"), src, errors);
         let (keys_from, keys) = match (&c.jwks_url, &c.jwks_file) {
             (Some(url), None) => {
                 if let Err(e) = check_url(url) {

@@ -234,6 +234,65 @@ fn parse_upstream(s: &str) -> Result<(SocketAddr, bool, String), String> {
     Ok((addr, tls, host))
 }
 
+/// RFC 6749 Appendix A.1: client-id = *VSCHAR (%x20-7E), the space included (Basic
+/// form-encodes it).
+pub(crate) fn is_vschar(s: &str) -> bool {
+    s.chars().all(|ch| (' '..='~').contains(&ch))
+}
+
+/// Whether a URL's host is loopback (`localhost` included): plain http is tolerated there.
+pub(crate) fn is_loopback_url(uri: &http::Uri) -> bool {
+    let host = uri.host().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whom an outbound client trusts: the certificates of `ca_file` (relative to the config),
+/// else the system roots. A bad file is an error at `key`.
+pub(crate) fn trust(
+    ca_file: Option<&std::path::Path>,
+    key: String,
+    src: &Source,
+    errors: &mut Vec<Diagnostic>,
+) -> crate::outbound::Trust {
+    use crate::outbound::Trust;
+    let Some(f) = ca_file else {
+        return Trust::System;
+    };
+    match crate::certs::load_ca_certs(&src.resolve(f)) {
+        Ok(certs) => Trust::Only(certs),
+        Err(e) => {
+            errors.push(Diagnostic::new(key, e));
+            Trust::System
+        }
+    }
+}
+
+impl Upstream {
+    /// An upstream as parsed by [`parse_upstream`], verified per `tls`, with the
+    /// `timeouts.upstream_*` of the config (the ingress's and egress entries' alike).
+    fn new(
+        (addr, tls, host): (SocketAddr, bool, String),
+        tls_cfg: &crate::config::UpstreamTlsConfig,
+        ca: Option<Arc<CaType>>,
+        t: &crate::config::Timeouts,
+    ) -> Upstream {
+        Upstream {
+            addr,
+            tls,
+            host: tls_cfg.server_name.clone().unwrap_or(host),
+            connect_timeout: Duration::from_millis(t.upstream_connect_ms),
+            read_timeout: Duration::from_millis(t.upstream_read_ms),
+            idle_timeout: Duration::from_millis(t.upstream_idle_ms),
+            ca,
+            verify: !tls_cfg.insecure_skip_verify,
+        }
+    }
+}
+
 /// Whether `name` may name an entry in logs, metrics label values and headers:
 /// 1 to 32 of `a-z`, `0-9`, `_`, `-` (`issuers[].name`, `egress[].name`).
 pub(crate) fn is_entry_name(name: &str) -> bool {
@@ -562,9 +621,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             "client_id",
             &c.client_id,
         );
-        // RFC 6749 Appendix A.1: client-id = *VSCHAR (%x20-7E), the space included (Basic
-        // form-encodes it).
-        if c.client_id.chars().any(|ch| !(' '..='~').contains(&ch)) {
+        if !is_vschar(&c.client_id) {
             errors.push(Diagnostic::new(
                 format!("{at}.client_id"),
                 "client_id may hold only printable ASCII, space included (RFC 6749 Appendix A.1)",
@@ -680,16 +737,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             egress,
             role_names,
             issuer_tokens: Default::default(),
-            upstream: upstream.map(|(addr, tls, host)| Upstream {
-                addr,
-                tls,
-                host: upstream_tls.server_name.clone().unwrap_or(host),
-                connect_timeout: Duration::from_millis(t.upstream_connect_ms),
-                read_timeout: Duration::from_millis(t.upstream_read_ms),
-                idle_timeout: Duration::from_millis(t.upstream_idle_ms),
-                ca: upstream_ca,
-                verify: !upstream_tls.insecure_skip_verify,
-            }),
+            upstream: upstream.map(|u| Upstream::new(u, &upstream_tls, upstream_ca, t)),
             limits: Limits {
                 max_connections: cfg.limits.max_connections,
                 max_header_bytes: cfg.limits.max_header_bytes,

@@ -520,6 +520,27 @@ impl Drop for Guard {
     }
 }
 
+/// The HTTP client the `oauth2` crate is driven with: no proxy, and no redirects (a token
+/// request must not be sent on to wherever one points).
+pub fn oauth2_http() -> oauth2::reqwest::Client {
+    oauth2::reqwest::Client::builder()
+        .no_proxy()
+        .redirect(oauth2::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Run an `ords-guard` subcommand (`check`, `clients list`, ...) on `config` and collect
+/// its output.
+pub fn ords_guard_cli(args: &[&str], config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 /// Poll `done` until it holds, for at most 15 s (a bound on a condition, not a sleep as
 /// synchronisation); panic naming `what` otherwise.
 pub async fn eventually<F, Fut>(what: &str, mut done: F)
