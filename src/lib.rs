@@ -18,6 +18,7 @@ pub mod oauth;
 pub mod path;
 pub mod pattern;
 pub mod registry;
+pub mod resolve;
 pub mod secret;
 pub mod throttle;
 pub mod token;

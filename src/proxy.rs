@@ -71,10 +71,16 @@ impl Drop for InFlight {
     }
 }
 
-/// The peer for an upstream, its timeouts clipped to the request's deadline.
-pub(crate) fn peer_for(up: &crate::registry::Upstream) -> HttpPeer {
-    let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
+/// The peer for an upstream, its timeouts clipped to the request's deadline. A host name is
+/// looked up here (within the connect timeout); a failed lookup is a connect error (502).
+pub(crate) async fn peer_for(up: &crate::registry::Upstream) -> Result<HttpPeer> {
     let clip = clipper();
+    let addr = up
+        .addr
+        .resolve(clip(up.connect_timeout))
+        .await
+        .map_err(|e| Error::explain(ErrorType::ConnectNoRoute, e.to_string()))?;
+    let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
     let o = &mut peer.options;
     o.connection_timeout = Some(clip(up.connect_timeout));
     o.total_connection_timeout = Some(clip(up.connect_timeout));
@@ -84,7 +90,7 @@ pub(crate) fn peer_for(up: &crate::registry::Upstream) -> HttpPeer {
     o.verify_cert = up.verify;
     o.verify_hostname = up.verify;
     o.ca = up.ca.clone();
-    peer
+    Ok(peer)
 }
 
 /// An RFC 9457 problem document.
@@ -449,7 +455,7 @@ impl ProxyHttp for Proxy {
             .upstream
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream"))?;
-        Ok(Box::new(peer_for(up)))
+        Ok(Box::new(peer_for(up).await?))
     }
 
     async fn upstream_request_filter(

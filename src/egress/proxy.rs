@@ -140,7 +140,7 @@ impl ProxyHttp for EgressProxy {
         let entry = self
             .entry(ctx)
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-        Ok(Box::new(peer_for(&entry.upstream)))
+        Ok(Box::new(peer_for(&entry.upstream).await?))
     }
 
     async fn upstream_request_filter(

@@ -16,7 +16,7 @@ use crate::token::Tokens;
 use pingora::protocols::tls::CaType;
 use rustls::sign::CertifiedKey;
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +61,8 @@ impl Client {
 /// The protected backend.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pub addr: SocketAddr,
+    /// Looked up per request when it is a name (`resolve`).
+    pub addr: crate::resolve::Address,
     pub tls: bool,
     pub host: String,
     pub connect_timeout: Duration,
@@ -202,7 +203,9 @@ pub struct Compiled {
     pub warnings: Vec<Diagnostic>,
 }
 
-fn parse_upstream(s: &str) -> Result<(SocketAddr, bool, String), String> {
+/// `scheme://host[:port]`: its address (a name is looked up later, per request), whether it
+/// is TLS, and the host.
+fn parse_upstream(s: &str) -> Result<(crate::resolve::Address, bool, String), String> {
     let uri: http::Uri = s
         .parse()
         .map_err(|_| format!("upstream `{s}` is not a URL such as http://127.0.0.1:3000"))?;
@@ -225,13 +228,20 @@ fn parse_upstream(s: &str) -> Result<(SocketAddr, bool, String), String> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
+    // `http::Uri` takes `h:x` and reports no port: the port is read from the text here.
+    let after_host = authority
+        .rsplit_once(']')
+        .map_or(authority, |(_, rest)| rest);
+    if let Some((_, p)) = after_host.split_once(':') {
+        if p.parse::<u16>().is_err() {
+            return Err(format!("upstream `{s}`: `{p}` is not a port (0 to 65535)"));
+        }
+    }
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let addr = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| format!("upstream `{s}` does not resolve: {e}"))?
-        .next()
-        .ok_or_else(|| format!("upstream `{s}` resolves to no address"))?;
-    Ok((addr, tls, host))
+    if host.is_empty() {
+        return Err(format!("upstream `{s}` names no host"));
+    }
+    Ok((crate::resolve::Address::new(&host, port), tls, host))
 }
 
 /// RFC 6749 Appendix A.1: client-id = *VSCHAR (%x20-7E), the space included (Basic
@@ -275,7 +285,7 @@ impl Upstream {
     /// An upstream as parsed by [`parse_upstream`], verified per `tls`, with the
     /// `timeouts.upstream_*` of the config (the ingress's and egress entries' alike).
     fn new(
-        (addr, tls, host): (SocketAddr, bool, String),
+        (addr, tls, host): (crate::resolve::Address, bool, String),
         tls_cfg: &crate::config::UpstreamTlsConfig,
         ca: Option<Arc<CaType>>,
         t: &crate::config::Timeouts,
@@ -1023,17 +1033,14 @@ mod tests {
 
     #[test]
     fn upstream_forms() {
+        let addr = |u: &str| parse_upstream(u).unwrap().0.to_string();
+        assert_eq!(addr("http://127.0.0.1:3000"), "127.0.0.1:3000");
+        assert_eq!(addr("https://127.0.0.1"), "127.0.0.1:443");
+        assert_eq!(addr("http://[::1]:8081/"), "[::1]:8081");
+        // A name is kept as given, looked up per request: it need not resolve at load.
         assert_eq!(
-            parse_upstream("http://127.0.0.1:3000").unwrap().0,
-            "127.0.0.1:3000".parse().unwrap()
-        );
-        assert_eq!(
-            parse_upstream("https://127.0.0.1").unwrap().0,
-            "127.0.0.1:443".parse().unwrap()
-        );
-        assert_eq!(
-            parse_upstream("http://[::1]:8081/").unwrap().0,
-            "[::1]:8081".parse().unwrap()
+            addr("https://orders.svc.cluster.local"),
+            "orders.svc.cluster.local:443"
         );
         assert_eq!(
             parse_upstream("http://localhost:3000").unwrap().2,
