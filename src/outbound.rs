@@ -17,6 +17,29 @@ pub enum Trust {
     Only(Vec<CertificateDer<'static>>),
 }
 
+/// How a client checks the server's certificate (`token_tls` in SPEC §10, as the
+/// ingress's `upstream_tls`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tls {
+    pub trust: Trust,
+    /// Verify the certificate for this name instead of the URL's host. The SNI sent is
+    /// still the URL's host (none for an IP literal): reqwest takes it from the URL.
+    pub server_name: Option<String>,
+    /// `insecure_skip_verify`: any certificate is accepted (handshake signatures are
+    /// still checked).
+    pub skip_verify: bool,
+}
+
+impl Tls {
+    pub fn trusting(trust: Trust) -> Tls {
+        Tls {
+            trust,
+            server_name: None,
+            skip_verify: false,
+        }
+    }
+}
+
 /// What an exchange got back, the body complete and within its cap.
 #[derive(Debug)]
 pub struct Answer {
@@ -50,10 +73,11 @@ fn system_roots() -> &'static Result<rustls::RootCertStore, String> {
     })
 }
 
-/// A client that trusts `trust`, follows no redirect and gives up on any exchange after
-/// `deadline`. Build one per distinct trust and reuse it: it pools its connections.
-pub fn client(trust: &Trust, deadline: Duration) -> Result<reqwest::Client, String> {
-    let roots = match trust {
+/// A client that verifies servers per `tls`, follows no redirect and gives up on any
+/// exchange after `deadline`. Build one per distinct `tls` and reuse it: it pools its
+/// connections.
+pub fn client(tls: &Tls, deadline: Duration) -> Result<reqwest::Client, String> {
+    let roots = match &tls.trust {
         Trust::System => system_roots().clone()?,
         Trust::Only(certs) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -65,15 +89,38 @@ pub fn client(trust: &Trust, deadline: Duration) -> Result<reqwest::Client, Stri
             roots
         }
     };
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = if tls.server_name.is_none() && !tls.skip_verify {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        let name = match &tls.server_name {
+            Some(n) => Some(
+                rustls::pki_types::ServerName::try_from(n.clone())
+                    .map_err(|_| format!("server_name `{n}` is not a DNS name or IP address"))?,
+            ),
+            None => None,
+        };
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+        let verifier = Verifier {
+            webpki: (!tls.skip_verify).then_some(webpki),
+            name,
+            provider,
+        };
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
     reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+        .use_preconfigured_tls(config)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(deadline)
         .connect_timeout(deadline)
@@ -139,4 +186,69 @@ fn transport(e: reqwest::Error, deadline: Duration) -> FetchError {
         return FetchError::Timeout(deadline);
     }
     FetchError::Transport(causes(e))
+}
+
+/// webpki's verification for another name (`server_name`), or none at all
+/// (`insecure_skip_verify`); the handshake's signatures are checked either way.
+#[derive(Debug)]
+struct Verifier {
+    webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    name: Option<rustls::pki_types::ServerName<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match &self.webpki {
+            None => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            Some(v) => v.verify_server_cert(
+                end_entity,
+                intermediates,
+                self.name.as_ref().unwrap_or(server_name),
+                ocsp,
+                now,
+            ),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }

@@ -12,7 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use ords_guard::egress::tokens::{AuthMethod, Failure, Request, Tokens};
-use ords_guard::outbound::{self, Trust};
+use ords_guard::outbound::{self, Tls, Trust};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -132,7 +132,7 @@ fn manager(server: &TokenServer, auth: AuthMethod, refresh_before: u64) -> Setup
         params: vec![("audience".into(), "https://orders.test".into())],
         refresh_before: Duration::from_secs(refresh_before),
     };
-    let client = outbound::client(&Trust::System, Duration::from_secs(5)).unwrap();
+    let client = outbound::client(&Tls::trusting(Trust::System), Duration::from_secs(5)).unwrap();
     let tokens = Tokens::new(request, client);
     let seen = Arc::new(Seen::default());
     let s = seen.clone();
@@ -296,4 +296,49 @@ async fn bad_answers_are_failures_never_a_panic_or_a_token() {
             "never the secret in a failure: {failures:?}"
         );
     }
+}
+
+/// `token_tls` takes `server_name` and `insecure_skip_verify` as the ingress's
+/// `upstream_tls` (SPEC §10): a token endpoint reached by address whose certificate names
+/// it otherwise, and one with a certificate nobody vouches for.
+#[tokio::test]
+async fn token_tls_server_name_and_insecure_skip_verify() {
+    let pki = common::pki_for("idp", &["idp.test"]);
+    let server = common::idp::JwksServer::start_tls(common::idp::Answer::Status(200), &pki).await;
+    let url = server.url();
+    let ca = rustls_pemfile::certs(&mut pki.ca.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let fetch = |tls: Tls| {
+        let url = url.clone();
+        async move {
+            let client = outbound::client(&tls, Duration::from_secs(5)).unwrap();
+            outbound::send(client.get(&url), 1024, Duration::from_secs(5))
+                .await
+                .map(|a| a.status)
+        }
+    };
+    let with = |trust: Trust, server_name: Option<&str>, skip_verify: bool| Tls {
+        trust,
+        server_name: server_name.map(String::from),
+        skip_verify,
+    };
+    // The certificate is for idp.test, the URL names 127.0.0.1.
+    let e = fetch(with(Trust::Only(ca.clone()), None, false))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("certificate"), "{e}");
+    assert_eq!(
+        fetch(with(Trust::Only(ca.clone()), Some("idp.test"), false)).await,
+        Ok(200)
+    );
+    let e = fetch(with(Trust::Only(ca.clone()), Some("other.test"), false))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("certificate"), "{e}");
+    // Nobody vouches for it: refused, unless verification is off.
+    let e = fetch(with(Trust::System, None, false)).await.unwrap_err();
+    assert!(e.to_string().contains("certificate"), "{e}");
+    assert_eq!(fetch(with(Trust::System, None, true)).await, Ok(200));
+    assert!(server.hits() >= 2);
 }

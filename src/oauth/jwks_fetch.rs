@@ -95,7 +95,10 @@ impl Fetcher {
     }
 
     fn spawn(&self, source: Source) -> Result<tokio::task::AbortHandle, String> {
-        let client = outbound::client(&source.trust, FETCH_TIMEOUT)?;
+        let client = outbound::client(
+            &outbound::Tls::trusting(source.trust.clone()),
+            FETCH_TIMEOUT,
+        )?;
         let metrics = self.metrics.clone();
         let task = crate::background::handle()?.spawn(run(source, client, metrics));
         Ok(task.abort_handle())

@@ -23,7 +23,7 @@ pub struct EgressEntry {
     /// Shared with the previous generation when a reload keeps the token request
     /// ([`keep_tokens`]).
     pub tokens: Arc<Tokens>,
-    token_trust: Trust,
+    token_tls: outbound::Tls,
 }
 
 /// Form fields a `token_params` entry may not set: the grant's own.
@@ -33,29 +33,34 @@ fn loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-fn trust_of(
+/// `token_tls`: whom the token request trusts, and how (`server_name`,
+/// `insecure_skip_verify` as the ingress's `upstream_tls`).
+fn token_tls(
     tls: Option<&crate::config::UpstreamTlsConfig>,
     at: &str,
     src: &Source,
     errors: &mut Vec<Diagnostic>,
-) -> Trust {
+    warnings: &mut Vec<Diagnostic>,
+) -> outbound::Tls {
     let Some(t) = tls else {
-        return Trust::System;
+        return outbound::Tls::trusting(Trust::System);
     };
-    for (set, key) in [
-        (t.server_name.is_some(), "server_name"),
-        (t.insecure_skip_verify, "insecure_skip_verify"),
-    ] {
-        if set {
+    if t.insecure_skip_verify {
+        warnings.push(Diagnostic::new(format!("{at}.insecure_skip_verify"), "the token endpoint's certificate is not verified: anyone on the path can impersonate it and collect the client secret; give its CA in ca_file instead"));
+    }
+    if let Some(n) = &t.server_name {
+        if rustls::pki_types::ServerName::try_from(n.as_str()).is_err() {
             errors.push(Diagnostic::new(
-                format!("{at}.{key}"),
-                format!(
-                    "{key} is not supported for the token endpoint yet: give its CA in ca_file"
-                ),
+                format!("{at}.server_name"),
+                format!("`{n}` is not a DNS name or IP address"),
             ));
         }
     }
-    super::trust(t.ca_file.as_deref(), format!("{at}.ca_file"), src, errors)
+    outbound::Tls {
+        trust: super::trust(t.ca_file.as_deref(), format!("{at}.ca_file"), src, errors),
+        server_name: t.server_name.clone(),
+        skip_verify: t.insecure_skip_verify,
+    }
 }
 
 /// Check and compile `cfg.egress`. `taken` holds the ingress's listen addresses.
@@ -82,11 +87,12 @@ pub fn compile(
                 .map_err(|m| errors.push(Diagnostic::new(format!("{at}.upstream_tls.ca_file"), m)))
                 .ok()
         });
-        let token_trust = trust_of(
+        let token_tls = token_tls(
             e.token_tls.as_ref(),
             &format!("{at}.token_tls"),
             src,
             errors,
+            warnings,
         );
         let secret_file = src.resolve(&e.client_secret_file);
         match std::fs::read(&secret_file) {
@@ -103,9 +109,14 @@ pub fn compile(
                 format!("cannot read {}: {m}", secret_file.display()),
             )),
         }
-        let client = outbound::client(&token_trust, tokens::REQUEST_TIMEOUT)
-            .map_err(|m| errors.push(Diagnostic::new(format!("{at}.token_tls"), m)))
-            .ok();
+        // Built only from a token_tls without errors: a bad one is already reported.
+        let client = (errors.len() == n)
+            .then(|| {
+                outbound::client(&token_tls, tokens::REQUEST_TIMEOUT)
+                    .map_err(|m| errors.push(Diagnostic::new(format!("{at}.token_tls"), m)))
+                    .ok()
+            })
+            .flatten();
         let (Some((addr, tls, host)), Some(client), Some(listen), true) =
             (upstream, client, listen, errors.len() == n)
         else {
@@ -144,7 +155,7 @@ pub fn compile(
                 RetryOn401Config::Never => RetryOn401::Never,
             },
             tokens: Tokens::new(request, client),
-            token_trust,
+            token_tls,
         });
     }
     out
@@ -218,9 +229,7 @@ fn check_entry(
 pub fn keep_tokens(new: &mut [EgressEntry], old: &[EgressEntry]) {
     for n in new.iter_mut() {
         if let Some(o) = old.iter().find(|o| {
-            o.name == n.name
-                && o.tokens.request == n.tokens.request
-                && o.token_trust == n.token_trust
+            o.name == n.name && o.tokens.request == n.tokens.request && o.token_tls == n.token_tls
         }) {
             n.tokens = o.tokens.clone();
         }

@@ -912,7 +912,7 @@ mod tests {
     #[test]
     fn egress_errors_name_the_key() {
         let y = format!(
-            "{HEAD}egress:\n  - name: Orders!\n    listen: 0.0.0.0:8081\n    upstream: http://127.0.0.1:3000\n    token_url: ftp://x\n    token_tls: {{server_name: x}}\n    client_id: c\n    client_secret_file: nope.secret\n    token_params: {{grant_type: password, audience: a}}\n  - name: b\n    listen: 127.0.0.1:8080\n    upstream: http://127.0.0.1:3000\n    token_url: https://idp.test/token\n    client_id: c\n    client_secret_file: hs.key\n"
+            "{HEAD}egress:\n  - name: Orders!\n    listen: 0.0.0.0:8081\n    upstream: http://127.0.0.1:3000\n    token_url: ftp://x\n    token_tls: {{server_name: \"not a name\"}}\n    client_id: c\n    client_secret_file: nope.secret\n    token_params: {{grant_type: password, audience: a}}\n  - name: b\n    listen: 127.0.0.1:8080\n    upstream: http://127.0.0.1:3000\n    token_url: https://idp.test/token\n    client_id: c\n    client_secret_file: hs.key\n"
         );
         let errs = compile_str(&y).err().unwrap();
         let keys: Vec<&str> = errs

@@ -1,4 +1,5 @@
-//! Certificates generated at test time: a CA and a leaf for localhost and 127.0.0.1.
+//! Certificates generated at test time: a CA and a leaf (for localhost and 127.0.0.1 unless
+//! told otherwise).
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
@@ -10,6 +11,11 @@ pub struct Pki {
 }
 
 pub fn pki(name: &str) -> Pki {
+    pki_for(name, &["localhost", "127.0.0.1"])
+}
+
+/// A CA and a leaf it signed for `names` (DNS names or IP addresses).
+pub fn pki_for(name: &str, names: &[&str]) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -18,7 +24,7 @@ pub fn pki(name: &str) -> Pki {
         .push(DnType::CommonName, format!("{name} test CA"));
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+    let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .unwrap()
         .signed_by(&leaf_key, &ca, &ca_key)
         .unwrap();
