@@ -131,7 +131,13 @@ impl Guard {
     fn loaded(&self, before: &[String]) {
         let r = self.registry.load();
         self.jwks.sync(registry::issuers::fetch_sources(&r.issuers));
-        self.egress.sync(&r.egress, &self.metrics.egress);
+        // Only entries with a listener bound at start run: a new one waits for a restart.
+        let served: Vec<_> = r
+            .egress
+            .iter()
+            .filter(|e| self.listeners.egress.iter().any(|(n, _)| *n == e.name))
+            .collect();
+        self.egress.sync(&served, &self.metrics.egress);
         let jwks = &self.metrics.jwks;
         for gone in before
             .iter()
@@ -194,6 +200,14 @@ impl Guard {
                 }
                 if compiled.listeners != self.listeners {
                     tracing::warn!(target: "ords_guard::reload", "listen, admin_listen, threads, limits.upstream_keepalive, the egress listeners, or whether tls/admin_tls is set changed: restart ords-guard to apply that (the rest of the config is applied now)");
+                }
+                for e in compiled
+                    .registry
+                    .egress
+                    .iter()
+                    .filter(|e| !self.listeners.egress.iter().any(|(n, _)| *n == e.name))
+                {
+                    tracing::warn!(target: "ords_guard::reload", egress = %e.name, "egress entry `{}` is new: its listener and token manager start at the next restart", e.name);
                 }
                 let old = self.registry.load_full();
                 registry::issuers::keep_keys(&mut compiled.registry.issuers, &old.issuers);

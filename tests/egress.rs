@@ -345,3 +345,81 @@ async fn an_egress_only_config_needs_no_ingress() {
         "{err}"
     );
 }
+
+/// Upstream host names are looked up when a request needs them, not at load (SPEC §10
+/// egress in a Kubernetes sidecar: the remote's name may not resolve when the pod starts).
+/// A name that resolves is used; one that does not is a 502 for its requests only.
+#[tokio::test]
+async fn upstream_names_are_looked_up_per_request_not_at_load() {
+    let api = remote().await;
+    api.refused.lock().unwrap().clear();
+    let by_name = format!("http://localhost:{}", api.addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    std::fs::write(dir.path().join("orders.secret"), "s\n").unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    let live = egress_yaml(&by_name, &format!("{by_name}/token"), "c")
+        .replace("{LISTEN}", &listen.to_string());
+    let gone = format!("  - name: gone\n    listen: \"{dead}\"\n    upstream: \"http://orders.invalid\"\n    token_url: \"{by_name}/token\"\n    client_id: c\n    client_secret_file: orders.secret\n");
+    std::fs::write(
+        &config,
+        format!("admin_listen: \"{admin}\"\ntimeouts:\n  upstream_connect_ms: 1000\n{live}{gone}"),
+    )
+    .unwrap();
+    let out = ords_guard_cli(&["check"], &config);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g = Guard::spawn(dir, config, listen, admin, "/").await;
+    let r = http_client()
+        .get(format!("http://{listen}/orders/7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", g.output());
+    // Both entries' managers fetch from the same endpoint at start: t1 or t2.
+    let body = r.text().await.unwrap();
+    assert!(body.starts_with("ok with Bearer t"), "{body}");
+    let r = http_client()
+        .get(format!("http://{dead}/orders/7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502, "{}", g.output());
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    g.wait_metric(
+        "ords_guard_egress_requests_total{egress=\"gone\",outcome=\"upstream_error\"}",
+        |v| v == 1.0,
+    )
+    .await;
+    eventually("the lookup failure is logged", || {
+        let out = g.output();
+        async move { out.contains("upstream lookup failed") }
+    })
+    .await;
+
+    // A reload that adds an entry says it waits for a restart, and starts no token manager
+    // for it (its series would appear at once if one ran).
+    let text = std::fs::read_to_string(&g.config).unwrap();
+    let later = gone
+        .replace("name: gone", "name: later")
+        .replace(&dead.to_string(), &format!("127.0.0.1:{}", free_port()));
+    let tmp = g.config.with_extension("tmp");
+    std::fs::write(&tmp, format!("{text}{later}")).unwrap();
+    std::fs::rename(&tmp, &g.config).unwrap();
+    let sample = "ords_guard_config_reloads_total{result=\"success\"}";
+    let before = g.metric(sample).await;
+    g.signal("HUP");
+    g.wait_metric(sample, |v| v > before).await;
+    assert!(
+        g.output().contains("egress entry `later` is new"),
+        "{}",
+        g.output()
+    );
+    assert!(!g.metrics().await.contains("egress=\"later\""));
+}

@@ -15,7 +15,7 @@ pub struct Runner {
 
 impl Runner {
     /// Run the managers of `entries` from now on.
-    pub fn sync(&self, entries: &[EgressEntry], m: &EgressMetrics) {
+    pub fn sync(&self, entries: &[&EgressEntry], m: &EgressMetrics) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let mut kept = Vec::new();
         for e in entries {
