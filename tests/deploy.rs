@@ -200,9 +200,25 @@ fn the_configmap_config_passes_check_with_the_secret_beside_it() {
             .unwrap(),
     )
     .unwrap();
+    // And an egress entry whose listener only the pod reaches, the app pointed at it.
+    assert_eq!(cfg["egress"][0]["name"], "orders");
+    assert!(cfg["egress"][0]["listen"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    let app = container(find(&overlay, "Deployment"), "legacy-app");
+    let env = app["env"].as_sequence().unwrap();
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "ORDERS_API_URL" && e["value"] == "http://127.0.0.1:8082"));
+    let secret = find(&overlay, "Secret");
+    assert!(secret["stringData"]["orders.secret"].is_string());
+    assert!(secret["stringData"]["clients.yaml"].is_string());
     let mut without = cfg.clone();
-    without.as_mapping_mut().unwrap().remove("issuers");
-    base_cfg.as_mapping_mut().unwrap().remove("issuers");
+    for added in ["issuers", "egress"] {
+        without.as_mapping_mut().unwrap().remove(added);
+        base_cfg.as_mapping_mut().unwrap().remove(added);
+    }
     assert_eq!(
         without, base_cfg,
         "the overlay's registry drifted from the base's"
@@ -225,6 +241,8 @@ fn configmap_passes_check(dir: &str) {
     .unwrap();
     let (client, _) =
         ords_guard::cli::new_client("Example Client", vec!["example_role".into()], vec![]);
+    // The overlay's egress entry reads its client secret there too.
+    std::fs::write(secret.join("orders.secret"), "egress-secret\n").unwrap();
     std::fs::write(
         secret.join("clients.yaml"),
         serde_yaml::to_string(&vec![client]).unwrap(),
