@@ -5,6 +5,7 @@
 //! Anything a backend might read differently from us — dot segments, encoded separators,
 //! backslashes, matrix parameters, control bytes, bad encodings — is refused outright.
 
+pub use crate::config::PathParameters;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -60,9 +61,17 @@ impl std::error::Error for PathError {}
 pub struct Target {
     pub path: String,
     pub query: Option<String>,
+    /// Under `path_parameters: strip`, the path with each segment's `;...` removed, when
+    /// that differs from `path`: the decision reads it, the upstream gets `path`.
+    pub stripped: Option<String>,
 }
 
 impl Target {
+    /// The path the access decision is taken on.
+    pub fn decision_path(&self) -> &str {
+        self.stripped.as_deref().unwrap_or(&self.path)
+    }
+
     /// Path and query as sent upstream.
     pub fn path_and_query(&self) -> String {
         match &self.query {
@@ -89,6 +98,11 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Normalise a raw request target (origin-form or absolute-form) as received on the wire.
 pub fn normalise(raw: &[u8]) -> Result<Target, PathError> {
+    normalise_with(raw, PathParameters::Reject)
+}
+
+/// [`normalise`], reading a raw `;` in the path as `params` says (SPEC §11).
+pub fn normalise_with(raw: &[u8], params: PathParameters) -> Result<Target, PathError> {
     if raw.is_empty() {
         return Err(PathError::Empty);
     }
@@ -118,10 +132,37 @@ pub fn normalise(raw: &[u8]) -> Result<Target, PathError> {
         }
         None => None,
     };
+    let path = normalise_path_with(path, params)?;
+    let stripped = match params {
+        PathParameters::Strip if path.contains(';') => Some(strip_parameters(&path)?),
+        _ => None,
+    };
     Ok(Target {
-        path: normalise_path(path)?,
+        path,
         query,
+        stripped,
     })
+}
+
+/// A normalised path without its matrix parameters, as a servlet container reads it: each
+/// segment's `;...` removed, then `//` merged again (`/;x/admin` is `/admin`). A segment
+/// that is a dot segment once its parameters are gone (`/..;x/`) is refused.
+fn strip_parameters(path: &str) -> Result<String, PathError> {
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        let name = seg.split_once(';').map_or(seg, |(name, _)| name);
+        if name == "." || name == ".." {
+            return Err(PathError::DotSegment);
+        }
+        if i > 0 && !out.ends_with('/') {
+            out.push('/');
+        }
+        out.push_str(name);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
 }
 
 /// RFC 9112 §3.2.2: reduce `http://host[:port]/p?q` to `/p?q`.
@@ -154,6 +195,12 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 /// Normalise the path component: decode unreserved characters, upper-case the hex of the
 /// rest, merge `//`, and refuse the ambiguous.
 pub fn normalise_path(path: &[u8]) -> Result<String, PathError> {
+    normalise_path_with(path, PathParameters::Reject)
+}
+
+/// [`normalise_path`]; under [`PathParameters::Strip`] a raw `;` is kept (an encoded one,
+/// `%3B`, is still refused: a backend that decodes first would read a parameter we did not).
+pub fn normalise_path_with(path: &[u8], params: PathParameters) -> Result<String, PathError> {
     if path.first() != Some(&b'/') {
         return Err(PathError::AuthorityForm);
     }
@@ -189,7 +236,7 @@ pub fn normalise_path(path: &[u8]) -> Result<String, PathError> {
                 continue;
             }
             b'\\' => return Err(PathError::Backslash),
-            b';' => return Err(PathError::MatrixParameter),
+            b';' if params == PathParameters::Reject => return Err(PathError::MatrixParameter),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
             0x80..=0xff => {
                 // Raw non-ASCII is not valid in a request target; carry it percent-encoded
@@ -329,6 +376,53 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(err(raw), *want, "{:?}", String::from_utf8_lossy(raw));
         }
+    }
+
+    /// SPEC §11 `path_parameters: strip`: decided without `;...`, forwarded with it; every
+    /// other refusal stands, inside a parameter too.
+    #[test]
+    fn strip_decides_without_matrix_parameters() {
+        let strip = |raw: &str| {
+            normalise_with(raw.as_bytes(), PathParameters::Strip)
+                .map(|t| (t.decision_path().to_string(), t.path_and_query()))
+        };
+        let both = |d: &str, f: &str| Ok((d.to_string(), f.to_string()));
+        assert_eq!(
+            strip("/example/orders;jsessionid=AB12?x=1"),
+            both("/example/orders", "/example/orders;jsessionid=AB12?x=1")
+        );
+        assert_eq!(strip("/admin;x"), both("/admin", "/admin;x"));
+        assert_eq!(strip("/a;v=1/b;v=2/"), both("/a/b/", "/a;v=1/b;v=2/"));
+        assert_eq!(strip("/;x/admin"), both("/admin", "/;x/admin"));
+        assert_eq!(strip("/admin/;x"), both("/admin/", "/admin/;x"));
+        assert_eq!(strip("/;x"), both("/", "/;x"));
+        assert_eq!(strip("/a;%41"), both("/a", "/a;A"));
+        assert_eq!(strip("//a;x//b"), both("/a/b", "/a;x/b"));
+        assert_eq!(strip("/plain/x"), both("/plain/x", "/plain/x"));
+        use PathError::*;
+        for (raw, want) in [
+            ("/public/..;x/admin", DotSegment),
+            ("/public/.;x/admin", DotSegment),
+            ("/..;/example", DotSegment),
+            ("/public/%2e%2e;x/admin", DotSegment),
+            ("/public/../admin;x", DotSegment),
+            ("/example%3bx", MatrixParameter),
+            ("/example%3B/x", MatrixParameter),
+            ("/a;x%2f..%2fadmin", EncodedSlash),
+            ("/a;x%5cadmin", EncodedSlash),
+            ("/a;x\\y", Backslash),
+            ("/a;x%00", ControlCharacter),
+            ("/a;x%zz", BadPercentEncoding),
+            ("/a;x%ff", NotUtf8),
+            ("/a;x%252e", DoubleEncoding),
+        ] {
+            assert_eq!(strip(raw), Err(want), "{raw}");
+        }
+        // Under the default the same `;` is refused.
+        assert_eq!(
+            normalise(b"/example/orders;jsessionid=AB12"),
+            Err(MatrixParameter)
+        );
     }
 
     #[test]

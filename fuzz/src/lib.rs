@@ -7,12 +7,22 @@ use std::sync::OnceLock;
 /// A registry with protected and public paths, per-method privileges and two clients.
 pub fn registry() -> &'static Registry {
     static REG: OnceLock<(tempfile::TempDir, Registry)> = OnceLock::new();
-    &REG.get_or_init(|| {
+    &REG.get_or_init(|| build("")).1
+}
+
+/// The same registry under `path_parameters: strip` (SPEC §11).
+pub fn strip_registry() -> &'static Registry {
+    static REG: OnceLock<(tempfile::TempDir, Registry)> = OnceLock::new();
+    &REG.get_or_init(|| build("path_parameters: strip\n")).1
+}
+
+fn build(head: &str) -> (tempfile::TempDir, Registry) {
+    {
         let dir = tempfile::tempdir().unwrap();
         ords_guard::keys::write_generated(dir.path(), &ords_guard::keys::generate(Algorithm::ES256)).unwrap();
         let sha = ords_guard::secret::hash(b"fuzz-secret", ords_guard::secret::Scheme::Sha256);
         let yaml = format!(
-            "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\ntoken:\n  algorithm: ES256\n  signing_key_file: signing.pem\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\", \"/admin\"]\n  - name: example_write\n    roles: [example_admin]\n    patterns: [\"/example/orders/*\"]\n    methods: [POST]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"{sha}\"]\n    roles: [example_role]\n  - name: Admin\n    client_id: c2\n    secrets: [\"{sha}\"]\n    roles: [example_admin]\n"
+            "{head}listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\ntoken:\n  algorithm: ES256\n  signing_key_file: signing.pem\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\", \"/admin\"]\n  - name: example_write\n    roles: [example_admin]\n    patterns: [\"/example/orders/*\"]\n    methods: [POST]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"{sha}\"]\n    roles: [example_role]\n  - name: Admin\n    client_id: c2\n    secrets: [\"{sha}\"]\n    roles: [example_admin]\n"
         );
         let compile = |yaml: &str| {
             let (cfg, src) = config::parse(yaml, &dir.path().join("fuzz.yaml")).unwrap();
@@ -29,8 +39,7 @@ pub fn registry() -> &'static Registry {
         let reg = compile(&yaml);
         assert_eq!(reg.issuers.len(), 1);
         (dir, reg)
-    })
-    .1
+    }
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -57,9 +66,14 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// How a lenient backend might read a path it receives: decoded twice, `\` as `/`, matrix
-/// parameters dropped, NULs ending the string, dot segments resolved, `//` merged.
-pub fn lenient_backend_view(path: &str) -> String {
+/// How lenient backends might read a path they receive: decoded twice, `\\` as `/`, NULs
+/// ending the string, dot segments resolved, `//` merged; matrix parameters dropped per
+/// segment (servlet containers) or kept as part of the segment (most others).
+pub fn lenient_backend_views(path: &str) -> [String; 2] {
+    [view(path, true), view(path, false)]
+}
+
+fn view(path: &str, drop_parameters: bool) -> String {
     let mut p = percent_decode(&percent_decode(path.as_bytes()));
     if let Some(nul) = p.iter().position(|&b| b == 0) {
         p.truncate(nul);
@@ -67,7 +81,10 @@ pub fn lenient_backend_view(path: &str) -> String {
     let p = String::from_utf8_lossy(&p).replace('\\', "/");
     let mut segs: Vec<&str> = Vec::new();
     for seg in p.split('/') {
-        let seg = seg.split(';').next().unwrap_or("");
+        let seg = match seg.split_once(';') {
+            Some((name, _)) if drop_parameters => name,
+            _ => seg,
+        };
         match seg {
             "" | "." => {}
             ".." => {

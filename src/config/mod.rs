@@ -43,6 +43,8 @@ pub struct Config {
     pub upstream_tls: Option<UpstreamTlsConfig>,
     #[serde(default)]
     pub unmatched: Unmatched,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub path_parameters: PathParameters,
     /// CIDRs of proxies (an ingress) whose `X-Forwarded-For` names the client (SPEC §4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
@@ -373,6 +375,32 @@ pub struct PrivilegeConfig {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
+    /// `report`: what this privilege would refuse is forwarded and counted (SPEC §11).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub mode: Mode,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Whether a privilege refuses what it does not open, or only reports it (SPEC §11).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Report,
+}
+
+/// What a `;` in a path segment means (SPEC §11): a 400, or matrix parameters the
+/// decision ignores, as servlet containers read them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathParameters {
+    #[default]
+    Reject,
+    Strip,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
