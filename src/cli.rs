@@ -374,9 +374,10 @@ fn check(config: &Path) -> ExitCode {
                 );
             }
             println!(
-                "  base_path {}  unmatched paths: {:?}",
+                "  base_path {}  unmatched paths: {:?}  path parameters (`;`): {:?}",
                 if r.base.is_empty() { "/" } else { &r.base },
-                r.unmatched
+                r.unmatched,
+                r.path_parameters
             );
             match (&r.tokens, r.token_path(), r.jwks_path()) {
                 (Some(t), Some(token), Some(jwks)) => println!(
@@ -388,14 +389,19 @@ fn check(config: &Path) -> ExitCode {
             println!("  {} privilege(s):", r.privileges.len());
             for p in &r.privileges {
                 println!(
-                    "    {}  roles [{}]  patterns [{}]{}",
+                    "    {}  roles [{}]  patterns [{}]{}{}",
                     p.name,
                     p.roles.join(", "),
                     p.patterns.join(", "),
                     p.methods
                         .as_ref()
                         .map(|m| format!("  methods [{}]", m.join(", ")))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    if p.mode == crate::config::Mode::Report {
+                        "  mode: report (refusals forwarded and counted, not enforced)"
+                    } else {
+                        ""
+                    }
                 );
             }
             print_issuers(r);

@@ -1,7 +1,7 @@
 //! The access decision (SPEC §3): a pure function from request facts and the current registry
 //! to a [`Decision`]. The proxy only carries it out; metrics count it by [`Decision::label`].
 
-use crate::config::Unmatched;
+use crate::config::{Mode, Unmatched};
 use crate::oauth::issuer::{IssuerError, IssuerVerified, Unverified};
 use crate::oauth::jwks::KeyMiss;
 use crate::registry::{Privilege, Registry};
@@ -83,6 +83,9 @@ pub struct Grant {
     pub subject: Option<String>,
 }
 
+/// The `would` values of `ords_guard_report_only_total` (SPEC §11).
+pub const WOULD: [&str; 3] = ["unauthenticated", "invalid_token", "forbidden"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// No privilege covers the path and `unmatched: allow`.
@@ -120,6 +123,9 @@ pub enum Decision {
         issuer: String,
         entry: usize,
     },
+    /// The deciding privilege is in `mode: report` and would have refused with the 401 or
+    /// 403 inside (SPEC §11): the request is forwarded as a public one, and counted.
+    ReportOnly(Box<Decision>),
 }
 
 impl Decision {
@@ -132,11 +138,54 @@ impl Decision {
             Decision::Unauthenticated { .. } => "unauthenticated",
             Decision::InvalidToken { .. } | Decision::UnknownKey { .. } => "invalid_token",
             Decision::IssuerUnavailable { .. } => "issuer_unavailable",
+            Decision::ReportOnly(_) => "report_only",
+        }
+    }
+
+    /// The status a refusal answers with (SPEC §3, §9); `None` when forwarded.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Decision::ForwardPublic | Decision::Forward(_) | Decision::ReportOnly(_) => None,
+            Decision::Unauthenticated { .. }
+            | Decision::InvalidToken { .. }
+            | Decision::UnknownKey { .. } => Some(401),
+            Decision::Unmatched | Decision::InsufficientScope { .. } => Some(403),
+            Decision::IssuerUnavailable { .. } => Some(503),
         }
     }
 
     pub fn is_forwarded(&self) -> bool {
-        matches!(self, Decision::ForwardPublic | Decision::Forward(_))
+        matches!(
+            self,
+            Decision::ForwardPublic | Decision::Forward(_) | Decision::ReportOnly(_)
+        )
+    }
+
+    /// What a refusal of a privilege's would be reported as under `mode: report`: the
+    /// `would` label of `ords_guard_report_only_total` (SPEC §11). `None` for decisions
+    /// report mode does not turn into forwarding (forwarded ones, 503s).
+    pub fn would(&self) -> Option<&'static str> {
+        match self {
+            Decision::Unauthenticated { .. } => Some(WOULD[0]),
+            Decision::InvalidToken { .. } | Decision::UnknownKey { .. } => Some(WOULD[1]),
+            Decision::InsufficientScope { .. } => Some(WOULD[2]),
+            Decision::ReportOnly(inner) => inner.would(),
+            _ => None,
+        }
+    }
+
+    /// The privilege that decides a protected path, whatever the outcome.
+    pub fn privilege(&self) -> Option<&str> {
+        match self {
+            Decision::ForwardPublic | Decision::Unmatched => None,
+            Decision::Forward(g) => Some(&g.privilege),
+            Decision::Unauthenticated { privilege }
+            | Decision::InvalidToken { privilege, .. }
+            | Decision::InsufficientScope { privilege, .. }
+            | Decision::IssuerUnavailable { privilege, .. }
+            | Decision::UnknownKey { privilege, .. } => Some(privilege),
+            Decision::ReportOnly(inner) => inner.privilege(),
+        }
     }
 
     /// The issuer (index in `Registry::issuers`) whose keys, fetched again, could change
@@ -146,6 +195,7 @@ impl Decision {
             Decision::IssuerUnavailable { entry, .. } | Decision::UnknownKey { entry, .. } => {
                 Some(*entry)
             }
+            Decision::ReportOnly(inner) => inner.awaits_keys(),
             _ => None,
         }
     }
@@ -160,6 +210,21 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
         };
     };
     let privilege = reg.privilege(idx);
+    let d = protected(reg, idx, privilege, creds);
+    // SPEC §11: under `mode: report` the same decision is taken, and its 401/403 reported.
+    if privilege.mode == Mode::Report && d.would().is_some() {
+        return Decision::ReportOnly(Box::new(d));
+    }
+    d
+}
+
+/// Decide a request to a path privilege `idx` protects, as `mode: enforce` would.
+fn protected(
+    reg: &Registry,
+    idx: usize,
+    privilege: &Privilege,
+    creds: Credentials<'_>,
+) -> Decision {
     let name = || privilege.name.clone();
     let token = match creds {
         Credentials::None => return Decision::Unauthenticated { privilege: name() },
@@ -345,6 +410,15 @@ pub(crate) mod tests {
     const SHA: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
     pub(crate) fn registry(extra: &str, unmatched: &str) -> (tempfile::TempDir, Registry) {
+        registry_edited(extra, unmatched, |y| y)
+    }
+
+    /// [`registry`] with its YAML text passed through `edit` first.
+    pub(crate) fn registry_edited(
+        extra: &str,
+        unmatched: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> (tempfile::TempDir, Registry) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("hs.key"),
@@ -354,7 +428,7 @@ pub(crate) mod tests {
         let yaml = format!(
             "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\nunmatched: {unmatched}\ntoken:\n  algorithm: HS256\n  signing_key_file: hs.key\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n  - name: example_write\n    roles: [example_admin]\n    patterns: [\"/example/orders/*\"]\n    methods: [POST, PUT, PATCH, DELETE]\n  - name: open_priv\n    patterns: [\"/open/*\"]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"{SHA}\"]\n    roles: [example_role]\n  - name: Admin Client\n    client_id: c2\n    secrets: [\"{SHA}\"]\n    privileges: [example_write]\n    roles: [example_role, example_admin]\n{extra}"
         );
-        let (cfg, src) = config::parse(&yaml, &dir.path().join("g.yaml")).unwrap();
+        let (cfg, src) = config::parse(&edit(yaml), &dir.path().join("g.yaml")).unwrap();
         let reg = compile(&cfg, &src)
             .map_err(|e| format!("{e:?}"))
             .unwrap()
@@ -376,6 +450,64 @@ pub(crate) mod tests {
             roles: roles.iter().map(|s| s.to_string()).collect(),
             scope: scope.into(),
         })
+    }
+
+    /// SPEC §11: a privilege in `mode: report` takes the same decision; a 401/403 of its is
+    /// returned inside `ReportOnly` (forwarded, labelled `report_only`), the rest unchanged.
+    #[test]
+    fn report_mode_wraps_refusals_only() {
+        let (_d, reg) = registry_edited("", "deny", |y| {
+            y.replacen(
+                "    patterns: [\"/example/*\"]\n",
+                "    patterns: [\"/example/*\"]\n    mode: report\n",
+                1,
+            )
+        });
+        let report = |d: Decision| Decision::ReportOnly(Box::new(d));
+        let priv_ = || "example_priv".to_string();
+        let d = decide(&reg, "GET", "/example/1", Credentials::None);
+        assert_eq!(d, report(Decision::Unauthenticated { privilege: priv_() }));
+        assert_eq!(
+            (d.label(), d.would(), d.privilege(), d.is_forwarded()),
+            (
+                "report_only",
+                Some("unauthenticated"),
+                Some("example_priv"),
+                true
+            )
+        );
+        let d = decide(&reg, "GET", "/example/1", Credentials::Bearer("garbage"));
+        assert_eq!(d.would(), Some("invalid_token"));
+        assert!(
+            matches!(&d, Decision::ReportOnly(r) if matches!(**r, Decision::InvalidToken { .. }))
+        );
+        // A valid token without the privilege: forbidden, reported.
+        let t = token(&reg, "c1", &["example_role"], "");
+        let d = decide(&reg, "GET", "/example/1", Credentials::Bearer(&t));
+        assert_eq!(
+            d,
+            report(Decision::InsufficientScope {
+                privilege: priv_(),
+                client_id: "c1".into()
+            })
+        );
+        assert_eq!(d.would(), Some("forbidden"));
+        // What it lets through is forwarded as under enforce, with the grant.
+        let t = token(&reg, "c1", &["example_role"], "example_priv");
+        let d = decide(&reg, "GET", "/example/1", Credentials::Bearer(&t));
+        assert!(matches!(&d, Decision::Forward(g) if g.privilege == "example_priv"));
+        assert_eq!((d.label(), d.would()), ("forwarded", None));
+        // Other privileges, and unmatched paths, are not reported.
+        assert_eq!(
+            decide(&reg, "POST", "/example/orders/1", Credentials::None),
+            Decision::Unauthenticated {
+                privilege: "example_write".into()
+            }
+        );
+        assert_eq!(
+            decide(&reg, "GET", "/elsewhere", Credentials::None),
+            Decision::Unmatched
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use prometheus::{
 
 /// The `decision` label values of `ords_guard_requests_total` (`Decision::label`, and
 /// `bad_request` for refused paths).
-pub const DECISIONS: [&str; 7] = [
+pub const DECISIONS: [&str; 8] = [
     "forwarded_public",
     "forwarded",
     "unauthenticated",
@@ -17,6 +17,7 @@ pub const DECISIONS: [&str; 7] = [
     "forbidden",
     "bad_request",
     "issuer_unavailable",
+    "report_only",
 ];
 
 /// The `limit` label values of `ords_guard_limit_rejections_total` (the connection guard's refusals,
@@ -63,7 +64,10 @@ impl<const N: usize> KnownLabels<N> {
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: KnownLabels<7>,
+    pub requests: KnownLabels<8>,
+    /// What privileges in `mode: report` would have refused, by privilege and `would`
+    /// (SPEC §11).
+    pub report_only: IntCounterVec,
     pub duration: Histogram,
     pub upstream_errors: KnownLabels<3>,
     pub token_requests: KnownLabels<9>,
@@ -225,6 +229,11 @@ impl Metrics {
             "Unix time each identity provider's keys were last fetched (or read) successfully.",
             &["issuer"],
         );
+        let report_only = counters(
+            "ords_guard_report_only_total",
+            "Requests a privilege in mode: report would have refused and that were forwarded, by privilege and would-be refusal (unauthenticated, invalid_token, forbidden).",
+            &["privilege", "would"],
+        );
         let egress_requests = counters("ords_guard_egress_requests_total", "Requests on egress listeners, by entry and outcome (forwarded, retried, token_unavailable, upstream_error).", &["egress", "outcome"]);
         let egress_token_fetches = counters(
             "ords_guard_egress_token_fetches_total",
@@ -249,6 +258,7 @@ impl Metrics {
             },
             registry,
             requests,
+            report_only,
             duration,
             upstream_errors,
             token_requests,

@@ -52,6 +52,8 @@ pub struct Ctx {
     client_addr: Option<std::net::IpAddr>,
     /// The identity provider (`issuers[]` name) whose token was presented.
     issuer: Option<String>,
+    /// Under `mode: report`, the refusal that was not carried out (SPEC §11).
+    would: Option<&'static str>,
 }
 
 /// Counts a request in flight (ingress or egress) for as long as it lives: the drain
@@ -280,6 +282,7 @@ impl ProxyHttp for Proxy {
             token_outcome: None,
             client_addr: None,
             issuer: None,
+            would: None,
         }
     }
 
@@ -296,24 +299,25 @@ impl ProxyHttp for Proxy {
         ctx.registry = Some(reg.clone());
         // First, so every access line names the client, refused paths too.
         ctx.client_addr = client_addr(session, &reg);
-        let target = match path::normalise(session.req_header().raw_path()) {
-            Ok(t) => t,
-            Err(e) => {
-                self.decided(ctx, "bad_request");
-                discard_body(session).await;
-                respond_problem(
-                    session,
-                    400,
-                    "Bad Request",
-                    &format!("{e}; the request was not forwarded"),
-                    None,
-                )
-                .await?;
-                return Ok(true);
-            }
-        };
-        let is_token = reg.token_path() == Some(target.path.as_str());
-        if is_token || reg.jwks_path() == Some(target.path.as_str()) {
+        let target =
+            match path::normalise_with(session.req_header().raw_path(), reg.path_parameters) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.decided(ctx, "bad_request");
+                    discard_body(session).await;
+                    respond_problem(
+                        session,
+                        400,
+                        "Bad Request",
+                        &format!("{e}; the request was not forwarded"),
+                        None,
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+            };
+        let is_token = reg.token_path() == Some(target.decision_path());
+        if is_token || reg.jwks_path() == Some(target.decision_path()) {
             let reply = self
                 .token_endpoint(session, reg, !is_token, ctx.client_addr)
                 .await?;
@@ -352,7 +356,7 @@ impl ProxyHttp for Proxy {
             decision::decide(
                 &reg,
                 session.req_header().method.as_str(),
-                &target.path,
+                target.decision_path(),
                 decision::credentials(&auth),
             )
         };
@@ -376,7 +380,6 @@ impl ProxyHttp for Proxy {
         };
         let invalid_token = |desc: String| {
             (
-                401,
                 "Unauthorized",
                 format!("{desc}; get a new token from the token endpoint"),
                 challenge(&format!(
@@ -384,23 +387,38 @@ impl ProxyHttp for Proxy {
                 )),
             )
         };
-        let (status, title, detail, www) = match &d {
-            Decision::ForwardPublic => (0, "", String::new(), None),
+        let (title, detail, www) = match &d {
+            Decision::ForwardPublic => ("", String::new(), None),
+            Decision::ReportOnly(refusal) => {
+                // Forwarded as a public request; what was not enforced is counted and logged.
+                let privilege = refusal.privilege().unwrap_or_default();
+                let would = refusal.would().unwrap_or_default();
+                self.guard
+                    .metrics
+                    .report_only
+                    .with_label_values(&[privilege, would])
+                    .inc();
+                ctx.privilege = Some(privilege.to_string());
+                ctx.would = Some(would);
+                if let Decision::InsufficientScope { client_id, .. } = refusal.as_ref() {
+                    ctx.client_id = Some(client_id.clone());
+                }
+                ("", String::new(), None)
+            }
             Decision::Forward(g) => {
                 ctx.client_id = Some(g.client_id.clone());
                 ctx.issuer = g.issuer.clone();
                 ctx.privilege = Some(g.privilege.clone());
-                (0, "", String::new(), None)
+                ("", String::new(), None)
             }
             Decision::Unmatched => (
-                403,
                 "Forbidden",
                 "no privilege covers this path and unmatched paths are denied".into(),
                 None,
             ),
             Decision::Unauthenticated { privilege } => {
                 ctx.privilege = Some(privilege.clone());
-                (401, "Unauthorized", "this resource is protected: send Authorization: Bearer <token> from the token endpoint".into(), challenge(""))
+                ("Unauthorized", "this resource is protected: send Authorization: Bearer <token> from the token endpoint".into(), challenge(""))
             }
             Decision::InvalidToken { privilege, reason } => {
                 ctx.privilege = Some(privilege.clone());
@@ -420,7 +438,6 @@ impl ProxyHttp for Proxy {
                 ctx.privilege = Some(privilege.clone());
                 ctx.client_id = Some(client_id.clone());
                 (
-                    403,
                     "Forbidden",
                     format!("the token does not grant privilege `{privilege}`"),
                     challenge(", error=\"insufficient_scope\""),
@@ -432,7 +449,6 @@ impl ProxyHttp for Proxy {
                 ctx.privilege = Some(privilege.clone());
                 ctx.issuer = Some(issuer.clone());
                 (
-                    503,
                     "Service Unavailable",
                     format!("the keys of identity provider `{issuer}` could not be fetched yet, so its token cannot be checked; retry shortly"),
                     Some(("Retry-After", ISSUER_RETRY_AFTER.to_string())),
@@ -444,6 +460,7 @@ impl ProxyHttp for Proxy {
             return Ok(false);
         }
         discard_body(session).await;
+        let status = d.status().unwrap_or(500);
         respond_problem(session, status, title, &detail, www).await?;
         Ok(true)
     }
@@ -630,6 +647,7 @@ impl ProxyHttp for Proxy {
             client_id = ctx.client_id.as_deref().unwrap_or("-"),
             privilege = ctx.privilege.as_deref().unwrap_or("-"),
             issuer = ctx.issuer.as_deref().unwrap_or("-"),
+            would = ctx.would.unwrap_or("-"),
             latency_ms = latency.as_secs_f64() * 1000.0,
             upstream_status = ctx.upstream_status.unwrap_or(0),
             token_outcome = ctx.token_outcome.unwrap_or("-"),

@@ -168,6 +168,19 @@ impl Guard {
         for id in r.clients.keys() {
             self.metrics.tokens_issued.with_label_values(&[id]);
         }
+        // Likewise each report-mode privilege's would-be refusals (SPEC §11): "stayed at
+        // zero" is what tells an operator to enforce.
+        for p in r
+            .privileges
+            .iter()
+            .filter(|p| p.mode == config::Mode::Report)
+        {
+            for would in crate::decision::WOULD {
+                self.metrics
+                    .report_only
+                    .with_label_values(&[p.name.as_str(), would]);
+            }
+        }
         self.metrics
             .last_reload_success
             .set(crate::token::now() as f64);

@@ -518,9 +518,16 @@ async fn grafana_dashboard_queries_name_exported_metrics_and_parse() {
     );
     assert!(exprs.len() >= 10, "{exprs:?}");
 
-    // Every metric a query names is exported by the binary (families from a live scrape).
+    // Every metric a query names is exported by the binary (families from a live scrape),
+    // a report-mode privilege's among them (SPEC §11).
     let backend = Backend::start().await;
-    let g = Guard::start(Options::new(&backend)).await;
+    let o = Options::new(&backend);
+    let registry = o.registry.replacen(
+        "    patterns: [\"/example/*\"]\n",
+        "    patterns: [\"/example/*\"]\n    mode: report\n",
+        1,
+    );
+    let g = Guard::start(Options { registry, ..o }).await;
     let exported: Vec<String> = g
         .metrics()
         .await

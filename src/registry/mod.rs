@@ -33,6 +33,8 @@ pub struct Privilege {
     pub description: Option<String>,
     pub patterns: Vec<String>,
     pub methods: Option<Vec<String>>,
+    /// `report`: its refusals are forwarded and counted instead (SPEC §11).
+    pub mode: crate::config::Mode,
 }
 
 pub struct Client {
@@ -104,6 +106,8 @@ pub struct Registry {
     token_path: Option<String>,
     jwks_path: Option<String>,
     pub unmatched: Unmatched,
+    /// How a `;` in a path is read (SPEC §11).
+    pub path_parameters: crate::config::PathParameters,
     pub privileges: Vec<Privilege>,
     pub clients: HashMap<String, Client>,
     /// The proxy's own keys; `None` when it only accepts identity providers' tokens.
@@ -577,6 +581,9 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
                 Err(e) => errors.push(Diagnostic::new(format!("{at}.patterns[{j}]"), e)),
             }
         }
+        if p.mode == crate::config::Mode::Report {
+            warnings.push(Diagnostic::new(format!("{at}.mode"), format!("privilege `{}` is in report mode: what it would refuse is forwarded (counted in ords_guard_report_only_total); set `mode: enforce` once that count stays at zero", p.name)));
+        }
         privileges.push(Privilege {
             name: p.name.clone(),
             roles: p.roles.clone(),
@@ -584,6 +591,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             description: p.description.clone(),
             patterns: p.patterns.clone(),
             methods: p.methods.clone(),
+            mode: p.mode,
         });
     }
     // Only an ingress has paths to leave open.
@@ -740,6 +748,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             max_bearer: cfg.limits.max_bearer_bytes,
             base,
             unmatched: cfg.unmatched,
+            path_parameters: cfg.path_parameters,
             privileges,
             clients,
             tokens,
