@@ -50,6 +50,31 @@ enum Command {
         #[arg(long, env = "ORDS_GUARD_CONFIG")]
         config: PathBuf,
     },
+    /// Say how one request would be decided: its normalised path, the pattern and privilege
+    /// (or unmatched rule) that decide, the token's client, roles, scope and expiry, why it
+    /// opens the privilege or not, and the status. Exit 0 forwarded, 1 refused, 2 usage or
+    /// config error.
+    ///
+    /// Example: ords-guard explain --config ords-guard.yaml --client 8fN2x GET /ords/hr/example/employees/
+    Explain {
+        #[arg(long, env = "ORDS_GUARD_CONFIG")]
+        config: PathBuf,
+        /// The bearer token the request carries.
+        #[arg(long, conflicts_with = "client")]
+        token: Option<String>,
+        /// A client_id: the request carries the token this client would get now.
+        #[arg(long)]
+        client: Option<String>,
+        /// The scope the client would ask for (with --client).
+        #[arg(long, requires = "client")]
+        scope: Option<String>,
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
+        /// The request method, e.g. GET.
+        method: String,
+        /// The request target as a client sends it, base_path included: /ords/hr/example/1?x=1
+        target: String,
+    },
     /// Start a demo backend and the proxy with the example registry and a fresh client, and
     /// print the curl lines for the ORDS flow.
     ///
@@ -133,6 +158,12 @@ enum ClientsAction {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ExplainFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum HashScheme {
     Argon2id,
     Sha256,
@@ -177,6 +208,22 @@ pub fn main() -> ExitCode {
             report(crate::server::run(&config, None))
         }
         Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            token,
+            client,
+            scope,
+            format,
+            method,
+            target,
+        } => {
+            let who = match (token, client) {
+                (Some(t), _) => crate::explain::Who::Token(t),
+                (None, Some(id)) => crate::explain::Who::Client { id, scope },
+                (None, None) => crate::explain::Who::Anonymous,
+            };
+            explain(&config, who, format, &method, &target)
+        }
         Command::Demo {
             listen,
             admin_listen,
@@ -305,6 +352,59 @@ fn rotate_secret(config: &Path, client_id: &str) -> Result<(), String> {
             "client `{client_id}` has {} secret slots filled; a rotation needs exactly one: remove the retired secret first",
             client.secrets.len()
         )),
+    }
+}
+
+/// `explain`: exit 0 forwarded, 1 refused, 2 a usage or config error.
+fn explain(
+    config: &Path,
+    who: crate::explain::Who,
+    format: ExplainFormat,
+    method: &str,
+    target: &str,
+) -> ExitCode {
+    let usage = ExitCode::from(2);
+    let reg = match crate::state::load(config) {
+        Ok((c, _)) => c.registry,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!(
+                "{}: invalid; fix it first (ords-guard check)",
+                config.display()
+            );
+            return usage;
+        }
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        eprintln!("`{method}` is not an HTTP method such as GET or POST");
+        return usage;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return usage;
+        }
+    };
+    match rt.block_on(crate::explain::explain(&reg, method, target, who)) {
+        Err(e) => {
+            eprintln!("{e}");
+            usage
+        }
+        Ok(x) => {
+            match format {
+                ExplainFormat::Text => x.lines.iter().for_each(|l| println!("{l}")),
+                ExplainFormat::Json => println!("{}", x.json),
+            }
+            if x.forwarded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }
 

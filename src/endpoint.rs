@@ -261,7 +261,8 @@ impl TokenEndpoint {
             ));
         }
         let requested = get(&form, "scope");
-        let (roles, scope) = grant(reg, client, requested)?;
+        let (roles, scope) = grant(reg, client, requested)
+            .map_err(|why| Reply::error(400, "invalid_scope", &why))?;
         // Clients exist only with `token:` (the registry refuses them otherwise).
         let tokens = reg.tokens.as_ref().ok_or_else(no_token_endpoint)?;
         Ok(self.issue(tokens, client, roles, scope, requested))
@@ -391,24 +392,8 @@ impl TokenEndpoint {
         scope: Vec<String>,
         requested: Option<&str>,
     ) -> Reply {
-        let n = now();
-        let lifetime = client
-            .token_lifetime_seconds
-            .unwrap_or(tokens.lifetime_seconds);
-        let mut jti = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut jti);
-        let claims = Claims {
-            iss: tokens.issuer.clone(),
-            sub: client.client_id.clone(),
-            client_id: client.client_id.clone(),
-            aud: tokens.audience.clone(),
-            iat: n,
-            nbf: n,
-            exp: n + lifetime,
-            jti: hex::encode(jti),
-            roles,
-            scope: scope.join(" "),
-        };
+        let claims = claims_for(tokens, client, roles, scope, now());
+        let lifetime = claims.exp - claims.iat;
         let mut body = serde_json::json!({
             "access_token": tokens.mint(&claims),
             "token_type": "bearer",
@@ -442,12 +427,41 @@ fn dummy() -> &'static SecretHash {
     })
 }
 
-/// SPEC §4 scope rules: the token's roles and granted privileges.
-fn grant(
+/// The claims of a token issued to `client` at `now` with `roles` and `scope` (the
+/// privilege names [`grant`] gives).
+pub fn claims_for(
+    tokens: &Tokens,
+    client: &Client,
+    roles: Vec<String>,
+    scope: Vec<String>,
+    now: u64,
+) -> Claims {
+    let lifetime = client
+        .token_lifetime_seconds
+        .unwrap_or(tokens.lifetime_seconds);
+    let mut jti = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut jti);
+    Claims {
+        iss: tokens.issuer.clone(),
+        sub: client.client_id.clone(),
+        client_id: client.client_id.clone(),
+        aud: tokens.audience.clone(),
+        iat: now,
+        nbf: now,
+        exp: now + lifetime,
+        jti: hex::encode(jti),
+        roles,
+        scope: scope.join(" "),
+    }
+}
+
+/// SPEC §4 scope rules: the token's roles and granted privileges, or why `requested`
+/// cannot be granted (`invalid_scope`).
+pub fn grant(
     reg: &Registry,
     client: &Client,
     requested: Option<&str>,
-) -> Result<(Vec<String>, Vec<String>), Reply> {
+) -> Result<(Vec<String>, Vec<String>), String> {
     let held = |i: &usize| reg.holds(client, *i);
     let Some(requested) = requested else {
         let scope = (0..reg.privileges.len())
@@ -462,13 +476,9 @@ fn grant(
         let is_role = client.has_role(name);
         let privilege = reg.privilege_index(name).filter(held);
         if !is_role && privilege.is_none() {
-            return Err(Reply::error(
-                400,
-                "invalid_scope",
-                &format!(
-                    "`{}` is neither a role nor a privilege of this client",
-                    truncate(name)
-                ),
+            return Err(format!(
+                "`{}` is neither a role nor a privilege of this client",
+                truncate(name)
             ));
         }
         if is_role && !roles.iter().any(|r| r == name) {

@@ -28,6 +28,7 @@ pub mod backend;
 pub mod cli;
 pub mod conn;
 pub mod demo;
+pub mod explain;
 pub mod logs;
 pub mod metrics;
 pub mod outbound;

@@ -323,6 +323,45 @@ impl<'a> Jws<'a> {
     }
 }
 
+/// What is malformed about `token`, in words, or `None` when it splits into a JWS header,
+/// payload and signature (`ords-guard explain`; the proxy's 401 says only "malformed").
+pub fn why_malformed(token: &str) -> Option<String> {
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
+        return Some(format!(
+            "a JWT is three base64url parts joined by `.`; this has {}",
+            parts.len()
+        ));
+    }
+    let json = |i: usize, what: &str| -> Result<serde_json::Value, String> {
+        let bytes = B64
+            .decode(parts[i])
+            .map_err(|e| format!("the {what} is not base64url ({e})"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("the {what} is not JSON ({e})"))
+    };
+    let header = match json(0, "header") {
+        Ok(h) => h,
+        Err(why) => return Some(why),
+    };
+    if serde_json::from_value::<Header>(header.clone()).is_err() {
+        let alg = header
+            .get("alg")
+            .map_or("none".to_string(), |a| a.to_string());
+        return Some(format!(
+            "the header's alg ({alg}) is not a JWS signing algorithm, or its fields are not JWS header fields"
+        ));
+    }
+    match json(1, "payload") {
+        Ok(serde_json::Value::Object(_)) => {}
+        Ok(_) => return Some("the payload is not a JSON object of claims".into()),
+        Err(why) => return Some(why),
+    }
+    if let Err(e) = B64.decode(parts[2]) {
+        return Some(format!("the signature is not base64url ({e})"));
+    }
+    None
+}
+
 /// What a cached verification needs to know: until when it holds (with any leeway).
 pub trait Expiring {
     fn valid_until(&self) -> u64;

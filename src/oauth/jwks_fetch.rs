@@ -105,6 +105,21 @@ impl Fetcher {
     }
 }
 
+/// One fetch of `source`'s keys into its cell, outside the fetcher (`ords-guard explain`):
+/// the number of usable keys, or why there are none.
+pub async fn fetch_once(source: &Source) -> Result<usize, String> {
+    let client = outbound::client(
+        &outbound::Tls::trusting(source.trust.clone()),
+        FETCH_TIMEOUT,
+    )?;
+    source.cell.fetch_started();
+    let got = fetch(&client, &source.url, &source.algorithms).await;
+    let n = got.as_ref().map_or(0, |f| f.keys.len());
+    let err = got.as_ref().err().cloned();
+    source.cell.fetch_finished(got.ok().map(|f| f.keys));
+    err.map_or(Ok(n), Err)
+}
+
 /// One issuer's fetches, for as long as its entry lasts.
 async fn run(source: Source, client: reqwest::Client, m: JwksMetrics) {
     let cell = &source.cell;
