@@ -225,6 +225,23 @@ fn describe_token(reg: &Registry, token: &str, out: &mut Out) {
     if let Some(why) = crate::token::why_malformed(token) {
         out.line("token", format!("malformed: {why}"));
         out.json["token"] = json!({"malformed": why});
+        return;
+    }
+    // Well-formed but not verified: what it claims, unverified, helps tell why (an old
+    // `exp`, another `iss`).
+    let claims = crate::token::Jws::split(token, usize::MAX).and_then(|j| j.claims());
+    if let Ok(c) = claims {
+        let get = |k: &str| c.get(k).map_or("-".to_string(), |v| v.to_string());
+        out.line(
+            "token",
+            format!(
+                "not verified; it claims iss {}, client_id {}, exp {} (now {now})",
+                get("iss"),
+                get("client_id"),
+                get("exp")
+            ),
+        );
+        out.json["token"] = json!({"verified": false, "iss": c.get("iss"), "client_id": c.get("client_id"), "exp": c.get("exp")});
     }
 }
 

@@ -328,6 +328,24 @@ async fn explain_in_words_and_its_usage_errors() {
     let (_, out, _) = text(&["--token", "!!.e30.c2ln", "GET", "/example/1"]);
     assert!(out.contains("header is not base64url"), "{out}");
 
+    // A sound token that does not verify: what it claims, and why it fails.
+    let n = now();
+    let expired = sign_es256(
+        &g.keys_dir(),
+        "test-1",
+        &json!({"iss": "ords-guard", "sub": "example-client", "client_id": "example-client",
+            "iat": n - 7200, "nbf": n - 7200, "exp": n - 3600, "jti": "t", "roles": [], "scope": ""}),
+    );
+    let (code, out, _) = text(&["--token", &expired, "GET", "/example/1"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("not verified")
+            && out.contains("\"example-client\"")
+            && out.contains(&format!("exp {}", n - 3600))
+            && out.contains("the token has expired"),
+        "{out}"
+    );
+
     // Usage and config errors exit 2 and say what to do.
     let (code, _, err) = text(&["--client", "nobody", "GET", "/example/1"]);
     assert_eq!(code, 2);
