@@ -75,6 +75,14 @@ enum Command {
         /// The request target as a client sends it, base_path included: /ords/hr/example/1?x=1
         target: String,
     },
+    /// Read an ORDS security setup (SPEC §12) and print it as a `privileges:` and `clients:`
+    /// registry on stdout; each client's new id and secret go to stderr, once.
+    ///
+    /// Example: ords-guard import ords hr_export.sql > registry.yaml 2> credentials.txt
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Start a demo backend and the proxy with the example registry and a fresh client, and
     /// print the curl lines for the ORDS flow.
     ///
@@ -157,6 +165,18 @@ enum ClientsAction {
     },
 }
 
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// PL/SQL calls of an ORDS REST export or script: ORDS.DEFINE_PRIVILEGE, OAUTH.CREATE_CLIENT,
+    /// ORDS_SECURITY.REGISTER_CLIENT, ... (files read in order, as one script).
+    ///
+    /// Example: ords-guard import ords export.sql clients.sql
+    Ords {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ExplainFormat {
     Text,
@@ -208,6 +228,9 @@ pub fn main() -> ExitCode {
             report(crate::server::run(&config, None))
         }
         Command::Check { config } => check(&config),
+        Command::Import {
+            from: ImportFrom::Ords { files },
+        } => import_ords(&files),
         Command::Explain {
             config,
             token,
@@ -352,6 +375,62 @@ fn rotate_secret(config: &Path, client_id: &str) -> Result<(), String> {
             "client `{client_id}` has {} secret slots filled; a rotation needs exactly one: remove the retired secret first",
             client.secrets.len()
         )),
+    }
+}
+
+/// `import ords`: the YAML on stdout; skipped statements, then the credentials, on stderr.
+fn import_ords(files: &[PathBuf]) -> ExitCode {
+    let mut texts = Vec::new();
+    for f in files {
+        let read = std::fs::metadata(f)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                if m.len() > crate::import::MAX_BYTES as u64 {
+                    return Err(format!(
+                        "larger than {} MiB: split it",
+                        crate::import::MAX_BYTES >> 20
+                    ));
+                }
+                std::fs::read(f).map_err(|e| e.to_string())
+            })
+            .and_then(|b| {
+                String::from_utf8(b).map_err(|e| format!("not UTF-8 text (byte {}): convert it first, e.g. iconv -f WINDOWS-1252 -t UTF-8", e.utf8_error().valid_up_to()))
+            });
+        match read {
+            Ok(t) => texts.push((f.display().to_string(), t)),
+            Err(e) => {
+                eprintln!("{}: {e}", f.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let inputs: Vec<crate::import::Input> = texts
+        .iter()
+        .map(|(name, text)| crate::import::Input { name, text })
+        .collect();
+    match crate::import::import_ords(&inputs) {
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "nothing imported ({} error{})",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+        Ok(imported) => {
+            for n in &imported.notes {
+                eprintln!("{n}");
+            }
+            print!("{}", imported.yaml);
+            eprintln!("# New credentials, shown once (ORDS secrets cannot be exported): give each to its client's owner.");
+            for (name, id, secret) in &imported.credentials {
+                eprintln!("client {name:?}: client_id {id} client_secret {secret}");
+            }
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -29,6 +29,7 @@ pub mod cli;
 pub mod conn;
 pub mod demo;
 pub mod explain;
+pub mod import;
 pub mod logs;
 pub mod metrics;
 pub mod outbound;
