@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::idp::{Idp, ISS};
 use common::*;
 use serde_json::{json, Value};
 
@@ -84,12 +85,25 @@ fn counted(before: &str, after: &str) -> Option<String> {
 #[tokio::test]
 async fn explain_agrees_with_the_running_guard_on_every_row() {
     let backend = Backend::start().await;
-    let g = Guard::start(with_report_privilege(Options {
+    // With identity providers: one whose keys are a file, one whose keys never come.
+    let idp = Idp::new();
+    let mut o = with_report_privilege(Options {
         base_path: BASE,
         audience: Some("hr-api"),
         ..Options::new(&backend)
-    }))
-    .await;
+    });
+    o.extra = format!("issuers:\n  - name: corp\n    issuer: \"{ISS}\"\n    audience: [orders-api]\n    jwks_file: keys/corp.jwks.json\n    roles_claim: /realm_access/roles\n  - name: later\n    issuer: https://later.test\n    jwks_url: \"http://127.0.0.1:{}/jwks\"\n", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = Guard::prepare(&dir, &o);
+    std::fs::write(
+        dir.path().join("keys/corp.jwks.json"),
+        idp.jwks().to_string(),
+    )
+    .unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+    let g = Guard::spawn(dir, config, proxy, admin, BASE).await;
+    let corp = |roles: Value| idp.token("corp-1", json!({"realm_access": {"roles": roles}}));
     let n = now();
     let keys = g.keys_dir();
     let sign = |over: Value| {
@@ -193,6 +207,34 @@ async fn explain_agrees_with_the_running_guard_on_every_row() {
             Client("admin-client", ADMIN_SECRET, None),
             200,
         ),
+        (
+            "GET",
+            p("/example/1"),
+            Token(corp(json!(["example_role"]))),
+            200,
+        ),
+        ("GET", p("/example/1"), Token(corp(json!([]))), 403),
+        (
+            "GET",
+            p("/example/1"),
+            Token(idp.token(
+                "corp-9",
+                json!({"realm_access": {"roles": ["example_role"]}}),
+            )),
+            401,
+        ),
+        (
+            "GET",
+            p("/example/1"),
+            Token(corp(json!(["example_role"])).replace("ey", "eY")),
+            401,
+        ),
+        (
+            "GET",
+            p("/example/1"),
+            Token(idp.token("corp-1", json!({"iss": "https://later.test"}))),
+            503,
+        ),
         ("GET", p("/open/x"), Anonymous, 401),
         (
             "GET",
@@ -240,6 +282,7 @@ async fn explain_agrees_with_the_running_guard_on_every_row() {
         assert_eq!(status, want, "the guard: {row}");
         let said = x["status"].as_u64().map_or(200, |s| s as u16);
         assert_eq!(said, status, "explain's status: {row}");
+
         assert_eq!(x["decision"], label.as_str(), "explain's decision: {row}");
         assert_eq!(code, if status == 200 { 0 } else { 1 }, "exit code: {row}");
         if status == 400 {
@@ -256,6 +299,18 @@ async fn explain_agrees_with_the_running_guard_on_every_row() {
             assert!(privilege.starts_with("example_"), "{row}");
         }
     }
+    // An identity provider's token is verified with its keys and told as its.
+    let t = corp(json!(["example_role"]));
+    let (code, x) = explain(&g, "GET", &p("/example/1"), &["--token", &t]);
+    assert_eq!(code, 0, "{x}");
+    assert_eq!(x["token"]["issuer"], "corp", "{x}");
+    assert_eq!(x["token"]["client_id"], "orders-app", "{x}");
+    assert_eq!(x["token"]["roles"][0], "example_role", "{x}");
+    // One whose keys cannot be fetched: explain tried, and says so.
+    let t = idp.token("corp-1", json!({"iss": "https://later.test"}));
+    let (code, x) = explain(&g, "GET", &p("/example/1"), &["--token", &t]);
+    assert_eq!((code, &x["status"]), (1, &json!(503)), "{x}");
+    assert!(x["reason"].as_str().unwrap().contains("`later`"), "{x}");
 }
 
 #[tokio::test]
