@@ -370,6 +370,9 @@ fn call(st: &mut State, at: &str, name: &str, args: &[Arg]) -> Result<(), String
             if st.client(&name).is_some() {
                 return Err(format!("client `{name}` is registered twice"));
             }
+            if grant_type != "client_credentials" {
+                st.notes.push(format!("{at}: note: client `{name}` uses the {grant_type} grant: imported, but ords-guard issues tokens for client_credentials only (SPEC §8), so its token requests get unauthorized_client"));
+            }
             st.clients.push(Client {
                 name,
                 grant_type,
@@ -567,6 +570,23 @@ mod tests {
         assert!(
             !got.yaml.contains(secret.as_str()),
             "the YAML holds the hash only"
+        );
+    }
+
+    #[test]
+    fn three_legged_clients_are_imported_with_a_note() {
+        let got = import("BEGIN\n OAUTH.CREATE_CLIENT(p_name => 'w', p_grant_type => 'authorization_code');\nEND;").unwrap();
+        assert!(
+            got.yaml.contains("grant_type: authorization_code"),
+            "{}",
+            got.yaml
+        );
+        assert!(
+            got.notes
+                .iter()
+                .any(|n| n.starts_with("x.sql:2: note:") && n.contains("unauthorized_client")),
+            "{:?}",
+            got.notes
         );
     }
 
