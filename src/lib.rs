@@ -17,6 +17,7 @@ pub mod keys;
 pub mod oauth;
 pub mod path;
 pub mod pattern;
+pub mod ratelimit;
 pub mod registry;
 pub mod resolve;
 pub mod secret;

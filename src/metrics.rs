@@ -9,7 +9,7 @@ use prometheus::{
 
 /// The `decision` label values of `ords_guard_requests_total` (`Decision::label`, and
 /// `bad_request` for refused paths).
-pub const DECISIONS: [&str; 8] = [
+pub const DECISIONS: [&str; 9] = [
     "forwarded_public",
     "forwarded",
     "unauthenticated",
@@ -18,6 +18,7 @@ pub const DECISIONS: [&str; 8] = [
     "bad_request",
     "issuer_unavailable",
     "report_only",
+    "rate_limited",
 ];
 
 /// The `limit` label values of `ords_guard_limit_rejections_total` (the connection guard's refusals,
@@ -64,7 +65,12 @@ impl<const N: usize> KnownLabels<N> {
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: KnownLabels<8>,
+    pub requests: KnownLabels<9>,
+    /// Requests refused by a rate limit, by limit (SPEC §13).
+    pub rate_limited: IntCounterVec,
+    /// Rate-limit store failures and timeouts (SPEC §13).
+    pub rate_limit_store_errors: IntCounter,
+    pub rate_limit_store_duration: Histogram,
     /// What privileges in `mode: report` would have refused, by privilege and `would`
     /// (SPEC §11).
     pub report_only: IntCounterVec,
@@ -229,6 +235,28 @@ impl Metrics {
             "Unix time each identity provider's keys were last fetched (or read) successfully.",
             &["issuer"],
         );
+        let rate_limited = counter(
+            "ords_guard_rate_limited_total",
+            "Requests refused with 429 by a rate limit, by limit.",
+            "limit",
+        );
+        let rate_limit_store_errors = IntCounter::new(
+            "ords_guard_rate_limit_store_errors_total",
+            "Rate-limit checks the shared store failed or did not answer in time.",
+        )
+        .expect("metric");
+        register(Box::new(rate_limit_store_errors.clone()));
+        let rate_limit_store_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "ords_guard_rate_limit_store_duration_seconds",
+                "Round trips to the shared rate-limit store, in seconds.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25,
+            ]),
+        )
+        .expect("metric");
+        register(Box::new(rate_limit_store_duration.clone()));
         let report_only = counters(
             "ords_guard_report_only_total",
             "Requests a privilege in mode: report would have refused and that were forwarded, by privilege and would-be refusal (unauthenticated, invalid_token, forbidden).",
@@ -258,6 +286,9 @@ impl Metrics {
             },
             registry,
             requests,
+            rate_limited,
+            rate_limit_store_errors,
+            rate_limit_store_duration,
             report_only,
             duration,
             upstream_errors,

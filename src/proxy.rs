@@ -54,6 +54,10 @@ pub struct Ctx {
     issuer: Option<String>,
     /// Under `mode: report`, the refusal that was not carried out (SPEC §11).
     would: Option<&'static str>,
+    /// The `RateLimit` field for the answer (SPEC §13), when a limit counted the request.
+    rate_limit: Option<String>,
+    /// The limit that refused it.
+    limit: Option<String>,
 }
 
 /// Counts a request in flight (ingress or egress) for as long as it lives: the drain
@@ -94,6 +98,9 @@ pub(crate) async fn peer_for(up: &crate::registry::Upstream) -> Result<HttpPeer>
     o.ca = up.ca.clone();
     Ok(peer)
 }
+
+/// A 429's headers and problem document (SPEC §13).
+type Refusal = (Vec<(&'static str, String)>, Vec<u8>);
 
 /// An RFC 9457 problem document.
 pub fn problem(status: u16, title: &str, detail: &str) -> Vec<u8> {
@@ -211,6 +218,57 @@ fn is_method_override(name: &str) -> bool {
 impl Proxy {
     /// Record the decision; counted now rather than at logging, so the count is in place
     /// before the client sees the response.
+    /// SPEC §13: take the request from every limit that applies, or refuse it (429) when
+    /// one has no room: the answer to send then. A counted request's `RateLimit` field is
+    /// kept for its forwarded answer.
+    fn rate_limited(&self, reg: &Registry, d: &Decision, ctx: &mut Ctx) -> Option<Refusal> {
+        use crate::ratelimit::{self, Caller, Outcome};
+        let (privilege, client) = match d {
+            Decision::Forward(g) => (
+                reg.privilege_index(&g.privilege),
+                Some(g.client_id.as_str()),
+            ),
+            Decision::ReportOnly(r) => (r.privilege().and_then(|p| reg.privilege_index(p)), None),
+            _ => (None, None),
+        };
+        let caller = Caller {
+            privilege,
+            client,
+            addr: ctx.client_addr,
+        };
+        let outcome = ratelimit::check(&reg.rate_limits, &caller, ratelimit::now());
+        let header = outcome.header(&reg.rate_limits);
+        let Outcome::Refused {
+            limit,
+            retry_after_seconds,
+            ..
+        } = outcome
+        else {
+            ctx.rate_limit = header;
+            return None;
+        };
+        let l = &reg.rate_limits[limit];
+        self.decided(ctx, "rate_limited");
+        self.guard
+            .metrics
+            .rate_limited
+            .with_label_values(&[l.name.as_str()])
+            .inc();
+        ctx.limit = Some(l.name.clone());
+        ctx.privilege = d.privilege().map(str::to_string);
+        ctx.client_id = client.map(str::to_string);
+        let headers = vec![
+            ("Retry-After", retry_after_seconds.to_string()),
+            ("RateLimit-Policy", l.policy()),
+            ("RateLimit", header.unwrap_or_default()),
+        ];
+        let detail = format!(
+            "rate limit `{}` ({} per {} s) reached; retry in {retry_after_seconds} s",
+            l.name, l.rate, l.per_seconds
+        );
+        Some((headers, problem(429, "Too Many Requests", &detail)))
+    }
+
     fn decided(&self, ctx: &mut Ctx, label: &'static str) {
         ctx.label = Some(label);
         self.guard.metrics.requests.inc(label);
@@ -283,6 +341,8 @@ impl ProxyHttp for Proxy {
             client_addr: None,
             issuer: None,
             would: None,
+            rate_limit: None,
+            limit: None,
         }
     }
 
@@ -369,6 +429,15 @@ impl ProxyHttp for Proxy {
                 .refetch(std::time::Instant::now())
                 .await;
             d = decide();
+        }
+        if d.is_forwarded() && !reg.rate_limits.is_empty() {
+            if let Some(refused) = self.rate_limited(&reg, &d, ctx) {
+                ctx.target = Some(target);
+                discard_body(session).await;
+                let (headers, body) = refused;
+                respond(session, 429, "application/problem+json", &headers, body).await?;
+                return Ok(true);
+            }
         }
         self.decided(ctx, d.label());
         ctx.target = Some(target);
@@ -548,6 +617,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        if let Some(v) = &ctx.rate_limit {
+            resp.insert_header("RateLimit", v.as_str())?;
+        }
         Ok(())
     }
 
@@ -648,6 +720,7 @@ impl ProxyHttp for Proxy {
             privilege = ctx.privilege.as_deref().unwrap_or("-"),
             issuer = ctx.issuer.as_deref().unwrap_or("-"),
             would = ctx.would.unwrap_or("-"),
+            limit = ctx.limit.as_deref().unwrap_or("-"),
             latency_ms = latency.as_secs_f64() * 1000.0,
             upstream_status = ctx.upstream_status.unwrap_or(0),
             token_outcome = ctx.token_outcome.unwrap_or("-"),

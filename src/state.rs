@@ -168,6 +168,11 @@ impl Guard {
         for id in r.clients.keys() {
             self.metrics.tokens_issued.with_label_values(&[id]);
         }
+        for l in &r.rate_limits {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[l.name.as_str()]);
+        }
         // Likewise each report-mode privilege's would-be refusals (SPEC §11): "stayed at
         // zero" is what tells an operator to enforce.
         for p in r
@@ -225,6 +230,7 @@ impl Guard {
                 let old = self.registry.load_full();
                 registry::issuers::keep_keys(&mut compiled.registry.issuers, &old.issuers);
                 registry::egress::keep_tokens(&mut compiled.registry.egress, &old.egress);
+                crate::ratelimit::keep_counts(&mut compiled.registry.rate_limits, &old.rate_limits);
                 let before: Vec<String> =
                     old.issuers.iter().map(|e| e.issuer.name.clone()).collect();
                 drop(old);

@@ -58,6 +58,12 @@ pub struct Config {
     /// Remote APIs called on legacy callers' behalf, with tokens ords-guard fetches (SPEC §10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<EgressConfig>,
+    /// Requests per client or address, counted here or in Redis (SPEC §13).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// Where `store: redis` limits count (SPEC §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_store: Option<RateLimitStoreConfig>,
     #[serde(default)]
     pub privileges: Vec<PrivilegeConfig>,
     #[serde(default)]
@@ -240,6 +246,87 @@ fn default_issuer() -> String {
 }
 fn default_lifetime() -> u64 {
     3600
+}
+
+/// One `rate_limits[]` entry (SPEC §13).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub name: String,
+    #[serde(default)]
+    pub by: LimitBy,
+    /// Only requests these privileges decide; none: every privilege.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<Vec<String>>,
+    pub rate: u64,
+    pub per: LimitPer,
+    /// Default `rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+    #[serde(default)]
+    pub store: LimitStore,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitBy {
+    /// The token's client id.
+    #[default]
+    Client,
+    /// The client address (behind `trusted_proxies`, the one they forwarded).
+    Address,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitPer {
+    Second,
+    Minute,
+    Hour,
+}
+
+impl LimitPer {
+    pub fn seconds(self) -> u64 {
+        match self {
+            LimitPer::Second => 1,
+            LimitPer::Minute => 60,
+            LimitPer::Hour => 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitStore {
+    #[default]
+    Local,
+    Redis,
+}
+
+/// `rate_limit_store` (SPEC §13).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitStoreConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+    #[serde(default = "default_store_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub on_error: OnStoreError,
+}
+
+fn default_store_timeout() -> u64 {
+    20
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreError {
+    #[default]
+    Allow,
+    Deny,
 }
 
 /// A remote API that legacy callers reach through an egress listener (SPEC §10).

@@ -6,6 +6,7 @@
 
 pub mod egress;
 pub mod issuers;
+pub mod limits;
 
 use crate::client_addr::TrustedProxies;
 use crate::config::{ClientConfig, Config, Diagnostic, Source, TlsConfig, Unmatched};
@@ -118,6 +119,8 @@ pub struct Registry {
     pub issuers: Vec<issuers::IssuerEntry>,
     /// Remote APIs called for legacy callers (SPEC §10).
     pub egress: Vec<egress::EgressEntry>,
+    /// Requests per client or address (SPEC §13).
+    pub rate_limits: Vec<crate::ratelimit::Limit>,
     /// Every role some privilege names: the only ones an issuer's token forwards.
     pub role_names: HashSet<String>,
     /// Identity providers' tokens verified in this generation (a reload empties it).
@@ -606,6 +609,12 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         .filter_map(|a| a.parse().ok())
         .collect();
     let egress = egress::compile(cfg, &taken, src, &mut errors, &mut warnings);
+    let rate_limits = limits::compile(
+        &cfg.rate_limits,
+        cfg.rate_limit_store.as_ref(),
+        &by_name,
+        &mut errors,
+    );
     let issuers = issuers::compile(
         &cfg.issuers,
         cfg.token.as_ref().map(|t| t.issuer.as_str()),
@@ -754,6 +763,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             tokens,
             issuers,
             egress,
+            rate_limits,
             role_names,
             issuer_tokens: Default::default(),
             upstream: upstream.map(|u| Upstream::new(u, &upstream_tls, upstream_ca, t)),
@@ -944,6 +954,45 @@ mod tests {
         assert!(errs[1].contains("allow_remote"), "{}", errs[1]);
         assert!(errs[6].contains("already a listen address"), "{}", errs[6]);
         assert!(errs[0].starts_with("g.yaml:9:5: "), "{}", errs[0]);
+    }
+
+    /// SPEC §13 validation: each error names its key, line and column.
+    #[test]
+    fn rate_limit_errors_name_the_key() {
+        let y = format!(
+            "{HEAD}privileges:\n  - name: p\n    patterns: [\"/x/*\"]\nrate_limits:\n  - name: Bad Name\n    rate: 0\n    per: second\n  - name: ok\n    rate: 5\n    per: minute\n    burst: 0\n    privileges: [p, nope]\n  - name: ok\n    rate: 1\n    per: hour\n    store: redis\nrate_limit_store:\n  url: http://x\n"
+        );
+        let errs = compile_str(&y).err().unwrap();
+        let keys: Vec<&str> = errs
+            .iter()
+            .map(|e| e.split("key `").nth(1).unwrap().split('`').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "rate_limits[0].name",
+                "rate_limits[0].rate",
+                "rate_limits[1].burst",
+                "rate_limits[1].privileges[1]",
+                "rate_limits[2].name",
+                "rate_limits[2].store",
+                "rate_limit_store.url",
+            ],
+            "{errs:#?}"
+        );
+        assert!(errs[0].starts_with("g.yaml:12:5: "), "{}", errs[0]);
+        let ok = format!("{HEAD}privileges:\n  - name: p\n    patterns: [\"/x/*\"]\nrate_limits:\n  - name: per_client\n    rate: 100\n    per: second\n    burst: 200\n    privileges: [p]\n");
+        let r = compile_str(&ok).unwrap().registry;
+        assert_eq!(r.rate_limits.len(), 1);
+        assert_eq!(r.rate_limits[0].gcra.burst, 200);
+        assert_eq!(r.rate_limits[0].privileges, Some(vec![0]));
+        let unknown = format!("{HEAD}rate_limits:\n  - name: x\n    rate: 1\n    per: fortnight\n");
+        let e = config::parse(&unknown, std::path::Path::new("g.yaml")).unwrap_err();
+        assert!(
+            e.to_string().contains("g.yaml:11:10")
+                && e.to_string().contains("`second`, `minute`, `hour`"),
+            "{e}"
+        );
     }
 
     #[test]
