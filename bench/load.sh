@@ -9,6 +9,8 @@
 #   protected   through ords-guard, a protected path with a valid ES256 token
 #   protected_issuer  the same with an identity provider's token (ES256 too, so the
 #               tokens are the same size; keys from a jwks_file; the IdP is a third ords-guard)
+#   protected_limited  the protected path on a guard with a local rate limit per client
+#               that never refuses (SPEC §13)
 #   401         through ords-guard, a protected path without a token
 #   egress      a legacy caller's plain GET through an egress-only ords-guard (SPEC §10),
 #               which attaches a token it got from the first guard's token endpoint
@@ -33,12 +35,13 @@ BIN=$PWD/target/release/ords-guard
 FLOOR_BIN=$PWD/target/release/examples/passthrough
 
 WORK=$(mktemp -d)
-cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
 IDP_PROXY=$(port); IDP_ADMIN=$(port); MANY_PROXY=$(port); MANY_ADMIN=$(port)
 EGRESS_LISTEN=$(port); EGRESS_ADMIN=$(port)
+LIM_PROXY=$(port); LIM_ADMIN=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -92,11 +95,18 @@ ISSUERS='issuers:
     roles_claim: /roles'
 write_config "" "" "$WORK/ords-guard.yaml" "$PROXY" "$ADMIN" ES256 keys ords-guard "$ISSUERS"
 write_config "" "" "$WORK/hs256.yaml" "$HS_PROXY" "$HS_ADMIN" HS256 hskeys
+# The same guard with a local rate limit per client that never refuses (SPEC §13).
+write_config "" "" "$WORK/limited.yaml" "$LIM_PROXY" "$LIM_ADMIN" ES256 keys ords-guard 'rate_limits:
+  - name: bench
+    by: client
+    rate: 1000000000
+    per: second'
+RUST_LOG=warn "$BIN" run --config "$WORK/limited.yaml" > "$WORK/limited.log" 2>&1 & LIM_PID=$!
 # Access logs off (RUST_LOG=warn), as nginx's are: the benchmark measures the proxy.
 RUST_LOG=warn,ords_guard::reload=info "$BIN" run --config "$WORK/ords-guard.yaml" > "$WORK/guard.log" 2>&1 & GUARD_PID=$!
 RUST_LOG=warn "$BIN" run --config "$WORK/hs256.yaml" > "$WORK/hs.log" 2>&1 & HS_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
-wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"
+wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LIM_ADMIN"
 # The egress guard: no ingress, one entry calling the backend with the bench client's token.
 printf '%s\n' "$SECRET" > "$WORK/egress.secret"
 cat > "$WORK/egress.yaml" <<EOF
@@ -142,6 +152,7 @@ for r in $(seq "$ROUNDS"); do
   run public "http://127.0.0.1:$PROXY/public/1"
   run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
   run protected_issuer "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $IDP_TOKEN"
+  run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
   run 401 "http://127.0.0.1:$PROXY/example/1"
   run egress "http://127.0.0.1:$EGRESS_LISTEN/example/1"
   run token "http://127.0.0.1:$PROXY/oauth/token" -s "$WORK/token.lua"
@@ -183,10 +194,11 @@ awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx |\n|---|---|---|---|\n"
-    split("direct floor public protected protected_issuer 401 egress token token_hs256", order, " ")
-    for (i = 1; i <= 9; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
+    split("direct floor public protected protected_issuer protected_limited 401 egress token token_hs256", order, " ")
+    for (i = 1; i <= 10; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
     printf "\nprotected/public = %.2f   public/direct = %.2f   protected/direct = %.2f   floor/direct = %.2f   protected/floor = %.2f\n", rps["protected"]/rps["public"], rps["public"]/rps["direct"], rps["protected"]/rps["direct"], rps["floor"]/rps["direct"], rps["protected"]/rps["floor"]
     printf "protected_issuer/protected = %.2f\n", rps["protected_issuer"]/rps["protected"]
+    printf "protected_limited/protected = %.2f (a local rate limit per client that never refuses)\n", rps["protected_limited"]/rps["protected"]
     printf "egress/public = %.2f   egress/direct = %.2f   token requests by the egress guard over the whole run: %s\n", rps["egress"]/rps["public"], rps["egress"]/rps["direct"], etokens
     printf "RSS: idle %d MiB, peak under load %d MiB, with 10k clients + 1k privileges %d MiB (reload %s ms)\n", idle, peak, big, reload
     printf "RSS with 10 identity providers, %d keys held: %d MiB\n", manykeys, many

@@ -232,8 +232,63 @@ fn whole_decision(c: &mut Criterion) {
     g.finish();
 }
 
+/// SPEC §13's local store: one check of two limits (per client and per address) for a
+/// client among 10,000, all under their limits (the bar: ≤ 1 µs).
+fn rate_limit(c: &mut Criterion) {
+    use ords_guard::config::LimitBy;
+    use ords_guard::ratelimit::{check, gcra::Gcra, now, Caller, Limit, Outcome};
+    let limit = |name: &str, by| Limit {
+        name: name.into(),
+        by,
+        privileges: None,
+        rate: 1_000_000_000,
+        per_seconds: 1,
+        gcra: Gcra::new(1_000_000_000, 1, 1_000_000_000),
+        counts: Default::default(),
+    };
+    let limits = [
+        limit("per_client", LimitBy::Client),
+        limit("per_addr", LimitBy::Address),
+    ];
+    let ids: Vec<String> = (0..10_000).map(|i| format!("client-{i}")).collect();
+    let addr = Some("10.1.2.3".parse().unwrap());
+    for id in &ids {
+        let caller = Caller {
+            privilege: Some(0),
+            client: Some(id),
+            addr,
+        };
+        let _ = check(&limits, &caller, now());
+    }
+    let mut i = 0;
+    c.bench_function("rate_limit/local_two_limits", |b| {
+        b.iter(|| {
+            i = (i + 1) % ids.len();
+            let caller = Caller {
+                privilege: Some(0),
+                client: Some(&ids[i]),
+                addr,
+            };
+            let o = check(black_box(&limits), &caller, now());
+            assert!(matches!(o, Outcome::Counted { .. }));
+        })
+    });
+    c.bench_function("rate_limit/local_one_limit_by_client", |b| {
+        b.iter(|| {
+            i = (i + 1) % ids.len();
+            let caller = Caller {
+                privilege: Some(0),
+                client: Some(&ids[i]),
+                addr: None,
+            };
+            check(black_box(&limits[..1]), &caller, now())
+        })
+    });
+}
+
 criterion_group!(
     benches,
+    rate_limit,
     normalisation,
     request_head,
     pattern_lookup,
