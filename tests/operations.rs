@@ -519,7 +519,7 @@ async fn grafana_dashboard_queries_name_exported_metrics_and_parse() {
     assert!(exprs.len() >= 10, "{exprs:?}");
 
     // Every metric a query names is exported by the binary (families from a live scrape),
-    // a report-mode privilege's among them (SPEC §11).
+    // a report-mode privilege's (SPEC §11) and a rate limit's (SPEC §13) among them.
     let backend = Backend::start().await;
     let o = Options::new(&backend);
     let registry = o.registry.replacen(
@@ -527,7 +527,13 @@ async fn grafana_dashboard_queries_name_exported_metrics_and_parse() {
         "    patterns: [\"/example/*\"]\n    mode: report\n",
         1,
     );
-    let g = Guard::start(Options { registry, ..o }).await;
+    let g = Guard::start(Options {
+        registry,
+        // And a rate limit's (SPEC §13).
+        extra: "rate_limits:\n  - name: per_client\n    rate: 10\n    per: second\n".into(),
+        ..o
+    })
+    .await;
     let exported: Vec<String> = g
         .metrics()
         .await
