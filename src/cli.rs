@@ -583,6 +583,20 @@ fn check(config: &Path) -> ExitCode {
                     }
                 );
             }
+            for l in &r.rate_limits {
+                let privileges = match &l.privileges {
+                    None => "every privilege".to_string(),
+                    Some(ps) => ps
+                        .iter()
+                        .map(|i| r.privilege(*i).name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                println!(
+                    "  rate limit {}: {} per {} s, burst {}, by {:?}, {privileges}, local store",
+                    l.name, l.rate, l.per_seconds, l.gcra.burst, l.by
+                );
+            }
             print_issuers(r);
             print_egress(r);
             println!(

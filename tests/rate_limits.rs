@@ -26,6 +26,12 @@ fn header(r: &reqwest::Response, name: &str) -> Option<String> {
 async fn a_client_over_its_limit_gets_429_with_the_ratelimit_fields() {
     let backend = Backend::start().await;
     let g = guard(&backend, LIMITS).await;
+    let out = ords_guard_cli(&["check"], &g.config);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("rate limit per_client: 2 per 60 s, burst 2, by Client, example_priv"),
+        "{summary}"
+    );
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
 
     // Two a minute, two at once: the answers say what remains.
