@@ -216,8 +216,6 @@ fn is_method_override(name: &str) -> bool {
 }
 
 impl Proxy {
-    /// Record the decision; counted now rather than at logging, so the count is in place
-    /// before the client sees the response.
     /// SPEC §13: take the request from every limit that applies, or refuse it (429) when
     /// one has no room: the answer to send then. A counted request's `RateLimit` field is
     /// kept for its forwarded answer.
@@ -269,6 +267,8 @@ impl Proxy {
         Some((headers, problem(429, "Too Many Requests", &detail)))
     }
 
+    /// Record the decision; counted now rather than at logging, so the count is in place
+    /// before the client sees the response.
     fn decided(&self, ctx: &mut Ctx, label: &'static str) {
         ctx.label = Some(label);
         self.guard.metrics.requests.inc(label);
