@@ -2,7 +2,9 @@
 //! request needs it, not at load: a Kubernetes Service or a remote API's name may not
 //! resolve yet when the pod starts, and its addresses change. A lookup's answer is kept
 //! for [`FRESH`]; when a lookup fails, the last answer stays in use and the next request
-//! after [`RETRY`] looks again. Concurrent requests share one lookup.
+//! after [`RETRY`] looks again. A name that never resolved answers its failure for
+//! [`RETRY`] too, so a flood of requests to it is not a flood of lookups and log lines.
+//! Concurrent requests share one lookup.
 
 use arc_swap::ArcSwapOption;
 use std::net::SocketAddr;
@@ -27,6 +29,8 @@ pub struct Named {
     host: String,
     port: u16,
     known: ArcSwapOption<Known>,
+    /// The last failure while nothing is known, and until when it is the answer.
+    failed: ArcSwapOption<(Instant, ResolveError)>,
     lookup: tokio::sync::Mutex<()>,
 }
 
@@ -37,7 +41,7 @@ struct Known {
     until: Instant,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ResolveError {
     #[error("`{0}` does not resolve: {1}")]
     Failed(String, String),
@@ -62,6 +66,7 @@ impl Address {
                 host: host.to_string(),
                 port,
                 known: ArcSwapOption::empty(),
+                failed: ArcSwapOption::empty(),
                 lookup: tokio::sync::Mutex::new(()),
             })),
         }
@@ -75,14 +80,14 @@ impl Address {
             Address::Name(n) => n,
         };
         let now = Instant::now();
-        if let Some(k) = named.known.load().as_ref().filter(|k| k.until > now) {
-            return Ok(k.addr);
+        if let Some(answer) = named.held(now) {
+            return answer;
         }
         let looked = tokio::time::timeout(deadline, async {
             let _one = named.lookup.lock().await;
             // Another request may have looked while this one waited.
-            if let Some(k) = named.known.load().as_ref().filter(|k| k.until > now) {
-                return Ok(k.addr);
+            if let Some(answer) = named.held(now) {
+                return answer;
             }
             let answer = match tokio::net::lookup_host((named.host.as_str(), named.port)).await {
                 Ok(mut addrs) => addrs
@@ -104,6 +109,18 @@ impl Address {
 }
 
 impl Named {
+    /// The answer still held at `now`: a fresh address, or a recent failure while no
+    /// address was ever had.
+    fn held(&self, now: Instant) -> Option<Result<SocketAddr, ResolveError>> {
+        if let Some(k) = self.known.load().as_ref().filter(|k| k.until > now) {
+            return Some(Ok(k.addr));
+        }
+        match self.failed.load().as_deref() {
+            Some((until, e)) if *until > now => Some(Err(e.clone())),
+            _ => None,
+        }
+    }
+
     /// Record a lookup's `answer`: a success replaces the known address; a failure keeps
     /// the old one (if any) for [`RETRY`] and is logged.
     fn settle(
@@ -118,6 +135,7 @@ impl Named {
                     addr,
                     until: held_until(now, true),
                 })));
+                self.failed.store(None);
                 Ok(addr)
             }
             (Err(e), Some(old)) => {
@@ -129,7 +147,9 @@ impl Named {
                 Ok(old.addr)
             }
             (Err(e), None) => {
-                tracing::warn!(target: "ords_guard::upstream", host = %self.host, "upstream lookup failed: {e}");
+                tracing::warn!(target: "ords_guard::upstream", host = %self.host, retry_in_s = RETRY.as_secs(), "upstream lookup failed: {e}");
+                self.failed
+                    .store(Some(Arc::new((held_until(now, false), e.clone()))));
                 Err(e)
             }
         }
@@ -184,9 +204,16 @@ mod tests {
         let n = named(&a);
         let t0 = Instant::now();
         let fail = || Err(ResolveError::Failed("orders.invalid".into(), "no".into()));
-        // Nothing known: the failure is the answer.
+        // Nothing known: the failure is the answer, and stays it until RETRY: no lookup
+        // per request meanwhile.
         assert!(n.settle(fail(), t0).is_err());
         assert!(n.known.load().is_none());
+        assert_eq!(n.held(t0 + RETRY - Duration::from_millis(1)), Some(fail()));
+        assert_eq!(
+            n.held(t0 + RETRY),
+            None,
+            "then the next request looks again"
+        );
         let good: SocketAddr = "192.0.2.7:443".parse().unwrap();
         assert_eq!(n.settle(Ok(good), t0), Ok(good));
         assert_eq!(n.known.load().as_ref().unwrap().until, t0 + FRESH);
