@@ -150,9 +150,16 @@ for r in $(seq "$ROUNDS"); do
   run direct "http://127.0.0.1:$BACKEND/example/1"
   run floor "http://127.0.0.1:$FLOOR/example/1"
   run public "http://127.0.0.1:$PROXY/public/1"
-  run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
+  # protected and protected_limited run back to back, their order swapped every round, so
+  # neither always follows the same scenario.
+  if (( r % 2 )); then
+    run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
+    run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
+  else
+    run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
+    run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
+  fi
   run protected_issuer "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $IDP_TOKEN"
-  run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
   run 401 "http://127.0.0.1:$PROXY/example/1"
   run egress "http://127.0.0.1:$EGRESS_LISTEN/example/1"
   run token "http://127.0.0.1:$PROXY/oauth/token" -s "$WORK/token.lua"
