@@ -127,12 +127,24 @@ impl Backend {
     }
 }
 
+/// A loopback port free now, and never handed out before in this test binary: the kernel
+/// may give a just-released port to the next `bind(0)`, and two tests running in parallel
+/// must not both be told to listen on it (one guard's admin port answered another's egress
+/// requests with 404 that way).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static ISSUED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut issued = ISSUED.lock().unwrap_or_else(|e| e.into_inner());
+        if !issued.contains(&port) {
+            issued.push(port);
+            return port;
+        }
+    }
 }
 
 /// A registered test client and its plaintext secret.
