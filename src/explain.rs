@@ -3,7 +3,7 @@
 //! endpoint's `grant` for `--client`, `decision::decide`, an identity provider's keys fetched
 //! once when the decision waits for them — and then says why, in words or as JSON.
 
-use crate::decision::{self, Credentials, Decision, Invalid};
+use crate::decision::{self, Decision, Invalid};
 use crate::registry::{issuers, Registry};
 use crate::token::TokenError;
 use serde_json::{json, Value};
@@ -66,10 +66,11 @@ pub async fn explain(
         );
         return Ok(out.finish(None, "token_endpoint", None).not_forwarded());
     }
-    let creds = match &token {
-        Some(t) => Credentials::Bearer(t),
-        None => Credentials::None,
-    };
+    // Read as the proxy reads the header it would carry (a token with a space in it is
+    // ambiguous there too).
+    let header = token.as_ref().map(|t| format!("Bearer {t}"));
+    let values: Vec<&[u8]> = header.iter().map(|h| h.as_bytes()).collect();
+    let creds = decision::credentials(&values);
     let mut d = decision::decide(reg, method, path, creds);
     if let Some(entry) = d.awaits_keys() {
         // The proxy waits on one refetch here; explain fetches once itself.

@@ -383,6 +383,22 @@ async fn explain_in_words_and_its_usage_errors() {
     let (_, out, _) = text(&["--token", "!!.e30.c2ln", "GET", "/example/1"]);
     assert!(out.contains("header is not base64url"), "{out}");
 
+    // A token the proxy would read as ambiguous (a space in it) is ambiguous here too.
+    let (code, out, _) = text(&["--format", "json", "--token", "a b", "GET", "/example/1"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["status"].as_u64(), v["decision"].as_str()),
+        (Some(401), Some("invalid_token"))
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exactly one Authorization"),
+        "{v}"
+    );
+
     // A sound token that does not verify: what it claims, and why it fails.
     let n = now();
     let expired = sign_es256(
