@@ -252,15 +252,18 @@ fn call(st: &mut State, at: &str, name: &str, args: &[Arg]) -> Result<(), String
             let roles = st.list(a.get(1, &["p_role_name", "p_roles"]), false)?;
             let label = st.text(a.get(2, &["p_label"]))?;
             let description = st.text(a.get(3, &["p_description"]))?;
+            // CREATE_PRIVILEGE on an existing one changes its roles and texts, not its
+            // mappings.
             define(
                 st,
-                name,
-                roles,
-                Vec::new(),
-                Vec::new(),
-                label,
-                description,
-                at,
+                Privilege {
+                    name,
+                    roles,
+                    patterns: Vec::new(),
+                    modules: Vec::new(),
+                    label,
+                    description,
+                },
                 false,
             );
         }
@@ -278,6 +281,9 @@ fn call(st: &mut State, at: &str, name: &str, args: &[Arg]) -> Result<(), String
             let shift = usize::from(with_modules);
             let modules = if with_modules {
                 st.list(a.get(3, &["p_modules"]), false)?
+                    .into_iter()
+                    .map(|m| (m, at.to_string()))
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -285,13 +291,14 @@ fn call(st: &mut State, at: &str, name: &str, args: &[Arg]) -> Result<(), String
             let description = st.text(a.get(4 + shift, &["p_description"]))?;
             define(
                 st,
-                name,
-                roles,
-                patterns,
-                modules,
-                label,
-                description,
-                at,
+                Privilege {
+                    name,
+                    roles,
+                    patterns: patterns.iter().map(|p| pattern(p)).collect(),
+                    modules,
+                    label,
+                    description,
+                },
                 true,
             );
         }
@@ -414,38 +421,20 @@ fn unknown_privilege(name: &str) -> String {
     format!("unknown privilege `{name}`: create it (ORDS.CREATE_PRIVILEGE or DEFINE_PRIVILEGE) earlier in the input")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn define(
-    st: &mut State,
-    name: String,
-    roles: Vec<String>,
-    patterns: Vec<String>,
-    modules: Vec<String>,
-    label: Option<String>,
-    description: Option<String>,
-    at: &str,
-    replace: bool,
-) {
-    let modules: Vec<(String, String)> = modules.into_iter().map(|m| (m, at.to_string())).collect();
-    let patterns: Vec<String> = patterns.iter().map(|p| pattern(p)).collect();
-    match st.privilege(&name) {
+/// Add `new`, or update the privilege of its name: its roles and texts always, its
+/// patterns and modules when `replace` (DEFINE_PRIVILEGE redefines it whole).
+fn define(st: &mut State, new: Privilege, replace: bool) {
+    match st.privilege(&new.name) {
         Some(p) => {
-            p.roles = roles;
-            p.label = label;
-            p.description = description;
+            p.roles = new.roles;
+            p.label = new.label;
+            p.description = new.description;
             if replace {
-                p.patterns = patterns;
-                p.modules = modules;
+                p.patterns = new.patterns;
+                p.modules = new.modules;
             }
         }
-        None => st.privileges.push(Privilege {
-            name,
-            roles,
-            patterns,
-            modules,
-            label,
-            description,
-        }),
+        None => st.privileges.push(new),
     }
 }
 

@@ -175,59 +175,26 @@ fn lex(src: &str) -> Result<Vec<Token>, ReadError> {
                 '<' => '>',
                 o => o,
             };
-            let mut j = open_at + 1;
-            let mut s = String::new();
-            loop {
-                match (chars.get(j), chars.get(j + 1)) {
-                    (Some(a), Some('\'')) if *a == close => break,
-                    (Some(a), _) => {
-                        if *a == '\n' {
-                            line += 1;
-                        }
-                        s.push(*a);
-                        j += 1;
-                    }
-                    (None, _) => {
-                        return Err(err(
-                            at,
-                            &format!(
-                                "unterminated q'{open}...{close}' string: end it with {close}'"
-                            ),
-                        ))
-                    }
-                }
-            }
+            let Some((s, end)) = quoted(&chars, open_at + 1, close, false, &mut line) else {
+                return Err(err(
+                    at,
+                    &format!("unterminated q'{open}...{close}' string: end it with {close}'"),
+                ));
+            };
             push(Tok::Str(s));
-            i = j + 2;
+            i = end;
             continue;
         }
         if c == '\'' || (upper == 'N' && next == Some('\'')) {
-            let mut j = if c == '\'' { i + 1 } else { i + 2 };
-            let mut s = String::new();
-            loop {
-                match (chars.get(j), chars.get(j + 1)) {
-                    (Some('\''), Some('\'')) => {
-                        s.push('\'');
-                        j += 2;
-                    }
-                    (Some('\''), _) => break,
-                    (Some(a), _) => {
-                        if *a == '\n' {
-                            line += 1;
-                        }
-                        s.push(*a);
-                        j += 1;
-                    }
-                    (None, _) => {
-                        return Err(err(
-                            at,
-                            "unterminated string: a ' opened here is never closed (write '' for a quote inside a string)",
-                        ))
-                    }
-                }
-            }
+            let start = if c == '\'' { i + 1 } else { i + 2 };
+            let Some((s, end)) = quoted(&chars, start, '\'', true, &mut line) else {
+                return Err(err(
+                    at,
+                    "unterminated string: a ' opened here is never closed (write '' for a quote inside a string)",
+                ));
+            };
             push(Tok::Str(s));
-            i = j + 1;
+            i = end;
             continue;
         }
         if c == '"' {
@@ -277,6 +244,40 @@ fn lex(src: &str) -> Result<Vec<Token>, ReadError> {
         i += 1;
     }
     Ok(out)
+}
+
+/// A string's text from `start` up to `close` followed by `'` (`q'[...]'`), or up to a
+/// lone `'` with `''` read as a quote (`doubled`, for `'...'`, where `close` is `'`): the
+/// text and the index after its end, counting newlines into `line`; `None` if it never ends.
+fn quoted(
+    chars: &[char],
+    start: usize,
+    close: char,
+    doubled: bool,
+    line: &mut usize,
+) -> Option<(String, usize)> {
+    let mut s = String::new();
+    let mut j = start;
+    loop {
+        let a = *chars.get(j)?;
+        let next = chars.get(j + 1).copied();
+        if doubled && a == '\'' && next == Some('\'') {
+            s.push('\'');
+            j += 2;
+            continue;
+        }
+        if doubled && a == '\'' {
+            return Some((s, j + 1));
+        }
+        if !doubled && a == close && next == Some('\'') {
+            return Some((s, j + 2));
+        }
+        if a == '\n' {
+            *line += 1;
+        }
+        s.push(a);
+        j += 1;
+    }
 }
 
 /// Read `src` into statements, in order.

@@ -136,7 +136,6 @@ pub fn check(limits: &[Limit], caller: &Caller<'_>, now: u64) -> Outcome {
         LimitBy::Client => caller.client,
         LimitBy::Address => addr.as_deref(),
     };
-    let mut taken: Vec<usize> = Vec::new();
     let mut least: Option<(usize, u64, u64)> = None;
     for (i, l) in limits.iter().enumerate() {
         if !applies(l, caller.privilege) {
@@ -153,12 +152,10 @@ pub fn check(limits: &[Limit], caller: &Caller<'_>, now: u64) -> Outcome {
                 if least.is_none_or(|(_, r, _)| remaining < r) {
                     least = Some((i, remaining, ceil_seconds(full_in)));
                 }
-                taken.push(i);
             }
             Verdict::Limited { retry_in, full_in } => {
-                // All or nothing: what the earlier limits gave is given back.
-                for j in taken {
-                    let lj = &limits[j];
+                // All or nothing: the earlier limits that applied gave one; it goes back.
+                for lj in limits[..i].iter().filter(|l| applies(l, caller.privilege)) {
                     if let Some(k) = key_of(lj) {
                         lj.counts.give_back(&lj.gcra, k);
                     }

@@ -904,6 +904,13 @@ mod tests {
         })
     }
 
+    /// The `key `...`` each rendered error names, in order.
+    fn error_keys(errs: &[String]) -> Vec<&str> {
+        errs.iter()
+            .map(|e| e.split("key `").nth(1).unwrap().split('`').next().unwrap())
+            .collect()
+    }
+
     const HEAD: &str = "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\ntoken:\n  algorithm: HS256\n  signing_key_file: hs.key\n  key_id: k\n";
     const SHA: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -934,10 +941,7 @@ mod tests {
             "{HEAD}egress:\n  - name: Orders!\n    listen: 0.0.0.0:8081\n    upstream: http://127.0.0.1:3000\n    token_url: ftp://x\n    token_tls: {{server_name: \"not a name\"}}\n    client_id: c\n    client_secret_file: nope.secret\n    token_params: {{grant_type: password, audience: a}}\n  - name: b\n    listen: 127.0.0.1:8080\n    upstream: http://127.0.0.1:3000\n    token_url: https://idp.test/token\n    client_id: c\n    client_secret_file: hs.key\n"
         );
         let errs = compile_str(&y).err().unwrap();
-        let keys: Vec<&str> = errs
-            .iter()
-            .map(|e| e.split("key `").nth(1).unwrap().split('`').next().unwrap())
-            .collect();
+        let keys = error_keys(&errs);
         assert_eq!(
             keys,
             [
@@ -963,10 +967,7 @@ mod tests {
             "{HEAD}privileges:\n  - name: p\n    patterns: [\"/x/*\"]\nrate_limits:\n  - name: Bad Name\n    rate: 0\n    per: second\n  - name: ok\n    rate: 5\n    per: minute\n    burst: 0\n    privileges: [p, nope]\n  - name: ok\n    rate: 1\n    per: hour\n    store: redis\nrate_limit_store:\n  url: http://x\n"
         );
         let errs = compile_str(&y).err().unwrap();
-        let keys: Vec<&str> = errs
-            .iter()
-            .map(|e| e.split("key `").nth(1).unwrap().split('`').next().unwrap())
-            .collect();
+        let keys = error_keys(&errs);
         assert_eq!(
             keys,
             [
