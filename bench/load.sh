@@ -11,6 +11,8 @@
 #               tokens are the same size; keys from a jwks_file; the IdP is a third ords-guard)
 #   protected_limited  the protected path on a guard with a local rate limit per client
 #               that never refuses (SPEC §13)
+#   protected_shared   the same limit in the shared store: a redis-server on loopback,
+#               persistence off (one EVALSHA round trip per request)
 #   401         through ords-guard, a protected path without a token
 #   egress      a legacy caller's plain GET through an egress-only ords-guard (SPEC §10),
 #               which attaches a token it got from the first guard's token endpoint
@@ -35,13 +37,14 @@ BIN=$PWD/target/release/ords-guard
 FLOOR_BIN=$PWD/target/release/examples/passthrough
 
 WORK=$(mktemp -d)
-cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
 IDP_PROXY=$(port); IDP_ADMIN=$(port); MANY_PROXY=$(port); MANY_ADMIN=$(port)
 EGRESS_LISTEN=$(port); EGRESS_ADMIN=$(port)
 LIM_PROXY=$(port); LIM_ADMIN=$(port)
+SHARED_PROXY=$(port); SHARED_ADMIN=$(port); REDIS_PORT=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -102,11 +105,23 @@ write_config "" "" "$WORK/limited.yaml" "$LIM_PROXY" "$LIM_ADMIN" ES256 keys ord
     rate: 1000000000
     per: second'
 RUST_LOG=warn "$BIN" run --config "$WORK/limited.yaml" > "$WORK/limited.log" 2>&1 & LIM_PID=$!
+# And with that limit in Redis (loopback, persistence off).
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning > "$WORK/redis.log" 2>&1 & REDIS_PID=$!
+for _ in $(seq 200); do [ "$(redis-cli -p "$REDIS_PORT" PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+write_config "" "" "$WORK/shared.yaml" "$SHARED_PROXY" "$SHARED_ADMIN" ES256 keys ords-guard "rate_limits:
+  - name: bench
+    by: client
+    rate: 1000000000
+    per: second
+    store: redis
+rate_limit_store:
+  url: \"redis://127.0.0.1:$REDIS_PORT/0\""
+RUST_LOG=warn "$BIN" run --config "$WORK/shared.yaml" > "$WORK/shared.log" 2>&1 & SHARED_PID=$!
 # Access logs off (RUST_LOG=warn), as nginx's are: the benchmark measures the proxy.
 RUST_LOG=warn,ords_guard::reload=info "$BIN" run --config "$WORK/ords-guard.yaml" > "$WORK/guard.log" 2>&1 & GUARD_PID=$!
 RUST_LOG=warn "$BIN" run --config "$WORK/hs256.yaml" > "$WORK/hs.log" 2>&1 & HS_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
-wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LIM_ADMIN"
+wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"
 # The egress guard: no ingress, one entry calling the backend with the bench client's token.
 printf '%s\n' "$SECRET" > "$WORK/egress.secret"
 cat > "$WORK/egress.yaml" <<EOF
@@ -150,12 +165,14 @@ for r in $(seq "$ROUNDS"); do
   run direct "http://127.0.0.1:$BACKEND/example/1"
   run floor "http://127.0.0.1:$FLOOR/example/1"
   run public "http://127.0.0.1:$PROXY/public/1"
-  # protected and protected_limited run back to back, their order swapped every round, so
-  # neither always follows the same scenario.
+  # protected, protected_limited and protected_shared run back to back, their order
+  # reversed every round, so none always follows the same scenario.
   if (( r % 2 )); then
     run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
     run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
+    run protected_shared "http://127.0.0.1:$SHARED_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
   else
+    run protected_shared "http://127.0.0.1:$SHARED_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
     run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
     run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
   fi
@@ -166,6 +183,10 @@ for r in $(seq "$ROUNDS"); do
   run token_hs256 "http://127.0.0.1:$HS_PROXY/oauth/token" -s "$WORK/token.lua"
 done
 PEAK_RSS=$(rss VmHWM)
+SHARED_METRICS=$(curl -s "http://127.0.0.1:$SHARED_ADMIN/metrics")
+STORE_ERRORS=$(awk '/^ords_guard_rate_limit_store_errors_total/ {print $2}' <<<"$SHARED_METRICS")
+STORE_TRIPS=$(awk '/^ords_guard_rate_limit_store_duration_seconds_count/ {print $2}' <<<"$SHARED_METRICS")
+STORE_SUM=$(awk '/^ords_guard_rate_limit_store_duration_seconds_sum/ {print $2}' <<<"$SHARED_METRICS")
 EGRESS_TOKENS=$(curl -s "http://127.0.0.1:$EGRESS_ADMIN/metrics" | awk '/^ords_guard_egress_token_fetches_total\{egress="bench",result="success"\}/ {print $2}')
 
 # A large registry: 10k clients, 1k privileges; its RSS and reload time.
@@ -196,16 +217,17 @@ wait_ready "$MANY_ADMIN"
 MANY_KEYS=$(curl -s "http://127.0.0.1:$MANY_ADMIN/metrics" | awk '/^ords_guard_jwks_keys/ {n+=$2} END {print n+0}')
 MANY_RSS=$(awk '$1=="VmRSS:" {print int($2/1024)}' "/proc/$MANY_PID/status")
 
-awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
+awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v serrors="${STORE_ERRORS:-?}" -v strips="${STORE_TRIPS:-0}" -v ssum="${STORE_SUM:-0}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
   { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4 }
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx |\n|---|---|---|---|\n"
-    split("direct floor public protected protected_issuer protected_limited 401 egress token token_hs256", order, " ")
-    for (i = 1; i <= 10; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
+    split("direct floor public protected protected_issuer protected_limited protected_shared 401 egress token token_hs256", order, " ")
+    for (i = 1; i <= 11; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
     printf "\nprotected/public = %.2f   public/direct = %.2f   protected/direct = %.2f   floor/direct = %.2f   protected/floor = %.2f\n", rps["protected"]/rps["public"], rps["public"]/rps["direct"], rps["protected"]/rps["direct"], rps["floor"]/rps["direct"], rps["protected"]/rps["floor"]
     printf "protected_issuer/protected = %.2f\n", rps["protected_issuer"]/rps["protected"]
     printf "protected_limited/protected = %.2f (a local rate limit per client that never refuses)\n", rps["protected_limited"]/rps["protected"]
+    printf "protected_shared/protected = %.2f (the same limit in Redis on loopback; %d round trips, mean %.0f us, %s store errors)\n", rps["protected_shared"]/rps["protected"], strips, (strips > 0 ? ssum / strips * 1e6 : 0), serrors
     printf "egress/public = %.2f   egress/direct = %.2f   token requests by the egress guard over the whole run: %s\n", rps["egress"]/rps["public"], rps["egress"]/rps["direct"], etokens
     printf "RSS: idle %d MiB, peak under load %d MiB, with 10k clients + 1k privileges %d MiB (reload %s ms)\n", idle, peak, big, reload
     printf "RSS with 10 identity providers, %d keys held: %d MiB\n", manykeys, many

@@ -235,16 +235,11 @@ fn whole_decision(c: &mut Criterion) {
 /// SPEC §13's local store: one check of two limits (per client and per address) for a
 /// client among 10,000, all under their limits (the bar: ≤ 1 µs).
 fn rate_limit(c: &mut Criterion) {
-    use ords_guard::config::LimitBy;
-    use ords_guard::ratelimit::{check, gcra::Gcra, now, Caller, Limit, Outcome};
-    let limit = |name: &str, by| Limit {
-        name: name.into(),
-        by,
-        privileges: None,
-        rate: 1_000_000_000,
-        per_seconds: 1,
-        gcra: Gcra::new(1_000_000_000, 1, 1_000_000_000),
-        counts: Default::default(),
+    use ords_guard::config::{LimitBy, LimitStore};
+    use ords_guard::ratelimit::{check, now, Caller, Limit, Outcome};
+    let limit = |name: &str, by| {
+        let shape = (1_000_000_000, 1, 1_000_000_000);
+        Limit::new(name, by, None, shape, LimitStore::Local)
     };
     let limits = [
         limit("per_client", LimitBy::Client),

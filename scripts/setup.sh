@@ -6,6 +6,7 @@
 #   openssl     a test checks that keygen's keys are readable by `openssl pkey`
 #   nodejs/npm  panva's oidc-provider (tests/idp, from its lockfile) plays the identity
 #               provider in the tests
+#   redis-server  the tests of rate limits shared across replicas start a real Redis
 set -euo pipefail
 
 if ! command -v cargo >/dev/null; then
@@ -19,6 +20,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v redis-server >/dev/null || missing+=(redis-server)
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""

@@ -592,8 +592,17 @@ fn check(config: &Path) -> ExitCode {
                         .collect::<Vec<_>>()
                         .join(", "),
                 };
+                let store = match (&l.store, &r.rate_limit_store) {
+                    (crate::config::LimitStore::Redis, Some(s)) => format!(
+                        "shared store {} (timeout {} ms, on_error: {})",
+                        s.redacted(),
+                        s.timeout.as_millis(),
+                        s.on_error.as_str()
+                    ),
+                    _ => "local store".to_string(),
+                };
                 println!(
-                    "  rate limit {}: {} per {} s, burst {}, by {:?}, {privileges}, local store",
+                    "  rate limit {}: {} per {} s, burst {}, by {:?}, {privileges}, {store}",
                     l.name, l.rate, l.per_seconds, l.gcra.burst, l.by
                 );
             }

@@ -9,7 +9,7 @@ use prometheus::{
 
 /// The `decision` label values of `ords_guard_requests_total` (`Decision::label`, and
 /// `bad_request` for refused paths).
-pub const DECISIONS: [&str; 9] = [
+pub const DECISIONS: [&str; 10] = [
     "forwarded_public",
     "forwarded",
     "unauthenticated",
@@ -19,6 +19,7 @@ pub const DECISIONS: [&str; 9] = [
     "issuer_unavailable",
     "report_only",
     "rate_limited",
+    "rate_limit_unavailable",
 ];
 
 /// The `limit` label values of `ords_guard_limit_rejections_total` (the connection guard's refusals,
@@ -65,7 +66,7 @@ impl<const N: usize> KnownLabels<N> {
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: KnownLabels<9>,
+    pub requests: KnownLabels<10>,
     /// Requests refused by a rate limit, by limit (SPEC §13).
     pub rate_limited: IntCounterVec,
     /// Rate-limit store failures and timeouts (SPEC §13).

@@ -217,10 +217,18 @@ fn is_method_override(name: &str) -> bool {
 
 impl Proxy {
     /// SPEC §13: take the request from every limit that applies, or refuse it (429) when
-    /// one has no room: the answer to send then. A counted request's `RateLimit` field is
+    /// one has no room: the status and answer to send then. Local limits first, then the
+    /// shared ones in one bounded round trip; when the store fails, `on_error` decides
+    /// (allow: forwarded, uncounted; deny: 503). A counted request's `RateLimit` field is
     /// kept for its forwarded answer.
-    fn rate_limited(&self, reg: &Registry, d: &Decision, ctx: &mut Ctx) -> Option<Refusal> {
-        use crate::ratelimit::{self, Caller, Outcome};
+    async fn rate_limited(
+        &self,
+        reg: &Registry,
+        d: &Decision,
+        ctx: &mut Ctx,
+    ) -> Option<(u16, Refusal)> {
+        use crate::config::OnStoreError;
+        use crate::ratelimit::{self, Applicable, Caller, Outcome};
         let (privilege, client) = match d {
             Decision::Forward(g) => (
                 reg.privilege_index(&g.privilege),
@@ -234,8 +242,39 @@ impl Proxy {
             client,
             addr: ctx.client_addr,
         };
-        let outcome = ratelimit::check(&reg.rate_limits, &caller, ratelimit::now());
-        let header = outcome.header(&reg.rate_limits);
+        let limits = &reg.rate_limits;
+        let applicable = Applicable::new(limits, &caller);
+        let mut outcome = applicable.take_local(ratelimit::now());
+        if !matches!(outcome, Outcome::Refused { .. }) {
+            if let Some(store) = &reg.rate_limit_store {
+                let shared = applicable.shared();
+                if !shared.is_empty() {
+                    match self.guard.shared_limits.take(&shared, store).await {
+                        Ok(reply) => outcome = applicable.with_shared(outcome, reply),
+                        // Forwarded as if no limit counted it: no `RateLimit` that could
+                        // mislead the client.
+                        Err(_) if store.on_error == OnStoreError::Allow => {
+                            return None;
+                        }
+                        Err(_) => {
+                            applicable.give_back_local();
+                            self.decided(ctx, "rate_limit_unavailable");
+                            ctx.privilege = d.privilege().map(str::to_string);
+                            ctx.client_id = client.map(str::to_string);
+                            let detail = "the rate-limit store did not answer and on_error is deny; retry shortly";
+                            return Some((
+                                503,
+                                (
+                                    vec![("Retry-After", "1".to_string())],
+                                    problem(503, "Service Unavailable", detail),
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let header = outcome.header(limits);
         let Outcome::Refused {
             limit,
             retry_after_seconds,
@@ -245,7 +284,7 @@ impl Proxy {
             ctx.rate_limit = header;
             return None;
         };
-        let l = &reg.rate_limits[limit];
+        let l = &limits[limit];
         self.decided(ctx, "rate_limited");
         self.guard
             .metrics
@@ -264,7 +303,7 @@ impl Proxy {
             "rate limit `{}` ({} per {} s) reached; retry in {retry_after_seconds} s",
             l.name, l.rate, l.per_seconds
         );
-        Some((headers, problem(429, "Too Many Requests", &detail)))
+        Some((429, (headers, problem(429, "Too Many Requests", &detail))))
     }
 
     /// Record the decision; counted now rather than at logging, so the count is in place
@@ -431,11 +470,10 @@ impl ProxyHttp for Proxy {
             d = decide();
         }
         if d.is_forwarded() && !reg.rate_limits.is_empty() {
-            if let Some(refused) = self.rate_limited(&reg, &d, ctx) {
+            if let Some((status, (headers, body))) = self.rate_limited(&reg, &d, ctx).await {
                 ctx.target = Some(target);
                 discard_body(session).await;
-                let (headers, body) = refused;
-                respond(session, 429, "application/problem+json", &headers, body).await?;
+                respond(session, status, "application/problem+json", &headers, body).await?;
                 return Ok(true);
             }
         }

@@ -96,6 +96,8 @@ pub struct Guard {
     jwks: Fetcher,
     /// Runs the egress entries' token managers.
     egress: crate::egress::runner::Runner,
+    /// The connection to the store of limits with `store: redis` (SPEC §13).
+    pub shared_limits: crate::ratelimit::shared::SharedStore,
     pub config_path: PathBuf,
     /// What the sockets were bound with; a reload cannot change it.
     listeners: Listeners,
@@ -112,6 +114,10 @@ impl Guard {
             endpoint: TokenEndpoint::default(),
             jwks: Fetcher::new(metrics.jwks.clone()),
             egress: Default::default(),
+            shared_limits: crate::ratelimit::shared::SharedStore::new(
+                metrics.rate_limit_store_errors.clone(),
+                metrics.rate_limit_store_duration.clone(),
+            ),
             metrics,
             config_path,
             listeners,
@@ -138,6 +144,7 @@ impl Guard {
             .filter(|e| self.listeners.egress.iter().any(|(n, _)| *n == e.name))
             .collect();
         self.egress.sync(&served, &self.metrics.egress);
+        self.shared_limits.sync(r.rate_limit_store.as_ref());
         let jwks = &self.metrics.jwks;
         for gone in before
             .iter()

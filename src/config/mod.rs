@@ -329,6 +329,15 @@ pub enum OnStoreError {
     Deny,
 }
 
+impl OnStoreError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnStoreError::Allow => "allow",
+            OnStoreError::Deny => "deny",
+        }
+    }
+}
+
 /// A remote API that legacy callers reach through an egress listener (SPEC §10).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

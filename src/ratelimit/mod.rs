@@ -1,14 +1,16 @@
 //! Rate limits per client or address (SPEC §13): which limits a forwarded request meets,
 //! all of them taken or none, and the header values of the answer. `gcra` is the
-//! arithmetic, `local` the in-process store; the proxy asks [`check`] and carries out what
-//! it says.
+//! arithmetic, `local` the in-process store, `shared` the Redis one; the proxy asks
+//! [`Applicable`] and carries out what it says.
 
 pub mod gcra;
 pub mod local;
+pub mod shared;
 
-use crate::config::LimitBy;
+use crate::config::{LimitBy, LimitStore};
 use gcra::{ceil_seconds, Gcra, Verdict};
 use local::LocalCounts;
+use shared::{Reply, Take};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -23,12 +25,40 @@ pub struct Limit {
     pub rate: u64,
     pub per_seconds: u64,
     pub gcra: Gcra,
+    pub store: LimitStore,
+    /// Stored with each shared count: one kept under another shape (a reload changed the
+    /// limit) reads as a full bucket, as a local count would start afresh.
+    shape: String,
     /// Shared with the previous generation when a reload keeps the limit's shape
     /// ([`keep_counts`]).
     pub counts: Arc<LocalCounts>,
 }
 
 impl Limit {
+    pub fn new(
+        name: &str,
+        by: LimitBy,
+        privileges: Option<Vec<usize>>,
+        (rate, per_seconds, burst): (u64, u64, u64),
+        store: LimitStore,
+    ) -> Limit {
+        let by_tag = match by {
+            LimitBy::Client => "client",
+            LimitBy::Address => "address",
+        };
+        Limit {
+            name: name.into(),
+            by,
+            privileges,
+            rate,
+            per_seconds,
+            gcra: Gcra::new(rate, per_seconds, burst),
+            store,
+            shape: format!("{rate}/{per_seconds}s/{burst}/{by_tag}"),
+            counts: Arc::default(),
+        }
+    }
+
     /// `RateLimit-Policy: "NAME";q=RATE;w=SECONDS`.
     pub fn policy(&self) -> String {
         format!("\"{}\";q={};w={}", self.name, self.rate, self.per_seconds)
@@ -47,6 +77,7 @@ impl Limit {
 }
 
 /// Counts of limits whose name, `by`, `rate`, `per` and `burst` a reload left alone carry on.
+/// (Shared counts live in Redis and carry on by their stored shape.)
 pub fn keep_counts(new: &mut [Limit], old: &[Limit]) {
     for n in new.iter_mut() {
         if let Some(o) = old.iter().find(|o| o.shape() == n.shape()) {
@@ -105,6 +136,19 @@ impl Outcome {
             )),
         }
     }
+
+    /// Of two outcomes where each had room, the one with the least left.
+    fn least(self, other: Outcome) -> Outcome {
+        match (&self, &other) {
+            (Outcome::NotCounted, _) => other,
+            (Outcome::Counted { remaining: a, .. }, Outcome::Counted { remaining: b, .. })
+                if b < a =>
+            {
+                other
+            }
+            _ => self,
+        }
+    }
 }
 
 /// Nanoseconds on the monotonic clock since the first call: the `now` of [`check`].
@@ -124,63 +168,140 @@ fn applies(l: &Limit, privilege: Option<usize>) -> bool {
     }
 }
 
-/// Take one request from every limit that applies to `caller` at `now`, or from none.
+/// Take one request from every local limit that applies to `caller` at `now`, or from none.
 pub fn check(limits: &[Limit], caller: &Caller<'_>, now: u64) -> Outcome {
-    // Formatted once, and only when some limit counts by address.
-    let addr = limits
-        .iter()
-        .any(|l| l.by == LimitBy::Address)
-        .then(|| caller.addr.map(|a| a.to_string()))
-        .flatten();
-    let key_of = |l: &Limit| match l.by {
-        LimitBy::Client => caller.client,
-        LimitBy::Address => addr.as_deref(),
-    };
-    let mut least: Option<(usize, u64, u64)> = None;
-    for (i, l) in limits.iter().enumerate() {
-        if !applies(l, caller.privilege) {
-            continue;
-        }
-        // `by: client` needs a verified token; `by: address` an address.
-        let Some(key) = key_of(l) else {
-            continue;
-        };
-        match l.counts.take(&l.gcra, key, now) {
-            Verdict::Allowed {
-                remaining, full_in, ..
-            } => {
-                if least.is_none_or(|(_, r, _)| remaining < r) {
-                    least = Some((i, remaining, ceil_seconds(full_in)));
-                }
-            }
-            Verdict::Limited { retry_in, full_in } => {
-                // All or nothing: the earlier limits that applied gave one; it goes back.
-                for lj in limits[..i].iter().filter(|l| applies(l, caller.privilege)) {
-                    if let Some(k) = key_of(lj) {
-                        lj.counts.give_back(&lj.gcra, k);
-                    }
-                }
-                return Outcome::Refused {
-                    limit: i,
-                    retry_after_seconds: ceil_seconds(retry_in).max(1),
-                    full_in_seconds: ceil_seconds(full_in).max(1),
-                };
-            }
+    Applicable::new(limits, caller).take_local(now)
+}
+
+/// The limits that apply to one request and the key each counts it by. Local limits are
+/// taken first (no wait); the shared ones then go to the store in one round trip, and a
+/// refusal there gives the local ones back: all or nothing across both.
+pub struct Applicable<'a> {
+    limits: &'a [Limit],
+    caller: &'a Caller<'a>,
+    /// Formatted once, and only when some limit counts by address.
+    addr: Option<String>,
+}
+
+impl<'a> Applicable<'a> {
+    pub fn new(limits: &'a [Limit], caller: &'a Caller<'a>) -> Applicable<'a> {
+        let addr = limits
+            .iter()
+            .any(|l| l.by == LimitBy::Address)
+            .then(|| caller.addr.map(|a| a.to_string()))
+            .flatten();
+        Applicable {
+            limits,
+            caller,
+            addr,
         }
     }
-    match least {
-        None => Outcome::NotCounted,
-        Some((limit, remaining, full_in_seconds)) => Outcome::Counted {
-            limit,
-            remaining,
-            full_in_seconds,
-        },
+
+    /// The limits of `store` that apply, with their index and key (`by: client` needs a
+    /// verified token, `by: address` an address).
+    fn each(&self, store: LimitStore) -> impl Iterator<Item = (usize, &'a Limit, &str)> + '_ {
+        self.limits
+            .iter()
+            .enumerate()
+            .filter(move |(_, l)| l.store == store && applies(l, self.caller.privilege))
+            .filter_map(|(i, l)| {
+                let key = match l.by {
+                    LimitBy::Client => self.caller.client,
+                    LimitBy::Address => self.addr.as_deref(),
+                };
+                key.map(|k| (i, l, k))
+            })
+    }
+
+    /// Take one request from every local limit that applies, or from none.
+    pub fn take_local(&self, now: u64) -> Outcome {
+        let mut least = Outcome::NotCounted;
+        for (i, l, key) in self.each(LimitStore::Local) {
+            match l.counts.take(&l.gcra, key, now) {
+                Verdict::Allowed {
+                    remaining, full_in, ..
+                } => {
+                    least = least.least(Outcome::Counted {
+                        limit: i,
+                        remaining,
+                        full_in_seconds: ceil_seconds(full_in),
+                    });
+                }
+                Verdict::Limited { retry_in, full_in } => {
+                    // All or nothing: the earlier limits that applied gave one; it goes back.
+                    for (_, lj, k) in self.each(LimitStore::Local).take_while(|(j, ..)| *j < i) {
+                        lj.counts.give_back(&lj.gcra, k);
+                    }
+                    return Outcome::Refused {
+                        limit: i,
+                        retry_after_seconds: ceil_seconds(retry_in).max(1),
+                        full_in_seconds: ceil_seconds(full_in).max(1),
+                    };
+                }
+            }
+        }
+        least
+    }
+
+    /// Undo what [`take_local`](Self::take_local) took (the store refused the request).
+    pub fn give_back_local(&self) {
+        for (_, l, k) in self.each(LimitStore::Local) {
+            l.counts.give_back(&l.gcra, k);
+        }
+    }
+
+    /// The shared limits that apply, as the store's script takes them; empty: no round trip.
+    pub fn shared(&self) -> Vec<Take<'_>> {
+        self.each(LimitStore::Redis)
+            .map(|(_, l, key)| Take {
+                name: &l.name,
+                key,
+                interval_ns: l.gcra.interval,
+                burst: l.gcra.burst,
+                shape: &l.shape,
+            })
+            .collect()
+    }
+
+    /// The outcome of both stores: `local` (which had room) and the store's `reply`. A
+    /// refusal by the store gives back what the local limits took.
+    pub fn with_shared(&self, local: Outcome, reply: Reply) -> Outcome {
+        let limit_at = |index: usize| {
+            self.each(LimitStore::Redis)
+                .nth(index)
+                .map_or(0, |(i, ..)| i)
+        };
+        let seconds = |us: u64| us.div_ceil(1_000_000);
+        match reply {
+            Reply::Allowed {
+                index,
+                remaining,
+                full_in_us,
+            } => local.least(Outcome::Counted {
+                limit: limit_at(index),
+                remaining,
+                full_in_seconds: seconds(full_in_us),
+            }),
+            Reply::Refused {
+                index,
+                retry_in_us,
+                full_in_us,
+            } => {
+                self.give_back_local();
+                Outcome::Refused {
+                    limit: limit_at(index),
+                    retry_after_seconds: seconds(retry_in_us).max(1),
+                    full_in_seconds: seconds(full_in_us).max(1),
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::Reply;
 
     fn limit(
         name: &str,
@@ -189,15 +310,7 @@ mod tests {
         rate: u64,
         burst: u64,
     ) -> Limit {
-        Limit {
-            name: name.into(),
-            by,
-            privileges,
-            rate,
-            per_seconds: 60,
-            gcra: Gcra::new(rate, 60, burst),
-            counts: Arc::default(),
-        }
+        Limit::new(name, by, privileges, (rate, 60, burst), LimitStore::Local)
     }
 
     const NOW: u64 = 5 * gcra::NANOS;
@@ -295,6 +408,93 @@ mod tests {
             Verdict::Allowed { remaining, .. } => assert_eq!(remaining, 97),
             v => panic!("{v:?}"),
         }
+    }
+
+    /// Local limits are taken first; the store's verdict merges with theirs, and its
+    /// refusal gives them back.
+    #[test]
+    fn local_and_shared_limits_are_all_or_nothing_together() {
+        let shared =
+            |name, by, burst| Limit::new(name, by, None, (10, 60, burst), LimitStore::Redis);
+        let ls = [
+            limit("local", LimitBy::Client, None, 10, 5),
+            shared("by_client", LimitBy::Client, 10),
+            shared("by_addr", LimitBy::Address, 10),
+        ];
+        let c = Caller {
+            privilege: Some(0),
+            client: Some("c1"),
+            addr: Some("10.0.0.7".parse().unwrap()),
+        };
+        let a = Applicable::new(&ls, &c);
+        let takes = a.shared();
+        assert_eq!(takes.len(), 2);
+        assert_eq!((takes[0].name, takes[0].key), ("by_client", "c1"));
+        assert_eq!((takes[1].name, takes[1].key), ("by_addr", "10.0.0.7"));
+        assert_eq!(takes[1].shape, "10/60s/10/address");
+        let local = a.take_local(NOW);
+        assert!(matches!(
+            local,
+            Outcome::Counted {
+                limit: 0,
+                remaining: 4,
+                ..
+            }
+        ));
+        // The store has less left than the local limit: its limit names the answer.
+        let merged = a.with_shared(
+            local.clone(),
+            Reply::Allowed {
+                index: 1,
+                remaining: 2,
+                full_in_us: 1_500_001,
+            },
+        );
+        assert_eq!(
+            merged,
+            Outcome::Counted {
+                limit: 2,
+                remaining: 2,
+                full_in_seconds: 2
+            }
+        );
+        let more = a.with_shared(
+            local,
+            Reply::Allowed {
+                index: 0,
+                remaining: 9,
+                full_in_us: 1,
+            },
+        );
+        assert!(matches!(
+            more,
+            Outcome::Counted {
+                limit: 0,
+                remaining: 4,
+                ..
+            }
+        ));
+        // Refused by the store: its local take goes back, so the next leaves 3, not 2.
+        let refused = a.with_shared(
+            a.take_local(NOW),
+            Reply::Refused {
+                index: 0,
+                retry_in_us: 100,
+                full_in_us: 2_000_000,
+            },
+        );
+        assert_eq!(
+            refused,
+            Outcome::Refused {
+                limit: 1,
+                retry_after_seconds: 1,
+                full_in_seconds: 2
+            }
+        );
+        assert!(matches!(
+            a.take_local(NOW),
+            Outcome::Counted { remaining: 3, .. }
+        ));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The `rate_limits` step of compilation (SPEC §13): each limit checked and compiled into a
 //! [`Limit`] with its own counts (which a reload that keeps its shape carries over:
-//! `ratelimit::keep_counts`).
+//! `ratelimit::keep_counts`), and `rate_limit_store` into the settings of the shared store.
 
-use crate::config::{Diagnostic, LimitStore, RateLimitConfig, RateLimitStoreConfig};
-use crate::ratelimit::gcra::Gcra;
+use crate::config::{Diagnostic, LimitStore, RateLimitConfig, RateLimitStoreConfig, Source};
+use crate::ratelimit::shared::{check_url, StoreSettings};
 use crate::ratelimit::Limit;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::time::Duration;
 
 /// `[a-z0-9_-]`, 1 to 32 characters: the limit is a metric label and a RateLimit policy name.
 fn valid_name(n: &str) -> bool {
@@ -15,13 +15,15 @@ fn valid_name(n: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-/// Check and compile `cfgs`; `privileges` maps privilege names to their index.
+/// Check and compile `cfgs` and the store; `privileges` maps privilege names to their
+/// index. The store's settings come back only when some limit uses it.
 pub fn compile(
     cfgs: &[RateLimitConfig],
     store: Option<&RateLimitStoreConfig>,
     privileges: &HashMap<String, usize>,
+    src: &Source,
     errors: &mut Vec<Diagnostic>,
-) -> Vec<Limit> {
+) -> (Vec<Limit>, Option<StoreSettings>) {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, l) in cfgs.iter().enumerate() {
@@ -67,66 +69,80 @@ pub fn compile(
             }
             indices = Some(idx);
         }
-        if l.store == LimitStore::Redis {
-            let why = if store.is_none() {
-                "store: redis needs a `rate_limit_store` section (url or url_file)"
-            } else {
-                "store: redis is not available yet in this build (issue #16): use store: local"
-            };
-            errors.push(Diagnostic::new(format!("{at}.store"), why));
+        if l.store == LimitStore::Redis && store.is_none() {
+            errors.push(Diagnostic::new(
+                format!("{at}.store"),
+                "store: redis needs a `rate_limit_store` section (url or url_file)",
+            ));
         }
         if errors.len() > n {
             continue;
         }
-        let per_seconds = l.per.seconds();
-        let burst = l.burst.unwrap_or(l.rate);
-        out.push(Limit {
-            name: l.name.clone(),
-            by: l.by,
-            privileges: indices,
-            rate: l.rate,
-            per_seconds,
-            gcra: Gcra::new(l.rate, per_seconds, burst),
-            counts: Arc::default(),
-        });
+        let shape = (l.rate, l.per.seconds(), l.burst.unwrap_or(l.rate));
+        out.push(Limit::new(&l.name, l.by, indices, shape, l.store));
     }
-    if let Some(s) = store {
-        check_store(s, errors);
-    }
-    out
+    let settings = store.and_then(|s| compile_store(s, src, errors));
+    let used = out.iter().any(|l| l.store == LimitStore::Redis);
+    (out, settings.filter(|_| used))
 }
 
-/// `rate_limit_store`: exactly one of `url` and `url_file`; a `redis://` or `rediss://` URL.
-fn check_store(s: &RateLimitStoreConfig, errors: &mut Vec<Diagnostic>) {
-    match (&s.url, &s.url_file) {
-        (Some(_), Some(_)) | (None, None) => errors.push(Diagnostic::new(
-            "rate_limit_store",
-            "give exactly one of `url` and `url_file`",
-        )),
-        (Some(u), None) => {
-            if let Err(e) = check_url(u) {
+/// `rate_limit_store`: exactly one of `url` and `url_file` (read now, one trailing newline
+/// dropped; a change to it reloads); a `redis://` or `rediss://` URL.
+fn compile_store(
+    s: &RateLimitStoreConfig,
+    src: &Source,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<StoreSettings> {
+    let n = errors.len();
+    let url = match (&s.url, &s.url_file) {
+        (Some(_), Some(_)) | (None, None) => {
+            errors.push(Diagnostic::new(
+                "rate_limit_store",
+                "give exactly one of `url` and `url_file`",
+            ));
+            None
+        }
+        (Some(u), None) => match check_url(u) {
+            Ok(()) => Some(u.clone()),
+            Err(e) => {
                 errors.push(Diagnostic::new("rate_limit_store.url", e));
+                None
+            }
+        },
+        (None, Some(f)) => {
+            let path = src.resolve(f);
+            let read = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|text| {
+                    let u = text.strip_suffix('\n').unwrap_or(&text);
+                    let u = u.strip_suffix('\r').unwrap_or(u);
+                    check_url(u)
+                        .map(|()| u.to_string())
+                        .map_err(|e| format!("the URL in {}: {e}", path.display()))
+                });
+            match read {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    errors.push(Diagnostic::new("rate_limit_store.url_file", e));
+                    None
+                }
             }
         }
-        (None, Some(_)) => {}
-    }
+    };
     if s.timeout_ms == 0 {
         errors.push(Diagnostic::new(
             "rate_limit_store.timeout_ms",
             "timeout_ms must be at least 1",
         ));
     }
-}
-
-fn check_url(u: &str) -> Result<(), String> {
-    let uri: http::Uri = u
-        .parse()
-        .map_err(|_| "not a URL such as redis://127.0.0.1:6379/0".to_string())?;
-    match uri.scheme_str() {
-        Some("redis" | "rediss") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
-        Some("redis" | "rediss") => Err("the URL names no host".into()),
-        _ => Err("the URL must start with redis:// or rediss:// (TLS)".into()),
+    if errors.len() > n {
+        return None;
     }
+    Some(StoreSettings {
+        url: url?,
+        timeout: Duration::from_millis(s.timeout_ms),
+        on_error: s.on_error,
+    })
 }
 
 #[cfg(test)]
@@ -141,14 +157,5 @@ mod tests {
         for bad in ["", "Per", "a b", "é", &"a".repeat(33), "a.b"] {
             assert!(!valid_name(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn store_urls() {
-        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
-        assert!(check_url("rediss://redis.svc:6380").is_ok());
-        assert!(check_url("http://x").is_err());
-        assert!(check_url("redis://").is_err());
-        assert!(check_url("not a url").is_err());
     }
 }

@@ -121,6 +121,8 @@ pub struct Registry {
     pub egress: Vec<egress::EgressEntry>,
     /// Requests per client or address (SPEC §13).
     pub rate_limits: Vec<crate::ratelimit::Limit>,
+    /// Where limits with `store: redis` count; `None` when none does.
+    pub rate_limit_store: Option<crate::ratelimit::shared::StoreSettings>,
     /// Every role some privilege names: the only ones an issuer's token forwards.
     pub role_names: HashSet<String>,
     /// Identity providers' tokens verified in this generation (a reload empties it).
@@ -609,10 +611,11 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         .filter_map(|a| a.parse().ok())
         .collect();
     let egress = egress::compile(cfg, &taken, src, &mut errors, &mut warnings);
-    let rate_limits = limits::compile(
+    let (rate_limits, rate_limit_store) = limits::compile(
         &cfg.rate_limits,
         cfg.rate_limit_store.as_ref(),
         &by_name,
+        src,
         &mut errors,
     );
     let issuers = issuers::compile(
@@ -764,6 +767,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             issuers,
             egress,
             rate_limits,
+            rate_limit_store,
             role_names,
             issuer_tokens: Default::default(),
             upstream: upstream.map(|u| Upstream::new(u, &upstream_tls, upstream_ca, t)),
@@ -809,6 +813,12 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
                         .flat_map(|c| [src.resolve(&c.cert_file), src.resolve(&c.key_file)]),
                 )
                 .chain(upstream_tls.ca_file.iter().map(|f| src.resolve(f)))
+                .chain(
+                    cfg.rate_limit_store
+                        .iter()
+                        .flat_map(|s| s.url_file.iter())
+                        .map(|f| src.resolve(f)),
+                )
                 .chain(cfg.egress.iter().flat_map(|e| {
                     e.upstream_tls
                         .iter()
@@ -964,7 +974,7 @@ mod tests {
     #[test]
     fn rate_limit_errors_name_the_key() {
         let y = format!(
-            "{HEAD}privileges:\n  - name: p\n    patterns: [\"/x/*\"]\nrate_limits:\n  - name: Bad Name\n    rate: 0\n    per: second\n  - name: ok\n    rate: 5\n    per: minute\n    burst: 0\n    privileges: [p, nope]\n  - name: ok\n    rate: 1\n    per: hour\n    store: redis\nrate_limit_store:\n  url: http://x\n"
+            "{HEAD}privileges:\n  - name: p\n    patterns: [\"/x/*\"]\nrate_limits:\n  - name: Bad Name\n    rate: 0\n    per: second\n  - name: ok\n    rate: 5\n    per: minute\n    burst: 0\n    privileges: [p, nope]\n  - name: ok\n    rate: 1\n    per: hour\n    store: redis\n"
         );
         let errs = compile_str(&y).err().unwrap();
         let keys = error_keys(&errs);
@@ -977,10 +987,24 @@ mod tests {
                 "rate_limits[1].privileges[1]",
                 "rate_limits[2].name",
                 "rate_limits[2].store",
-                "rate_limit_store.url",
             ],
             "{errs:#?}"
         );
+        let limit =
+            "rate_limits:\n  - name: shared\n    rate: 1\n    per: hour\n    store: redis\n";
+        for (store, key) in [
+            ("  url: http://x\n", "rate_limit_store.url"),
+            ("  url: redis://h\n  url_file: u\n", "rate_limit_store"),
+            (
+                "  url: redis://h\n  timeout_ms: 0\n",
+                "rate_limit_store.timeout_ms",
+            ),
+            ("  url_file: missing.url\n", "rate_limit_store.url_file"),
+        ] {
+            let y = format!("{HEAD}{limit}rate_limit_store:\n{store}");
+            let errs = compile_str(&y).err().unwrap();
+            assert_eq!(error_keys(&errs), [key], "{errs:#?}");
+        }
         assert!(errs[0].starts_with("g.yaml:12:5: "), "{}", errs[0]);
         let ok = format!("{HEAD}privileges:\n  - name: p\n    patterns: [\"/x/*\"]\nrate_limits:\n  - name: per_client\n    rate: 100\n    per: second\n    burst: 200\n    privileges: [p]\n");
         let r = compile_str(&ok).unwrap().registry;
@@ -994,6 +1018,40 @@ mod tests {
                 && e.to_string().contains("`second`, `minute`, `hour`"),
             "{e}"
         );
+    }
+
+    /// `url_file` (a Kubernetes Secret): read with the config, one trailing newline dropped,
+    /// a source (its change reloads), its content never in an error.
+    #[test]
+    fn the_store_url_comes_from_url_file() {
+        let (dir, _) = source_with_key("");
+        let file = dir.path().join("g.yaml");
+        let url_file = dir.path().join("redis.url");
+        let y = format!("{HEAD}rate_limits:\n  - name: shared\n    rate: 1\n    per: hour\n    store: redis\nrate_limit_store:\n  url_file: redis.url\n  on_error: deny\n");
+        let (cfg, src) = config::parse(&y, &file).unwrap();
+        std::fs::write(&url_file, "redis://:hunter2@10.0.0.5:6379/2\n").unwrap();
+        let r = compile(&cfg, &src).unwrap().registry;
+        let s = r.rate_limit_store.as_ref().unwrap();
+        assert_eq!(s.url, "redis://:hunter2@10.0.0.5:6379/2");
+        assert_eq!(s.on_error, config::OnStoreError::Deny);
+        assert_eq!(s.timeout, Duration::from_millis(20));
+        assert!(r.sources.contains(&url_file));
+        std::fs::write(&url_file, "redis://:hunter2@h:6379/notadb\n").unwrap();
+        let e = compile(&cfg, &src).err().unwrap();
+        let msg = src.render(&e[0]);
+        assert!(
+            msg.contains("rate_limit_store.url_file") && msg.contains("redis.url"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+        // Without a limit that uses it, the store is not opened.
+        let unused = format!("{HEAD}rate_limit_store:\n  url: redis://h\n");
+        let (cfg, src) = config::parse(&unused, &file).unwrap();
+        assert!(compile(&cfg, &src)
+            .unwrap()
+            .registry
+            .rate_limit_store
+            .is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod idp;
 pub mod oidc;
 pub mod pki;
+pub mod redis;
 pub use pki::*;
 
 use http_body_util::{BodyExt, Full};
