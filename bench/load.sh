@@ -23,11 +23,14 @@
 # with that registry's reload time, and with 10 identity providers of 100 RSA keys each).
 #
 # Usage: bench/load.sh            (DURATION=10 ROUNDS=2 CONNS=32 by default)
+#        ONLY="protected protected_shared" bench/load.sh   runs only those scenarios
+#        (ratios whose scenarios did not run print as "-")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-32}
+ONLY=${ONLY:-}
 
 source "$(dirname "$0")/common.sh"
 bench_tools
@@ -154,6 +157,7 @@ EOF
 run() {
   local name=$1 url=$2; shift 2
   local out rps p99
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
@@ -218,17 +222,18 @@ MANY_KEYS=$(curl -s "http://127.0.0.1:$MANY_ADMIN/metrics" | awk '/^ords_guard_j
 MANY_RSS=$(awk '$1=="VmRSS:" {print int($2/1024)}' "/proc/$MANY_PID/status")
 
 awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v serrors="${STORE_ERRORS:-?}" -v strips="${STORE_TRIPS:-0}" -v ssum="${STORE_SUM:-0}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
+  function r(a, b) { return (rps[a] > 0 && rps[b] > 0) ? sprintf("%.2f", rps[a] / rps[b]) : "-" }
   { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4 }
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx |\n|---|---|---|---|\n"
     split("direct floor public protected protected_issuer protected_limited protected_shared 401 egress token token_hs256", order, " ")
-    for (i = 1; i <= 11; i++) { k = order[i]; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
-    printf "\nprotected/public = %.2f   public/direct = %.2f   protected/direct = %.2f   floor/direct = %.2f   protected/floor = %.2f\n", rps["protected"]/rps["public"], rps["public"]/rps["direct"], rps["protected"]/rps["direct"], rps["floor"]/rps["direct"], rps["protected"]/rps["floor"]
-    printf "protected_issuer/protected = %.2f\n", rps["protected_issuer"]/rps["protected"]
-    printf "protected_limited/protected = %.2f (a local rate limit per client that never refuses)\n", rps["protected_limited"]/rps["protected"]
-    printf "protected_shared/protected = %.2f (the same limit in Redis on loopback; %d round trips, mean %.0f us, %s store errors)\n", rps["protected_shared"]/rps["protected"], strips, (strips > 0 ? ssum / strips * 1e6 : 0), serrors
-    printf "egress/public = %.2f   egress/direct = %.2f   token requests by the egress guard over the whole run: %s\n", rps["egress"]/rps["public"], rps["egress"]/rps["direct"], etokens
+    for (i = 1; i <= 11; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
+    printf "\nprotected/public = %s   public/direct = %s   protected/direct = %s   floor/direct = %s   protected/floor = %s\n", r("protected", "public"), r("public", "direct"), r("protected", "direct"), r("floor", "direct"), r("protected", "floor")
+    printf "protected_issuer/protected = %s\n", r("protected_issuer", "protected")
+    printf "protected_limited/protected = %s (a local rate limit per client that never refuses)\n", r("protected_limited", "protected")
+    printf "protected_shared/protected = %s (the same limit in Redis on loopback; %d round trips, mean %.0f us, %s store errors)\n", r("protected_shared", "protected"), strips, (strips > 0 ? ssum / strips * 1e6 : 0), serrors
+    printf "egress/public = %s   egress/direct = %s   token requests by the egress guard over the whole run: %s\n", r("egress", "public"), r("egress", "direct"), etokens
     printf "RSS: idle %d MiB, peak under load %d MiB, with 10k clients + 1k privileges %d MiB (reload %s ms)\n", idle, peak, big, reload
     printf "RSS with 10 identity providers, %d keys held: %d MiB\n", manykeys, many
   }' "$WORK/results"
