@@ -328,3 +328,62 @@ async fn a_flood_of_distinct_addresses_leaves_only_expiring_keys() {
         .unwrap();
     assert!((3_500_000..=3_600_000).contains(&ttl), "{ttl}");
 }
+
+#[tokio::test]
+async fn rediss_is_tls_verified_against_the_system_roots() {
+    let redis_pki = pki("redis");
+    let redis = Redis::with_tls(&redis_pki);
+    let backend = Backend::start().await;
+    let url = format!("url: \"{}\"", redis.url());
+    let roots = tempfile::tempdir().unwrap();
+    let own_ca = roots.path().join("redis-ca.pem");
+    std::fs::write(&own_ca, &redis_pki.ca).unwrap();
+    let other_ca = roots.path().join("other-ca.pem");
+    std::fs::write(&other_ca, pki("other").ca).unwrap();
+    let start = |ca: &std::path::Path, timeout_ms| {
+        Guard::start(Options {
+            extra: shared(&url, 2, "deny", timeout_ms),
+            // rustls-native-certs reads the bundle SSL_CERT_FILE names instead of the system's.
+            env: vec![("SSL_CERT_FILE", ca.display().to_string())],
+            ..Options::new(&backend)
+        })
+    };
+
+    // Trusting the store's CA: counted over TLS.
+    let trusting = start(&own_ca, 2000).await;
+    let token = trusting.token("example-client", EXAMPLE_SECRET, None).await;
+    for left in [1, 0] {
+        let r = trusting.get_as("/example/1", &token).await;
+        assert_eq!(r.status(), 200, "{}", trusting.output());
+        assert_eq!(remaining(&r), Some(left));
+    }
+    assert_eq!(trusting.get_as("/example/1", &token).await.status(), 429);
+    let pttl: i64 = redis
+        .cli(&["PTTL", "ords-guard:rl:per_client:example-client"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=60_000).contains(&pttl), "PTTL {pttl}");
+
+    // Trusting another CA: the store's certificate is refused, which is on_error's (deny).
+    // Its first connection logs why; requests wait at most timeout_ms (the manager keeps
+    // trying to connect meanwhile).
+    let doubting = start(&other_ca, 300).await;
+    let token = doubting.token("example-client", EXAMPLE_SECRET, None).await;
+    let before = backend.count();
+    let r = doubting.get_as("/example/1", &token).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(backend.count(), before);
+    assert!(
+        doubting
+            .metric("ords_guard_rate_limit_store_errors_total")
+            .await
+            >= 1.0
+    );
+    eventually("the refused certificate named in the log", || {
+        let out = doubting.output();
+        async move { out.contains("does not answer yet (invalid peer certificate: UnknownIssuer)") }
+    })
+    .await;
+}

@@ -222,6 +222,8 @@ pub struct Options {
     /// Set when the listeners serve TLS: the CA the test client trusts, and which
     /// listeners are https.
     pub tls: Option<TlsClient>,
+    /// Environment variables for the process (`SSL_CERT_FILE`, ...).
+    pub env: Vec<(&'static str, String)>,
 }
 
 #[derive(Clone)]
@@ -244,6 +246,7 @@ impl Options {
             timeouts: String::new(),
             extra: String::new(),
             tls: None,
+            env: Vec::new(),
         }
     }
 }
@@ -298,7 +301,15 @@ impl Guard {
         let (proxy, admin) = Guard::prepare(&dir, &o);
         let config = dir.path().join("ords-guard.yaml");
         std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
-        Guard::spawn_tls(dir, config, proxy, admin, o.base_path, o.tls.as_ref()).await
+        Guard::spawn_with(
+            dir,
+            config,
+            (proxy, admin),
+            o.base_path,
+            o.tls.as_ref(),
+            &o.env,
+        )
+        .await
     }
 
     /// Write the keys (`dir/keys`) and pick the ports; the caller writes the config.
@@ -329,10 +340,22 @@ impl Guard {
         base_path: &str,
         tls: Option<&TlsClient>,
     ) -> Guard {
+        Guard::spawn_with(dir, config, (proxy, admin), base_path, tls, &[]).await
+    }
+
+    async fn spawn_with(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        (proxy, admin): (SocketAddr, SocketAddr),
+        base_path: &str,
+        tls: Option<&TlsClient>,
+        env: &[(&'static str, String)],
+    ) -> Guard {
         let log = dir.path().join("ords-guard.log");
         let child = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("stderr.log")).unwrap(),

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     pub port: u16,
     password: Option<String>,
+    /// Set when it speaks only TLS (`rediss://`): where its certificate files are.
+    tls: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
 
@@ -27,14 +29,36 @@ impl Redis {
         Redis {
             port: free_port(),
             password: None,
+            tls: None,
             child: None,
         }
+    }
+
+    /// One that speaks only TLS, serving `pki`'s leaf (no plain port).
+    pub fn with_tls(pki: &super::pki::Pki) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, pem) in [
+            ("ca.pem", &pki.ca),
+            ("cert.pem", &pki.cert),
+            ("key.pem", &pki.key),
+        ] {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        let mut r = Redis {
+            port: free_port(),
+            password: None,
+            tls: Some(dir),
+            child: None,
+        };
+        r.run();
+        r
     }
 
     fn start_on(port: u16, password: Option<String>) -> Redis {
         let mut r = Redis {
             port,
             password,
+            tls: None,
             child: None,
         };
         r.run();
@@ -42,9 +66,14 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
-            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/0", self.port),
         }
     }
 
@@ -52,8 +81,17 @@ impl Redis {
     pub fn run(&mut self) {
         assert!(self.child.is_none(), "already running");
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(dir) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(dir.path().join("cert.pem"))
+                .arg("--tls-key-file")
+                .arg(dir.path().join("key.pem"))
+                .args(["--tls-auth-clients", "no"]),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--loglevel", "warning"]);
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
@@ -78,6 +116,11 @@ impl Redis {
     pub fn cli(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"]);
+        if let Some(dir) = &self.tls {
+            cmd.arg("--tls")
+                .arg("--cacert")
+                .arg(dir.path().join("ca.pem"));
+        }
         if let Some(p) = &self.password {
             cmd.args(["--no-auth-warning", "-a", p]);
         }
