@@ -110,7 +110,7 @@ fn tokens(c: &mut Criterion) {
         .map(|(a, d)| registry(*a, d.path()))
         .collect();
     for (alg, reg) in ALGS.iter().zip(&regs) {
-        let token = reg.tokens.as_ref().unwrap().mint(&claims(reg));
+        let token = reg.tokens.as_ref().unwrap().mint(&claims(reg)).unwrap();
         verify.bench_function(BenchmarkId::new("uncached", alg.as_str()), |b| {
             b.iter(|| {
                 reg.tokens
@@ -135,7 +135,7 @@ fn tokens(c: &mut Criterion) {
     for (alg, reg) in ALGS.iter().zip(&regs) {
         let cl = claims(reg);
         mint.bench_function(alg.as_str(), |b| {
-            b.iter(|| reg.tokens.as_ref().unwrap().mint(black_box(&cl)))
+            b.iter(|| reg.tokens.as_ref().unwrap().mint(black_box(&cl)).unwrap())
         });
     }
     mint.finish();
@@ -149,10 +149,15 @@ fn issuer_registry(alg: Algorithm, dir: &std::path::Path) -> (Registry, String) 
     let yaml = "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\nissuers:\n  - name: idp\n    issuer: https://idp.bench\n    jwks_file: idp.json\n    roles_claim: /roles\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n";
     let (cfg, src) = config::parse(yaml, &dir.join("issuer.yaml")).unwrap();
     let reg = registry::compile(&cfg, &src).unwrap().registry;
-    let token = own.tokens.as_ref().unwrap().mint(&Claims {
-        iss: "https://idp.bench".into(),
-        ..claims(&own)
-    });
+    let token = own
+        .tokens
+        .as_ref()
+        .unwrap()
+        .mint(&Claims {
+            iss: "https://idp.bench".into(),
+            ..claims(&own)
+        })
+        .unwrap();
     (reg, token)
 }
 
@@ -201,7 +206,7 @@ fn issuer_tokens(c: &mut Criterion) {
 fn whole_decision(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(Algorithm::ES256, dir.path());
-    let token = reg.tokens.as_ref().unwrap().mint(&claims(&reg));
+    let token = reg.tokens.as_ref().unwrap().mint(&claims(&reg)).unwrap();
     let header = format!("Bearer {token}");
     let mut g = c.benchmark_group("decision");
     g.bench_function("authorised_es256_cached", |b| {

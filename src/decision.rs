@@ -438,18 +438,22 @@ pub(crate) mod tests {
 
     pub(crate) fn token(reg: &Registry, client: &str, roles: &[&str], scope: &str) -> String {
         let n = now();
-        reg.tokens.as_ref().unwrap().mint(&Claims {
-            iss: reg.tokens.as_ref().unwrap().issuer.clone(),
-            sub: client.into(),
-            client_id: client.into(),
-            aud: None,
-            iat: n,
-            nbf: n,
-            exp: n + 600,
-            jti: "j".into(),
-            roles: roles.iter().map(|s| s.to_string()).collect(),
-            scope: scope.into(),
-        })
+        reg.tokens
+            .as_ref()
+            .unwrap()
+            .mint(&Claims {
+                iss: reg.tokens.as_ref().unwrap().issuer.clone(),
+                sub: client.into(),
+                client_id: client.into(),
+                aud: None,
+                iat: n,
+                nbf: n,
+                exp: n + 600,
+                jti: "j".into(),
+                roles: roles.iter().map(|s| s.to_string()).collect(),
+                scope: scope.into(),
+            })
+            .unwrap()
     }
 
     /// SPEC §11: a privilege in `mode: report` takes the same decision; a 401/403 of its is

@@ -394,8 +394,16 @@ impl TokenEndpoint {
     ) -> Reply {
         let claims = claims_for(tokens, client, roles, scope, now());
         let lifetime = claims.exp - claims.iat;
+        let token = match tokens.mint(&claims) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(target: "ords_guard::token", client_id = %client.client_id, "{e}");
+                // RFC 6749 §5.2 has no code for this; server_error is §4.1.2.1's.
+                return Reply::error(500, "server_error", "the token could not be signed; retry");
+            }
+        };
         let mut body = serde_json::json!({
-            "access_token": tokens.mint(&claims),
+            "access_token": token,
             "token_type": "bearer",
             "expires_in": lifetime,
         });

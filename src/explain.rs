@@ -126,7 +126,7 @@ fn client_token(reg: &Registry, id: &str, scope: Option<&str>) -> Result<String,
     let (roles, granted) = crate::endpoint::grant(reg, client, scope)
         .map_err(|why| format!("--scope: {why} (the token endpoint answers invalid_scope)"))?;
     let claims = crate::endpoint::claims_for(tokens, client, roles, granted, crate::token::now());
-    Ok(tokens.mint(&claims))
+    tokens.mint(&claims).map_err(|e| e.to_string())
 }
 
 /// The pattern and privilege that decide, or the `unmatched` rule.

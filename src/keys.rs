@@ -66,29 +66,42 @@ pub struct SigningKey {
     pub verifying: VerifyingKey,
 }
 
-/// A parsed private key that signs a JWS signing input.
+/// A parsed private key that signs a JWS signing input. All on ring, whose assembly signs
+/// ES256 and RS256 many times faster than the pure-Rust crates (criterion `mint`, one run:
+/// see README "Performance"); the pure-Rust crates still parse the PEM files.
 pub enum Signer {
     Hs256(ring::hmac::Key),
-    Es256(p256::ecdsa::SigningKey),
-    EdDsa(ed25519_dalek::SigningKey),
-    Rs256(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
+    Es256(ring_sig::EcdsaKeyPair),
+    EdDsa(ring_sig::Ed25519KeyPair),
+    Rs256(ring_sig::RsaKeyPair),
+}
+
+/// Signing failed: ECDSA and RSA (blinding) draw from the system's random source, and it
+/// did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignError;
+
+impl std::fmt::Display for SignError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the system random source failed while signing a token")
+    }
 }
 
 impl Signer {
     /// The JWS signature (RFC 7518 §3), base64url: ES256 is `r || s`, 64 bytes.
-    pub fn sign(&self, input: &[u8]) -> String {
-        use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer as _};
-        let bytes = match self {
-            Signer::Hs256(k) => ring::hmac::sign(k, input).as_ref().to_vec(),
-            Signer::Es256(k) => {
-                let sig: p256::ecdsa::Signature = k.sign(input);
-                sig.to_bytes().to_vec()
+    pub fn sign(&self, input: &[u8]) -> Result<String, SignError> {
+        let rng = ring::rand::SystemRandom::new();
+        Ok(match self {
+            Signer::Hs256(k) => B64.encode(ring::hmac::sign(k, input)),
+            Signer::Es256(k) => B64.encode(k.sign(&rng, input).map_err(|_| SignError)?),
+            Signer::EdDsa(k) => B64.encode(k.sign(input)),
+            Signer::Rs256(k) => {
+                let mut sig = vec![0; k.public().modulus_len()];
+                k.sign(&ring_sig::RSA_PKCS1_SHA256, &rng, input, &mut sig)
+                    .map_err(|_| SignError)?;
+                B64.encode(sig)
             }
-            Signer::EdDsa(k) => k.sign(input).to_bytes().to_vec(),
-            // Randomised: RSA blinding.
-            Signer::Rs256(k) => k.sign_with_rng(&mut rand::rngs::OsRng, input).to_vec(),
-        };
-        B64.encode(bytes)
+        })
     }
 }
 
@@ -132,6 +145,15 @@ fn strong_rsa(modulus_bytes: usize, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A key the PEM parser took but ring will not sign with (an RSA modulus past 8192 bits, an
+/// unusual public exponent, a public half that does not match).
+fn cannot_sign(path: &Path, e: ring::error::KeyRejected) -> String {
+    format!(
+        "key file {} cannot sign: {e}; `ords-guard keygen` writes a key that can",
+        path.display()
+    )
+}
+
 const PKCS8_HINT: &str = "expected a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`); `ords-guard keygen` writes one, `openssl pkcs8 -topk8 -nocrypt` converts others";
 
 /// Load the private signing key for `alg` from `path`.
@@ -160,10 +182,19 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
                     path.display()
                 )
             })?;
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            let point = sk.public_key().to_encoded_point(false);
+            let pair = ring_sig::EcdsaKeyPair::from_private_key_and_public_key(
+                &ring_sig::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &sk.to_bytes(),
+                point.as_bytes(),
+                &ring::rand::SystemRandom::new(),
+            )
+            .map_err(|e| cannot_sign(path, e))?;
             Ok(SigningKey {
                 alg,
                 verifying: ec_verifying(&sk.public_key(), kid)?,
-                signer: Signer::Es256(sk.into()),
+                signer: Signer::Es256(pair),
             })
         }
         Algorithm::EdDSA => {
@@ -175,10 +206,15 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
                     path.display()
                 )
             })?;
+            let pair = ring_sig::Ed25519KeyPair::from_seed_and_public_key(
+                &sk.to_bytes(),
+                sk.verifying_key().as_bytes(),
+            )
+            .map_err(|e| cannot_sign(path, e))?;
             Ok(SigningKey {
                 alg,
                 verifying: ed_verifying(&sk.verifying_key(), kid)?,
-                signer: Signer::EdDsa(sk),
+                signer: Signer::EdDsa(pair),
             })
         }
         Algorithm::RS256 => {
@@ -191,12 +227,21 @@ pub fn load_signing(path: &Path, alg: Algorithm, kid: &str) -> Result<SigningKey
                     path.display()
                 )
             })?;
+            use rsa::pkcs1::EncodeRsaPrivateKey;
             strong_rsa(sk.size(), path)?;
             let verifying = rsa_verifying(&sk.to_public_key(), kid)?;
+            let der = sk.to_pkcs1_der().map_err(|_| {
+                format!(
+                    "key file {} is not an RSA key: {PKCS8_HINT}",
+                    path.display()
+                )
+            })?;
+            let pair =
+                ring_sig::RsaKeyPair::from_der(der.as_bytes()).map_err(|e| cannot_sign(path, e))?;
             Ok(SigningKey {
                 alg,
                 verifying,
-                signer: Signer::Rs256(rsa::pkcs1v15::SigningKey::new(sk)),
+                signer: Signer::Rs256(pair),
             })
         }
     }
@@ -400,6 +445,52 @@ mod tests {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn keys_openssl_generated_sign_what_their_public_half_verifies() {
+        // ring signs; what operators bring is often openssl's, not keygen's.
+        for (alg, args) in [
+            (
+                Algorithm::ES256,
+                &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+            ),
+            (Algorithm::EdDSA, &["-algorithm", "ED25519"][..]),
+            (
+                Algorithm::RS256,
+                &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"][..],
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (private, public) = (dir.path().join("k.pem"), dir.path().join("k.pub.pem"));
+            let gen = std::process::Command::new("openssl")
+                .arg("genpkey")
+                .args(args)
+                .arg("-out")
+                .arg(&private)
+                .output()
+                .expect("openssl is needed for this test (Debian: openssl)");
+            assert!(
+                gen.status.success(),
+                "{alg:?}: {}",
+                String::from_utf8_lossy(&gen.stderr)
+            );
+            let out = std::process::Command::new("openssl")
+                .args(["pkey", "-pubout", "-in"])
+                .arg(&private)
+                .arg("-out")
+                .arg(&public)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            let sk = load_signing(&private, alg, "k").unwrap();
+            let pk = load_verification(&public, alg, "k").unwrap();
+            let sig = B64
+                .decode(sk.signer.sign(b"header.payload").unwrap())
+                .unwrap();
+            assert!(pk.key.verify(b"header.payload", &sig), "{alg:?}");
+            assert!(!pk.key.verify(b"header.payload!", &sig), "{alg:?}");
         }
     }
 

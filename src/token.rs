@@ -184,11 +184,11 @@ impl Tokens {
     }
 
     /// Sign `claims` with the current signing key (JWS compact serialisation, RFC 7515).
-    pub fn mint(&self, claims: &Claims) -> String {
+    pub fn mint(&self, claims: &Claims) -> Result<String, crate::keys::SignError> {
         let payload = B64.encode(serde_json::to_vec(claims).expect("json"));
         let input = format!("{}.{}", self.header_b64, payload);
-        let signature = self.signing.signer.sign(input.as_bytes());
-        format!("{input}.{signature}")
+        let signature = self.signing.signer.sign(input.as_bytes())?;
+        Ok(format!("{input}.{signature}"))
     }
 
     /// Whether `token` was verified before (and is still remembered).
@@ -506,7 +506,7 @@ mod tests {
             let f = fixture(alg, Some("api"));
             let c = fresh(&f.tokens);
             assert_eq!(
-                f.tokens.verify(&f.tokens.mint(&c)).as_deref(),
+                f.tokens.verify(&f.tokens.mint(&c).unwrap()).as_deref(),
                 Ok(&c),
                 "{alg:?}"
             );
@@ -548,12 +548,12 @@ mod tests {
         let t = &f.tokens;
         let n = now();
         assert_eq!(
-            t.verify(&t.mint(&claims(t, n - 7200, n - 3600))),
+            t.verify(&t.mint(&claims(t, n - 7200, n - 3600)).unwrap()),
             Err(TokenError::Expired)
         );
         let mut c = claims(t, n, n + 7200);
         c.nbf = n + 3600;
-        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::NotYetValid));
+        assert_eq!(t.verify(&t.mint(&c).unwrap()), Err(TokenError::NotYetValid));
     }
 
     #[test]
@@ -577,14 +577,17 @@ mod tests {
         let t = &f.tokens;
         let mut c = fresh(t);
         c.iss = "someone-else".into();
-        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::WrongIssuer));
+        assert_eq!(t.verify(&t.mint(&c).unwrap()), Err(TokenError::WrongIssuer));
         let mut c = fresh(t);
         c.aud = Some("other-api".into());
-        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::WrongAudience));
+        assert_eq!(
+            t.verify(&t.mint(&c).unwrap()),
+            Err(TokenError::WrongAudience)
+        );
         let mut c = fresh(t);
         c.aud = None;
         assert_eq!(
-            t.verify(&t.mint(&c)),
+            t.verify(&t.mint(&c).unwrap()),
             Err(TokenError::MissingClaim("aud".into()))
         );
     }
@@ -593,7 +596,7 @@ mod tests {
     fn tampered_payload_and_signature_are_refused() {
         let f = fixture(Algorithm::ES256, None);
         let t = &f.tokens;
-        let tok = t.mint(&fresh(t));
+        let tok = t.mint(&fresh(t)).unwrap();
         let parts: Vec<&str> = tok.split('.').collect();
         // Payload changed to widen the scope, signature kept.
         let mut c = fresh(t);
@@ -635,13 +638,13 @@ mod tests {
         );
         let mut c = fresh(t);
         c.sub = "someone".into();
-        assert_eq!(t.verify(&t.mint(&c)), Err(TokenError::Malformed));
+        assert_eq!(t.verify(&t.mint(&c).unwrap()), Err(TokenError::Malformed));
     }
 
     #[test]
     fn rotation_keeps_old_tokens_valid_and_jwks_public_only() {
         let old = fixture(Algorithm::ES256, None);
-        let old_token = old.tokens.mint(&fresh(&old.tokens));
+        let old_token = old.tokens.mint(&fresh(&old.tokens)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         keys::write_generated(dir.path(), &keys::generate(Algorithm::EdDSA)).unwrap();
         let cfg = TokenConfig {
@@ -671,7 +674,7 @@ mod tests {
     fn cache_serves_repeats_and_still_expires() {
         let f = fixture(Algorithm::HS256, None);
         let t = &f.tokens;
-        let tok = t.mint(&fresh(t));
+        let tok = t.mint(&fresh(t)).unwrap();
         let a = t.verify(&tok).unwrap();
         let b = t.verify(&tok).unwrap();
         assert!(
@@ -682,7 +685,7 @@ mod tests {
         let n = now();
         let mut old = claims(t, n - 7200, n - 3600);
         old.jti = "old".into();
-        let tok = t.mint(&old);
+        let tok = t.mint(&old).unwrap();
         t.verified.insert(&tok, Arc::new(old), n);
         assert_eq!(t.verify(&tok), Err(TokenError::Expired));
         assert!(!t.knows(&tok));
@@ -714,7 +717,7 @@ mod tests {
             let t = jsonwebtoken::encode(&h, &c, &key).unwrap();
             assert_eq!(f.tokens.verify_uncached(&t), Ok(c), "{alg:?}");
             // And what we mint, jsonwebtoken verifies (backends use such libraries).
-            let ours = f.tokens.mint(&fresh(&f.tokens));
+            let ours = f.tokens.mint(&fresh(&f.tokens)).unwrap();
             let mut v = jsonwebtoken::Validation::new(keys::jwt_algorithm(alg));
             v.validate_aud = false;
             let dk = match alg {
@@ -761,7 +764,7 @@ mod tests {
             Err(TokenError::BadSignature)
         );
         // Four parts, or a non-base64 signature: malformed.
-        let tok = t.mint(&fresh(t));
+        let tok = t.mint(&fresh(t)).unwrap();
         assert_eq!(t.verify(&format!("{tok}.x")), Err(TokenError::Malformed));
         let (head, _) = tok.rsplit_once('.').unwrap();
         assert_eq!(t.verify(&format!("{head}.*")), Err(TokenError::Malformed));
