@@ -13,6 +13,8 @@
 #               that never refuses (SPEC §13)
 #   protected_shared   the same limit in the shared store: a redis-server on loopback,
 #               persistence off (one EVALSHA round trip per request)
+#   protected_log  the protected path on a guard with its access log on (the default
+#               level, JSON lines to a file), against `protected` whose log is off
 #   401         through ords-guard, a protected path without a token
 #   egress      a legacy caller's plain GET through an egress-only ords-guard (SPEC §10),
 #               which attaches a token it got from the first guard's token endpoint
@@ -36,11 +38,11 @@ source "$(dirname "$0")/common.sh"
 bench_tools
 ./scripts/setup.sh
 cargo build --release --quiet --bin ords-guard --example passthrough
-BIN=$PWD/target/release/ords-guard
+BIN=${BIN:-$PWD/target/release/ords-guard}   # BIN=... measures another build
 FLOOR_BIN=$PWD/target/release/examples/passthrough
 
 WORK=$(mktemp -d)
-cleanup() { kill "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
@@ -48,6 +50,7 @@ IDP_PROXY=$(port); IDP_ADMIN=$(port); MANY_PROXY=$(port); MANY_ADMIN=$(port)
 EGRESS_LISTEN=$(port); EGRESS_ADMIN=$(port)
 LIM_PROXY=$(port); LIM_ADMIN=$(port)
 SHARED_PROXY=$(port); SHARED_ADMIN=$(port); REDIS_PORT=$(port)
+LOG_PROXY=$(port); LOG_ADMIN=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -123,8 +126,11 @@ RUST_LOG=warn "$BIN" run --config "$WORK/shared.yaml" > "$WORK/shared.log" 2>&1 
 # Access logs off (RUST_LOG=warn), as nginx's are: the benchmark measures the proxy.
 RUST_LOG=warn,ords_guard::reload=info "$BIN" run --config "$WORK/ords-guard.yaml" > "$WORK/guard.log" 2>&1 & GUARD_PID=$!
 RUST_LOG=warn "$BIN" run --config "$WORK/hs256.yaml" > "$WORK/hs.log" 2>&1 & HS_PID=$!
+# The same guard with its access log on, as operators run it.
+write_config "" "" "$WORK/logged.yaml" "$LOG_PROXY" "$LOG_ADMIN" ES256 keys ords-guard "$ISSUERS"
+RUST_LOG=info "$BIN" --log-format json run --config "$WORK/logged.yaml" > "$WORK/logged.log" 2>&1 & LOG_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
-wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"
+wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"
 # The egress guard: no ingress, one entry calling the backend with the bench client's token.
 printf '%s\n' "$SECRET" > "$WORK/egress.secret"
 cat > "$WORK/egress.yaml" <<EOF
@@ -172,6 +178,7 @@ for r in $(seq "$ROUNDS"); do
   # protected, protected_limited and protected_shared run back to back, their order
   # reversed every round, so none always follows the same scenario.
   if (( r % 2 )); then
+    run protected_log "http://127.0.0.1:$LOG_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
     run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
     run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
     run protected_shared "http://127.0.0.1:$SHARED_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
@@ -179,6 +186,7 @@ for r in $(seq "$ROUNDS"); do
     run protected_shared "http://127.0.0.1:$SHARED_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
     run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
     run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN"
+    run protected_log "http://127.0.0.1:$LOG_PROXY/example/1" -H "Authorization: Bearer $TOKEN"
   fi
   run protected_issuer "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $IDP_TOKEN"
   run 401 "http://127.0.0.1:$PROXY/example/1"
@@ -227,9 +235,10 @@ awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx |\n|---|---|---|---|\n"
-    split("direct floor public protected protected_issuer protected_limited protected_shared 401 egress token token_hs256", order, " ")
-    for (i = 1; i <= 11; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
+    split("direct floor public protected protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256", order, " ")
+    for (i = 1; i <= 12; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
     printf "\nprotected/public = %s   public/direct = %s   protected/direct = %s   floor/direct = %s   protected/floor = %s\n", r("protected", "public"), r("public", "direct"), r("protected", "direct"), r("floor", "direct"), r("protected", "floor")
+    printf "protected_log/protected = %s (access log on / off)\n", r("protected_log", "protected")
     printf "protected_issuer/protected = %s\n", r("protected_issuer", "protected")
     printf "protected_limited/protected = %s (a local rate limit per client that never refuses)\n", r("protected_limited", "protected")
     printf "protected_shared/protected = %s (the same limit in Redis on loopback; %d round trips, mean %.0f us, %s store errors)\n", r("protected_shared", "protected"), strips, (strips > 0 ? ssum / strips * 1e6 : 0), serrors

@@ -203,12 +203,16 @@ fn init_logging(format: LogFormat, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stdout);
+        .with_writer(crate::logs::writer());
     // `try_init` also bridges the `log` crate, which pingora logs through; `PingoraNoise`
     // vetoes the pingora lines that flood or mislead.
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let noise = crate::logs::PingoraNoise::default();
+    crate::logs::access::set_format(match format {
+        LogFormat::Json => crate::logs::access::Format::Json,
+        LogFormat::Text => crate::logs::access::Format::Text,
+    });
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -225,7 +229,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => {
             init_logging(cli.log_format, &cli.log_level);
-            report(crate::server::run(&config, None))
+            let outcome = report(crate::server::run(&config, None));
+            crate::logs::finish();
+            outcome
         }
         Command::Check { config } => check(&config),
         Command::Import {
@@ -254,12 +260,14 @@ pub fn main() -> ExitCode {
             dir,
         } => {
             init_logging(cli.log_format, &cli.log_level);
-            report(crate::demo::run(
+            let outcome = report(crate::demo::run(
                 &listen,
                 &admin_listen,
                 &backend_listen,
                 dir,
-            ))
+            ));
+            crate::logs::finish();
+            outcome
         }
         Command::Client {
             action:

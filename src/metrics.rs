@@ -72,6 +72,8 @@ pub struct Metrics {
     /// Rate-limit store failures and timeouts (SPEC §13).
     pub rate_limit_store_errors: IntCounter,
     pub rate_limit_store_duration: Histogram,
+    /// Log lines dropped because stdout did not keep up (`logs::writer`).
+    pub log_lines_dropped: IntCounter,
     /// What privileges in `mode: report` would have refused, by privilege and `would`
     /// (SPEC §11).
     pub report_only: IntCounterVec,
@@ -247,6 +249,12 @@ impl Metrics {
         )
         .expect("metric");
         register(Box::new(rate_limit_store_errors.clone()));
+        let log_lines_dropped = IntCounter::new(
+            "ords_guard_log_lines_dropped_total",
+            "Log lines (access log included) dropped because stdout did not keep up.",
+        )
+        .expect("metric");
+        register(Box::new(log_lines_dropped.clone()));
         let rate_limit_store_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "ords_guard_rate_limit_store_duration_seconds",
@@ -290,6 +298,7 @@ impl Metrics {
             rate_limited,
             rate_limit_store_errors,
             rate_limit_store_duration,
+            log_lines_dropped,
             report_only,
             duration,
             upstream_errors,
@@ -306,6 +315,10 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
+        let dropped = crate::logs::dropped_lines();
+        if let Some(more) = dropped.checked_sub(self.log_lines_dropped.get()) {
+            self.log_lines_dropped.inc_by(more);
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

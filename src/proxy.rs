@@ -747,23 +747,24 @@ impl ProxyHttp for Proxy {
         self.guard.metrics.duration.observe(latency.as_secs_f64());
         // The path only: a query may carry credentials.
         let path = ctx.target.as_ref().map_or("-", |t| t.path.as_str());
-        tracing::info!(
-            target: "ords_guard::access",
-            method = %session.req_header().method,
-            path,
-            client_addr = ctx.client_addr.map(tracing::field::display),
-            status,
-            decision = ctx.label.unwrap_or("token_endpoint"),
-            client_id = ctx.client_id.as_deref().unwrap_or("-"),
-            privilege = ctx.privilege.as_deref().unwrap_or("-"),
-            issuer = ctx.issuer.as_deref().unwrap_or("-"),
-            would = ctx.would.unwrap_or("-"),
-            limit = ctx.limit.as_deref().unwrap_or("-"),
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            upstream_status = ctx.upstream_status.unwrap_or(0),
-            token_outcome = ctx.token_outcome.unwrap_or("-"),
-            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
-        );
+        crate::logs::access::write(|l| {
+            l.display("method", &session.req_header().method)
+                .str("path", path);
+            if let Some(addr) = ctx.client_addr {
+                l.display("client_addr", addr);
+            }
+            l.uint("status", status.into())
+                .str("decision", ctx.label.unwrap_or("token_endpoint"))
+                .str("client_id", ctx.client_id.as_deref().unwrap_or("-"))
+                .str("privilege", ctx.privilege.as_deref().unwrap_or("-"))
+                .str("issuer", ctx.issuer.as_deref().unwrap_or("-"))
+                .str("would", ctx.would.unwrap_or("-"))
+                .str("limit", ctx.limit.as_deref().unwrap_or("-"))
+                .float("latency_ms", latency.as_secs_f64() * 1000.0)
+                .uint("upstream_status", ctx.upstream_status.unwrap_or(0).into())
+                .str("token_outcome", ctx.token_outcome.unwrap_or("-"))
+                .str("error", e.map(|e| e.etype().as_str()).unwrap_or("-"));
+        });
     }
 }
 

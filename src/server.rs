@@ -174,8 +174,7 @@ fn arm_exit_watchdog(signal: &'static str, within: Duration) {
         .spawn(move || {
             std::thread::sleep(within);
             tracing::error!(target: "ords_guard", signal, within_ms = within.as_millis() as u64, "the services did not stop in time after the drain: exiting anyway");
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
+            crate::logs::finish();
             std::process::exit(0);
         });
     if let Err(e) = armed {

@@ -67,7 +67,7 @@ async fn malformed_request_lines_and_heads_are_400_problems_never_forwarded() {
         18.0
     );
     // The refusal is logged as a decision, with the rule and no request bytes.
-    let log = std::fs::read_to_string(&g.log).unwrap();
+    let log = g.output_with("request head refused").await;
     assert!(
         log.contains("request head refused") && log.contains("bad_request"),
         "{log}"

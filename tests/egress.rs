@@ -94,8 +94,7 @@ async fn a_legacy_callers_plain_get_reaches_an_ords_guarded_backend() {
             .await
             > (now() + 3000) as f64
     );
-    let log = g.output();
-    assert!(log.contains("\"egress\":\"orders\""), "{log}");
+    let log = g.output_with("\"egress\":\"orders\"").await;
     assert!(!log.contains(EXAMPLE_SECRET), "never the secret in a log");
 
     // The client is revoked in the ingress registry: its token is refused (401), a new one

@@ -43,7 +43,9 @@ async fn oversized_heads_are_431_and_never_forwarded() {
     assert!(text.contains("more than 10 header lines"), "{text}");
 
     // Logged with the limit and the peer, never the header's content.
-    let log = g.output();
+    let log = g
+        .output_with(r#""limit":"max_header_bytes","status":431"#)
+        .await;
     assert!(
         log.contains(r#""limit":"max_header_bytes","status":431,"peer":"127.0.0.1""#),
         "{log}"

@@ -280,17 +280,16 @@ impl ProxyHttp for EgressProxy {
             .with_label_values(&[self.name.as_str(), ctx.outcome])
             .inc();
         // The path only: a query may carry credentials.
-        tracing::info!(
-            target: "ords_guard::access",
-            egress = self.name.as_str(),
-            method = %session.req_header().method,
-            path = session.req_header().uri.path(),
-            status,
-            outcome = ctx.outcome,
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            upstream_status = ctx.upstream_status.unwrap_or(0),
-            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
-        );
+        crate::logs::access::write(|l| {
+            l.str("egress", self.name.as_str())
+                .display("method", &session.req_header().method)
+                .str("path", session.req_header().uri.path())
+                .uint("status", status.into())
+                .str("outcome", ctx.outcome)
+                .float("latency_ms", latency.as_secs_f64() * 1000.0)
+                .uint("upstream_status", ctx.upstream_status.unwrap_or(0).into())
+                .str("error", e.map(|e| e.etype().as_str()).unwrap_or("-"));
+        });
     }
 }
 

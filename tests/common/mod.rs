@@ -404,6 +404,17 @@ impl Guard {
         }
     }
 
+    /// The output once it holds `needle`: log lines reach stdout through a writer thread,
+    /// up to ~10 ms after what they describe (bounded by `eventually`).
+    pub async fn output_with(&self, needle: &str) -> String {
+        eventually(&format!("{needle:?} in the log: {}", self.output()), || {
+            let out = self.output();
+            async move { out.contains(needle) }
+        })
+        .await;
+        self.output()
+    }
+
     pub fn output(&self) -> String {
         let out = std::fs::read_to_string(&self.log).unwrap_or_default();
         let err = std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
