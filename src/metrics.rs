@@ -72,8 +72,6 @@ pub struct Metrics {
     /// Rate-limit store failures and timeouts (SPEC §13).
     pub rate_limit_store_errors: IntCounter,
     pub rate_limit_store_duration: Histogram,
-    /// Log lines dropped because stdout did not keep up (`logs::writer`).
-    pub log_lines_dropped: IntCounter,
     /// What privileges in `mode: report` would have refused, by privilege and `would`
     /// (SPEC §11).
     pub report_only: IntCounterVec,
@@ -249,12 +247,7 @@ impl Metrics {
         )
         .expect("metric");
         register(Box::new(rate_limit_store_errors.clone()));
-        let log_lines_dropped = IntCounter::new(
-            "ords_guard_log_lines_dropped_total",
-            "Log lines (access log included) dropped because stdout did not keep up.",
-        )
-        .expect("metric");
-        register(Box::new(log_lines_dropped.clone()));
+        register(Box::new(LogLinesDropped::new()));
         let rate_limit_store_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "ords_guard_rate_limit_store_duration_seconds",
@@ -298,7 +291,6 @@ impl Metrics {
             rate_limited,
             rate_limit_store_errors,
             rate_limit_store_duration,
-            log_lines_dropped,
             report_only,
             duration,
             upstream_errors,
@@ -315,14 +307,54 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
-        let dropped = crate::logs::dropped_lines();
-        if let Some(more) = dropped.checked_sub(self.log_lines_dropped.get()) {
-            self.log_lines_dropped.inc_by(more);
-        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("encode metrics");
         out
+    }
+}
+
+/// `ords_guard_log_lines_dropped_total`, read from the log writer at each scrape (the
+/// writer counts; it knows nothing of the registry).
+struct LogLinesDropped {
+    desc: prometheus::core::Desc,
+}
+
+impl LogLinesDropped {
+    fn new() -> LogLinesDropped {
+        LogLinesDropped {
+            desc: prometheus::core::Desc::new(
+                "ords_guard_log_lines_dropped_total".into(),
+                "Log lines (access log included) dropped because stdout did not keep up.".into(),
+                vec![],
+                Default::default(),
+            )
+            .expect("metric"),
+        }
+    }
+}
+
+impl prometheus::core::Collector for LogLinesDropped {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let c = IntCounter::new(self.desc.fq_name.clone(), self.desc.help.clone()).expect("metric");
+        c.inc_by(crate::logs::dropped_lines());
+        c.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dropped_log_lines_are_exposed_as_a_counter() {
+        let text = String::from_utf8(super::Metrics::new().render()).unwrap();
+        assert!(
+            text.contains("# TYPE ords_guard_log_lines_dropped_total counter\nords_guard_log_lines_dropped_total 0\n"),
+            "{text}"
+        );
     }
 }
