@@ -20,7 +20,8 @@
 #               which attaches a token it got from the first guard's token endpoint
 #   token       the token endpoint (sha256 secret, ES256 signing)
 #   token_hs256 the same on a second ords-guard that signs HS256
-# and prints req/s, p99 latency, the ratios protected/public and public/direct, and
+# and prints req/s, p99 latency, the CPU time per request of the process serving it (from
+# /proc/PID/stat around each wrk run: nginx's worker for direct), the ratios protected/public and public/direct, and
 # ords-guard's RSS (idle, peak under load, and with a 10k-client / 1k-privilege registry,
 # with that registry's reload time, and with 10 identity providers of 100 RSA keys each).
 #
@@ -159,16 +160,33 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = "Basic $(printf 'bench:%s' "$SECRET" | base64 -w0)"
 EOF
 
-# run NAME URL [wrk args...] -> appends "NAME rps p99ms" to results
+# The process that serves a scenario, for its CPU time per request.
+serving() {
+  case $1 in
+    direct) pgrep -P "$NGINX_PID" | head -1 ;;   # the nginx worker
+    floor) echo "$FLOOR_PID" ;;
+    protected_log) echo "$LOG_PID" ;;
+    protected_limited) echo "$LIM_PID" ;;
+    protected_shared) echo "$SHARED_PID" ;;
+    egress) echo "$EGRESS_PID" ;;
+    token_hs256) echo "$HS_PID" ;;
+    *) echo "$GUARD_PID" ;;
+  esac
+}
+# CPU ticks (user + system, every thread) a process has used.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# run NAME URL [wrk args...] -> appends "NAME rps p99ms non2xx cpu_us_per_request" to results
 run() {
   local name=$1 url=$2; shift 2
   local out rps p99
   if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
+  local pid t0 t1 n; pid=$(serving "$name"); t0=$(ticks "$pid")
   out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
+  t1=$(ticks "$pid"); n=$(awk '/ requests in / {print $1}' <<<"$out")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  echo "$name $rps $p99 ${non2xx:-0}" >> "$WORK/results"
+  echo "$name $rps $p99 ${non2xx:-0} $(awk -v d=$(( t1 - t0 )) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}')" >> "$WORK/results"
 }
 : > "$WORK/results"
 for r in $(seq "$ROUNDS"); do
@@ -231,12 +249,12 @@ MANY_RSS=$(awk '$1=="VmRSS:" {print int($2/1024)}' "/proc/$MANY_PID/status")
 
 awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v serrors="${STORE_ERRORS:-?}" -v strips="${STORE_TRIPS:-0}" -v ssum="${STORE_SUM:-0}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
   function r(a, b) { return (rps[a] > 0 && rps[b] > 0) ? sprintf("%.2f", rps[a] / rps[b]) : "-" }
-  { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4 }
+  { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4; cpu[$1]+=$5 }
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
-    printf "| target | req/s | p99 ms | non-2xx |\n|---|---|---|---|\n"
+    printf "| target | req/s | p99 ms | non-2xx | CPU µs/request (serving process) |\n|---|---|---|---|---|\n"
     split("direct floor public protected protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256", order, " ")
-    for (i = 1; i <= 12; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k] }
+    for (i = 1; i <= 12; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k] }
     printf "\nprotected/public = %s   public/direct = %s   protected/direct = %s   floor/direct = %s   protected/floor = %s\n", r("protected", "public"), r("public", "direct"), r("protected", "direct"), r("floor", "direct"), r("protected", "floor")
     printf "protected_log/protected = %s (access log on / off)\n", r("protected_log", "protected")
     printf "protected_issuer/protected = %s\n", r("protected_issuer", "protected")
