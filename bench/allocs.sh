@@ -26,7 +26,6 @@ trap cleanup EXIT
 B=$(port); FLOOR=$(port)
 start_nginx "$WORK" "$B"
 "$BIN" keygen --algorithm ES256 --out "$WORK/keys" >/dev/null
-SECRET=bench-secret-0123456789abcdefghijklmnopqrstuv
 HASH=$(printf '%s' "$SECRET" | "$BIN" hash-secret --scheme sha256)
 guard() { # NAME RUST_LOG -> sets PROXY_NAME / PID_NAME
   local p a; p=$(port); a=$(port)
@@ -47,7 +46,7 @@ guard off warn
 guard on info
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$B" > "$WORK/floor.log" 2>&1 & PID_floor=$!
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$FLOOR/" >/dev/null 2>&1 && break; sleep 0.05; done
-TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$PROXY_off/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+TOKEN=$(bench_token "$PROXY_off")
 
 # count NAME PID URL [wrk args]: allocations per request over one wrk run (after a warm-up)
 count() {

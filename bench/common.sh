@@ -39,3 +39,21 @@ wait_ready() {
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.05; done
   echo "bench: ords-guard on admin port $1 not ready in 10 s" >&2; return 1
 }
+
+# The bench client's secret (stored sha256-hashed in the configs the scripts write).
+SECRET=bench-secret-0123456789abcdefghijklmnopqrstuv
+
+# bench_token PROXY_PORT: a token for the bench client from that guard's token endpoint.
+bench_token() {
+  curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$1/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+}
+
+# token_lua FILE: a wrk script that sends the bench client's token request.
+token_lua() {
+  cat > "$1" <<EOF
+wrk.method = "POST"
+wrk.body = "grant_type=client_credentials"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic $(printf 'bench:%s' "$SECRET" | base64 -w0)"
+EOF
+}

@@ -15,7 +15,6 @@ trap cleanup EXIT
 B=$(port); P1=$(port); A1=$(port); P2=$(port); A2=$(port)
 start_nginx "$WORK" "$B"
 "$NEW" keygen --algorithm ES256 --out "$WORK/keys" >/dev/null
-SECRET=bench-secret-0123456789abcdefghijklmnopqrstuv
 HASH=$(printf '%s' "$SECRET" | "$NEW" hash-secret --scheme sha256)
 cfg() { cat > "$WORK/$1.yaml" <<EOF
 listen: "127.0.0.1:$2"
@@ -31,13 +30,8 @@ cfg old $P1 $A1; cfg new $P2 $A2
 RUST_LOG=warn "$OLD" run --config "$WORK/old.yaml" >/dev/null 2>&1 &
 RUST_LOG=warn "$NEW" run --config "$WORK/new.yaml" >/dev/null 2>&1 &
 wait_ready "$A1"; wait_ready "$A2"
-TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$P2/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-cat > "$WORK/token.lua" <<EOF
-wrk.method = "POST"
-wrk.body = "grant_type=client_credentials"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Authorization"] = "Basic $(printf 'bench:%s' "$SECRET" | base64 -w0)"
-EOF
+TOKEN=$(bench_token "$P2")
+token_lua "$WORK/token.lua"
 # rps CONNS wrk-args...: "req/s new-upstream-connections-per-100-requests"
 rps() {
   local c=$1; shift

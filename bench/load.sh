@@ -56,7 +56,6 @@ LOG_PROXY=$(port); LOG_ADMIN=$(port)
 start_nginx "$WORK" "$BACKEND"
 
 "$BIN" keygen --algorithm ES256 --out "$WORK/keys" >/dev/null
-SECRET=bench-secret-0123456789abcdefghijklmnopqrstuv
 HASH=$(printf '%s' "$SECRET" | "$BIN" hash-secret --scheme sha256)
 "$BIN" keygen --algorithm HS256 --out "$WORK/hskeys" >/dev/null
 "$BIN" keygen --algorithm ES256 --out "$WORK/idpkeys" >/dev/null
@@ -93,7 +92,7 @@ idp() {
   RUST_LOG=warn "$BIN" run --config "$WORK/idp.yaml" > "$WORK/idp.log" 2>&1 & IDP_PID=$!
   wait_ready "$IDP_ADMIN"
   curl -sf "http://127.0.0.1:$IDP_PROXY/oauth/jwks" > "$3"
-  curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$IDP_PROXY/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+  bench_token "$IDP_PROXY"
   kill "$IDP_PID"; wait "$IDP_PID" 2>/dev/null || true; IDP_PID=
 }
 IDP_TOKEN=$(idp ES256 idpkeys "$WORK/idp.jwks.json")
@@ -152,13 +151,8 @@ curl -sf "http://127.0.0.1:$BACKEND/" >/dev/null
 rss() { awk -v k="$1" '$1==k":" {print int($2/1024)}' "/proc/$GUARD_PID/status"; }
 IDLE_RSS=$(rss VmRSS)
 
-TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$PROXY/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-cat > "$WORK/token.lua" <<EOF
-wrk.method = "POST"
-wrk.body = "grant_type=client_credentials"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Authorization"] = "Basic $(printf 'bench:%s' "$SECRET" | base64 -w0)"
-EOF
+TOKEN=$(bench_token "$PROXY")
+token_lua "$WORK/token.lua"
 
 # The process that serves a scenario, for its CPU time per request.
 serving() {

@@ -94,11 +94,7 @@ async fn two_replicas_sharing_one_redis_share_one_count() {
     );
 
     // The key is SPEC's, and expires when the bucket is full again.
-    let pttl: i64 = redis
-        .cli(&["PTTL", "ords-guard:rl:per_client:example-client"])
-        .trim()
-        .parse()
-        .unwrap();
+    let pttl = redis.pttl("ords-guard:rl:per_client:example-client");
     assert!((1..=60_000).contains(&pttl), "PTTL {pttl}");
 
     // Another client has its own count.
@@ -321,11 +317,7 @@ async fn a_flood_of_distinct_addresses_leaves_only_expiring_keys() {
         "0",
     ]);
     assert_eq!(no_ttl.trim(), "0", "every key expires");
-    let ttl: i64 = redis
-        .cli(&["PTTL", "ords-guard:rl:per_addr:10.9.0.7"])
-        .trim()
-        .parse()
-        .unwrap();
+    let ttl = redis.pttl("ords-guard:rl:per_addr:10.9.0.7");
     assert!((3_500_000..=3_600_000).contains(&ttl), "{ttl}");
 }
 
@@ -358,11 +350,7 @@ async fn rediss_is_tls_verified_against_the_system_roots() {
         assert_eq!(remaining(&r), Some(left));
     }
     assert_eq!(trusting.get_as("/example/1", &token).await.status(), 429);
-    let pttl: i64 = redis
-        .cli(&["PTTL", "ords-guard:rl:per_client:example-client"])
-        .trim()
-        .parse()
-        .unwrap();
+    let pttl = redis.pttl("ords-guard:rl:per_client:example-client");
     assert!((1..=60_000).contains(&pttl), "PTTL {pttl}");
 
     // Trusting another CA: the store's certificate is refused, which is on_error's (deny).

@@ -27,20 +27,16 @@ pub fn set_format(f: Format) {
     let _ = FORMAT.set(f);
 }
 
-/// Whether access lines are written: a format is set and the filter lets
-/// `ords_guard::access` at INFO through (the callsite caches the filter's answer).
-pub fn enabled() -> bool {
-    FORMAT.get().is_some() && tracing::enabled!(target: "ords_guard::access", tracing::Level::INFO)
-}
-
 thread_local! {
     static BUFFER: RefCell<(Vec<u8>, Clock)> = RefCell::new((Vec::with_capacity(512), Clock::default()));
 }
 
-/// Format one line with `fields` and hand it to the writer (nothing when not [`enabled`]).
+/// Format one line with `fields` and hand it to the writer: nothing before a format is set,
+/// or when the filter (`RUST_LOG`, `--log-level`) keeps `ords_guard::access` at INFO out
+/// (the callsite caches the filter's answer).
 pub fn write(fields: impl FnOnce(&mut Line<'_>)) {
     let Some(&format) = FORMAT.get() else { return };
-    if !enabled() {
+    if !tracing::enabled!(target: "ords_guard::access", tracing::Level::INFO) {
         return;
     }
     BUFFER.with(|b| {
@@ -116,8 +112,10 @@ impl Line<'_> {
         self
     }
 
-    /// A value whose `Display` never needs escaping (an address, an HTTP method token):
-    /// quoted in JSON, bare in text, like the subscriber's `%value`.
+    /// A value whose `Display` never needs escaping, quoted in JSON, bare in text, like the
+    /// subscriber's `%value`: an IP address, or an HTTP method (httparse admits only token
+    /// characters there, never `"` or `\`). Any other client input goes through
+    /// [`Line::str`].
     pub fn display(&mut self, key: &str, value: impl Display) -> &mut Self {
         self.key(key);
         let json = self.format == Format::Json;

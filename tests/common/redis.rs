@@ -137,6 +137,11 @@ impl Redis {
             .success());
     }
 
+    /// A key's remaining time to live in ms (PTTL: -1 without expiry, -2 when absent).
+    pub fn pttl(&self, key: &str) -> i64 {
+        self.cli(&["PTTL", key]).trim().parse().unwrap()
+    }
+
     /// SIGSTOP: connections stay open, nothing answers.
     pub fn freeze(&self) {
         self.signal("STOP");
