@@ -39,3 +39,4 @@ pub mod reload;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod upstream_slots;

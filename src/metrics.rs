@@ -76,7 +76,9 @@ pub struct Metrics {
     /// (SPEC §11).
     pub report_only: IntCounterVec,
     pub duration: Histogram,
-    pub upstream_errors: KnownLabels<3>,
+    pub upstream_errors: KnownLabels<4>,
+    /// Requests waiting for one of `limits.max_upstream_connections`.
+    pub upstream_waiting: IntGauge,
     pub token_requests: KnownLabels<9>,
     pub tokens_issued: IntCounterVec,
     pub reloads: KnownLabels<2>,
@@ -146,7 +148,11 @@ impl Metrics {
                 "Requests that failed to reach the upstream or to get its answer, by kind.",
                 "kind",
             ),
-            ["connect", "timeout", "protocol"],
+            ["connect", "timeout", "protocol", "connection_limit"],
+        );
+        let upstream_waiting = gauge(
+            "ords_guard_upstream_requests_waiting",
+            "Requests waiting for a free upstream connection (limits.max_upstream_connections).",
         );
         let token_requests = KnownLabels::new(
             counter(
@@ -294,6 +300,7 @@ impl Metrics {
             report_only,
             duration,
             upstream_errors,
+            upstream_waiting,
             token_requests,
             tokens_issued,
             reloads,

@@ -9,6 +9,7 @@ use crate::path::{self, Target};
 use crate::registry::Registry;
 use crate::state::Guard;
 use crate::token::TokenError;
+use crate::upstream_slots::{Slot, UpstreamSlots};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -32,6 +33,8 @@ pub struct Proxy {
     pub guard: Arc<Guard>,
     /// Requests in flight, for graceful shutdown.
     pub in_flight: Arc<AtomicUsize>,
+    /// `limits.max_upstream_connections`, when set.
+    pub upstream_slots: Option<UpstreamSlots>,
 }
 
 /// Per-request state: what was decided, for forwarding, logging and metrics.
@@ -58,6 +61,8 @@ pub struct Ctx {
     rate_limit: Option<String>,
     /// The limit that refused it.
     limit: Option<String>,
+    /// Held while the request is at the upstream (`limits.max_upstream_connections`).
+    upstream_slot: Option<Slot>,
 }
 
 /// Counts a request in flight (ingress or egress) for as long as it lives: the drain
@@ -382,6 +387,7 @@ impl ProxyHttp for Proxy {
             would: None,
             rate_limit: None,
             limit: None,
+            upstream_slot: None,
         }
     }
 
@@ -572,14 +578,52 @@ impl ProxyHttp for Proxy {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let reg = ctx.registry.as_ref().expect("set in request_filter");
         // The proxy listener exists only with `listen`, which requires `upstream`.
         let up = reg
             .upstream
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream"))?;
-        Ok(Box::new(peer_for(up).await?))
+        let started = Instant::now();
+        // A retry (pingora calls this again) keeps the slot it has.
+        if let (Some(slots), None) = (&self.upstream_slots, &ctx.upstream_slot) {
+            let wait = slots.take(clipper()(up.connect_timeout));
+            tokio::pin!(wait);
+            let taken = if session.is_body_empty() {
+                // A client that leaves while its request waits gives up its place in line:
+                // served later, its answer would have nowhere to go, and the upstream
+                // connection it used would be closed with it. (Watched the way pingora
+                // watches a bodiless request while the upstream answers; a request with a
+                // body is not, its bytes are the upstream's.)
+                tokio::select! {
+                    taken = &mut wait => taken,
+                    gone = session.downstream_session.read_body_or_idle(true) => {
+                        gone?;
+                        wait.await
+                    }
+                }
+            } else {
+                wait.await
+            };
+            let slot = taken.map_err(|_| {
+                Error::explain(
+                    ErrorType::Custom(crate::upstream_slots::CONNECTION_LIMIT),
+                    "every connection limits.max_upstream_connections allows stayed busy for the connect timeout",
+                )
+            })?;
+            ctx.upstream_slot = Some(slot);
+        }
+        let mut peer = peer_for(up).await?;
+        // The wait for a slot and the connect share the connect timeout.
+        let waited = started.elapsed();
+        if !waited.is_zero() {
+            let o = &mut peer.options;
+            for t in [&mut o.connection_timeout, &mut o.total_connection_timeout] {
+                *t = t.map(|t| t.saturating_sub(waited));
+            }
+        }
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(
@@ -670,8 +714,11 @@ impl ProxyHttp for Proxy {
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
             .and_then(|inner| inner.downcast_ref::<ChunkError>());
+        let connection_limit =
+            matches!(e.etype(), Custom(c) if *c == crate::upstream_slots::CONNECTION_LIMIT);
         let (code, kind) = match e.etype() {
             _ if bad_chunk.is_some() => (400, None),
+            _ if connection_limit => (502, Some("connection_limit")),
             ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError
             | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => {
                 (502, Some("connect"))
@@ -707,6 +754,10 @@ impl ProxyHttp for Proxy {
                 400 if chunk_detail.is_some() => {
                     ("Bad Request", chunk_detail.as_deref().unwrap_or_default())
                 }
+                502 if connection_limit => (
+                    "Bad Gateway",
+                    "the upstream service is at its connection limit: try again shortly",
+                ),
                 502 => ("Bad Gateway", "the upstream service could not be reached"),
                 504 => (
                     "Gateway Timeout",

@@ -56,6 +56,12 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
             Proxy {
                 guard: guard.clone(),
                 in_flight: in_flight.clone(),
+                upstream_slots: listeners.max_upstream_connections.map(|n| {
+                    crate::upstream_slots::UpstreamSlots::new(
+                        n,
+                        guard.metrics.upstream_waiting.clone(),
+                    )
+                }),
             },
         );
         let mut proxy = Service::new(

@@ -266,6 +266,7 @@ fn check_reports_file_line_and_key() {
         algorithm: ords_guard::config::Algorithm::ES256,
         audience: None,
         read_ms: 1000,
+        connect_ms: 1000,
         registry: registry_yaml(),
         timeouts: String::new(),
         extra: String::new(),

@@ -287,3 +287,174 @@ async fn limits_hold_for_every_request_on_a_keep_alive_connection() {
     assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
     assert_eq!(backend.count(), 1);
 }
+
+/// A backend that holds every request until the test lets one go, counting the
+/// connections it accepted and the requests it has at once.
+struct HeldBackend {
+    addr: std::net::SocketAddr,
+    release: std::sync::Arc<tokio::sync::Semaphore>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    arrived: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HeldBackend {
+    async fn start() -> HeldBackend {
+        use std::sync::atomic::{AtomicUsize, Ordering::AcqRel};
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let [accepted, arrived, peak, at_once] =
+            std::array::from_fn(|_| Arc::new(AtomicUsize::new(0)));
+        let b = HeldBackend {
+            addr,
+            release: release.clone(),
+            accepted: accepted.clone(),
+            arrived: arrived.clone(),
+            peak: peak.clone(),
+        };
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                accepted.fetch_add(1, AcqRel);
+                let (release, arrived, peak, at_once) =
+                    (release.clone(), arrived.clone(), peak.clone(), at_once.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        // Bodiless GETs: a request is its head.
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let mut chunk = [0u8; 4096];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buf.drain(..end);
+                        arrived.fetch_add(1, AcqRel);
+                        peak.fetch_max(at_once.fetch_add(1, AcqRel) + 1, AcqRel);
+                        release.acquire().await.unwrap().forget();
+                        at_once.fetch_sub(1, AcqRel);
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if s.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        b
+    }
+
+    fn get(n: &std::sync::atomic::AtomicUsize) -> usize {
+        n.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// A guard in front of `b` allowing it two connections, waiting at most `connect_ms`.
+async fn guard_allowing_two(b: &HeldBackend, connect_ms: u64) -> Guard {
+    let mut o = Options::new(&Backend::start().await);
+    o.upstream = format!("http://{}", b.addr);
+    o.connect_ms = connect_ms;
+    o.extra = "limits:\n  max_upstream_connections: 2\n".into();
+    Guard::start(o).await
+}
+
+#[tokio::test]
+async fn requests_beyond_max_upstream_connections_wait_for_one_and_reuse_it() {
+    let b = HeldBackend::start().await;
+    let g = guard_allowing_two(&b, 20_000).await;
+    let sends: Vec<_> = (0..3)
+        .map(|_| {
+            let (http, url) = (g.http.clone(), g.url("/public/x"));
+            tokio::spawn(async move {
+                let r = http.get(url).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    eventually("two requests at the backend", || async {
+        HeldBackend::get(&b.arrived) == 2
+    })
+    .await;
+    g.wait_metric("ords_guard_upstream_requests_waiting", |v| v == 1.0)
+        .await;
+    assert_eq!(HeldBackend::get(&b.arrived), 2, "the third waits at the proxy");
+
+    // A client that gives up while in line leaves it: its request never goes out.
+    let mut gone = TcpStream::connect(g.proxy).await.unwrap();
+    gone.write_all(b"GET /public/gone HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    g.wait_metric("ords_guard_upstream_requests_waiting", |v| v == 2.0)
+        .await;
+    drop(gone);
+    g.wait_metric("ords_guard_upstream_requests_waiting", |v| v == 1.0)
+        .await;
+
+    // One answer frees a connection: the waiting request goes out on it.
+    b.release.add_permits(1);
+    eventually("the waiting request at the backend", || async {
+        HeldBackend::get(&b.arrived) == 3
+    })
+    .await;
+    assert_eq!(g.metric("ords_guard_upstream_requests_waiting").await, 0.0);
+    b.release.add_permits(2);
+    for s in sends {
+        assert_eq!(s.await.unwrap(), (200, "ok".to_string()));
+    }
+    assert_eq!(HeldBackend::get(&b.peak), 2);
+    assert_eq!(HeldBackend::get(&b.arrived), 3, "the departed client's request was dropped");
+    assert_eq!(HeldBackend::get(&b.accepted), 2, "the freed connection was reused");
+}
+
+#[tokio::test]
+async fn a_request_that_finds_no_upstream_connection_within_the_connect_timeout_gets_502() {
+    let b = HeldBackend::start().await;
+    let g = guard_allowing_two(&b, 300).await;
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url) = (g.http.clone(), g.url("/public/x"));
+            tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    eventually("two requests at the backend", || async {
+        HeldBackend::get(&b.arrived) == 2
+    })
+    .await;
+
+    let r = g.http.get(g.url("/public/third")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 502);
+    assert!(
+        body["detail"].as_str().unwrap().contains("connection limit"),
+        "{body}"
+    );
+    assert_eq!(HeldBackend::get(&b.arrived), 2, "never sent to the backend");
+    assert_eq!(
+        g.metric("ords_guard_upstream_errors_total{kind=\"connection_limit\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        g.metric("ords_guard_upstream_errors_total{kind=\"connect\"}")
+            .await,
+        0.0
+    );
+    let line = g.output_with("upstream_connection_limit").await;
+    assert!(line.contains("/public/third"), "{line}");
+
+    b.release.add_permits(3);
+    for h in held {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    let r = g.http.get(g.url("/public/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "served again once a connection is free");
+    assert_eq!(HeldBackend::get(&b.accepted), 2);
+}

@@ -137,6 +137,10 @@ pub struct Limits {
     /// not made to accept a new TCP connection per request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_keepalive: Option<usize>,
+    /// Requests at the upstream at once, so connections to it, at most; more wait (at most
+    /// `timeouts.upstream_connect_ms`, then 502). None: no bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_upstream_connections: Option<usize>,
 }
 
 impl Default for Limits {
@@ -151,6 +155,7 @@ impl Default for Limits {
             argon2_concurrency: 1,
             argon2_queue: 8,
             upstream_keepalive: None,
+            max_upstream_connections: None,
         }
     }
 }

@@ -201,6 +201,8 @@ pub struct Listeners {
     pub admin_tls: bool,
     /// pingora's upstream keep-alive pool size (`limits.upstream_keepalive`).
     pub upstream_keepalive: usize,
+    /// `limits.max_upstream_connections`.
+    pub max_upstream_connections: Option<usize>,
     /// The egress listeners, by entry name.
     pub egress: Vec<(String, SocketAddr)>,
 }
@@ -345,6 +347,9 @@ fn check_limits(cfg: &Config, errors: &mut Vec<Diagnostic>) {
     within("max_connections", l.max_connections, 1, 1_000_000, "");
     if let Some(k) = l.upstream_keepalive {
         within("upstream_keepalive", k, 1, 1_000_000, "");
+    }
+    if let Some(k) = l.max_upstream_connections {
+        within("max_upstream_connections", k, 1, 1_000_000, "");
     }
     within(
         "max_header_bytes",
@@ -834,10 +839,13 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             threads: cfg.threads,
             tls: cfg.tls.is_some(),
             admin_tls: cfg.admin_tls.is_some(),
-            upstream_keepalive: cfg
-                .limits
-                .upstream_keepalive
-                .unwrap_or(cfg.limits.max_connections),
+            // No more idle connections than the upstream may be sent at once.
+            upstream_keepalive: cfg.limits.upstream_keepalive.unwrap_or(
+                cfg.limits
+                    .max_connections
+                    .min(cfg.limits.max_upstream_connections.unwrap_or(usize::MAX)),
+            ),
+            max_upstream_connections: cfg.limits.max_upstream_connections,
             egress: cfg
                 .egress
                 .iter()
@@ -1067,6 +1075,29 @@ mod tests {
             .unwrap();
         assert!(
             errs[0].starts_with("g.yaml:9:3: key `limits.upstream_keepalive`: 0 is out of range"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn max_upstream_connections_bounds_the_pool_and_its_range_is_checked() {
+        let c = compile_str(HEAD).unwrap();
+        assert_eq!(c.listeners.max_upstream_connections, None);
+        let c = compile_str(&format!("{HEAD}limits:\n  max_upstream_connections: 16\n")).unwrap();
+        assert_eq!(c.listeners.max_upstream_connections, Some(16));
+        assert_eq!(c.listeners.upstream_keepalive, 16, "no more idle than may be used");
+        let c = compile_str(&format!(
+            "{HEAD}limits:\n  max_upstream_connections: 16\n  upstream_keepalive: 4\n"
+        ))
+        .unwrap();
+        assert_eq!(c.listeners.upstream_keepalive, 4);
+        let errs = compile_str(&format!("{HEAD}limits:\n  max_upstream_connections: 0\n"))
+            .err()
+            .unwrap();
+        assert!(
+            errs[0].starts_with(
+                "g.yaml:9:3: key `limits.max_upstream_connections`: 0 is out of range: use 1 to"
+            ),
             "{errs:?}"
         );
     }

@@ -214,6 +214,8 @@ pub struct Options {
     pub algorithm: Algorithm,
     pub audience: Option<&'static str>,
     pub read_ms: u64,
+    /// `timeouts.upstream_connect_ms`.
+    pub connect_ms: u64,
     pub registry: String,
     /// More lines under `timeouts:` (two-space indented).
     pub timeouts: String,
@@ -242,6 +244,7 @@ impl Options {
             algorithm: Algorithm::ES256,
             audience: None,
             read_ms: 30000,
+            connect_ms: 1000,
             registry: registry_yaml(),
             timeouts: String::new(),
             extra: String::new(),
@@ -267,10 +270,11 @@ pub struct Guard {
 
 pub fn config_text(o: &Options, proxy: SocketAddr, admin: SocketAddr) -> String {
     format!(
-        "listen: \"{proxy}\"\nadmin_listen: \"{admin}\"\nthreads: 2\nupstream: \"{}\"\nbase_path: \"{}\"\nunmatched: {}\ntimeouts:\n  upstream_connect_ms: 1000\n  upstream_read_ms: {}\n  shutdown_grace_ms: 5000\n{}{}token:\n  issuer: ords-guard\n{}  algorithm: {}\n  signing_key_file: keys/signing.pem\n  key_id: test-1\n{}",
+        "listen: \"{proxy}\"\nadmin_listen: \"{admin}\"\nthreads: 2\nupstream: \"{}\"\nbase_path: \"{}\"\nunmatched: {}\ntimeouts:\n  upstream_connect_ms: {}\n  upstream_read_ms: {}\n  shutdown_grace_ms: 5000\n{}{}token:\n  issuer: ords-guard\n{}  algorithm: {}\n  signing_key_file: keys/signing.pem\n  key_id: test-1\n{}",
         o.upstream,
         o.base_path,
         o.unmatched,
+        o.connect_ms,
         o.read_ms,
         o.timeouts,
         o.extra,
