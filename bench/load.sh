@@ -20,6 +20,9 @@
 #               which attaches a token it got from the first guard's token endpoint
 #   token       the token endpoint (sha256 secret, ES256 signing)
 #   token_hs256 the same on a second ords-guard that signs HS256
+#   public_256, public_1000  the public path with 256 and 1,000 client connections
+#   bounded_1000  the same at 1,000 on a guard with `max_upstream_connections: 32`
+# (every figure also gives the share of requests that opened a new backend connection)
 # and prints req/s, p99 latency, the CPU time per request of the process serving it (from
 # /proc/PID/stat around each wrk run: nginx's worker for direct), the ratios protected/public and public/direct, and
 # ords-guard's RSS (idle, peak under load, and with a 10k-client / 1k-privilege registry,
@@ -43,7 +46,7 @@ BIN=${BIN:-$PWD/target/release/ords-guard}   # BIN=... measures another build
 FLOOR_BIN=$PWD/target/release/examples/passthrough
 
 WORK=$(mktemp -d)
-cleanup() { kill "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${BOUND_PID:-}" "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
@@ -52,6 +55,7 @@ EGRESS_LISTEN=$(port); EGRESS_ADMIN=$(port)
 LIM_PROXY=$(port); LIM_ADMIN=$(port)
 SHARED_PROXY=$(port); SHARED_ADMIN=$(port); REDIS_PORT=$(port)
 LOG_PROXY=$(port); LOG_ADMIN=$(port)
+BOUND_PROXY=$(port); BOUND_ADMIN=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -129,8 +133,12 @@ RUST_LOG=warn "$BIN" run --config "$WORK/hs256.yaml" > "$WORK/hs.log" 2>&1 & HS_
 # The same guard with its access log on, as operators run it.
 write_config "" "" "$WORK/logged.yaml" "$LOG_PROXY" "$LOG_ADMIN" ES256 keys ords-guard "$ISSUERS"
 RUST_LOG=info "$BIN" --log-format json run --config "$WORK/logged.yaml" > "$WORK/logged.log" 2>&1 & LOG_PID=$!
+# A legacy backend's bound: at most 32 connections to it (issue #15).
+write_config "" "" "$WORK/bounded.yaml" "$BOUND_PROXY" "$BOUND_ADMIN" ES256 keys ords-guard 'limits:
+  max_upstream_connections: 32'
+RUST_LOG=warn "$BIN" run --config "$WORK/bounded.yaml" > "$WORK/bounded.log" 2>&1 & BOUND_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
-wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"
+wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"; wait_ready "$BOUND_ADMIN"
 # The egress guard: no ingress, one entry calling the backend with the bench client's token.
 printf '%s\n' "$SECRET" > "$WORK/egress.secret"
 cat > "$WORK/egress.yaml" <<EOF
@@ -164,23 +172,25 @@ serving() {
     protected_shared) echo "$SHARED_PID" ;;
     egress) echo "$EGRESS_PID" ;;
     token_hs256) echo "$HS_PID" ;;
+    bounded_1000) echo "$BOUND_PID" ;;
     *) echo "$GUARD_PID" ;;
   esac
 }
 # CPU ticks (user + system, every thread) a process has used.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# run NAME URL [wrk args...] -> appends "NAME rps p99ms non2xx cpu_us_per_request" to results
+# run NAME URL [wrk args...] -> appends "NAME rps p99ms non2xx cpu_us_per_request
+# new_backend_connections_per_100_requests" to results; RUN_CONNS=N: N client connections
 run() {
   local name=$1 url=$2; shift 2
   local out rps p99
   if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
-  local pid t0 t1 n; pid=$(serving "$name"); t0=$(ticks "$pid")
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
-  t1=$(ticks "$pid"); n=$(awk '/ requests in / {print $1}' <<<"$out")
+  local pid t0 t1 n a0 a1; pid=$(serving "$name"); t0=$(ticks "$pid"); a0=$(backend_accepts "$BACKEND")
+  out=$(wrk -t1 -c"${RUN_CONNS:-$CONNS}" -d"${DURATION}s" --latency "$@" "$url")
+  t1=$(ticks "$pid"); n=$(awk '/ requests in / {print $1}' <<<"$out"); a1=$(backend_accepts "$BACKEND")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  echo "$name $rps $p99 ${non2xx:-0} $(awk -v d=$(( t1 - t0 )) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}')" >> "$WORK/results"
+  echo "$name $rps $p99 ${non2xx:-0} $(awk -v d=$(( t1 - t0 )) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}') $(awk -v o=$(( a1 - a0 - 1 )) -v n="$n" 'BEGIN {printf "%.2f", n ? 100 * o / n : 0}')" >> "$WORK/results"
 }
 : > "$WORK/results"
 for r in $(seq "$ROUNDS"); do
@@ -205,6 +215,9 @@ for r in $(seq "$ROUNDS"); do
   run egress "http://127.0.0.1:$EGRESS_LISTEN/example/1"
   run token "http://127.0.0.1:$PROXY/oauth/token" -s "$WORK/token.lua"
   run token_hs256 "http://127.0.0.1:$HS_PROXY/oauth/token" -s "$WORK/token.lua"
+  RUN_CONNS=256 run public_256 "http://127.0.0.1:$PROXY/public/1"
+  RUN_CONNS=1000 run public_1000 "http://127.0.0.1:$PROXY/public/1"
+  RUN_CONNS=1000 run bounded_1000 "http://127.0.0.1:$BOUND_PROXY/public/1"
 done
 PEAK_RSS=$(rss VmHWM)
 SHARED_METRICS=$(curl -s "http://127.0.0.1:$SHARED_ADMIN/metrics")
@@ -243,14 +256,15 @@ MANY_RSS=$(awk '$1=="VmRSS:" {print int($2/1024)}' "/proc/$MANY_PID/status")
 
 awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v serrors="${STORE_ERRORS:-?}" -v strips="${STORE_TRIPS:-0}" -v ssum="${STORE_SUM:-0}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
   function r(a, b) { return (rps[a] > 0 && rps[b] > 0) ? sprintf("%.2f", rps[a] / rps[b]) : "-" }
-  { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4; cpu[$1]+=$5 }
+  { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4; cpu[$1]+=$5; fresh[$1]+=$6 }
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
-    printf "| target | req/s | p99 ms | non-2xx | CPU µs/request (serving process) |\n|---|---|---|---|---|\n"
-    split("direct floor public protected protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256", order, " ")
-    for (i = 1; i <= 12; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k] }
+    printf "| target | req/s | p99 ms | non-2xx | CPU µs/request (serving process) | new backend connections |\n|---|---|---|---|---|---|\n"
+    split("direct floor public protected protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000", order, " ")
+    for (i = 1; i <= 15; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
     printf "\nprotected/public = %s   public/direct = %s   protected/direct = %s   floor/direct = %s   protected/floor = %s\n", r("protected", "public"), r("public", "direct"), r("protected", "direct"), r("floor", "direct"), r("protected", "floor")
     printf "protected_log/protected = %s (access log on / off)\n", r("protected_log", "protected")
+    printf "public_256/public = %s   public_1000/public = %s   bounded_1000/public = %s (client connections: 256, 1000, 1000 with max_upstream_connections: 32; against %d)\n", r("public_256", "public"), r("public_1000", "public"), r("bounded_1000", "public"), c
     printf "protected_issuer/protected = %s\n", r("protected_issuer", "protected")
     printf "protected_limited/protected = %s (a local rate limit per client that never refuses)\n", r("protected_limited", "protected")
     printf "protected_shared/protected = %s (the same limit in Redis on loopback; %d round trips, mean %.0f us, %s store errors)\n", r("protected_shared", "protected"), strips, (strips > 0 ? ssum / strips * 1e6 : 0), serrors

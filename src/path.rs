@@ -79,6 +79,18 @@ impl Target {
             None => self.path.clone(),
         }
     }
+
+    /// Whether `wire` (a request target as received) is byte for byte what
+    /// [`Self::path_and_query`] gives, so it can go upstream as it is.
+    pub fn is_wire_form(&self, wire: &[u8]) -> bool {
+        let Some(rest) = wire.strip_prefix(self.path.as_bytes()) else {
+            return false;
+        };
+        match &self.query {
+            None => rest.is_empty(),
+            Some(q) => rest.strip_prefix(b"?") == Some(q.as_bytes()),
+        }
+    }
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -273,6 +285,29 @@ pub fn normalise_path_with(path: &[u8], params: PathParameters) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wire_form_is_exactly_path_and_query() {
+        let t = |path: &str, query: Option<&str>| Target {
+            path: path.into(),
+            query: query.map(Into::into),
+            stripped: None,
+        };
+        for (target, wire, same) in [
+            (t("/a/b", None), "/a/b", true),
+            (t("/a/b", None), "/a/b?", false),
+            (t("/a/b", None), "/a/b/", false),
+            (t("/a/b", None), "/a/./b", false),
+            (t("/a/b", Some("x=1")), "/a/b?x=1", true),
+            (t("/a/b", Some("x=1")), "/a/b?x=12", false),
+            (t("/a/b", Some("x=1")), "/a/b", false),
+            (t("/a/b", Some("")), "/a/b?", true),
+            (t("/a/b", Some("")), "/a/b", false),
+        ] {
+            assert_eq!(target.is_wire_form(wire.as_bytes()), same, "{target:?} {wire}");
+            assert_eq!(target.path_and_query() == wire, same, "{target:?} {wire}");
+        }
+    }
 
     fn ok(raw: &str) -> String {
         normalise(raw.as_bytes())

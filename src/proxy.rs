@@ -65,6 +65,21 @@ pub struct Ctx {
     upstream_slot: Option<Slot>,
 }
 
+impl Ctx {
+    /// An access-line field: set on the context, or else the forwarded grant's, or `-`.
+    fn logged<'a>(
+        &'a self,
+        set: impl Fn(&'a Ctx) -> &'a Option<String>,
+        granted: impl Fn(&'a decision::Grant) -> Option<&'a String>,
+    ) -> &'a str {
+        let from_grant = || match &self.decision {
+            Some(Decision::Forward(g)) => granted(g),
+            _ => None,
+        };
+        set(self).as_ref().or_else(from_grant).map_or("-", String::as_str)
+    }
+}
+
 /// Counts a request in flight (ingress or egress) for as long as it lives: the drain
 /// waits for the count to reach zero.
 pub(crate) struct InFlight(Arc<AtomicUsize>);
@@ -518,12 +533,8 @@ impl ProxyHttp for Proxy {
                 }
                 ("", String::new(), None)
             }
-            Decision::Forward(g) => {
-                ctx.client_id = Some(g.client_id.clone());
-                ctx.issuer = g.issuer.clone();
-                ctx.privilege = Some(g.privilege.clone());
-                ("", String::new(), None)
-            }
+            // The access line reads who and which privilege from the grant kept in `ctx`.
+            Decision::Forward(_) => ("", String::new(), None),
             Decision::Unmatched => (
                 "Forbidden",
                 "no privilege covers this path and unmatched paths are denied".into(),
@@ -633,8 +644,12 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let target = ctx.target.as_ref().expect("set in request_filter");
-        // The upstream receives exactly the path that was decided on.
-        req.set_raw_path(target.path_and_query().as_bytes())?;
+        // The upstream receives exactly the path that was decided on (most requests arrive
+        // in that form already: no copy, no reparse).
+        if !target.is_wire_form(req.raw_path()) {
+            req.set_raw_path(target.path_and_query().as_bytes())?;
+        }
+
         let spoofed: Vec<_> = req
             .headers
             .keys()
@@ -668,15 +683,19 @@ impl ProxyHttp for Proxy {
             req.insert_header("X-ORDS-Roles", g.roles.join(","))?;
             req.insert_header("X-ORDS-Privilege", g.privilege.as_str())?;
         }
-        if let Some(ip) = peer_ip(session).map(|ip| ip.to_string()) {
-            let xff = match req
+        if let Some(ip) = peer_ip(session) {
+            use std::fmt::Write;
+            let prev = req
                 .headers
                 .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip,
-            };
+                .and_then(|v| v.to_str().ok());
+            // One allocation: an address is at most 45 characters.
+            let mut xff = String::with_capacity(prev.map_or(0, |p| p.len() + 2) + 45);
+            if let Some(prev) = prev {
+                xff.push_str(prev);
+                xff.push_str(", ");
+            }
+            let _ = write!(xff, "{ip}");
             req.insert_header("X-Forwarded-For", xff)?;
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
@@ -806,9 +825,9 @@ impl ProxyHttp for Proxy {
             }
             l.uint("status", status.into())
                 .str("decision", ctx.label.unwrap_or("token_endpoint"))
-                .str("client_id", ctx.client_id.as_deref().unwrap_or("-"))
-                .str("privilege", ctx.privilege.as_deref().unwrap_or("-"))
-                .str("issuer", ctx.issuer.as_deref().unwrap_or("-"))
+                .str("client_id", ctx.logged(|c| &c.client_id, |g| Some(&g.client_id)))
+                .str("privilege", ctx.logged(|c| &c.privilege, |g| Some(&g.privilege)))
+                .str("issuer", ctx.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
                 .str("would", ctx.would.unwrap_or("-"))
                 .str("limit", ctx.limit.as_deref().unwrap_or("-"))
                 .float("latency_ms", latency.as_secs_f64() * 1000.0)
