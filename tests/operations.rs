@@ -441,6 +441,14 @@ async fn logs_hold_no_secret_and_no_token() {
             access[0]
         );
     }
+    // A forwarded request's line names who was let through to which privilege.
+    let forwarded = access
+        .iter()
+        .find(|l| l["decision"] == "forwarded" && l["client_id"] == "example-client")
+        .unwrap_or_else(|| panic!("no forwarded line for example-client: {access:?}"));
+    assert_eq!(forwarded["privilege"], "example_priv", "{forwarded}");
+    assert_eq!(forwarded["issuer"], "-", "{forwarded}");
+    assert_eq!(forwarded["status"], 200, "{forwarded}");
 }
 
 #[tokio::test]
