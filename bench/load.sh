@@ -20,7 +20,8 @@
 #               which attaches a token it got from the first guard's token endpoint
 #   token       the token endpoint (sha256 secret, ES256 signing)
 #   token_hs256 the same on a second ords-guard that signs HS256
-#   public_256, public_1000  the public path with 256 and 1,000 client connections
+#   public_256, public_1000  the public path with 256 and 1,000 client connections (on a
+#               guard of their own, so its memory does not move the RSS figures below)
 #   bounded_1000  the same at 1,000 on a guard with `max_upstream_connections: 32`
 # (every figure also gives the share of requests that opened a new backend connection)
 # and prints req/s, p99 latency, the CPU time per request of the process serving it (from
@@ -46,7 +47,7 @@ BIN=${BIN:-$PWD/target/release/ords-guard}   # BIN=... measures another build
 FLOOR_BIN=$PWD/target/release/examples/passthrough
 
 WORK=$(mktemp -d)
-cleanup() { kill "${BOUND_PID:-}" "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${CONN_PID:-}" "${BOUND_PID:-}" "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
@@ -55,7 +56,7 @@ EGRESS_LISTEN=$(port); EGRESS_ADMIN=$(port)
 LIM_PROXY=$(port); LIM_ADMIN=$(port)
 SHARED_PROXY=$(port); SHARED_ADMIN=$(port); REDIS_PORT=$(port)
 LOG_PROXY=$(port); LOG_ADMIN=$(port)
-BOUND_PROXY=$(port); BOUND_ADMIN=$(port)
+BOUND_PROXY=$(port); BOUND_ADMIN=$(port); CONN_PROXY=$(port); CONN_ADMIN=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -137,8 +138,10 @@ RUST_LOG=info "$BIN" --log-format json run --config "$WORK/logged.yaml" > "$WORK
 write_config "" "" "$WORK/bounded.yaml" "$BOUND_PROXY" "$BOUND_ADMIN" ES256 keys ords-guard 'limits:
   max_upstream_connections: 32'
 RUST_LOG=warn "$BIN" run --config "$WORK/bounded.yaml" > "$WORK/bounded.log" 2>&1 & BOUND_PID=$!
+write_config "" "" "$WORK/conns.yaml" "$CONN_PROXY" "$CONN_ADMIN" ES256 keys
+RUST_LOG=warn "$BIN" run --config "$WORK/conns.yaml" > "$WORK/conns.log" 2>&1 & CONN_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
-wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"; wait_ready "$BOUND_ADMIN"
+wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"; wait_ready "$BOUND_ADMIN"; wait_ready "$CONN_ADMIN"
 # The egress guard: no ingress, one entry calling the backend with the bench client's token.
 printf '%s\n' "$SECRET" > "$WORK/egress.secret"
 cat > "$WORK/egress.yaml" <<EOF
@@ -173,6 +176,7 @@ serving() {
     egress) echo "$EGRESS_PID" ;;
     token_hs256) echo "$HS_PID" ;;
     bounded_1000) echo "$BOUND_PID" ;;
+    public_256|public_1000) echo "$CONN_PID" ;;
     *) echo "$GUARD_PID" ;;
   esac
 }
@@ -215,11 +219,12 @@ for r in $(seq "$ROUNDS"); do
   run egress "http://127.0.0.1:$EGRESS_LISTEN/example/1"
   run token "http://127.0.0.1:$PROXY/oauth/token" -s "$WORK/token.lua"
   run token_hs256 "http://127.0.0.1:$HS_PROXY/oauth/token" -s "$WORK/token.lua"
-  RUN_CONNS=256 run public_256 "http://127.0.0.1:$PROXY/public/1"
-  RUN_CONNS=1000 run public_1000 "http://127.0.0.1:$PROXY/public/1"
+  RUN_CONNS=256 run public_256 "http://127.0.0.1:$CONN_PROXY/public/1"
+  RUN_CONNS=1000 run public_1000 "http://127.0.0.1:$CONN_PROXY/public/1"
   RUN_CONNS=1000 run bounded_1000 "http://127.0.0.1:$BOUND_PROXY/public/1"
 done
 PEAK_RSS=$(rss VmHWM)
+CONN_PEAK=$(GUARD_PID=$CONN_PID rss VmHWM); BOUND_PEAK=$(GUARD_PID=$BOUND_PID rss VmHWM)
 SHARED_METRICS=$(curl -s "http://127.0.0.1:$SHARED_ADMIN/metrics")
 STORE_ERRORS=$(awk '/^ords_guard_rate_limit_store_errors_total/ {print $2}' <<<"$SHARED_METRICS")
 STORE_TRIPS=$(awk '/^ords_guard_rate_limit_store_duration_seconds_count/ {print $2}' <<<"$SHARED_METRICS")
@@ -254,7 +259,7 @@ wait_ready "$MANY_ADMIN"
 MANY_KEYS=$(curl -s "http://127.0.0.1:$MANY_ADMIN/metrics" | awk '/^ords_guard_jwks_keys/ {n+=$2} END {print n+0}')
 MANY_RSS=$(awk '$1=="VmRSS:" {print int($2/1024)}' "/proc/$MANY_PID/status")
 
-awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v serrors="${STORE_ERRORS:-?}" -v strips="${STORE_TRIPS:-0}" -v ssum="${STORE_SUM:-0}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
+awk -v cpeak="$CONN_PEAK" -v bpeak="$BOUND_PEAK" -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v serrors="${STORE_ERRORS:-?}" -v strips="${STORE_TRIPS:-0}" -v ssum="${STORE_SUM:-0}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
   function r(a, b) { return (rps[a] > 0 && rps[b] > 0) ? sprintf("%.2f", rps[a] / rps[b]) : "-" }
   { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4; cpu[$1]+=$5; fresh[$1]+=$6 }
   END {
@@ -271,4 +276,5 @@ awk -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS
     printf "egress/public = %s   egress/direct = %s   token requests by the egress guard over the whole run: %s\n", r("egress", "public"), r("egress", "direct"), etokens
     printf "RSS: idle %d MiB, peak under load %d MiB, with 10k clients + 1k privileges %d MiB (reload %s ms)\n", idle, peak, big, reload
     printf "RSS with 10 identity providers, %d keys held: %d MiB\n", manykeys, many
+    printf "peak RSS of the guards serving many connections: %d MiB (public_256, public_1000), %d MiB (bounded_1000)\n", cpeak, bpeak
   }' "$WORK/results"
