@@ -304,7 +304,11 @@ mod tests {
             (t("/a/b", Some("")), "/a/b?", true),
             (t("/a/b", Some("")), "/a/b", false),
         ] {
-            assert_eq!(target.is_wire_form(wire.as_bytes()), same, "{target:?} {wire}");
+            assert_eq!(
+                target.is_wire_form(wire.as_bytes()),
+                same,
+                "{target:?} {wire}"
+            );
             assert_eq!(target.path_and_query() == wire, same, "{target:?} {wire}");
         }
     }

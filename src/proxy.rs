@@ -76,7 +76,10 @@ impl Ctx {
             Some(Decision::Forward(g)) => granted(g),
             _ => None,
         };
-        set(self).as_ref().or_else(from_grant).map_or("-", String::as_str)
+        set(self)
+            .as_ref()
+            .or_else(from_grant)
+            .map_or("-", String::as_str)
     }
 }
 
@@ -596,9 +599,10 @@ impl ProxyHttp for Proxy {
             .upstream
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream"))?;
-        let started = Instant::now();
+        let mut waited = Duration::ZERO;
         // A retry (pingora calls this again) keeps the slot it has.
         if let (Some(slots), None) = (&self.upstream_slots, &ctx.upstream_slot) {
+            let started = Instant::now();
             let wait = slots.take(clipper()(up.connect_timeout));
             tokio::pin!(wait);
             let taken = if session.is_body_empty() {
@@ -624,10 +628,10 @@ impl ProxyHttp for Proxy {
                 )
             })?;
             ctx.upstream_slot = Some(slot);
+            waited = started.elapsed();
         }
         let mut peer = peer_for(up).await?;
         // The wait for a slot and the connect share the connect timeout.
-        let waited = started.elapsed();
         if !waited.is_zero() {
             let o = &mut peer.options;
             for t in [&mut o.connection_timeout, &mut o.total_connection_timeout] {
@@ -825,8 +829,14 @@ impl ProxyHttp for Proxy {
             }
             l.uint("status", status.into())
                 .str("decision", ctx.label.unwrap_or("token_endpoint"))
-                .str("client_id", ctx.logged(|c| &c.client_id, |g| Some(&g.client_id)))
-                .str("privilege", ctx.logged(|c| &c.privilege, |g| Some(&g.privilege)))
+                .str(
+                    "client_id",
+                    ctx.logged(|c| &c.client_id, |g| Some(&g.client_id)),
+                )
+                .str(
+                    "privilege",
+                    ctx.logged(|c| &c.privilege, |g| Some(&g.privilege)),
+                )
                 .str("issuer", ctx.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
                 .str("would", ctx.would.unwrap_or("-"))
                 .str("limit", ctx.limit.as_deref().unwrap_or("-"))

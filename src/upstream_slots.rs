@@ -76,6 +76,18 @@ mod tests {
         UpstreamSlots::new(n, IntGauge::new("waiting", "w").unwrap())
     }
 
+    /// A request waiting (up to 10 s) for one of `s`'s slots, once it is in line.
+    async fn waiting_for_a_slot(s: &Arc<UpstreamSlots>) -> tokio::task::JoinHandle<bool> {
+        let waiter = tokio::spawn({
+            let s = s.clone();
+            async move { s.take(Duration::from_secs(10)).await.is_ok() }
+        });
+        while s.waiting.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+        waiter
+    }
+
     // Paused time: tokio advances the clock itself when every task waits, so the timeouts
     // below run out without the test waiting.
     #[tokio::test(start_paused = true)]
@@ -88,25 +100,26 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(300));
         assert_eq!(s.waiting.get(), 0);
         drop(a);
-        assert!(s.take(Duration::ZERO).await.is_ok(), "a given-back slot is free at once");
+        assert!(
+            s.take(Duration::ZERO).await.is_ok(),
+            "a given-back slot is free at once"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_waiting_request_gets_the_first_slot_given_back_and_is_counted_meanwhile() {
         let s = Arc::new(slots(1));
         let held = s.take(Duration::ZERO).await.unwrap();
-        let waiter = tokio::spawn({
-            let s = s.clone();
-            async move { s.take(Duration::from_secs(10)).await.is_ok() }
-        });
-        while s.waiting.get() == 0 {
-            tokio::task::yield_now().await;
-        }
+        let waiter = waiting_for_a_slot(&s).await;
         assert_eq!(s.waiting.get(), 1);
         let started = tokio::time::Instant::now();
         drop(held);
         assert!(waiter.await.unwrap());
-        assert_eq!(started.elapsed(), Duration::ZERO, "served when the slot came back");
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "served when the slot came back"
+        );
         assert_eq!(s.waiting.get(), 0);
     }
 
@@ -114,13 +127,7 @@ mod tests {
     async fn a_wait_dropped_by_a_departing_client_is_no_longer_counted() {
         let s = Arc::new(slots(1));
         let _held = s.take(Duration::ZERO).await.unwrap();
-        let waiter = tokio::spawn({
-            let s = s.clone();
-            async move { s.take(Duration::from_secs(10)).await.is_ok() }
-        });
-        while s.waiting.get() == 0 {
-            tokio::task::yield_now().await;
-        }
+        let waiter = waiting_for_a_slot(&s).await;
         waiter.abort();
         let _ = waiter.await;
         assert_eq!(s.waiting.get(), 0);

@@ -317,8 +317,12 @@ impl HeldBackend {
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 accepted.fetch_add(1, AcqRel);
-                let (release, arrived, peak, at_once) =
-                    (release.clone(), arrived.clone(), peak.clone(), at_once.clone());
+                let (release, arrived, peak, at_once) = (
+                    release.clone(),
+                    arrived.clone(),
+                    peak.clone(),
+                    at_once.clone(),
+                );
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
@@ -352,6 +356,19 @@ impl HeldBackend {
     }
 }
 
+/// `n` GETs of a public path at once, each on its own connection: status and body.
+fn send_public(g: &Guard, n: usize) -> Vec<tokio::task::JoinHandle<(u16, String)>> {
+    (0..n)
+        .map(|_| {
+            let (http, url) = (g.http.clone(), g.url("/public/x"));
+            tokio::spawn(async move {
+                let r = http.get(url).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect()
+}
+
 /// A guard in front of `b` allowing it two connections, waiting at most `connect_ms`.
 async fn guard_allowing_two(b: &HeldBackend, connect_ms: u64) -> Guard {
     let mut o = Options::new(&Backend::start().await);
@@ -365,22 +382,18 @@ async fn guard_allowing_two(b: &HeldBackend, connect_ms: u64) -> Guard {
 async fn requests_beyond_max_upstream_connections_wait_for_one_and_reuse_it() {
     let b = HeldBackend::start().await;
     let g = guard_allowing_two(&b, 20_000).await;
-    let sends: Vec<_> = (0..3)
-        .map(|_| {
-            let (http, url) = (g.http.clone(), g.url("/public/x"));
-            tokio::spawn(async move {
-                let r = http.get(url).send().await.unwrap();
-                (r.status().as_u16(), r.text().await.unwrap())
-            })
-        })
-        .collect();
+    let sends = send_public(&g, 3);
     eventually("two requests at the backend", || async {
         HeldBackend::get(&b.arrived) == 2
     })
     .await;
     g.wait_metric("ords_guard_upstream_requests_waiting", |v| v == 1.0)
         .await;
-    assert_eq!(HeldBackend::get(&b.arrived), 2, "the third waits at the proxy");
+    assert_eq!(
+        HeldBackend::get(&b.arrived),
+        2,
+        "the third waits at the proxy"
+    );
 
     // A client that gives up while in line leaves it: its request never goes out.
     let mut gone = TcpStream::connect(g.proxy).await.unwrap();
@@ -405,20 +418,23 @@ async fn requests_beyond_max_upstream_connections_wait_for_one_and_reuse_it() {
         assert_eq!(s.await.unwrap(), (200, "ok".to_string()));
     }
     assert_eq!(HeldBackend::get(&b.peak), 2);
-    assert_eq!(HeldBackend::get(&b.arrived), 3, "the departed client's request was dropped");
-    assert_eq!(HeldBackend::get(&b.accepted), 2, "the freed connection was reused");
+    assert_eq!(
+        HeldBackend::get(&b.arrived),
+        3,
+        "the departed client's request was dropped"
+    );
+    assert_eq!(
+        HeldBackend::get(&b.accepted),
+        2,
+        "the freed connection was reused"
+    );
 }
 
 #[tokio::test]
 async fn a_request_that_finds_no_upstream_connection_within_the_connect_timeout_gets_502() {
     let b = HeldBackend::start().await;
     let g = guard_allowing_two(&b, 300).await;
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let (http, url) = (g.http.clone(), g.url("/public/x"));
-            tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
-        })
-        .collect();
+    let held = send_public(&g, 2);
     eventually("two requests at the backend", || async {
         HeldBackend::get(&b.arrived) == 2
     })
@@ -433,7 +449,10 @@ async fn a_request_that_finds_no_upstream_connection_within_the_connect_timeout_
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["status"], 502);
     assert!(
-        body["detail"].as_str().unwrap().contains("connection limit"),
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("connection limit"),
         "{body}"
     );
     assert_eq!(HeldBackend::get(&b.arrived), 2, "never sent to the backend");
@@ -452,7 +471,7 @@ async fn a_request_that_finds_no_upstream_connection_within_the_connect_timeout_
 
     b.release.add_permits(3);
     for h in held {
-        assert_eq!(h.await.unwrap(), 200);
+        assert_eq!(h.await.unwrap().0, 200);
     }
     let r = g.http.get(g.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 200, "served again once a connection is free");

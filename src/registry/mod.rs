@@ -1085,7 +1085,10 @@ mod tests {
         assert_eq!(c.listeners.max_upstream_connections, None);
         let c = compile_str(&format!("{HEAD}limits:\n  max_upstream_connections: 16\n")).unwrap();
         assert_eq!(c.listeners.max_upstream_connections, Some(16));
-        assert_eq!(c.listeners.upstream_keepalive, 16, "no more idle than may be used");
+        assert_eq!(
+            c.listeners.upstream_keepalive, 16,
+            "no more idle than may be used"
+        );
         let c = compile_str(&format!(
             "{HEAD}limits:\n  max_upstream_connections: 16\n  upstream_keepalive: 4\n"
         ))
