@@ -3,16 +3,16 @@
 //! one run (README "Performance").
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use ords_guard::access::decision::{self, Credentials};
+use ords_guard::access::pattern::{Matcher, Methods, Pattern};
 use ords_guard::config::{self, Algorithm};
-use ords_guard::decision::{self, Credentials};
 use ords_guard::oauth::issuer::Unverified;
-use ords_guard::pattern::{Matcher, Methods, Pattern};
+use ords_guard::oauth::token::{now, Claims};
 use ords_guard::registry::{self, Registry};
-use ords_guard::token::{now, Claims};
 use std::hint::black_box;
 
 fn registry(alg: Algorithm, dir: &std::path::Path) -> Registry {
-    ords_guard::keys::write_generated(dir, &ords_guard::keys::generate(alg)).unwrap();
+    ords_guard::oauth::keys::write_generated(dir, &ords_guard::oauth::keys::generate(alg)).unwrap();
     let yaml = format!(
         "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\ntoken:\n  algorithm: {}\n  signing_key_file: signing.pem\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"sha256:{}\"]\n    roles: [example_role]\n",
         alg.as_str(),
@@ -58,7 +58,7 @@ fn normalisation(c: &mut Criterion) {
         ),
     ] {
         g.bench_function(name, |b| {
-            b.iter(|| ords_guard::path::normalise(black_box(raw.as_bytes())).unwrap())
+            b.iter(|| ords_guard::access::path::normalise(black_box(raw.as_bytes())).unwrap())
         });
     }
     g.finish();
@@ -68,10 +68,10 @@ fn normalisation(c: &mut Criterion) {
 fn request_head(c: &mut Criterion) {
     let head = b"GET /ords/hr/example/employees/7?fields=name HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: application/json\r\nAuthorization: Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6InRlc3QtMSJ9.eyJpc3MiOiJvcmRzLWd1YXJkIiwic3ViIjoiZXhhbXBsZS1jbGllbnQiLCJjbGllbnRfaWQiOiJleGFtcGxlLWNsaWVudCJ9.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
     c.bench_function("request_head_scan_420B", |b| {
-        b.iter(|| ords_guard::conn::scan_head(black_box(head), 16 * 1024, 100))
+        b.iter(|| ords_guard::serve::conn::scan_head(black_box(head), 16 * 1024, 100))
     });
     c.bench_function("request_head_check_420B", |b| {
-        b.iter(|| ords_guard::conn::head::check(black_box(head)).unwrap())
+        b.iter(|| ords_guard::serve::conn::head::check(black_box(head)).unwrap())
     });
 }
 
@@ -212,7 +212,7 @@ fn whole_decision(c: &mut Criterion) {
     g.bench_function("authorised_es256_cached", |b| {
         b.iter(|| {
             let target =
-                ords_guard::path::normalise(black_box(b"/ords/hr/example/employees/7?x=1"))
+                ords_guard::access::path::normalise(black_box(b"/ords/hr/example/employees/7?x=1"))
                     .unwrap();
             let d = decision::decide(
                 &reg,

@@ -49,7 +49,7 @@ fn request(mode: &str, path: &str, kid: &str, client: Option<&str>) -> Vec<u8> {
             format!("GET {path} HTTP/1.1\r\nHost: flood\r\nConnection: close\r\n\r\n").into_bytes()
         }
         _ => {
-            let now = ords_guard::token::now();
+            let now = ords_guard::oauth::token::now();
             let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "kid": kid});
             let id = client.map_or_else(|| random_hex(8), str::to_string);
             let claims = serde_json::json!({

@@ -1,7 +1,7 @@
 //! The command line (SPEC §7).
 
 use crate::config::{Algorithm, ClientConfig};
-use crate::secret::{self, Scheme};
+use crate::oauth::secret::{self, Scheme};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -229,7 +229,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => {
             init_logging(cli.log_format, &cli.log_level);
-            let outcome = report(crate::server::run(&config, None));
+            let outcome = report(crate::serve::server::run(&config, None));
             crate::logs::finish();
             outcome
         }
@@ -247,9 +247,9 @@ pub fn main() -> ExitCode {
             target,
         } => {
             let who = match (token, client) {
-                (Some(t), _) => crate::explain::Who::Token(t),
-                (None, Some(id)) => crate::explain::Who::Client { id, scope },
-                (None, None) => crate::explain::Who::Anonymous,
+                (Some(t), _) => crate::access::explain::Who::Token(t),
+                (None, Some(id)) => crate::access::explain::Who::Client { id, scope },
+                (None, None) => crate::access::explain::Who::Anonymous,
             };
             explain(&config, who, format, &method, &target)
         }
@@ -445,13 +445,13 @@ fn import_ords(files: &[PathBuf]) -> ExitCode {
 /// `explain`: exit 0 forwarded, 1 refused, 2 a usage or config error.
 fn explain(
     config: &Path,
-    who: crate::explain::Who,
+    who: crate::access::explain::Who,
     format: ExplainFormat,
     method: &str,
     target: &str,
 ) -> ExitCode {
     let usage = ExitCode::from(2);
-    let reg = match crate::state::load(config) {
+    let reg = match crate::serve::state::load(config) {
         Ok((c, _)) => c.registry,
         Err(e) => {
             eprintln!("{e}");
@@ -476,7 +476,7 @@ fn explain(
             return usage;
         }
     };
-    match rt.block_on(crate::explain::explain(&reg, method, target, who)) {
+    match rt.block_on(crate::access::explain::explain(&reg, method, target, who)) {
         Err(e) => {
             eprintln!("{e}");
             usage
@@ -496,7 +496,7 @@ fn explain(
 }
 
 fn check(config: &Path) -> ExitCode {
-    match crate::state::load(config) {
+    match crate::serve::state::load(config) {
         Err(e) => {
             eprintln!("{e}");
             eprintln!(
@@ -627,7 +627,7 @@ fn check(config: &Path) -> ExitCode {
 }
 
 fn list_clients(config: &Path) -> ExitCode {
-    let (c, _) = match crate::state::load(config) {
+    let (c, _) = match crate::serve::state::load(config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -732,8 +732,8 @@ fn print_issuers(r: &crate::registry::Registry) {
 }
 
 fn keygen(alg: Algorithm, out: &Path) -> ExitCode {
-    let g = crate::keys::generate(alg);
-    if let Err(e) = crate::keys::write_generated(out, &g) {
+    let g = crate::oauth::keys::generate(alg);
+    if let Err(e) = crate::oauth::keys::write_generated(out, &g) {
         eprintln!("cannot write keys to {}: {e}", out.display());
         return ExitCode::FAILURE;
     }

@@ -19,8 +19,11 @@ pub fn run(
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let (mut cfg, _) = config::parse(EXAMPLE, std::path::Path::new("embedded example"))
         .map_err(|e| e.to_string())?;
-    crate::keys::write_generated(&dir.join("keys"), &crate::keys::generate(Algorithm::ES256))
-        .map_err(|e| format!("cannot write the demo key: {e}"))?;
+    crate::oauth::keys::write_generated(
+        &dir.join("keys"),
+        &crate::oauth::keys::generate(Algorithm::ES256),
+    )
+    .map_err(|e| format!("cannot write the demo key: {e}"))?;
     let (client, secret) =
         crate::cli::new_client("Example Client", vec!["example_role".into()], vec![]);
     cfg.listen = Some(listen.into());
@@ -63,5 +66,5 @@ Ctrl-C stops the demo.
         pid = std::process::id(),
         base_path = cfg.base_path.trim_end_matches('/'),
     );
-    crate::server::run(&path, Some(backend_listen))
+    crate::serve::server::run(&path, Some(backend_listen))
 }

@@ -38,7 +38,7 @@ fn hash_secret_drops_one_trailing_newline() {
         (b"s3cret", "sha256"),
     ] {
         let out = stdout(&run(&["hash-secret", "--scheme", scheme], Some(input)));
-        let h = ords_guard::secret::SecretHash::parse(out.trim()).unwrap();
+        let h = ords_guard::oauth::secret::SecretHash::parse(out.trim()).unwrap();
         assert!(h.verify(b"s3cret"), "{scheme} {input:?}");
     }
     let out = run(&["hash-secret"], Some(b""));
@@ -70,7 +70,7 @@ fn keygen_writes_a_private_key_only_the_owner_reads() {
         assert_eq!(mode, 0o600, "{alg}");
         assert_eq!(out_dir.join("signing.pub.pem").exists(), alg != "HS256");
         let parsed: ords_guard::config::Algorithm = alg.parse().unwrap();
-        ords_guard::keys::load_signing(&out_dir.join("signing.pem"), parsed, "k")
+        ords_guard::oauth::keys::load_signing(&out_dir.join("signing.pem"), parsed, "k")
             .unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -115,20 +115,20 @@ fn client_create_prints_the_secret_once_and_stores_only_its_hash() {
         ("Example Client", id.as_str())
     );
     assert_eq!(entries[0].roles, ["example_role"]);
-    let h = ords_guard::secret::SecretHash::parse(&entries[0].secrets[0]).unwrap();
+    let h = ords_guard::oauth::secret::SecretHash::parse(&entries[0].secrets[0]).unwrap();
     assert!(h.verify(secret.as_bytes()));
 }
 
 fn registry_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    ords_guard::keys::write_generated(
+    ords_guard::oauth::keys::write_generated(
         &dir.path().join("keys"),
-        &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256),
+        &ords_guard::oauth::keys::generate(ords_guard::config::Algorithm::ES256),
     )
     .unwrap();
-    let sha = ords_guard::secret::hash(
+    let sha = ords_guard::oauth::secret::hash(
         b"the-old-secret-0123456789abcdef",
-        ords_guard::secret::Scheme::Sha256,
+        ords_guard::oauth::secret::Scheme::Sha256,
     );
     let config = dir.path().join("ords-guard.yaml");
     std::fs::write(
@@ -170,10 +170,10 @@ fn rotate_secret_fills_the_second_slot() {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     assert_eq!(slots.len(), 2);
-    assert!(ords_guard::secret::SecretHash::parse(&slots[0])
+    assert!(ords_guard::oauth::secret::SecretHash::parse(&slots[0])
         .unwrap()
         .verify(b"the-old-secret-0123456789abcdef"));
-    assert!(ords_guard::secret::SecretHash::parse(&slots[1])
+    assert!(ords_guard::oauth::secret::SecretHash::parse(&slots[1])
         .unwrap()
         .verify(secret.as_bytes()));
     assert_eq!(

@@ -234,9 +234,9 @@ fn configmap_passes_check(dir: &str) {
     std::fs::create_dir_all(root.path().join("config")).unwrap();
     std::fs::write(root.path().join("config/ords-guard.yaml"), config).unwrap();
     let secret = root.path().join("secret");
-    ords_guard::keys::write_generated(
+    ords_guard::oauth::keys::write_generated(
         &secret,
-        &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256),
+        &ords_guard::oauth::keys::generate(ords_guard::config::Algorithm::ES256),
     )
     .unwrap();
     let (client, _) =
@@ -257,9 +257,9 @@ fn the_example_config_passes_check() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ords-guard.example.yaml");
     std::fs::copy(&example, dir.path().join("ords-guard.yaml")).unwrap();
     // The one step its header asks for: the signing key.
-    ords_guard::keys::write_generated(
+    ords_guard::oauth::keys::write_generated(
         &dir.path().join("keys"),
-        &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256),
+        &ords_guard::oauth::keys::generate(ords_guard::config::Algorithm::ES256),
     )
     .unwrap();
     check(&dir.path().join("ords-guard.yaml"));

@@ -253,9 +253,9 @@ async fn slow_upstream_is_504() {
 #[test]
 fn check_reports_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    ords_guard::keys::write_generated(
+    ords_guard::oauth::keys::write_generated(
         &dir.path().join("keys"),
-        &ords_guard::keys::generate(ords_guard::config::Algorithm::ES256),
+        &ords_guard::oauth::keys::generate(ords_guard::config::Algorithm::ES256),
     )
     .unwrap();
     let backend_addr = "127.0.0.1:3000".parse().unwrap();

@@ -460,7 +460,7 @@ async fn a_changed_key_file_reloads_with_the_config() {
         .metric("ords_guard_config_reloads_total{result=\"success\"}")
         .await;
     // Rotate the signing key in place (same kid, no verification key for the old one).
-    let fresh = ords_guard::keys::generate(ords_guard::config::Algorithm::ES256);
+    let fresh = ords_guard::oauth::keys::generate(ords_guard::config::Algorithm::ES256);
     let tmp = g.keys_dir().join("signing.pem.tmp");
     std::fs::write(&tmp, &fresh.private).unwrap();
     std::fs::rename(&tmp, g.keys_dir().join("signing.pem")).unwrap();

@@ -305,7 +305,7 @@ async fn repeated_failures_are_throttled_per_client_id() {
     let g = Guard::start(Options::new(&backend)).await;
     let url = g.url("/oauth/token");
     for id in ["example-client", "no-such-client"] {
-        for _ in 0..ords_guard::throttle::PER_CLIENT {
+        for _ in 0..ords_guard::oauth::throttle::PER_CLIENT {
             let r = g
                 .http
                 .post(&url)

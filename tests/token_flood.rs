@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use ords_guard::secret::{hash, Scheme};
-use ords_guard::throttle::PER_PEER;
+use ords_guard::oauth::secret::{hash, Scheme};
+use ords_guard::oauth::throttle::PER_PEER;
 use std::time::{Duration, Instant};
 
 const VICTIM_SECRET: &str = "chosen by a person";

@@ -4,7 +4,7 @@
 //! the guard and pingora never disagree about where the next request starts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ords_guard::conn::framing::ChunkedScan;
+use ords_guard::serve::conn::framing::ChunkedScan;
 
 /// Where a chunked body at the front of `b` ends, read as pingora does: httparse's chunk
 /// sizes, then the first CRLFCRLF from the last chunk's CRLF on. `None` if it does not

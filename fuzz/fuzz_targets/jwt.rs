@@ -7,14 +7,14 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let reg = ords_guard_fuzz::registry();
     let header = [data];
-    let creds = ords_guard::decision::credentials(&header);
+    let creds = ords_guard::access::decision::credentials(&header);
     if let Ok(text) = std::str::from_utf8(data) {
         assert!(
             reg.tokens.as_ref().unwrap().verify(text).is_err(),
             "a fuzzed token verified: {text:?}"
         );
     }
-    let d = ords_guard::decision::decide(reg, "GET", "/ords/hr/example/1", creds);
+    let d = ords_guard::access::decision::decide(reg, "GET", "/ords/hr/example/1", creds);
     assert!(
         !d.is_forwarded(),
         "a fuzzed token opened a privilege: {d:?}"

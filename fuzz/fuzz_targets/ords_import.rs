@@ -14,7 +14,10 @@ struct Out {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    match import_ords(&[Input { name: "f.sql", text: &text }]) {
+    match import_ords(&[Input {
+        name: "f.sql",
+        text: &text,
+    }]) {
         Ok(got) => {
             let out: Out = serde_yaml::from_str(&got.yaml).expect("the YAML reads back");
             assert_eq!(out.clients.len(), got.credentials.len());
@@ -29,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
         Err(errors) => {
             assert!(!errors.is_empty());
             for e in &errors {
-                assert!(e.starts_with("f.sql:") || e.starts_with("privilege `"), "{e}");
+                assert!(
+                    e.starts_with("f.sql:") || e.starts_with("privilege `"),
+                    "{e}"
+                );
             }
         }
     }

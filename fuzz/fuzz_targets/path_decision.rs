@@ -3,15 +3,19 @@
 //! under `path_parameters: reject` and `strip` (SPEC §11) alike.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ords_guard::decision::{decide, Credentials, Decision};
+use ords_guard::access::decision::{decide, Credentials, Decision};
 
 fuzz_target!(|data: &[u8]| {
-    for reg in [ords_guard_fuzz::registry(), ords_guard_fuzz::strip_registry()] {
-        let Ok(target) = ords_guard::path::normalise_with(data, reg.path_parameters) else {
+    for reg in [
+        ords_guard_fuzz::registry(),
+        ords_guard_fuzz::strip_registry(),
+    ] {
+        let Ok(target) = ords_guard::access::path::normalise_with(data, reg.path_parameters) else {
             continue;
         };
-        let again = ords_guard::path::normalise_with(target.path.as_bytes(), reg.path_parameters)
-            .expect("a normalised path normalises");
+        let again =
+            ords_guard::access::path::normalise_with(target.path.as_bytes(), reg.path_parameters)
+                .expect("a normalised path normalises");
         assert_eq!(
             (&again.path, &again.stripped),
             (&target.path, &target.stripped),

@@ -2,7 +2,7 @@
 //! (for wildcards) everything below it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ords_guard::pattern::{Kind, Matcher, Methods, Pattern};
+use ords_guard::access::pattern::{Kind, Matcher, Methods, Pattern};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

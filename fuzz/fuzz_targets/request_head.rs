@@ -5,8 +5,8 @@
 //! pingora never refuses or repairs what the guard let through.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ords_guard::conn::head::check;
-use ords_guard::conn::{scan_head, Head, HeadScan};
+use ords_guard::serve::conn::head::check;
+use ords_guard::serve::conn::{scan_head, Head, HeadScan};
 
 fuzz_target!(|data: &[u8]| {
     let (Some(&a), Some(&b)) = (data.first(), data.get(1)) else {

@@ -2,7 +2,7 @@
 //! presented secret never echoed.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ords_guard::endpoint::{TokenEndpoint, TokenRequest};
+use ords_guard::oauth::endpoint::{TokenEndpoint, TokenRequest};
 use std::future::Future;
 use std::sync::OnceLock;
 

@@ -19,18 +19,32 @@ pub fn strip_registry() -> &'static Registry {
 fn build(head: &str) -> (tempfile::TempDir, Registry) {
     {
         let dir = tempfile::tempdir().unwrap();
-        ords_guard::keys::write_generated(dir.path(), &ords_guard::keys::generate(Algorithm::ES256)).unwrap();
-        let sha = ords_guard::secret::hash(b"fuzz-secret", ords_guard::secret::Scheme::Sha256);
+        ords_guard::oauth::keys::write_generated(
+            dir.path(),
+            &ords_guard::oauth::keys::generate(Algorithm::ES256),
+        )
+        .unwrap();
+        let sha = ords_guard::oauth::secret::hash(
+            b"fuzz-secret",
+            ords_guard::oauth::secret::Scheme::Sha256,
+        );
         let yaml = format!(
             "{head}listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nbase_path: /ords/hr\ntoken:\n  algorithm: ES256\n  signing_key_file: signing.pem\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\", \"/admin\"]\n  - name: example_write\n    roles: [example_admin]\n    patterns: [\"/example/orders/*\"]\n    methods: [POST]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"{sha}\"]\n    roles: [example_role]\n  - name: Admin\n    client_id: c2\n    secrets: [\"{sha}\"]\n    roles: [example_admin]\n"
         );
         let compile = |yaml: &str| {
             let (cfg, src) = config::parse(yaml, &dir.path().join("fuzz.yaml")).unwrap();
-            registry::compile(&cfg, &src).map_err(|e| format!("{e:?}")).unwrap().registry
+            registry::compile(&cfg, &src)
+                .map_err(|e| format!("{e:?}"))
+                .unwrap()
+                .registry
         };
         // An identity provider holding the same public key under another issuer: a fuzzed
         // token routed to it verifies only if it was signed with the key, which it cannot be.
-        std::fs::write(dir.path().join("idp.json"), compile(&yaml).tokens.as_ref().unwrap().jwks()).unwrap();
+        std::fs::write(
+            dir.path().join("idp.json"),
+            compile(&yaml).tokens.as_ref().unwrap().jwks(),
+        )
+        .unwrap();
         let yaml = yaml.replacen(
             "privileges:",
             "issuers:\n  - name: idp\n    issuer: https://idp.fuzz\n    jwks_file: idp.json\n    roles_claim: /roles\nprivileges:",

@@ -6,10 +6,10 @@
 
 use super::retry::{may_retry, Sent, MAX_RETRY_BODY};
 use super::tokens::Held;
-use crate::proxy::{discard_body, peer_for, respond_problem, InFlight};
 use crate::registry::egress::EgressEntry;
 use crate::registry::Registry;
-use crate::state::Guard;
+use crate::serve::proxy::{discard_body, peer_for, respond_problem, InFlight};
+use crate::serve::state::Guard;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;

@@ -3,8 +3,8 @@
 //! that keeps an entry's token request keeps its manager, its task and its token.
 
 use super::tokens::{Failure, Tokens};
-use crate::metrics::EgressMetrics;
 use crate::registry::egress::EgressEntry;
+use crate::serve::metrics::EgressMetrics;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -37,7 +37,7 @@ impl Runner {
                         tracing::info!(target: "ords_guard::egress", egress, expires_in_s = left.as_secs(), renew_in_s = held.life.renew_at.saturating_duration_since(Instant::now()).as_secs(), "token fetched");
                         m.token_expiry
                             .with_label_values(&[egress])
-                            .set((crate::token::now() + left.as_secs()) as f64);
+                            .set((crate::oauth::token::now() + left.as_secs()) as f64);
                         m.token_fetches
                             .with_label_values(&[egress, "success"])
                             .inc();

@@ -457,7 +457,7 @@ fn finish(mut st: State) -> Result<Imported, Vec<String>> {
             }
         }
         for pat in &patterns {
-            if let Err(e) = crate::pattern::Pattern::parse(pat) {
+            if let Err(e) = crate::access::pattern::Pattern::parse(pat) {
                 st.errors
                     .push(format!("privilege `{}`: pattern `{pat}`: {e}", p.name));
             }

@@ -5,7 +5,7 @@
 //! they cost microseconds and only ever refuse, then the signature.
 
 use crate::oauth::jwks::{KeyMiss, KeySet};
-use crate::token::{Jws, TokenError};
+use crate::oauth::token::{Jws, TokenError};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
@@ -71,7 +71,7 @@ pub struct IssuerVerified {
     pub valid_until: u64,
 }
 
-impl crate::token::Expiring for IssuerVerified {
+impl crate::oauth::token::Expiring for IssuerVerified {
     fn valid_until(&self) -> u64 {
         self.valid_until
     }

@@ -8,12 +8,12 @@ pub mod egress;
 pub mod issuers;
 pub mod limits;
 
-use crate::client_addr::TrustedProxies;
+use crate::access::client_addr::TrustedProxies;
+use crate::access::pattern::{Matcher, Methods, Pattern};
 use crate::config::{ClientConfig, Config, Diagnostic, Source, TlsConfig, Unmatched};
-use crate::pattern::{Matcher, Methods, Pattern};
-use crate::secret::pool::PoolLimits;
-use crate::secret::{Scheme, SecretHash};
-use crate::token::Tokens;
+use crate::oauth::secret::pool::PoolLimits;
+use crate::oauth::secret::{Scheme, SecretHash};
+use crate::oauth::token::Tokens;
 use pingora::protocols::tls::CaType;
 use rustls::sign::CertifiedKey;
 use std::collections::{HashMap, HashSet};
@@ -126,7 +126,7 @@ pub struct Registry {
     /// Every role some privilege names: the only ones an issuer's token forwards.
     pub role_names: HashSet<String>,
     /// Identity providers' tokens verified in this generation (a reload empties it).
-    pub issuer_tokens: crate::token::Verified<crate::oauth::issuer::IssuerVerified>,
+    pub issuer_tokens: crate::oauth::token::Verified<crate::oauth::issuer::IssuerVerified>,
     /// The backend the ingress protects; `None` in an egress-only config.
     pub upstream: Option<Upstream>,
     pub limits: Limits,
@@ -511,7 +511,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         warnings.push(Diagnostic::new("upstream_tls.insecure_skip_verify", "the upstream's certificate is not verified: anyone on the path can impersonate it; give its CA in ca_file instead"));
     }
 
-    let base = match crate::path::normalise_path(cfg.base_path.as_bytes()) {
+    let base = match crate::access::path::normalise_path(cfg.base_path.as_bytes()) {
         Ok(p) if p == cfg.base_path && !p.contains('*') => p.trim_end_matches('/').to_string(),
         Ok(p) => {
             errors.push(Diagnostic::new(
@@ -1209,7 +1209,7 @@ mod tests {
 
     #[test]
     fn new_limits_and_trusted_proxies_are_validated_by_key() {
-        let sha = crate::secret::hash(b"x", Scheme::Sha256);
+        let sha = crate::oauth::secret::hash(b"x", Scheme::Sha256);
         let y = format!(
             "{HEAD}trusted_proxies: [\"10.0.0.0/8\", \"not-a-cidr\"]\nlimits:\n  argon2_concurrency: 9\n  argon2_per_second: 0\nclients:\n  - name: a\n    client_id: \"with space\"\n    secrets: [\"{sha}\"]\n  - name: b\n    client_id: \"caf\u{e9}\"\n    secrets: [\"{sha}\"]\n"
         );

@@ -191,7 +191,7 @@ pub const ADMIN_SECRET: &str = "admin-secret-0123456789abcdefghijklmnopqrs";
 pub const ADMIN_OLD_SECRET: &str = "correct horse battery staple";
 
 pub fn registry_yaml() -> String {
-    use ords_guard::secret::{hash, Scheme};
+    use ords_guard::oauth::secret::{hash, Scheme};
     REGISTRY
         .replace(
             "{EXAMPLE_HASH}",
@@ -318,8 +318,8 @@ impl Guard {
 
     /// Write the keys (`dir/keys`) and pick the ports; the caller writes the config.
     pub fn prepare(dir: &tempfile::TempDir, o: &Options) -> (SocketAddr, SocketAddr) {
-        let keys = ords_guard::keys::generate(o.algorithm);
-        ords_guard::keys::write_generated(&dir.path().join("keys"), &keys).unwrap();
+        let keys = ords_guard::oauth::keys::generate(o.algorithm);
+        ords_guard::oauth::keys::write_generated(&dir.path().join("keys"), &keys).unwrap();
         let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         (proxy, admin)
@@ -621,7 +621,7 @@ pub fn sign_es256(keys: &Path, kid: &str, claims: &serde_json::Value) -> String 
 }
 
 pub fn now() -> u64 {
-    ords_guard::token::now()
+    ords_guard::oauth::token::now()
 }
 
 /// The `Content-Length` of a response head (0 when absent), for tests reading raw responses.

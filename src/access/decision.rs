@@ -4,8 +4,8 @@
 use crate::config::{Mode, Unmatched};
 use crate::oauth::issuer::{IssuerError, IssuerVerified, Unverified};
 use crate::oauth::jwks::KeyMiss;
+use crate::oauth::token::TokenError;
 use crate::registry::{Privilege, Registry};
-use crate::token::TokenError;
 use std::fmt;
 use std::sync::Arc;
 
@@ -253,7 +253,7 @@ fn protected(
     let own = reg.tokens.as_ref();
     if !reg.issuers.is_empty() && !own.is_some_and(|t| t.knows(token)) {
         // One lookup answers a known issuer token: no more than an own token costs.
-        match reg.issuer_tokens.get(token, crate::token::now()) {
+        match reg.issuer_tokens.get(token, crate::oauth::token::now()) {
             Some(Ok(v)) => return issuer_grant(reg, privilege, &v),
             Some(Err(e)) => {
                 return Decision::InvalidToken {
@@ -339,7 +339,7 @@ fn decide_issuer(
         privilege: name(),
         reason: Invalid::Token(e),
     };
-    let now = crate::token::now();
+    let now = crate::oauth::token::now();
     let iss = u.iss().unwrap_or_default();
     let Some(idx) = reg
         .issuers
@@ -415,8 +415,8 @@ fn issuer_grant(reg: &Registry, privilege: &Privilege, verified: &IssuerVerified
 pub(crate) mod tests {
     use super::*;
     use crate::config;
+    use crate::oauth::token::{now, Claims};
     use crate::registry::{compile, Registry};
-    use crate::token::{now, Claims};
 
     #[test]
     fn the_ascii_fast_path_finds_the_same_whitespace() {

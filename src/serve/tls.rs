@@ -1,7 +1,7 @@
 //! Listener TLS: certificates served through a resolver that reads the current registry,
 //! so a reload replaces them without a restart (they are read by `certs`).
 
-use crate::state::Guard;
+use crate::serve::state::Guard;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::ALPN;
 use rustls::server::{ClientHello, ResolvesServerCert};

@@ -23,7 +23,7 @@ pub mod head;
 pub use head::{scan_head, Head, HeadScan};
 
 use crate::registry::Limits;
-use crate::state::Guard;
+use crate::serve::state::Guard;
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use framing::ChunkedScan;
@@ -294,7 +294,7 @@ fn peer(io: &Stream) -> String {
 /// Answer with a problem document, then close, reading what the client still sends for a
 /// moment so the answer is not destroyed by a reset.
 async fn refuse(io: &mut Stream, status: u16, title: &str, detail: &str, extra: &str) {
-    let body = crate::proxy::problem(status, title, detail);
+    let body = crate::serve::proxy::problem(status, title, detail);
     let head = format!(
         "HTTP/1.1 {status} {title}\r\nContent-Type: application/problem+json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
         body.len()
@@ -413,7 +413,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 Err(_) => {
                     metrics
                         .limit_rejections
-                        .inc(crate::metrics::REQUEST_TOTAL_TIMEOUT);
+                        .inc(crate::serve::metrics::REQUEST_TOTAL_TIMEOUT);
                     tracing::warn!(target: "ords_guard::limits", listener = self.listener, limit = "request_total_timeout", "request cut: still running after timeouts.request_total_ms");
                     return None;
                 }

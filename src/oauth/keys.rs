@@ -353,7 +353,7 @@ pub fn generate(alg: Algorithm) -> Generated {
         Algorithm::HS256 => {
             // 48 random bytes, written as base64url text: >= 32 bytes, and printable.
             Generated {
-                private: crate::secret::generate(48).into_bytes(),
+                private: crate::oauth::secret::generate(48).into_bytes(),
                 public: None,
             }
         }

@@ -6,7 +6,7 @@
 //! sources' contents are hashed (through symlinks) and compared. The watch makes a change
 //! show within ~100 ms; the poll is the fallback where inotify is unavailable or lossy.
 
-use crate::state::Guard;
+use crate::serve::state::Guard;
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;

@@ -5,7 +5,7 @@
 //! `iss`, `sub` (and `aud` when configured) are required.
 
 use crate::config::{Algorithm, TokenConfig};
-use crate::keys::{self, SigningKey, VerifyingKey};
+use crate::oauth::keys::{self, SigningKey, VerifyingKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use dashmap::DashMap;
@@ -184,7 +184,7 @@ impl Tokens {
     }
 
     /// Sign `claims` with the current signing key (JWS compact serialisation, RFC 7515).
-    pub fn mint(&self, claims: &Claims) -> Result<String, crate::keys::SignError> {
+    pub fn mint(&self, claims: &Claims) -> Result<String, crate::oauth::keys::SignError> {
         let payload = B64.encode(serde_json::to_vec(claims).expect("json"));
         let input = format!("{}.{}", self.header_b64, payload);
         let signature = self.signing.signer.sign(input.as_bytes())?;

@@ -1,15 +1,15 @@
 //! The pingora glue: reads request facts, asks `decision`/`endpoint`, and carries out the
 //! answer. No access rule lives here.
 
-use crate::conn::clipper;
-use crate::conn::framing::ChunkError;
-use crate::decision::{self, Decision};
-use crate::endpoint::{self, Reply, TokenRequest};
-use crate::path::{self, Target};
+use crate::access::decision::{self, Decision};
+use crate::access::path::{self, Target};
+use crate::oauth::endpoint::{self, Reply, TokenRequest};
+use crate::oauth::token::TokenError;
 use crate::registry::Registry;
-use crate::state::Guard;
-use crate::token::TokenError;
-use crate::upstream_slots::{Slot, UpstreamSlots};
+use crate::serve::conn::clipper;
+use crate::serve::conn::framing::ChunkError;
+use crate::serve::state::Guard;
+use crate::serve::upstream_slots::{Slot, UpstreamSlots};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -623,7 +623,7 @@ impl ProxyHttp for Proxy {
             };
             let slot = taken.map_err(|_| {
                 Error::explain(
-                    ErrorType::Custom(crate::upstream_slots::CONNECTION_LIMIT),
+                    ErrorType::Custom(crate::serve::upstream_slots::CONNECTION_LIMIT),
                     "every connection limits.max_upstream_connections allows stayed busy for the connect timeout",
                 )
             })?;
@@ -738,7 +738,7 @@ impl ProxyHttp for Proxy {
             .and_then(|io| io.get_ref())
             .and_then(|inner| inner.downcast_ref::<ChunkError>());
         let connection_limit =
-            matches!(e.etype(), Custom(c) if *c == crate::upstream_slots::CONNECTION_LIMIT);
+            matches!(e.etype(), Custom(c) if *c == crate::serve::upstream_slots::CONNECTION_LIMIT);
         let (code, kind) = match e.etype() {
             _ if bad_chunk.is_some() => (400, None),
             _ if connection_limit => (502, Some("connection_limit")),
@@ -760,12 +760,12 @@ impl ProxyHttp for Proxy {
             _ => (500, None),
         };
         if matches!(e.etype(), ReadTimedout | WriteTimedout | ConnectTimedout)
-            && crate::conn::deadline().is_some_and(|d| d <= tokio::time::Instant::now())
+            && crate::serve::conn::deadline().is_some_and(|d| d <= tokio::time::Instant::now())
         {
             self.guard
                 .metrics
                 .limit_rejections
-                .inc(crate::metrics::REQUEST_TOTAL_TIMEOUT);
+                .inc(crate::serve::metrics::REQUEST_TOTAL_TIMEOUT);
         }
         if let Some(k) = kind {
             self.guard.metrics.upstream_errors.inc(k);

@@ -3,10 +3,10 @@
 //! readiness.
 
 use crate::config::{self, ConfigError, Diagnostic};
-use crate::endpoint::TokenEndpoint;
-use crate::metrics::Metrics;
+use crate::oauth::endpoint::TokenEndpoint;
 use crate::oauth::jwks_fetch::Fetcher;
 use crate::registry::{self, Compiled, Listeners, Registry};
+use crate::serve::metrics::Metrics;
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,7 +106,7 @@ pub struct Guard {
 
 impl Guard {
     pub fn new(registry: Registry, listeners: Listeners, config_path: PathBuf) -> Arc<Guard> {
-        let fp = crate::reload::fingerprint(&registry.sources);
+        let fp = crate::serve::reload::fingerprint(&registry.sources);
         let metrics = Metrics::new();
         let g = Guard {
             registry: ArcSwap::from_pointee(registry),
@@ -165,7 +165,7 @@ impl Guard {
                 keys.set(e.keys.current().map_or(0, |k| k.len() as i64));
                 jwks.last_success
                     .with_label_values(&[name])
-                    .set(crate::token::now() as f64);
+                    .set(crate::oauth::token::now() as f64);
             }
         }
         self.metrics.clients.set(r.clients.len() as i64);
@@ -187,7 +187,7 @@ impl Guard {
             .iter()
             .filter(|p| p.mode == config::Mode::Report)
         {
-            for would in crate::decision::WOULD {
+            for would in crate::access::decision::WOULD {
                 self.metrics
                     .report_only
                     .with_label_values(&[p.name.as_str(), would]);
@@ -195,7 +195,7 @@ impl Guard {
         }
         self.metrics
             .last_reload_success
-            .set(crate::token::now() as f64);
+            .set(crate::oauth::token::now() as f64);
     }
 
     /// Load the config file again; on success swap it in, on failure keep serving the old
@@ -206,14 +206,14 @@ impl Guard {
         let started = std::time::Instant::now();
         let old_sources = self.registry.load().sources.clone();
         // Taken before reading: a change racing with the load shows as a difference later.
-        let before = crate::reload::fingerprint(&old_sources);
+        let before = crate::serve::reload::fingerprint(&old_sources);
         let result = load(&self.config_path).and_then(|(c, w)| {
             self.keeps_listener_tls(&c.listeners)?;
             Ok((c, w))
         });
         *loaded_from = match &result {
             Ok((c, _)) if c.registry.sources != old_sources => {
-                crate::reload::fingerprint(&c.registry.sources)
+                crate::serve::reload::fingerprint(&c.registry.sources)
             }
             _ => before,
         };
@@ -284,7 +284,7 @@ impl Guard {
     pub fn sources_changed(&self) -> bool {
         let sources = self.registry.load().sources.clone();
         let loaded_from = self.loaded_from.lock().unwrap_or_else(|e| e.into_inner());
-        crate::reload::fingerprint(&sources) != *loaded_from
+        crate::serve::reload::fingerprint(&sources) != *loaded_from
     }
 
     pub fn is_ready(&self) -> bool {
@@ -309,7 +309,7 @@ mod tests {
             b"0123456789abcdef0123456789abcdef",
         )
         .unwrap();
-        let sha = crate::secret::hash(b"s", crate::secret::Scheme::Sha256);
+        let sha = crate::oauth::secret::hash(b"s", crate::oauth::secret::Scheme::Sha256);
         let main = format!(
             "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nunmatched: deny\ntoken:\n  algorithm: HS256\n  signing_key_file: secret/hs.key\n  key_id: k\nclients_file: secret/clients.yaml\nprivileges:\n  - name: p\n    roles: [r]\n    patterns: [\"/x/*\"]\nclients:\n  - name: a\n    client_id: a\n    secrets: [\"{sha}\"]\n    roles: [r]\n"
         );

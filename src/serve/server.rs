@@ -1,12 +1,12 @@
 //! Assembles the pingora server: the proxy service, the admin service, optionally the demo
 //! backend, reload on SIGHUP, readiness, and draining on SIGTERM/SIGINT.
 
-use crate::admin::Admin;
 use crate::backend::EchoBackend;
-use crate::conn::Guarded;
-use crate::proxy::Proxy;
-use crate::state::{self, Guard};
-use crate::tls;
+use crate::serve::admin::Admin;
+use crate::serve::conn::Guarded;
+use crate::serve::proxy::Proxy;
+use crate::serve::state::{self, Guard};
+use crate::serve::tls;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -57,7 +57,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
                 guard: guard.clone(),
                 in_flight: in_flight.clone(),
                 upstream_slots: listeners.max_upstream_connections.map(|n| {
-                    crate::upstream_slots::UpstreamSlots::new(
+                    crate::serve::upstream_slots::UpstreamSlots::new(
                         n,
                         guard.metrics.upstream_waiting.clone(),
                     )
@@ -66,7 +66,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
         );
         let mut proxy = Service::new(
             "ords-guard proxy".to_string(),
-            Guarded::new(proxy_app, guard.clone(), crate::conn::PROXY_LISTENER),
+            Guarded::new(proxy_app, guard.clone(), crate::serve::conn::PROXY_LISTENER),
         );
         if listeners.tls {
             let settings = tls::listener_settings(guard.clone(), tls::Listener::Proxy);
@@ -89,7 +89,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
         );
         let mut svc = Service::new(
             format!("ords-guard egress {name}"),
-            Guarded::new(app, guard.clone(), crate::conn::EGRESS_LISTENER),
+            Guarded::new(app, guard.clone(), crate::serve::conn::EGRESS_LISTENER),
         );
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
@@ -122,7 +122,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     }
 
     spawn_reload_on_sighup(guard.clone())?;
-    crate::reload::spawn(guard.clone())?;
+    crate::serve::reload::spawn(guard.clone())?;
     spawn_readiness(&server, guard.clone());
 
     tracing::info!(target: "ords_guard", listen = listeners.listen.as_deref().unwrap_or("-"), egress = listeners.egress.len(), tls = listeners.tls, admin = %listeners.admin_listen, admin_tls = listeners.admin_tls, config = %config_path.display(), "ords-guard starting");

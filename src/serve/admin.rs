@@ -1,6 +1,6 @@
 //! The admin listener (SPEC §5): `/metrics`, `/healthz`, `/readyz`. Never on the proxy port.
 
-use crate::state::Guard;
+use crate::serve::state::Guard;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;

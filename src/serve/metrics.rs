@@ -30,8 +30,8 @@ pub const LIMITS: [&str; 7] = [
     "max_headers",
     "client_header_timeout",
     REQUEST_TOTAL_TIMEOUT,
-    crate::secret::pool::BUDGET,
-    crate::secret::pool::QUEUE,
+    crate::oauth::secret::pool::BUDGET,
+    crate::oauth::secret::pool::QUEUE,
 ];
 /// A request that outlived `timeouts.request_total_ms` (answered 408/504, or cut).
 pub const REQUEST_TOTAL_TIMEOUT: &str = "request_total_timeout";
@@ -224,7 +224,7 @@ impl Metrics {
             "Open client connections, by listener (proxy, admin, egress).",
             &["listener"],
         );
-        for l in ["proxy", "admin", crate::conn::EGRESS_LISTENER] {
+        for l in ["proxy", "admin", crate::serve::conn::EGRESS_LISTENER] {
             connections.with_label_values(&[l]);
         }
         let jwks_fetches = counters(

@@ -1,0 +1,15 @@
+//! Everything that listens: the server's assembly and signals (`server`), the connection
+//! guard in front of pingora (`conn`), the ingress proxy glue (`proxy`), the bound on
+//! requests at the upstream (`upstream_slots`), listener certificates (`tls`), the admin
+//! port (`admin`) and its Prometheus metrics (`metrics`), and the live state requests read
+//! with its reloads (`state`, `reload`).
+
+pub mod admin;
+pub mod conn;
+pub mod metrics;
+pub mod proxy;
+pub mod reload;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod upstream_slots;
