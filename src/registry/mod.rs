@@ -3,6 +3,11 @@
 //! `compile` is the validation: it turns a parsed [`Config`] into a [`Registry`] or into the
 //! full list of [`Diagnostic`]s. A reload compiles a new one and swaps it in atomically, so a
 //! request always sees one consistent generation.
+//!
+//! It runs in steps, one function each with its own tests: listeners and limits, the
+//! upstream, base_path, privileges, then `egress`, `limits` (rate limits) and `issuers` in
+//! their modules, clients, and the proxy's own token keys. Files (keys, certificates, CAs)
+//! are read through `certs` and `oauth`, below the registry.
 
 pub mod egress;
 pub mod issuers;
@@ -431,11 +436,110 @@ fn own_tokens(cfg: &Config, src: &Source, errors: &mut Vec<Diagnostic>) -> Optio
         })
 }
 
-/// Validate `cfg` and build its registry.
-pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> {
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
+/// Everything a compile step reports: errors refuse the config, warnings are logged.
+#[derive(Default)]
+struct Findings {
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
 
+/// Validate `cfg` and build its registry: one step per part of the config, each reporting
+/// every problem it finds, so a user sees them all at once.
+pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> {
+    let mut f = Findings::default();
+    check_listeners(cfg, &mut f.errors);
+    check_limits(cfg, &mut f.errors);
+    let trusted_proxies = TrustedProxies::parse(&cfg.trusted_proxies)
+        .map_err(|(i, e)| {
+            f.errors
+                .push(Diagnostic::new(format!("trusted_proxies[{i}]"), e))
+        })
+        .unwrap_or_default();
+    let upstream = upstream(cfg, src, &mut f);
+    let listener_tls = ListenerTls {
+        proxy: cfg
+            .tls
+            .as_ref()
+            .and_then(|c| load_listener_tls(c, "tls", src, &mut f.errors)),
+        admin: cfg
+            .admin_tls
+            .as_ref()
+            .and_then(|c| load_listener_tls(c, "admin_tls", src, &mut f.errors)),
+    };
+    let base = base_path(cfg, &mut f.errors);
+    let Privileges {
+        privileges,
+        by_name,
+        matcher,
+    } = privileges(cfg, &mut f);
+
+    let taken: Vec<SocketAddr> = cfg
+        .listen
+        .iter()
+        .chain([&cfg.admin_listen])
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let egress = egress::compile(cfg, &taken, src, &mut f.errors, &mut f.warnings);
+    let (rate_limits, rate_limit_store) = limits::compile(
+        &cfg.rate_limits,
+        cfg.rate_limit_store.as_ref(),
+        &by_name,
+        src,
+        &mut f.errors,
+    );
+    let issuers = issuers::compile(
+        &cfg.issuers,
+        cfg.token.as_ref().map(|t| t.issuer.as_str()),
+        &by_name,
+        src,
+        &mut f.errors,
+        &mut f.warnings,
+    );
+    let role_names = privileges
+        .iter()
+        .flat_map(|p| p.roles.iter().cloned())
+        .collect();
+    let (clients, has_argon2) = clients(cfg, &privileges, &by_name, &mut f);
+    let tokens = own_tokens(cfg, src, &mut f.errors);
+
+    if !f.errors.is_empty() {
+        return Err(f.errors);
+    }
+    let t = &cfg.timeouts;
+    Ok(Compiled {
+        registry: Registry {
+            token_path: tokens.is_some().then(|| format!("{base}/oauth/token")),
+            jwks_path: tokens.is_some().then(|| format!("{base}/oauth/jwks")),
+            max_bearer: cfg.limits.max_bearer_bytes,
+            base,
+            unmatched: cfg.unmatched,
+            path_parameters: cfg.path_parameters,
+            privileges,
+            clients,
+            tokens,
+            issuers,
+            egress,
+            rate_limits,
+            rate_limit_store,
+            role_names,
+            issuer_tokens: Default::default(),
+            upstream,
+            limits: client_limits(cfg),
+            trusted_proxies,
+            tls: listener_tls,
+            shutdown_grace: Duration::from_millis(t.shutdown_grace_ms),
+            by_name,
+            matcher,
+            has_argon2,
+            sources: sources(cfg, src),
+        },
+        listeners: listeners(cfg),
+        warnings: f.warnings,
+    })
+}
+
+/// The listeners and what every request is timed by: present, parseable, distinct, positive.
+fn check_listeners(cfg: &Config, errors: &mut Vec<Diagnostic>) {
     if cfg.listen.is_none() && cfg.egress.is_empty() {
         errors.push(Diagnostic::new("listen", "`listen` is missing: give `listen` (the ingress, protecting `upstream`), `egress` (remote APIs called for legacy callers), or both"));
     }
@@ -476,42 +580,36 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             errors.push(Diagnostic::new(key, "must be positive"));
         }
     }
-    check_limits(cfg, &mut errors);
-    let trusted_proxies = TrustedProxies::parse(&cfg.trusted_proxies)
-        .map_err(|(i, e)| errors.push(Diagnostic::new(format!("trusted_proxies[{i}]"), e)))
-        .unwrap_or_default();
-    let upstream = cfg.upstream.as_ref().and_then(|u| {
+}
+
+/// The `upstream` step: the protected backend and how it is reached (`upstream_tls`).
+fn upstream(cfg: &Config, src: &Source, f: &mut Findings) -> Option<Upstream> {
+    let parsed = cfg.upstream.as_ref().and_then(|u| {
         parse_upstream(u)
-            .map_err(|e| errors.push(Diagnostic::new("upstream", e)))
+            .map_err(|e| f.errors.push(Diagnostic::new("upstream", e)))
             .ok()
     });
-    let listener_tls = ListenerTls {
-        proxy: cfg
-            .tls
-            .as_ref()
-            .and_then(|c| load_listener_tls(c, "tls", src, &mut errors)),
-        admin: cfg
-            .admin_tls
-            .as_ref()
-            .and_then(|c| load_listener_tls(c, "admin_tls", src, &mut errors)),
-    };
     let upstream_tls = cfg.upstream_tls.clone().unwrap_or_default();
-    let upstream_ca = upstream_tls.ca_file.as_ref().and_then(|f| {
-        crate::certs::load_ca(&src.resolve(f))
-            .map_err(|e| errors.push(Diagnostic::new("upstream_tls.ca_file", e)))
+    let ca = upstream_tls.ca_file.as_ref().and_then(|file| {
+        crate::certs::load_ca(&src.resolve(file))
+            .map_err(|e| f.errors.push(Diagnostic::new("upstream_tls.ca_file", e)))
             .ok()
     });
-    if cfg.upstream_tls.is_some() && matches!(&upstream, Some((_, false, _))) {
-        warnings.push(Diagnostic::new(
+    if cfg.upstream_tls.is_some() && matches!(&parsed, Some((_, false, _))) {
+        f.warnings.push(Diagnostic::new(
             "upstream_tls",
             "the upstream is http://, so upstream_tls has no effect; use https:// to encrypt",
         ));
     }
     if upstream_tls.insecure_skip_verify {
-        warnings.push(Diagnostic::new("upstream_tls.insecure_skip_verify", "the upstream's certificate is not verified: anyone on the path can impersonate it; give its CA in ca_file instead"));
+        f.warnings.push(Diagnostic::new("upstream_tls.insecure_skip_verify", "the upstream's certificate is not verified: anyone on the path can impersonate it; give its CA in ca_file instead"));
     }
+    parsed.map(|u| Upstream::new(u, &upstream_tls, ca, &cfg.timeouts))
+}
 
-    let base = match crate::access::path::normalise_path(cfg.base_path.as_bytes()) {
+/// `base_path` without its trailing `/` (`""` for `/`); it must be in normal form already.
+fn base_path(cfg: &Config, errors: &mut Vec<Diagnostic>) -> String {
+    match crate::access::path::normalise_path(cfg.base_path.as_bytes()) {
         Ok(p) if p == cfg.base_path && !p.contains('*') => p.trim_end_matches('/').to_string(),
         Ok(p) => {
             errors.push(Diagnostic::new(
@@ -530,20 +628,26 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             ));
             String::new()
         }
-    };
+    }
+}
 
-    // Privileges and their patterns.
+/// What the `privileges` step builds: the privileges, their index by name, and the pattern
+/// matcher that finds which one protects a path.
+struct Privileges {
+    privileges: Vec<Privilege>,
+    by_name: HashMap<String, usize>,
+    matcher: Matcher<usize>,
+}
+
+/// The `privileges` step (ORDS privileges and their pattern mappings).
+fn privileges(cfg: &Config, f: &mut Findings) -> Privileges {
+    let (errors, warnings) = (&mut f.errors, &mut f.warnings);
     let mut by_name = HashMap::new();
     let mut matcher = Matcher::default();
     let mut privileges = Vec::new();
     for (i, p) in cfg.privileges.iter().enumerate() {
         let at = format!("privileges[{i}]");
-        check_name(
-            &mut errors,
-            format!("{at}.name"),
-            "the privilege name",
-            &p.name,
-        );
+        check_name(errors, format!("{at}.name"), "the privilege name", &p.name);
         if p.name.contains(' ') {
             errors.push(Diagnostic::new(format!("{at}.name"), "privilege names cannot contain spaces (they travel in the space-separated `scope`)"));
         }
@@ -554,7 +658,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             ));
         }
         for (j, r) in p.roles.iter().enumerate() {
-            check_name(&mut errors, format!("{at}.roles[{j}]"), "the role name", r);
+            check_name(errors, format!("{at}.roles[{j}]"), "the role name", r);
             if r.contains([' ', ',']) {
                 errors.push(Diagnostic::new(
                     format!("{at}.roles[{j}]"),
@@ -608,54 +712,31 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     if cfg.unmatched == Unmatched::Allow && !matcher.has_root_wildcard() && cfg.listen.is_some() {
         warnings.push(Diagnostic::new("unmatched", "`unmatched: allow` and no `/*` pattern: every path no privilege covers is public (ORDS default); set `unmatched: deny` to close them"));
     }
+    Privileges {
+        privileges,
+        by_name,
+        matcher,
+    }
+}
 
-    let taken: Vec<SocketAddr> = cfg
-        .listen
-        .iter()
-        .chain([&cfg.admin_listen])
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let egress = egress::compile(cfg, &taken, src, &mut errors, &mut warnings);
-    let (rate_limits, rate_limit_store) = limits::compile(
-        &cfg.rate_limits,
-        cfg.rate_limit_store.as_ref(),
-        &by_name,
-        src,
-        &mut errors,
-    );
-    let issuers = issuers::compile(
-        &cfg.issuers,
-        cfg.token.as_ref().map(|t| t.issuer.as_str()),
-        &by_name,
-        src,
-        &mut errors,
-        &mut warnings,
-    );
-    let role_names = privileges
-        .iter()
-        .flat_map(|p| p.roles.iter().cloned())
-        .collect();
-
-    // Clients.
-    let grants = Grants::index(&privileges);
+/// The `clients` step (ORDS clients): each one's secrets and the privileges it holds, by
+/// client_id; and whether any stores an argon2id hash.
+fn clients(
+    cfg: &Config,
+    privileges: &[Privilege],
+    by_name: &HashMap<String, usize>,
+    f: &mut Findings,
+) -> (HashMap<String, Client>, bool) {
+    let (errors, warnings) = (&mut f.errors, &mut f.warnings);
+    let grants = Grants::index(privileges);
     let mut reached = vec![false; privileges.len()];
     let mut clients = HashMap::new();
     let mut names = HashSet::new();
     let mut has_argon2 = false;
     for (i, c) in cfg.clients.iter().enumerate() {
         let at = format!("clients[{i}]");
-        check_name(
-            &mut errors,
-            format!("{at}.name"),
-            "the client name",
-            &c.name,
-        );
-        check_name(
-            &mut errors,
-            format!("{at}.client_id"),
-            "client_id",
-            &c.client_id,
-        );
+        check_name(errors, format!("{at}.name"), "the client name", &c.name);
+        check_name(errors, format!("{at}.client_id"), "client_id", &c.client_id);
         if !is_vschar(&c.client_id) {
             errors.push(Diagnostic::new(
                 format!("{at}.client_id"),
@@ -714,7 +795,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
                 ));
             }
         }
-        let held = grants.held(c, &by_name);
+        let held = grants.held(c, by_name);
         if held.is_empty() {
             warnings.push(Diagnostic::new(
                 at.clone(),
@@ -752,108 +833,95 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             ));
         }
     }
+    (clients, has_argon2)
+}
 
-    let tokens = own_tokens(cfg, src, &mut errors);
-
-    if !errors.is_empty() {
-        return Err(errors);
+/// What one client connection may send and hold (`limits`, `timeouts.client_*`).
+fn client_limits(cfg: &Config) -> Limits {
+    let (l, t) = (&cfg.limits, &cfg.timeouts);
+    Limits {
+        max_connections: l.max_connections,
+        max_header_bytes: l.max_header_bytes,
+        max_headers: l.max_headers,
+        max_token_body_bytes: l.max_token_body_bytes,
+        argon2: PoolLimits {
+            per_second: l.argon2_per_second,
+            concurrency: l.argon2_concurrency,
+            queue: l.argon2_queue,
+        },
+        client_header: Duration::from_millis(t.client_header_ms),
+        client_idle: Duration::from_millis(t.client_idle_ms),
+        request_total: Duration::from_millis(t.request_total_ms),
     }
-    Ok(Compiled {
-        registry: Registry {
-            token_path: tokens.is_some().then(|| format!("{base}/oauth/token")),
-            jwks_path: tokens.is_some().then(|| format!("{base}/oauth/jwks")),
-            max_bearer: cfg.limits.max_bearer_bytes,
-            base,
-            unmatched: cfg.unmatched,
-            path_parameters: cfg.path_parameters,
-            privileges,
-            clients,
-            tokens,
-            issuers,
-            egress,
-            rate_limits,
-            rate_limit_store,
-            role_names,
-            issuer_tokens: Default::default(),
-            upstream: upstream.map(|u| Upstream::new(u, &upstream_tls, upstream_ca, t)),
-            limits: Limits {
-                max_connections: cfg.limits.max_connections,
-                max_header_bytes: cfg.limits.max_header_bytes,
-                max_headers: cfg.limits.max_headers,
-                max_token_body_bytes: cfg.limits.max_token_body_bytes,
-                argon2: PoolLimits {
-                    per_second: cfg.limits.argon2_per_second,
-                    concurrency: cfg.limits.argon2_concurrency,
-                    queue: cfg.limits.argon2_queue,
-                },
-                client_header: Duration::from_millis(t.client_header_ms),
-                client_idle: Duration::from_millis(t.client_idle_ms),
-                request_total: Duration::from_millis(t.request_total_ms),
-            },
-            trusted_proxies,
-            tls: listener_tls,
-            shutdown_grace: Duration::from_millis(t.shutdown_grace_ms),
-            by_name,
-            matcher,
-            has_argon2,
-            sources: std::iter::once(src.file.clone())
-                .chain(cfg.clients_file.iter().map(|f| src.resolve(f)))
-                .chain(cfg.token.iter().map(|t| src.resolve(&t.signing_key_file)))
-                .chain(cfg.issuers.iter().flat_map(|i| {
-                    i.jwks_file
-                        .iter()
-                        .chain(i.ca_file.iter())
-                        .map(|f| src.resolve(f))
-                }))
-                .chain(
-                    cfg.token
-                        .iter()
-                        .flat_map(|t| &t.verification_keys)
-                        .map(|v| src.resolve(&v.file)),
-                )
-                .chain(
-                    cfg.tls
-                        .iter()
-                        .chain(&cfg.admin_tls)
-                        .flat_map(|c| [src.resolve(&c.cert_file), src.resolve(&c.key_file)]),
-                )
-                .chain(upstream_tls.ca_file.iter().map(|f| src.resolve(f)))
-                .chain(
-                    cfg.rate_limit_store
-                        .iter()
-                        .flat_map(|s| s.url_file.iter())
-                        .map(|f| src.resolve(f)),
-                )
-                .chain(cfg.egress.iter().flat_map(|e| {
-                    e.upstream_tls
-                        .iter()
-                        .chain(&e.token_tls)
-                        .flat_map(|t| t.ca_file.iter())
-                        .map(|f| src.resolve(f))
-                }))
-                .collect(),
-        },
-        listeners: Listeners {
-            listen: cfg.listen.clone(),
-            admin_listen: cfg.admin_listen.clone(),
-            threads: cfg.threads,
-            tls: cfg.tls.is_some(),
-            admin_tls: cfg.admin_tls.is_some(),
-            // No more idle connections than the upstream may be sent at once.
-            upstream_keepalive: cfg.limits.upstream_keepalive.unwrap_or(
-                cfg.limits
-                    .max_connections
-                    .min(cfg.limits.max_upstream_connections.unwrap_or(usize::MAX)),
-            ),
-            max_upstream_connections: cfg.limits.max_upstream_connections,
-            egress: cfg
-                .egress
+}
+
+/// Every file the registry is built from (config, clients, keys, certificates, CAs, the
+/// store's URL): a change to any of them triggers a reload.
+fn sources(cfg: &Config, src: &Source) -> Vec<PathBuf> {
+    std::iter::once(src.file.clone())
+        .chain(cfg.clients_file.iter().map(|f| src.resolve(f)))
+        .chain(cfg.token.iter().map(|t| src.resolve(&t.signing_key_file)))
+        .chain(cfg.issuers.iter().flat_map(|i| {
+            i.jwks_file
                 .iter()
-                .filter_map(|e| Some((e.name.clone(), e.listen.parse().ok()?)))
-                .collect(),
-        },
-        warnings,
-    })
+                .chain(i.ca_file.iter())
+                .map(|f| src.resolve(f))
+        }))
+        .chain(
+            cfg.token
+                .iter()
+                .flat_map(|t| &t.verification_keys)
+                .map(|v| src.resolve(&v.file)),
+        )
+        .chain(
+            cfg.tls
+                .iter()
+                .chain(&cfg.admin_tls)
+                .flat_map(|c| [src.resolve(&c.cert_file), src.resolve(&c.key_file)]),
+        )
+        .chain(
+            cfg.upstream_tls
+                .iter()
+                .flat_map(|t| t.ca_file.iter())
+                .map(|f| src.resolve(f)),
+        )
+        .chain(
+            cfg.rate_limit_store
+                .iter()
+                .flat_map(|s| s.url_file.iter())
+                .map(|f| src.resolve(f)),
+        )
+        .chain(cfg.egress.iter().flat_map(|e| {
+            e.upstream_tls
+                .iter()
+                .chain(&e.token_tls)
+                .flat_map(|t| t.ca_file.iter())
+                .map(|f| src.resolve(f))
+        }))
+        .collect()
+}
+
+/// The `listeners` step: what is bound at start (a reload cannot move a bound socket).
+fn listeners(cfg: &Config) -> Listeners {
+    let l = &cfg.limits;
+    Listeners {
+        listen: cfg.listen.clone(),
+        admin_listen: cfg.admin_listen.clone(),
+        threads: cfg.threads,
+        tls: cfg.tls.is_some(),
+        admin_tls: cfg.admin_tls.is_some(),
+        // No more idle connections than the upstream may be sent at once.
+        upstream_keepalive: l.upstream_keepalive.unwrap_or(
+            l.max_connections
+                .min(l.max_upstream_connections.unwrap_or(usize::MAX)),
+        ),
+        max_upstream_connections: l.max_upstream_connections,
+        egress: cfg
+            .egress
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), e.listen.parse().ok()?)))
+            .collect(),
+    }
 }
 
 /// Which privileges each role reaches, so a client's holdings cost its roles, not the
@@ -1261,5 +1329,140 @@ mod tests {
         assert!(c.registry.tls.proxy.is_none() && !c.listeners.tls);
         let y = format!("{HEAD}limits:\n  max_bearer_bytes: 600\n");
         assert_eq!(compile_str(&y).unwrap().registry.max_bearer, 600);
+    }
+
+    // Each compile step on its own: what it builds and which keys its findings name.
+
+    /// `yaml` parsed (with an `admin_listen`, which parsing requires), not compiled.
+    fn parsed(yaml: &str) -> (Config, Source) {
+        let yaml = if yaml.contains("admin_listen") {
+            yaml.to_string()
+        } else {
+            format!("admin_listen: 127.0.0.1:9090\n{yaml}")
+        };
+        config::parse(&yaml, std::path::Path::new("/etc/og/g.yaml")).unwrap()
+    }
+
+    fn paths(ds: &[Diagnostic]) -> Vec<&str> {
+        ds.iter().map(|d| d.path.as_str()).collect()
+    }
+
+    #[test]
+    fn the_listeners_step_checks_addresses_threads_and_timeouts() {
+        let (cfg, _) = parsed("listen: 127.0.0.1:9090\nadmin_listen: 127.0.0.1:9090\nthreads: 0\ntimeouts:\n  client_idle_ms: 0\n");
+        let mut errors = Vec::new();
+        check_listeners(&cfg, &mut errors);
+        assert_eq!(
+            paths(&errors),
+            [
+                "upstream",
+                "admin_listen",
+                "threads",
+                "timeouts.client_idle_ms"
+            ]
+        );
+        let (cfg, _) = parsed("listen: localhost\nupstream: http://b\n");
+        let mut errors = Vec::new();
+        check_listeners(&cfg, &mut errors);
+        assert_eq!(paths(&errors), ["listen"]);
+        assert!(
+            errors[0].message.contains("address:port"),
+            "{}",
+            errors[0].message
+        );
+        let (cfg, _) = parsed("listen: 127.0.0.1:8080\nupstream: http://b\nlimits:\n  max_connections: 300\n  max_upstream_connections: 40\n");
+        let l = listeners(&cfg);
+        assert_eq!(
+            (l.upstream_keepalive, l.max_upstream_connections),
+            (40, Some(40))
+        );
+    }
+
+    #[test]
+    fn the_upstream_step_warns_of_tls_that_does_nothing_or_verifies_nothing() {
+        let (cfg, src) =
+            parsed("upstream: http://b:3000\nupstream_tls:\n  insecure_skip_verify: true\n");
+        let mut f = Findings::default();
+        let up = upstream(&cfg, &src, &mut f).unwrap();
+        assert!(f.errors.is_empty());
+        assert_eq!(
+            paths(&f.warnings),
+            ["upstream_tls", "upstream_tls.insecure_skip_verify"]
+        );
+        assert_eq!((up.tls, up.host.as_str()), (false, "b"));
+        let (cfg, src) = parsed("upstream: ftp://b\n");
+        let mut f = Findings::default();
+        assert!(upstream(&cfg, &src, &mut f).is_none());
+        assert_eq!(paths(&f.errors), ["upstream"]);
+    }
+
+    #[test]
+    fn the_base_path_step_keeps_only_normal_forms() {
+        for (given, base) in [("/", ""), ("/ords/hr/", "/ords/hr"), ("/api", "/api")] {
+            let (cfg, _) = parsed(&format!("base_path: \"{given}\"\n"));
+            let mut errors = Vec::new();
+            assert_eq!(base_path(&cfg, &mut errors), base);
+            assert!(errors.is_empty(), "{given}");
+        }
+        let (cfg, _) = parsed("base_path: /a//b/\n");
+        let mut errors = Vec::new();
+        base_path(&cfg, &mut errors);
+        assert!(
+            errors[0].message.contains("write `/a/b/`"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn the_privileges_step_indexes_names_and_patterns() {
+        let (cfg, _) = parsed("listen: 127.0.0.1:8080\nprivileges:\n  - {name: a, roles: [r], patterns: [\"/a/*\"]}\n  - {name: a, patterns: []}\n  - {name: c, roles: [\"x y\"], patterns: [\"/a/*\"]}\n");
+        let mut f = Findings::default();
+        let p = privileges(&cfg, &mut f);
+        assert_eq!(
+            paths(&f.errors),
+            [
+                "privileges[1].name",
+                "privileges[2].roles[0]",
+                "privileges[2].patterns[0]"
+            ]
+        );
+        assert_eq!(paths(&f.warnings), ["privileges[1].patterns", "unmatched"]);
+        assert_eq!(p.matcher.lookup("/a/b", "GET"), Some(&0));
+        assert_eq!(p.privileges.len(), 3);
+    }
+
+    #[test]
+    fn the_clients_step_works_out_what_each_client_holds() {
+        let (cfg, _) = parsed(&format!("privileges:\n  - {{name: open, patterns: [\"/o/*\"]}}\n  - {{name: byrole, roles: [r], patterns: [\"/r/*\"]}}\n  - {{name: byname, roles: [q], patterns: [\"/n/*\"]}}\n  - {{name: nobody, roles: [z], patterns: [\"/z/*\"]}}\nclients:\n  - {{name: A, client_id: a, secrets: [\"{SHA}\"], roles: [r], privileges: [byname, gone]}}\n"));
+        let mut f = Findings::default();
+        let p = privileges(&cfg, &mut f);
+        let (clients, has_argon2) = clients(&cfg, &p.privileges, &p.by_name, &mut f);
+        let mut held: Vec<_> = clients["a"].held.iter().copied().collect();
+        held.sort();
+        assert_eq!(held, [0, 1, 2]);
+        assert!(!has_argon2);
+        assert_eq!(paths(&f.errors), ["clients[0].privileges[1]"]);
+        assert_eq!(paths(&f.warnings), ["privileges[3]"]);
+    }
+
+    #[test]
+    fn the_sources_are_every_file_the_registry_was_built_from() {
+        let (cfg, src) = parsed("clients_file: c.yaml\ntoken: {algorithm: HS256, signing_key_file: k/hs.key, key_id: k}\ntls: {cert_file: t.crt, key_file: t.key}\nupstream_tls: {ca_file: up.pem}\n");
+        let got: Vec<_> = sources(&cfg, &src)
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "/etc/og/g.yaml",
+                "/etc/og/c.yaml",
+                "/etc/og/k/hs.key",
+                "/etc/og/t.crt",
+                "/etc/og/t.key",
+                "/etc/og/up.pem"
+            ]
+        );
     }
 }
