@@ -4,7 +4,8 @@
 # Starts nginx (a fast backend) and ords-guard (`threads: 1`, ES256), then runs wrk
 # (1 thread, 32 connections) against, in alternating rounds:
 #   direct      the backend alone
-#   floor       through a pingora proxy with no logic (examples/passthrough.rs)
+#   floor       through a pingora proxy with no logic (examples/passthrough.rs; its
+#               upstream keep-alive pool as large as ords-guard's default, 10,000)
 #   public      through ords-guard, a path no privilege covers
 #   protected   through ords-guard, a protected path with a valid ES256 token
 #   protected_issuer  the same with an identity provider's token (ES256 too, so the
@@ -23,6 +24,8 @@
 #   public_256, public_1000  the public path with 256 and 1,000 client connections (on a
 #               guard of their own, so its memory does not move the RSS figures below)
 #   bounded_1000  the same at 1,000 on a guard with `max_upstream_connections: 32`
+#   floor_256, floor_1000  the floor at 256 and 1,000 client connections: what pingora
+#               alone keeps of its 32-connection figure on this machine
 # (every figure also gives the share of requests that opened a new backend connection)
 # and prints req/s, p99 latency, the CPU time per request of the process serving it (from
 # /proc/PID/stat around each wrk run: nginx's worker for direct), the ratios protected/public and public/direct, and
@@ -140,7 +143,7 @@ write_config "" "" "$WORK/bounded.yaml" "$BOUND_PROXY" "$BOUND_ADMIN" ES256 keys
 RUST_LOG=warn "$BIN" run --config "$WORK/bounded.yaml" > "$WORK/bounded.log" 2>&1 & BOUND_PID=$!
 write_config "" "" "$WORK/conns.yaml" "$CONN_PROXY" "$CONN_ADMIN" ES256 keys
 RUST_LOG=warn "$BIN" run --config "$WORK/conns.yaml" > "$WORK/conns.log" 2>&1 & CONN_PID=$!
-"$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
+"$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" 10000 > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
 wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"; wait_ready "$BOUND_ADMIN"; wait_ready "$CONN_ADMIN"
 # The egress guard: no ingress, one entry calling the backend with the bench client's token.
 printf '%s\n' "$SECRET" > "$WORK/egress.secret"
@@ -169,7 +172,7 @@ token_lua "$WORK/token.lua"
 serving() {
   case $1 in
     direct) pgrep -P "$NGINX_PID" | head -1 ;;   # the nginx worker
-    floor) echo "$FLOOR_PID" ;;
+    floor|floor_256|floor_1000) echo "$FLOOR_PID" ;;
     protected_log) echo "$LOG_PID" ;;
     protected_limited) echo "$LIM_PID" ;;
     protected_shared) echo "$SHARED_PID" ;;
@@ -222,6 +225,8 @@ for r in $(seq "$ROUNDS"); do
   RUN_CONNS=256 run public_256 "http://127.0.0.1:$CONN_PROXY/public/1"
   RUN_CONNS=1000 run public_1000 "http://127.0.0.1:$CONN_PROXY/public/1"
   RUN_CONNS=1000 run bounded_1000 "http://127.0.0.1:$BOUND_PROXY/public/1"
+  RUN_CONNS=256 run floor_256 "http://127.0.0.1:$FLOOR/example/1"
+  RUN_CONNS=1000 run floor_1000 "http://127.0.0.1:$FLOOR/example/1"
 done
 PEAK_RSS=$(rss VmHWM)
 CONN_PEAK=$(GUARD_PID=$CONN_PID rss VmHWM); BOUND_PEAK=$(GUARD_PID=$BOUND_PID rss VmHWM)
@@ -265,11 +270,12 @@ awk -v cpeak="$CONN_PEAK" -v bpeak="$BOUND_PEAK" -v idle="$IDLE_RSS" -v peak="$P
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx | CPU µs/request (serving process) | new backend connections |\n|---|---|---|---|---|---|\n"
-    split("direct floor public protected protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000", order, " ")
-    for (i = 1; i <= 15; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
+    split("direct floor public protected protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000 floor_256 floor_1000", order, " ")
+    for (i = 1; i <= 17; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
     printf "\nprotected/public = %s   public/direct = %s   protected/direct = %s   floor/direct = %s   protected/floor = %s\n", r("protected", "public"), r("public", "direct"), r("protected", "direct"), r("floor", "direct"), r("protected", "floor")
     printf "protected_log/protected = %s (access log on / off)\n", r("protected_log", "protected")
     printf "public_256/public = %s   public_1000/public = %s   bounded_1000/public = %s (client connections: 256, 1000, 1000 with max_upstream_connections: 32; against %d)\n", r("public_256", "public"), r("public_1000", "public"), r("bounded_1000", "public"), c
+    printf "floor_256/floor = %s   floor_1000/floor = %s (pingora with no logic at 256 and 1000 client connections)\n", r("floor_256", "floor"), r("floor_1000", "floor")
     printf "protected_issuer/protected = %s\n", r("protected_issuer", "protected")
     printf "protected_limited/protected = %s (a local rate limit per client that never refuses)\n", r("protected_limited", "protected")
     printf "protected_shared/protected = %s (the same limit in Redis on loopback; %d round trips, mean %.0f us, %s store errors)\n", r("protected_shared", "protected"), strips, (strips > 0 ? ssum / strips * 1e6 : 0), serrors

@@ -2,7 +2,10 @@
 //! ords-guard (`threads: 1`, no work stealing, no modules). ords-guard's cost over the
 //! backend is this floor plus its own work; the load script prints both.
 //!
-//! cargo run --release --example passthrough -- LISTEN UPSTREAM
+//! cargo run --release --example passthrough -- LISTEN UPSTREAM [KEEPALIVE_POOL]
+//!
+//! KEEPALIVE_POOL sizes pingora's idle upstream connection pool (default 128), so the floor
+//! can be measured with as many client connections as ords-guard's pool covers.
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -25,11 +28,13 @@ impl ProxyHttp for Passthrough {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (listen, upstream) = (&args[1], args[2].parse().expect("upstream address"));
+    let pool = args.get(3).map(|p| p.parse().expect("keep-alive pool size"));
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: pool.unwrap_or(ServerConf::default().upstream_keepalive_pool_size),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
