@@ -28,13 +28,16 @@ impl ProxyHttp for Passthrough {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (listen, upstream) = (&args[1], args[2].parse().expect("upstream address"));
-    let pool = args.get(3).map(|p| p.parse().expect("keep-alive pool size"));
+    let pool = args
+        .get(3)
+        .map(|p| p.parse().expect("keep-alive pool size"));
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
-        upstream_keepalive_pool_size: pool.unwrap_or(ServerConf::default().upstream_keepalive_pool_size),
+        upstream_keepalive_pool_size: pool
+            .unwrap_or(ServerConf::default().upstream_keepalive_pool_size),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
