@@ -35,12 +35,15 @@
 # Usage: bench/load.sh            (DURATION=10 ROUNDS=2 CONNS=32 by default)
 #        ONLY="protected protected_shared" bench/load.sh   runs only those scenarios
 #        (ratios whose scenarios did not run print as "-")
+#        PER_ROUND=1 bench/load.sh   also prints each round's line (name, req/s, p99 ms,
+#        non-2xx, CPU µs/request, new backend connections %), to see the noise
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-32}
 ONLY=${ONLY:-}
+PER_ROUND=${PER_ROUND:-}
 
 source "$(dirname "$0")/common.sh"
 bench_tools
@@ -264,6 +267,7 @@ wait_ready "$MANY_ADMIN"
 MANY_KEYS=$(curl -s "http://127.0.0.1:$MANY_ADMIN/metrics" | awk '/^ords_guard_jwks_keys/ {n+=$2} END {print n+0}')
 MANY_RSS=$(awk '$1=="VmRSS:" {print int($2/1024)}' "/proc/$MANY_PID/status")
 
+if [ -n "$PER_ROUND" ]; then echo "each round:"; cat "$WORK/results"; echo; fi
 awk -v cpeak="$CONN_PEAK" -v bpeak="$BOUND_PEAK" -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v serrors="${STORE_ERRORS:-?}" -v strips="${STORE_TRIPS:-0}" -v ssum="${STORE_SUM:-0}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
   function r(a, b) { return (rps[a] > 0 && rps[b] > 0) ? sprintf("%.2f", rps[a] / rps[b]) : "-" }
   { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4; cpu[$1]+=$5; fresh[$1]+=$6 }
