@@ -436,42 +436,33 @@ fn own_tokens(cfg: &Config, src: &Source, errors: &mut Vec<Diagnostic>) -> Optio
         })
 }
 
-/// Everything a compile step reports: errors refuse the config, warnings are logged.
-#[derive(Default)]
-struct Findings {
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
-}
-
 /// Validate `cfg` and build its registry: one step per part of the config, each reporting
 /// every problem it finds, so a user sees them all at once.
 pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> {
-    let mut f = Findings::default();
-    check_listeners(cfg, &mut f.errors);
-    check_limits(cfg, &mut f.errors);
+    // Every step adds to both: errors refuse the config, warnings are logged.
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    check_listeners(cfg, &mut errors);
+    check_limits(cfg, &mut errors);
     let trusted_proxies = TrustedProxies::parse(&cfg.trusted_proxies)
-        .map_err(|(i, e)| {
-            f.errors
-                .push(Diagnostic::new(format!("trusted_proxies[{i}]"), e))
-        })
+        .map_err(|(i, e)| errors.push(Diagnostic::new(format!("trusted_proxies[{i}]"), e)))
         .unwrap_or_default();
-    let upstream = upstream(cfg, src, &mut f);
+    let upstream = upstream(cfg, src, &mut errors, &mut warnings);
     let listener_tls = ListenerTls {
         proxy: cfg
             .tls
             .as_ref()
-            .and_then(|c| load_listener_tls(c, "tls", src, &mut f.errors)),
+            .and_then(|c| load_listener_tls(c, "tls", src, &mut errors)),
         admin: cfg
             .admin_tls
             .as_ref()
-            .and_then(|c| load_listener_tls(c, "admin_tls", src, &mut f.errors)),
+            .and_then(|c| load_listener_tls(c, "admin_tls", src, &mut errors)),
     };
-    let base = base_path(cfg, &mut f.errors);
+    let base = base_path(cfg, &mut errors);
     let Privileges {
         privileges,
         by_name,
         matcher,
-    } = privileges(cfg, &mut f);
+    } = privileges(cfg, &mut errors, &mut warnings);
 
     let taken: Vec<SocketAddr> = cfg
         .listen
@@ -479,31 +470,31 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         .chain([&cfg.admin_listen])
         .filter_map(|a| a.parse().ok())
         .collect();
-    let egress = egress::compile(cfg, &taken, src, &mut f.errors, &mut f.warnings);
+    let egress = egress::compile(cfg, &taken, src, &mut errors, &mut warnings);
     let (rate_limits, rate_limit_store) = limits::compile(
         &cfg.rate_limits,
         cfg.rate_limit_store.as_ref(),
         &by_name,
         src,
-        &mut f.errors,
+        &mut errors,
     );
     let issuers = issuers::compile(
         &cfg.issuers,
         cfg.token.as_ref().map(|t| t.issuer.as_str()),
         &by_name,
         src,
-        &mut f.errors,
-        &mut f.warnings,
+        &mut errors,
+        &mut warnings,
     );
     let role_names = privileges
         .iter()
         .flat_map(|p| p.roles.iter().cloned())
         .collect();
-    let (clients, has_argon2) = clients(cfg, &privileges, &by_name, &mut f);
-    let tokens = own_tokens(cfg, src, &mut f.errors);
+    let (clients, has_argon2) = clients(cfg, &privileges, &by_name, &mut errors, &mut warnings);
+    let tokens = own_tokens(cfg, src, &mut errors);
 
-    if !f.errors.is_empty() {
-        return Err(f.errors);
+    if !errors.is_empty() {
+        return Err(errors);
     }
     let t = &cfg.timeouts;
     Ok(Compiled {
@@ -534,7 +525,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             sources: sources(cfg, src),
         },
         listeners: listeners(cfg),
-        warnings: f.warnings,
+        warnings,
     })
 }
 
@@ -583,26 +574,31 @@ fn check_listeners(cfg: &Config, errors: &mut Vec<Diagnostic>) {
 }
 
 /// The `upstream` step: the protected backend and how it is reached (`upstream_tls`).
-fn upstream(cfg: &Config, src: &Source, f: &mut Findings) -> Option<Upstream> {
+fn upstream(
+    cfg: &Config,
+    src: &Source,
+    errors: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Option<Upstream> {
     let parsed = cfg.upstream.as_ref().and_then(|u| {
         parse_upstream(u)
-            .map_err(|e| f.errors.push(Diagnostic::new("upstream", e)))
+            .map_err(|e| errors.push(Diagnostic::new("upstream", e)))
             .ok()
     });
     let upstream_tls = cfg.upstream_tls.clone().unwrap_or_default();
     let ca = upstream_tls.ca_file.as_ref().and_then(|file| {
         crate::certs::load_ca(&src.resolve(file))
-            .map_err(|e| f.errors.push(Diagnostic::new("upstream_tls.ca_file", e)))
+            .map_err(|e| errors.push(Diagnostic::new("upstream_tls.ca_file", e)))
             .ok()
     });
     if cfg.upstream_tls.is_some() && matches!(&parsed, Some((_, false, _))) {
-        f.warnings.push(Diagnostic::new(
+        warnings.push(Diagnostic::new(
             "upstream_tls",
             "the upstream is http://, so upstream_tls has no effect; use https:// to encrypt",
         ));
     }
     if upstream_tls.insecure_skip_verify {
-        f.warnings.push(Diagnostic::new("upstream_tls.insecure_skip_verify", "the upstream's certificate is not verified: anyone on the path can impersonate it; give its CA in ca_file instead"));
+        warnings.push(Diagnostic::new("upstream_tls.insecure_skip_verify", "the upstream's certificate is not verified: anyone on the path can impersonate it; give its CA in ca_file instead"));
     }
     parsed.map(|u| Upstream::new(u, &upstream_tls, ca, &cfg.timeouts))
 }
@@ -640,8 +636,11 @@ struct Privileges {
 }
 
 /// The `privileges` step (ORDS privileges and their pattern mappings).
-fn privileges(cfg: &Config, f: &mut Findings) -> Privileges {
-    let (errors, warnings) = (&mut f.errors, &mut f.warnings);
+fn privileges(
+    cfg: &Config,
+    errors: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Privileges {
     let mut by_name = HashMap::new();
     let mut matcher = Matcher::default();
     let mut privileges = Vec::new();
@@ -725,9 +724,9 @@ fn clients(
     cfg: &Config,
     privileges: &[Privilege],
     by_name: &HashMap<String, usize>,
-    f: &mut Findings,
+    errors: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> (HashMap<String, Client>, bool) {
-    let (errors, warnings) = (&mut f.errors, &mut f.warnings);
     let grants = Grants::index(privileges);
     let mut reached = vec![false; privileges.len()];
     let mut clients = HashMap::new();
@@ -1382,18 +1381,18 @@ mod tests {
     fn the_upstream_step_warns_of_tls_that_does_nothing_or_verifies_nothing() {
         let (cfg, src) =
             parsed("upstream: http://b:3000\nupstream_tls:\n  insecure_skip_verify: true\n");
-        let mut f = Findings::default();
-        let up = upstream(&cfg, &src, &mut f).unwrap();
-        assert!(f.errors.is_empty());
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let up = upstream(&cfg, &src, &mut errors, &mut warnings).unwrap();
+        assert!(errors.is_empty());
         assert_eq!(
-            paths(&f.warnings),
+            paths(&warnings),
             ["upstream_tls", "upstream_tls.insecure_skip_verify"]
         );
         assert_eq!((up.tls, up.host.as_str()), (false, "b"));
         let (cfg, src) = parsed("upstream: ftp://b\n");
-        let mut f = Findings::default();
-        assert!(upstream(&cfg, &src, &mut f).is_none());
-        assert_eq!(paths(&f.errors), ["upstream"]);
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        assert!(upstream(&cfg, &src, &mut errors, &mut warnings).is_none());
+        assert_eq!(paths(&errors), ["upstream"]);
     }
 
     #[test]
@@ -1417,17 +1416,17 @@ mod tests {
     #[test]
     fn the_privileges_step_indexes_names_and_patterns() {
         let (cfg, _) = parsed("listen: 127.0.0.1:8080\nprivileges:\n  - {name: a, roles: [r], patterns: [\"/a/*\"]}\n  - {name: a, patterns: []}\n  - {name: c, roles: [\"x y\"], patterns: [\"/a/*\"]}\n");
-        let mut f = Findings::default();
-        let p = privileges(&cfg, &mut f);
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let p = privileges(&cfg, &mut errors, &mut warnings);
         assert_eq!(
-            paths(&f.errors),
+            paths(&errors),
             [
                 "privileges[1].name",
                 "privileges[2].roles[0]",
                 "privileges[2].patterns[0]"
             ]
         );
-        assert_eq!(paths(&f.warnings), ["privileges[1].patterns", "unmatched"]);
+        assert_eq!(paths(&warnings), ["privileges[1].patterns", "unmatched"]);
         assert_eq!(p.matcher.lookup("/a/b", "GET"), Some(&0));
         assert_eq!(p.privileges.len(), 3);
     }
@@ -1435,15 +1434,16 @@ mod tests {
     #[test]
     fn the_clients_step_works_out_what_each_client_holds() {
         let (cfg, _) = parsed(&format!("privileges:\n  - {{name: open, patterns: [\"/o/*\"]}}\n  - {{name: byrole, roles: [r], patterns: [\"/r/*\"]}}\n  - {{name: byname, roles: [q], patterns: [\"/n/*\"]}}\n  - {{name: nobody, roles: [z], patterns: [\"/z/*\"]}}\nclients:\n  - {{name: A, client_id: a, secrets: [\"{SHA}\"], roles: [r], privileges: [byname, gone]}}\n"));
-        let mut f = Findings::default();
-        let p = privileges(&cfg, &mut f);
-        let (clients, has_argon2) = clients(&cfg, &p.privileges, &p.by_name, &mut f);
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let p = privileges(&cfg, &mut errors, &mut warnings);
+        let (clients, has_argon2) =
+            clients(&cfg, &p.privileges, &p.by_name, &mut errors, &mut warnings);
         let mut held: Vec<_> = clients["a"].held.iter().copied().collect();
         held.sort();
         assert_eq!(held, [0, 1, 2]);
         assert!(!has_argon2);
-        assert_eq!(paths(&f.errors), ["clients[0].privileges[1]"]);
-        assert_eq!(paths(&f.warnings), ["privileges[3]"]);
+        assert_eq!(paths(&errors), ["clients[0].privileges[1]"]);
+        assert_eq!(paths(&warnings), ["privileges[3]"]);
     }
 
     #[test]
