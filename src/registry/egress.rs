@@ -2,7 +2,8 @@
 //! its listener serves with: the remote API as an [`Upstream`], and the token manager that
 //! holds its token, kept across reloads that leave its token request unchanged.
 
-use super::{parse_upstream, Upstream};
+use super::upstream::parse_upstream;
+use super::Upstream;
 use crate::config::{Config, Diagnostic, EgressAuth, EgressConfig, RetryOn401Config, Source};
 use crate::egress::retry::RetryOn401;
 use crate::egress::tokens::{self, AuthMethod, Request, Tokens};
@@ -57,7 +58,7 @@ fn token_tls(
         }
     }
     outbound::Tls {
-        trust: super::trust(t.ca_file.as_deref(), format!("{at}.ca_file"), src, errors),
+        trust: super::upstream::trust(t.ca_file.as_deref(), format!("{at}.ca_file"), src, errors),
         server_name: t.server_name.clone(),
         skip_verify: t.insecure_skip_verify,
     }
@@ -201,7 +202,7 @@ fn check_entry(
     match e.token_url.parse::<http::Uri>() {
         Ok(u) if matches!(u.scheme_str(), Some("https")) && u.host().is_some() => {}
         Ok(u) if matches!(u.scheme_str(), Some("http")) && u.host().is_some() => {
-            if !super::is_loopback_url(&u) {
+            if !super::upstream::is_loopback_url(&u) {
                 warnings.push(Diagnostic::new(format!("{at}.token_url"), "token_url is http:// to a host that is not loopback: the client secret and the token travel unencrypted; use https://"));
             }
         }

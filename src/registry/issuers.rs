@@ -45,7 +45,7 @@ const MIN_REFRESH: u64 = 60;
 fn check_url(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
     let host = uri.host().unwrap_or_default();
-    let loopback = super::is_loopback_url(&uri);
+    let loopback = super::upstream::is_loopback_url(&uri);
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => Ok(()),
         Some("http") if loopback => Ok(()),
@@ -173,7 +173,8 @@ pub fn compile(
                 ),
             ));
         }
-        let trust = super::trust(c.ca_file.as_deref(), format!("{at}.ca_file"), src, errors);
+        let trust =
+            super::upstream::trust(c.ca_file.as_deref(), format!("{at}.ca_file"), src, errors);
         let (keys_from, keys) = match (&c.jwks_url, &c.jwks_file) {
             (Some(url), None) => {
                 if let Err(e) = check_url(url) {

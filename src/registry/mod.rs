@@ -4,20 +4,24 @@
 //! full list of [`Diagnostic`]s. A reload compiles a new one and swaps it in atomically, so a
 //! request always sees one consistent generation.
 //!
-//! It runs in steps, one function each with its own tests: listeners and limits, the
-//! upstream, base_path, privileges, then `egress`, `limits` (rate limits) and `issuers` in
-//! their modules, clients, and the proxy's own token keys. Files (keys, certificates, CAs)
-//! are read through `certs` and `oauth`, below the registry.
+//! It runs in steps, a module each with its own tests: `listeners` (addresses, listener TLS
+//! and the `limits` section), `upstream`, `privileges` (with `base_path`), `egress`, `limits`
+//! (rate limits), `issuers`, `clients`, and the proxy's own token keys (`own_tokens`, here).
+//! Files (keys, certificates, CAs) are read through `certs` and `oauth`, below the registry.
 
+pub mod clients;
 pub mod egress;
 pub mod issuers;
 pub mod limits;
+pub mod listeners;
+pub mod privileges;
+pub mod upstream;
 
 use crate::access::client_addr::TrustedProxies;
-use crate::access::pattern::{Matcher, Methods, Pattern};
-use crate::config::{ClientConfig, Config, Diagnostic, Source, TlsConfig, Unmatched};
+use crate::access::pattern::Matcher;
+use crate::config::{Config, Diagnostic, Source, Unmatched};
 use crate::oauth::secret::pool::PoolLimits;
-use crate::oauth::secret::{Scheme, SecretHash};
+use crate::oauth::secret::SecretHash;
 use crate::oauth::token::Tokens;
 use pingora::protocols::tls::CaType;
 use rustls::sign::CertifiedKey;
@@ -219,104 +223,10 @@ pub struct Compiled {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// `scheme://host[:port]`: its address (a name is looked up later, per request), whether it
-/// is TLS, and the host.
-fn parse_upstream(s: &str) -> Result<(crate::resolve::Address, bool, String), String> {
-    let uri: http::Uri = s
-        .parse()
-        .map_err(|_| format!("upstream `{s}` is not a URL such as http://127.0.0.1:3000"))?;
-    let tls = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => {
-            return Err(format!(
-                "upstream `{s}` must start with http:// or https://"
-            ))
-        }
-    };
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() || authority.contains('@') {
-        return Err(format!("upstream `{s}` must be scheme://host[:port] with no path (the upstream receives the request's own path)"));
-    }
-    let host = uri
-        .host()
-        .unwrap_or("")
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    // `http::Uri` takes `h:x` and reports no port: the port is read from the text here.
-    let after_host = authority
-        .rsplit_once(']')
-        .map_or(authority, |(_, rest)| rest);
-    if let Some((_, p)) = after_host.split_once(':') {
-        if p.parse::<u16>().is_err() {
-            return Err(format!("upstream `{s}`: `{p}` is not a port (0 to 65535)"));
-        }
-    }
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    if host.is_empty() {
-        return Err(format!("upstream `{s}` names no host"));
-    }
-    Ok((crate::resolve::Address::new(&host, port), tls, host))
-}
-
 /// RFC 6749 Appendix A.1: client-id = *VSCHAR (%x20-7E), the space included (Basic
 /// form-encodes it).
 pub(crate) fn is_vschar(s: &str) -> bool {
     s.chars().all(|ch| (' '..='~').contains(&ch))
-}
-
-/// Whether a URL's host is loopback (`localhost` included): plain http is tolerated there.
-pub(crate) fn is_loopback_url(uri: &http::Uri) -> bool {
-    let host = uri.host().unwrap_or_default();
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Whom an outbound client trusts: the certificates of `ca_file` (relative to the config),
-/// else the system roots. A bad file is an error at `key`.
-pub(crate) fn trust(
-    ca_file: Option<&std::path::Path>,
-    key: String,
-    src: &Source,
-    errors: &mut Vec<Diagnostic>,
-) -> crate::outbound::Trust {
-    use crate::outbound::Trust;
-    let Some(f) = ca_file else {
-        return Trust::System;
-    };
-    match crate::certs::load_ca_certs(&src.resolve(f)) {
-        Ok(certs) => Trust::Only(certs),
-        Err(e) => {
-            errors.push(Diagnostic::new(key, e));
-            Trust::System
-        }
-    }
-}
-
-impl Upstream {
-    /// An upstream as parsed by [`parse_upstream`], verified per `tls`, with the
-    /// `timeouts.upstream_*` of the config (the ingress's and egress entries' alike).
-    fn new(
-        (addr, tls, host): (crate::resolve::Address, bool, String),
-        tls_cfg: &crate::config::UpstreamTlsConfig,
-        ca: Option<Arc<CaType>>,
-        t: &crate::config::Timeouts,
-    ) -> Upstream {
-        Upstream {
-            addr,
-            tls,
-            host: tls_cfg.server_name.clone().unwrap_or(host),
-            connect_timeout: Duration::from_millis(t.upstream_connect_ms),
-            read_timeout: Duration::from_millis(t.upstream_read_ms),
-            idle_timeout: Duration::from_millis(t.upstream_idle_ms),
-            ca,
-            verify: !tls_cfg.insecure_skip_verify,
-        }
-    }
 }
 
 /// Whether `name` may name an entry in logs, metrics label values and headers:
@@ -337,82 +247,6 @@ fn check_name(errors: &mut Vec<Diagnostic>, path: String, what: &str, v: &str) {
             format!("{what} contains a control character"),
         ));
     }
-}
-
-fn check_limits(cfg: &Config, errors: &mut Vec<Diagnostic>) {
-    let l = &cfg.limits;
-    let mut within = |key: &str, v: usize, min: usize, max: usize, why: &str| {
-        if v < min || v > max {
-            errors.push(Diagnostic::new(
-                format!("limits.{key}"),
-                format!("{v} is out of range: use {min} to {max}{why}"),
-            ));
-        }
-    };
-    within("max_connections", l.max_connections, 1, 1_000_000, "");
-    if let Some(k) = l.upstream_keepalive {
-        within("upstream_keepalive", k, 1, 1_000_000, "");
-    }
-    if let Some(k) = l.max_upstream_connections {
-        within("max_upstream_connections", k, 1, 1_000_000, "");
-    }
-    within(
-        "max_header_bytes",
-        l.max_header_bytes,
-        1024,
-        PINGORA_MAX_HEADER_BYTES,
-        " (pingora's own ceiling)",
-    );
-    within(
-        "max_headers",
-        l.max_headers,
-        1,
-        PINGORA_MAX_HEADERS,
-        " (pingora's own ceiling)",
-    );
-    within(
-        "max_token_body_bytes",
-        l.max_token_body_bytes,
-        64,
-        1 << 20,
-        "",
-    );
-    within(
-        "max_bearer_bytes",
-        l.max_bearer_bytes,
-        256,
-        PINGORA_MAX_HEADER_BYTES,
-        "",
-    );
-    within(
-        "argon2_per_second",
-        l.argon2_per_second as usize,
-        1,
-        10_000,
-        "",
-    );
-    within(
-        "argon2_concurrency",
-        l.argon2_concurrency,
-        1,
-        MAX_ARGON2_CONCURRENCY,
-        " (each running check holds its argon2 memory)",
-    );
-    within("argon2_queue", l.argon2_queue, 0, 1024, "");
-}
-
-/// At most this many argon2 checks at once: each holds its memory cost (19 MiB by default).
-const MAX_ARGON2_CONCURRENCY: usize = 4;
-
-fn load_listener_tls(
-    c: &TlsConfig,
-    key: &str,
-    src: &Source,
-    errors: &mut Vec<Diagnostic>,
-) -> Option<Arc<CertifiedKey>> {
-    crate::certs::load_certified_key(&src.resolve(&c.cert_file), &src.resolve(&c.key_file))
-        .map_err(|e| errors.push(Diagnostic::new(format!("{key}.cert_file"), e)))
-        .ok()
 }
 
 /// The `token` step: the proxy's own keys, or none when only identity providers' tokens
@@ -441,28 +275,19 @@ fn own_tokens(cfg: &Config, src: &Source, errors: &mut Vec<Diagnostic>) -> Optio
 pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> {
     // Every step adds to both: errors refuse the config, warnings are logged.
     let (mut errors, mut warnings) = (Vec::new(), Vec::new());
-    check_listeners(cfg, &mut errors);
-    check_limits(cfg, &mut errors);
+    listeners::check_listeners(cfg, &mut errors);
+    listeners::check_limits(cfg, &mut errors);
     let trusted_proxies = TrustedProxies::parse(&cfg.trusted_proxies)
         .map_err(|(i, e)| errors.push(Diagnostic::new(format!("trusted_proxies[{i}]"), e)))
         .unwrap_or_default();
-    let upstream = upstream(cfg, src, &mut errors, &mut warnings);
-    let listener_tls = ListenerTls {
-        proxy: cfg
-            .tls
-            .as_ref()
-            .and_then(|c| load_listener_tls(c, "tls", src, &mut errors)),
-        admin: cfg
-            .admin_tls
-            .as_ref()
-            .and_then(|c| load_listener_tls(c, "admin_tls", src, &mut errors)),
-    };
-    let base = base_path(cfg, &mut errors);
-    let Privileges {
+    let upstream = upstream::upstream(cfg, src, &mut errors, &mut warnings);
+    let listener_tls = listeners::listener_tls(cfg, src, &mut errors);
+    let base = privileges::base_path(cfg, &mut errors);
+    let privileges::Privileges {
         privileges,
         by_name,
         matcher,
-    } = privileges(cfg, &mut errors, &mut warnings);
+    } = privileges::privileges(cfg, &mut errors, &mut warnings);
 
     let taken: Vec<SocketAddr> = cfg
         .listen
@@ -490,7 +315,8 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         .iter()
         .flat_map(|p| p.roles.iter().cloned())
         .collect();
-    let (clients, has_argon2) = clients(cfg, &privileges, &by_name, &mut errors, &mut warnings);
+    let (clients, has_argon2) =
+        clients::clients(cfg, &privileges, &by_name, &mut errors, &mut warnings);
     let tokens = own_tokens(cfg, src, &mut errors);
 
     if !errors.is_empty() {
@@ -515,7 +341,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             role_names,
             issuer_tokens: Default::default(),
             upstream,
-            limits: client_limits(cfg),
+            limits: listeners::client_limits(cfg),
             trusted_proxies,
             tls: listener_tls,
             shutdown_grace: Duration::from_millis(t.shutdown_grace_ms),
@@ -524,334 +350,9 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             has_argon2,
             sources: sources(cfg, src),
         },
-        listeners: listeners(cfg),
+        listeners: listeners::listeners(cfg),
         warnings,
     })
-}
-
-/// The listeners and what every request is timed by: present, parseable, distinct, positive.
-fn check_listeners(cfg: &Config, errors: &mut Vec<Diagnostic>) {
-    if cfg.listen.is_none() && cfg.egress.is_empty() {
-        errors.push(Diagnostic::new("listen", "`listen` is missing: give `listen` (the ingress, protecting `upstream`), `egress` (remote APIs called for legacy callers), or both"));
-    }
-    if cfg.listen.is_some() && cfg.upstream.is_none() {
-        errors.push(Diagnostic::new("upstream", "`upstream` is missing: the ingress (`listen`) needs the backend it protects, e.g. http://127.0.0.1:3000"));
-    }
-    for (key, v) in [
-        ("listen", cfg.listen.as_ref()),
-        ("admin_listen", Some(&cfg.admin_listen)),
-    ] {
-        let Some(v) = v else { continue };
-        if v.parse::<SocketAddr>().is_err() {
-            errors.push(Diagnostic::new(
-                key,
-                format!("`{v}` is not an address:port such as 0.0.0.0:8080"),
-            ));
-        }
-    }
-    if cfg.listen.as_ref() == Some(&cfg.admin_listen) {
-        errors.push(Diagnostic::new(
-            "admin_listen",
-            "admin_listen must differ from listen: metrics and health never share the proxy port",
-        ));
-    }
-    if cfg.threads == Some(0) {
-        errors.push(Diagnostic::new("threads", "threads must be at least 1"));
-    }
-    let t = &cfg.timeouts;
-    for (key, v) in [
-        ("timeouts.upstream_connect_ms", t.upstream_connect_ms),
-        ("timeouts.upstream_read_ms", t.upstream_read_ms),
-        ("timeouts.upstream_idle_ms", t.upstream_idle_ms),
-        ("timeouts.client_header_ms", t.client_header_ms),
-        ("timeouts.client_idle_ms", t.client_idle_ms),
-        ("timeouts.request_total_ms", t.request_total_ms),
-    ] {
-        if v == 0 {
-            errors.push(Diagnostic::new(key, "must be positive"));
-        }
-    }
-}
-
-/// The `upstream` step: the protected backend and how it is reached (`upstream_tls`).
-fn upstream(
-    cfg: &Config,
-    src: &Source,
-    errors: &mut Vec<Diagnostic>,
-    warnings: &mut Vec<Diagnostic>,
-) -> Option<Upstream> {
-    let parsed = cfg.upstream.as_ref().and_then(|u| {
-        parse_upstream(u)
-            .map_err(|e| errors.push(Diagnostic::new("upstream", e)))
-            .ok()
-    });
-    let upstream_tls = cfg.upstream_tls.clone().unwrap_or_default();
-    let ca = upstream_tls.ca_file.as_ref().and_then(|file| {
-        crate::certs::load_ca(&src.resolve(file))
-            .map_err(|e| errors.push(Diagnostic::new("upstream_tls.ca_file", e)))
-            .ok()
-    });
-    if cfg.upstream_tls.is_some() && matches!(&parsed, Some((_, false, _))) {
-        warnings.push(Diagnostic::new(
-            "upstream_tls",
-            "the upstream is http://, so upstream_tls has no effect; use https:// to encrypt",
-        ));
-    }
-    if upstream_tls.insecure_skip_verify {
-        warnings.push(Diagnostic::new("upstream_tls.insecure_skip_verify", "the upstream's certificate is not verified: anyone on the path can impersonate it; give its CA in ca_file instead"));
-    }
-    parsed.map(|u| Upstream::new(u, &upstream_tls, ca, &cfg.timeouts))
-}
-
-/// `base_path` without its trailing `/` (`""` for `/`); it must be in normal form already.
-fn base_path(cfg: &Config, errors: &mut Vec<Diagnostic>) -> String {
-    match crate::access::path::normalise_path(cfg.base_path.as_bytes()) {
-        Ok(p) if p == cfg.base_path && !p.contains('*') => p.trim_end_matches('/').to_string(),
-        Ok(p) => {
-            errors.push(Diagnostic::new(
-                "base_path",
-                format!(
-                    "base_path `{}` is not in normal form; write `{}`",
-                    cfg.base_path, p
-                ),
-            ));
-            String::new()
-        }
-        Err(e) => {
-            errors.push(Diagnostic::new(
-                "base_path",
-                format!("base_path `{}` is malformed: {e}", cfg.base_path),
-            ));
-            String::new()
-        }
-    }
-}
-
-/// What the `privileges` step builds: the privileges, their index by name, and the pattern
-/// matcher that finds which one protects a path.
-struct Privileges {
-    privileges: Vec<Privilege>,
-    by_name: HashMap<String, usize>,
-    matcher: Matcher<usize>,
-}
-
-/// The `privileges` step (ORDS privileges and their pattern mappings).
-fn privileges(
-    cfg: &Config,
-    errors: &mut Vec<Diagnostic>,
-    warnings: &mut Vec<Diagnostic>,
-) -> Privileges {
-    let mut by_name = HashMap::new();
-    let mut matcher = Matcher::default();
-    let mut privileges = Vec::new();
-    for (i, p) in cfg.privileges.iter().enumerate() {
-        let at = format!("privileges[{i}]");
-        check_name(errors, format!("{at}.name"), "the privilege name", &p.name);
-        if p.name.contains(' ') {
-            errors.push(Diagnostic::new(format!("{at}.name"), "privilege names cannot contain spaces (they travel in the space-separated `scope`)"));
-        }
-        if by_name.insert(p.name.clone(), i).is_some() {
-            errors.push(Diagnostic::new(
-                format!("{at}.name"),
-                format!("duplicate privilege name `{}`", p.name),
-            ));
-        }
-        for (j, r) in p.roles.iter().enumerate() {
-            check_name(errors, format!("{at}.roles[{j}]"), "the role name", r);
-            if r.contains([' ', ',']) {
-                errors.push(Diagnostic::new(
-                    format!("{at}.roles[{j}]"),
-                    "role names cannot contain spaces or commas",
-                ));
-            }
-        }
-        let methods = match &p.methods {
-            None => Methods::ALL,
-            Some(ms) => Methods::parse(ms).unwrap_or_else(|e| {
-                errors.push(Diagnostic::new(format!("{at}.methods"), e));
-                Methods::ALL
-            }),
-        };
-        if p.patterns.is_empty() {
-            warnings.push(Diagnostic::new(
-                format!("{at}.patterns"),
-                format!(
-                    "privilege `{}` maps no pattern and protects nothing",
-                    p.name
-                ),
-            ));
-        }
-        for (j, s) in p.patterns.iter().enumerate() {
-            match Pattern::parse(s) {
-                Ok(pat) => {
-                    if let Err(c) = matcher.insert(&pat, methods, i) {
-                        errors.push(Diagnostic::new(
-                            format!("{at}.patterns[{j}]"),
-                            format!("pattern `{s}` is already mapped by privilege `{}` for overlapping methods; give them disjoint `methods` or merge them", cfg.privileges[c.0].name),
-                        ));
-                    }
-                }
-                Err(e) => errors.push(Diagnostic::new(format!("{at}.patterns[{j}]"), e)),
-            }
-        }
-        if p.mode == crate::config::Mode::Report {
-            warnings.push(Diagnostic::new(format!("{at}.mode"), format!("privilege `{}` is in report mode: what it would refuse is forwarded (counted in ords_guard_report_only_total); set `mode: enforce` once that count stays at zero", p.name)));
-        }
-        privileges.push(Privilege {
-            name: p.name.clone(),
-            roles: p.roles.clone(),
-            label: p.label.clone(),
-            description: p.description.clone(),
-            patterns: p.patterns.clone(),
-            methods: p.methods.clone(),
-            mode: p.mode,
-        });
-    }
-    // Only an ingress has paths to leave open.
-    if cfg.unmatched == Unmatched::Allow && !matcher.has_root_wildcard() && cfg.listen.is_some() {
-        warnings.push(Diagnostic::new("unmatched", "`unmatched: allow` and no `/*` pattern: every path no privilege covers is public (ORDS default); set `unmatched: deny` to close them"));
-    }
-    Privileges {
-        privileges,
-        by_name,
-        matcher,
-    }
-}
-
-/// The `clients` step (ORDS clients): each one's secrets and the privileges it holds, by
-/// client_id; and whether any stores an argon2id hash.
-fn clients(
-    cfg: &Config,
-    privileges: &[Privilege],
-    by_name: &HashMap<String, usize>,
-    errors: &mut Vec<Diagnostic>,
-    warnings: &mut Vec<Diagnostic>,
-) -> (HashMap<String, Client>, bool) {
-    let grants = Grants::index(privileges);
-    let mut reached = vec![false; privileges.len()];
-    let mut clients = HashMap::new();
-    let mut names = HashSet::new();
-    let mut has_argon2 = false;
-    for (i, c) in cfg.clients.iter().enumerate() {
-        let at = format!("clients[{i}]");
-        check_name(errors, format!("{at}.name"), "the client name", &c.name);
-        check_name(errors, format!("{at}.client_id"), "client_id", &c.client_id);
-        if !is_vschar(&c.client_id) {
-            errors.push(Diagnostic::new(
-                format!("{at}.client_id"),
-                "client_id may hold only printable ASCII, space included (RFC 6749 Appendix A.1)",
-            ));
-        }
-        if !names.insert(c.name.clone()) {
-            errors.push(Diagnostic::new(
-                format!("{at}.name"),
-                format!("duplicate client name `{}`", c.name),
-            ));
-        }
-        if clients.contains_key(&c.client_id) {
-            errors.push(Diagnostic::new(
-                format!("{at}.client_id"),
-                "duplicate client_id",
-            ));
-        }
-        if !GRANT_TYPES.contains(&c.grant_type.as_str()) {
-            errors.push(Diagnostic::new(
-                format!("{at}.grant_type"),
-                format!(
-                    "unknown grant_type `{}`: use client_credentials",
-                    c.grant_type
-                ),
-            ));
-        }
-        if c.token_lifetime_seconds == Some(0) {
-            errors.push(Diagnostic::new(
-                format!("{at}.token_lifetime_seconds"),
-                "must be positive",
-            ));
-        }
-        if c.secrets.is_empty() || c.secrets.len() > 2 {
-            errors.push(Diagnostic::new(
-                format!("{at}.secrets"),
-                "a client has one or two secret hashes (two during rotation)",
-            ));
-        }
-        let mut secrets = Vec::new();
-        for (j, s) in c.secrets.iter().enumerate() {
-            match SecretHash::parse(s) {
-                Ok(h) => {
-                    has_argon2 |= h.scheme() == Scheme::Argon2id;
-                    secrets.push(h);
-                }
-                // Never echo the value: it may be a plaintext secret pasted by mistake.
-                Err(e) => errors.push(Diagnostic::new(format!("{at}.secrets[{j}]"), e)),
-            }
-        }
-        for (j, p) in c.privileges.iter().enumerate() {
-            if !by_name.contains_key(p) {
-                errors.push(Diagnostic::new(
-                    format!("{at}.privileges[{j}]"),
-                    format!("privilege `{p}` does not exist"),
-                ));
-            }
-        }
-        let held = grants.held(c, by_name);
-        if held.is_empty() {
-            warnings.push(Diagnostic::new(
-                at.clone(),
-                format!("client `{}` can reach no privilege", c.name),
-            ));
-        }
-        if !c.disabled {
-            for &i in &held {
-                reached[i] = true;
-            }
-        }
-        clients.insert(
-            c.client_id.clone(),
-            Client {
-                name: c.name.clone(),
-                client_id: c.client_id.clone(),
-                secrets,
-                grant_type: c.grant_type.clone(),
-                owner: c.owner.clone(),
-                description: c.description.clone(),
-                support_email: c.support_email.clone(),
-                privileges: c.privileges.clone(),
-                roles: c.roles.clone(),
-                token_lifetime_seconds: c.token_lifetime_seconds,
-                disabled: c.disabled,
-                held,
-            },
-        );
-    }
-    for (i, p) in privileges.iter().enumerate() {
-        if !reached[i] {
-            warnings.push(Diagnostic::new(
-                format!("privileges[{i}]"),
-                format!("no enabled client can reach privilege `{}`", p.name),
-            ));
-        }
-    }
-    (clients, has_argon2)
-}
-
-/// What one client connection may send and hold (`limits`, `timeouts.client_*`).
-fn client_limits(cfg: &Config) -> Limits {
-    let (l, t) = (&cfg.limits, &cfg.timeouts);
-    Limits {
-        max_connections: l.max_connections,
-        max_header_bytes: l.max_header_bytes,
-        max_headers: l.max_headers,
-        max_token_body_bytes: l.max_token_body_bytes,
-        argon2: PoolLimits {
-            per_second: l.argon2_per_second,
-            concurrency: l.argon2_concurrency,
-            queue: l.argon2_queue,
-        },
-        client_header: Duration::from_millis(t.client_header_ms),
-        client_idle: Duration::from_millis(t.client_idle_ms),
-        request_total: Duration::from_millis(t.request_total_ms),
-    }
 }
 
 /// Every file the registry is built from (config, clients, keys, certificates, CAs, the
@@ -900,70 +401,11 @@ fn sources(cfg: &Config, src: &Source) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The `listeners` step: what is bound at start (a reload cannot move a bound socket).
-fn listeners(cfg: &Config) -> Listeners {
-    let l = &cfg.limits;
-    Listeners {
-        listen: cfg.listen.clone(),
-        admin_listen: cfg.admin_listen.clone(),
-        threads: cfg.threads,
-        tls: cfg.tls.is_some(),
-        admin_tls: cfg.admin_tls.is_some(),
-        // No more idle connections than the upstream may be sent at once.
-        upstream_keepalive: l.upstream_keepalive.unwrap_or(
-            l.max_connections
-                .min(l.max_upstream_connections.unwrap_or(usize::MAX)),
-        ),
-        max_upstream_connections: l.max_upstream_connections,
-        egress: cfg
-            .egress
-            .iter()
-            .filter_map(|e| Some((e.name.clone(), e.listen.parse().ok()?)))
-            .collect(),
-    }
-}
-
-/// Which privileges each role reaches, so a client's holdings cost its roles, not the
-/// number of privileges (a 10k-client, 1k-privilege registry reloads in milliseconds).
-struct Grants {
-    by_role: HashMap<String, Vec<usize>>,
-    /// Privileges without roles: every client holds them.
-    open: Vec<usize>,
-}
-
-impl Grants {
-    fn index(privileges: &[Privilege]) -> Grants {
-        let mut by_role: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut open = Vec::new();
-        for (i, p) in privileges.iter().enumerate() {
-            if p.roles.is_empty() {
-                open.push(i);
-            }
-            for r in &p.roles {
-                by_role.entry(r.clone()).or_default().push(i);
-            }
-        }
-        Grants { by_role, open }
-    }
-
-    fn held(&self, c: &ClientConfig, by_name: &HashMap<String, usize>) -> HashSet<usize> {
-        let mut held: HashSet<usize> = c
-            .privileges
-            .iter()
-            .filter_map(|p| by_name.get(p).copied())
-            .collect();
-        held.extend(self.open.iter().copied());
-        for r in &c.roles {
-            held.extend(self.by_role.get(r).into_iter().flatten().copied());
-        }
-        held
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config;
+    use crate::oauth::secret::Scheme;
 
     pub(crate) fn source_with_key(yaml: &str) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap();
@@ -997,7 +439,8 @@ mod tests {
     }
 
     const HEAD: &str = "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\ntoken:\n  algorithm: HS256\n  signing_key_file: hs.key\n  key_id: k\n";
-    const SHA: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    pub(super) const SHA: &str =
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
     #[test]
     fn the_example_shape_compiles() {
@@ -1250,31 +693,6 @@ mod tests {
     }
 
     #[test]
-    fn upstream_forms() {
-        let addr = |u: &str| parse_upstream(u).unwrap().0.to_string();
-        assert_eq!(addr("http://127.0.0.1:3000"), "127.0.0.1:3000");
-        assert_eq!(addr("https://127.0.0.1"), "127.0.0.1:443");
-        assert_eq!(addr("http://[::1]:8081/"), "[::1]:8081");
-        // A name is kept as given, looked up per request: it need not resolve at load.
-        assert_eq!(
-            addr("https://orders.svc.cluster.local"),
-            "orders.svc.cluster.local:443"
-        );
-        assert_eq!(
-            parse_upstream("http://localhost:3000").unwrap().2,
-            "localhost"
-        );
-        for bad in [
-            "127.0.0.1:3000",
-            "http://h:3000/api",
-            "http://h:x",
-            "ftp://h",
-        ] {
-            assert!(parse_upstream(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn new_limits_and_trusted_proxies_are_validated_by_key() {
         let sha = crate::oauth::secret::hash(b"x", Scheme::Sha256);
         let y = format!(
@@ -1333,7 +751,7 @@ mod tests {
     // Each compile step on its own: what it builds and which keys its findings name.
 
     /// `yaml` parsed (with an `admin_listen`, which parsing requires), not compiled.
-    fn parsed(yaml: &str) -> (Config, Source) {
+    pub(super) fn parsed(yaml: &str) -> (Config, Source) {
         let yaml = if yaml.contains("admin_listen") {
             yaml.to_string()
         } else {
@@ -1342,108 +760,8 @@ mod tests {
         config::parse(&yaml, std::path::Path::new("/etc/og/g.yaml")).unwrap()
     }
 
-    fn paths(ds: &[Diagnostic]) -> Vec<&str> {
+    pub(super) fn paths(ds: &[Diagnostic]) -> Vec<&str> {
         ds.iter().map(|d| d.path.as_str()).collect()
-    }
-
-    #[test]
-    fn the_listeners_step_checks_addresses_threads_and_timeouts() {
-        let (cfg, _) = parsed("listen: 127.0.0.1:9090\nadmin_listen: 127.0.0.1:9090\nthreads: 0\ntimeouts:\n  client_idle_ms: 0\n");
-        let mut errors = Vec::new();
-        check_listeners(&cfg, &mut errors);
-        assert_eq!(
-            paths(&errors),
-            [
-                "upstream",
-                "admin_listen",
-                "threads",
-                "timeouts.client_idle_ms"
-            ]
-        );
-        let (cfg, _) = parsed("listen: localhost\nupstream: http://b\n");
-        let mut errors = Vec::new();
-        check_listeners(&cfg, &mut errors);
-        assert_eq!(paths(&errors), ["listen"]);
-        assert!(
-            errors[0].message.contains("address:port"),
-            "{}",
-            errors[0].message
-        );
-        let (cfg, _) = parsed("listen: 127.0.0.1:8080\nupstream: http://b\nlimits:\n  max_connections: 300\n  max_upstream_connections: 40\n");
-        let l = listeners(&cfg);
-        assert_eq!(
-            (l.upstream_keepalive, l.max_upstream_connections),
-            (40, Some(40))
-        );
-    }
-
-    #[test]
-    fn the_upstream_step_warns_of_tls_that_does_nothing_or_verifies_nothing() {
-        let (cfg, src) =
-            parsed("upstream: http://b:3000\nupstream_tls:\n  insecure_skip_verify: true\n");
-        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
-        let up = upstream(&cfg, &src, &mut errors, &mut warnings).unwrap();
-        assert!(errors.is_empty());
-        assert_eq!(
-            paths(&warnings),
-            ["upstream_tls", "upstream_tls.insecure_skip_verify"]
-        );
-        assert_eq!((up.tls, up.host.as_str()), (false, "b"));
-        let (cfg, src) = parsed("upstream: ftp://b\n");
-        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
-        assert!(upstream(&cfg, &src, &mut errors, &mut warnings).is_none());
-        assert_eq!(paths(&errors), ["upstream"]);
-    }
-
-    #[test]
-    fn the_base_path_step_keeps_only_normal_forms() {
-        for (given, base) in [("/", ""), ("/ords/hr/", "/ords/hr"), ("/api", "/api")] {
-            let (cfg, _) = parsed(&format!("base_path: \"{given}\"\n"));
-            let mut errors = Vec::new();
-            assert_eq!(base_path(&cfg, &mut errors), base);
-            assert!(errors.is_empty(), "{given}");
-        }
-        let (cfg, _) = parsed("base_path: /a//b/\n");
-        let mut errors = Vec::new();
-        base_path(&cfg, &mut errors);
-        assert!(
-            errors[0].message.contains("write `/a/b/`"),
-            "{}",
-            errors[0].message
-        );
-    }
-
-    #[test]
-    fn the_privileges_step_indexes_names_and_patterns() {
-        let (cfg, _) = parsed("listen: 127.0.0.1:8080\nprivileges:\n  - {name: a, roles: [r], patterns: [\"/a/*\"]}\n  - {name: a, patterns: []}\n  - {name: c, roles: [\"x y\"], patterns: [\"/a/*\"]}\n");
-        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
-        let p = privileges(&cfg, &mut errors, &mut warnings);
-        assert_eq!(
-            paths(&errors),
-            [
-                "privileges[1].name",
-                "privileges[2].roles[0]",
-                "privileges[2].patterns[0]"
-            ]
-        );
-        assert_eq!(paths(&warnings), ["privileges[1].patterns", "unmatched"]);
-        assert_eq!(p.matcher.lookup("/a/b", "GET"), Some(&0));
-        assert_eq!(p.privileges.len(), 3);
-    }
-
-    #[test]
-    fn the_clients_step_works_out_what_each_client_holds() {
-        let (cfg, _) = parsed(&format!("privileges:\n  - {{name: open, patterns: [\"/o/*\"]}}\n  - {{name: byrole, roles: [r], patterns: [\"/r/*\"]}}\n  - {{name: byname, roles: [q], patterns: [\"/n/*\"]}}\n  - {{name: nobody, roles: [z], patterns: [\"/z/*\"]}}\nclients:\n  - {{name: A, client_id: a, secrets: [\"{SHA}\"], roles: [r], privileges: [byname, gone]}}\n"));
-        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
-        let p = privileges(&cfg, &mut errors, &mut warnings);
-        let (clients, has_argon2) =
-            clients(&cfg, &p.privileges, &p.by_name, &mut errors, &mut warnings);
-        let mut held: Vec<_> = clients["a"].held.iter().copied().collect();
-        held.sort();
-        assert_eq!(held, [0, 1, 2]);
-        assert!(!has_argon2);
-        assert_eq!(paths(&errors), ["clients[0].privileges[1]"]);
-        assert_eq!(paths(&warnings), ["privileges[3]"]);
     }
 
     #[test]
