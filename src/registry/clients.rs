@@ -168,7 +168,7 @@ mod tests {
     fn the_clients_step_works_out_what_each_client_holds() {
         let (cfg, _) = parsed(&format!("privileges:\n  - {{name: open, patterns: [\"/o/*\"]}}\n  - {{name: byrole, roles: [r], patterns: [\"/r/*\"]}}\n  - {{name: byname, roles: [q], patterns: [\"/n/*\"]}}\n  - {{name: nobody, roles: [z], patterns: [\"/z/*\"]}}\nclients:\n  - {{name: A, client_id: a, secrets: [\"{SHA}\"], roles: [r], privileges: [byname, gone]}}\n"));
         let (mut errors, mut warnings) = (Vec::new(), Vec::new());
-        let p = super::super::privileges::privileges(&cfg, &mut errors, &mut warnings);
+        let p = crate::registry::privileges::privileges(&cfg, &mut errors, &mut warnings);
         let (clients, has_argon2) =
             clients(&cfg, &p.privileges, &p.by_name, &mut errors, &mut warnings);
         let mut held: Vec<_> = clients["a"].held.iter().copied().collect();
