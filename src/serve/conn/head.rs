@@ -92,6 +92,11 @@ fn memchr_lf(b: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', b)
 }
 
+/// Where a header field's name ends.
+fn field_colon(field: &[u8]) -> Option<usize> {
+    memchr::memchr(b':', field)
+}
+
 /// How the body of an accepted request is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -365,7 +370,7 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
         if matches!(field[0], b' ' | b'\t') {
             return Err(Malformed::ObsFold);
         }
-        let colon = memchr::memchr(b':', field).ok_or(Malformed::HeaderName)?;
+        let colon = field_colon(field).ok_or(Malformed::HeaderName)?;
         let (name, value) = (&field[..colon], &field[colon + 1..]);
         if name.last().is_some_and(|b| matches!(b, b' ' | b'\t')) {
             return Err(Malformed::SpaceBeforeColon);
@@ -505,7 +510,7 @@ fn rewrite(
         out.extend_from_slice(b"\r\n");
     }
     for field in lines(head, start).skip(1) {
-        let name = &field[..field.iter().position(|b| *b == b':').unwrap_or(0)];
+        let name = &field[..field_colon(field).unwrap_or(0)];
         let dropped = name.eq_ignore_ascii_case(b"upgrade")
             || name.eq_ignore_ascii_case(b"http2-settings")
             || (absolute.is_some() && name.eq_ignore_ascii_case(b"host"));
