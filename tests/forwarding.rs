@@ -270,6 +270,7 @@ fn check_reports_file_line_and_key() {
         extra: String::new(),
         tls: None,
         env: Vec::new(),
+        threads: 2,
     };
     let good = dir.path().join("good.yaml");
     std::fs::write(

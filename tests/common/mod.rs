@@ -226,6 +226,8 @@ pub struct Options {
     pub tls: Option<TlsClient>,
     /// Environment variables for the process (`SSL_CERT_FILE`, ...).
     pub env: Vec<(&'static str, String)>,
+    /// The proxy's worker threads (`threads`).
+    pub threads: usize,
 }
 
 #[derive(Clone)]
@@ -250,6 +252,7 @@ impl Options {
             extra: String::new(),
             tls: None,
             env: Vec::new(),
+            threads: 2,
         }
     }
 }
@@ -270,7 +273,8 @@ pub struct Guard {
 
 pub fn config_text(o: &Options, proxy: SocketAddr, admin: SocketAddr) -> String {
     format!(
-        "listen: \"{proxy}\"\nadmin_listen: \"{admin}\"\nthreads: 2\nupstream: \"{}\"\nbase_path: \"{}\"\nunmatched: {}\ntimeouts:\n  upstream_connect_ms: {}\n  upstream_read_ms: {}\n  shutdown_grace_ms: 5000\n{}{}token:\n  issuer: ords-guard\n{}  algorithm: {}\n  signing_key_file: keys/signing.pem\n  key_id: test-1\n{}",
+        "listen: \"{proxy}\"\nadmin_listen: \"{admin}\"\nthreads: {}\nupstream: \"{}\"\nbase_path: \"{}\"\nunmatched: {}\ntimeouts:\n  upstream_connect_ms: {}\n  upstream_read_ms: {}\n  shutdown_grace_ms: 5000\n{}{}token:\n  issuer: ords-guard\n{}  algorithm: {}\n  signing_key_file: keys/signing.pem\n  key_id: test-1\n{}",
+        o.threads,
         o.upstream,
         o.base_path,
         o.unmatched,
