@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 /// Start everything and block until shut down. `demo_backend`: also serve the built-in
 /// echo backend on that address.
 pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String> {
+    let stop_early = catch_stop_signals_early()?;
     let (compiled, warnings) = state::load(config_path).map_err(|e| format!("{e}\nords-guard did not start: fix the config (`ords-guard check --config {}` lists every problem)", config_path.display()))?;
     for w in warnings {
         tracing::warn!(target: "ords_guard::config", "{w}");
@@ -127,10 +128,40 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
 
     tracing::info!(target: "ords_guard", listen = listeners.listen.as_deref().unwrap_or("-"), egress = listeners.egress.len(), tls = listeners.tls, admin = %listeners.admin_listen, admin_tls = listeners.admin_tls, config = %config_path.display(), "ords-guard starting");
     server.run(RunArgs {
-        shutdown_signal: Box::new(Drain { guard, in_flight }),
+        shutdown_signal: Box::new(Drain {
+            guard,
+            in_flight,
+            stop_early,
+        }),
     });
     tracing::info!(target: "ords_guard", "ords-guard stopped");
     Ok(())
+}
+
+/// SIGTERM and SIGINT from the first moment on. As PID 1 in a container a signal with no
+/// handler is ignored, and the drain's own handlers exist only once the server runs: a
+/// `podman stop` in between would wait for its SIGKILL. The flag remembers such a signal
+/// until the drain looks.
+fn catch_stop_signals_early() -> Result<StopEarly, String> {
+    let flag = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register_usize(sig, flag.clone(), sig as usize)
+            .map_err(|e| format!("cannot watch SIGTERM/SIGINT: {e}"))?;
+    }
+    Ok(StopEarly(flag))
+}
+
+/// Which stop signal came before the drain listened, if one did (0: none).
+struct StopEarly(Arc<AtomicUsize>);
+
+impl StopEarly {
+    fn came(&self) -> Option<&'static str> {
+        match self.0.load(Ordering::SeqCst) as i32 {
+            signal_hook::consts::SIGTERM => Some("SIGTERM"),
+            signal_hook::consts::SIGINT => Some("SIGINT"),
+            _ => None,
+        }
+    }
 }
 
 /// SIGHUP: reload. Registered before the server starts, so an early SIGHUP cannot kill us.
@@ -193,6 +224,7 @@ fn arm_exit_watchdog(signal: &'static str, within: Duration) {
 struct Drain {
     guard: Arc<Guard>,
     in_flight: Arc<AtomicUsize>,
+    stop_early: StopEarly,
 }
 
 #[async_trait]
@@ -201,9 +233,13 @@ impl ShutdownSignalWatch for Drain {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        // Looked at after the handlers above exist, so no signal falls between the two.
+        let name = match self.stop_early.came() {
+            Some(name) => name,
+            None => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
         };
         self.guard.set_ready(false);
         let grace = self.guard.registry().shutdown_grace;
