@@ -98,6 +98,14 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The demo's echo backend alone: answers every request with what it received (the
+    /// identity headers included). A stand-in legacy service for trying the sidecar pod.
+    ///
+    /// Example: ords-guard demo-backend --listen 127.0.0.1:8081
+    DemoBackend {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: String,
+    },
     /// Register a new client: prints its id and secret once, and the YAML entry with only
     /// the secret's hash.
     ///
@@ -266,6 +274,12 @@ pub fn main() -> ExitCode {
                 &backend_listen,
                 dir,
             ));
+            crate::logs::finish();
+            outcome
+        }
+        Command::DemoBackend { listen } => {
+            init_logging(cli.log_format, &cli.log_level);
+            let outcome = report(crate::demo::backend(&listen));
             crate::logs::finish();
             outcome
         }

@@ -12,11 +12,7 @@ pub fn run(
     backend_listen: &str,
     dir: Option<PathBuf>,
 ) -> Result<(), String> {
-    let dir = match dir {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!("ords-guard-demo-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = working_dir(dir)?;
     let (mut cfg, _) = config::parse(EXAMPLE, std::path::Path::new("embedded example"))
         .map_err(|e| e.to_string())?;
     crate::oauth::keys::write_generated(
@@ -38,7 +34,11 @@ pub fn run(
     std::fs::write(&path, serde_yaml::to_string(&cfg).expect("yaml"))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
 
-    let base = format!("http://{listen}{}", cfg.base_path.trim_end_matches('/'));
+    let base = format!(
+        "http://{}{}",
+        reachable(listen),
+        cfg.base_path.trim_end_matches('/')
+    );
     let (id, url) = (&client.client_id, format!("{base}/example/employees/"));
     println!(
         r#"
@@ -67,4 +67,93 @@ Ctrl-C stops the demo.
         base_path = cfg.base_path.trim_end_matches('/'),
     );
     crate::serve::server::run(&path, Some(backend_listen))
+}
+
+/// Where the demo writes its config and key: `--dir`, else a new directory in the temp dir,
+/// else in `/dev/shm`. On a read-only root filesystem (a container run `--read-only`) the
+/// temp dir is writable only where a tmpfs is mounted on it (podman does so, docker only
+/// with `--tmpfs /tmp`); `/dev/shm` is a tmpfs in every container.
+fn working_dir(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(d) = given {
+        std::fs::create_dir_all(&d).map_err(|e| {
+            format!(
+                "cannot create {}: {e}\nThe demo writes its config and key there: give --dir a writable directory.",
+                d.display()
+            )
+        })?;
+        return Ok(d);
+    }
+    let name = format!("ords-guard-demo-{}", std::process::id());
+    let mut tried = Vec::new();
+    for parent in [std::env::temp_dir(), PathBuf::from("/dev/shm")] {
+        let d = parent.join(&name);
+        match std::fs::create_dir_all(&d) {
+            Ok(()) => return Ok(d),
+            Err(e) => tried.push(format!("{}: {e}", d.display())),
+        }
+    }
+    Err(format!(
+        "cannot create a directory for the demo's config and key ({}).\nGive it a writable place: --dir DIR on a mounted volume, or a tmpfs on /tmp (`docker run --read-only` needs `--tmpfs /tmp`).",
+        tried.join("; ")
+    ))
+}
+
+/// The address to print in the curl lines: a wildcard listen (`0.0.0.0:8080`, as in a
+/// container) is reached on loopback.
+fn reachable(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let ip: std::net::IpAddr = match a {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            std::net::SocketAddr::new(ip, a.port()).to_string()
+        }
+        _ => listen.to_string(),
+    }
+}
+
+/// `ords-guard demo-backend`: the demo's echo backend alone, a stand-in for the legacy
+/// service when trying the sidecar pod (`deploy/kubernetes`, played with `podman kube
+/// play`). Stops at once on SIGTERM or SIGINT; it holds no state worth draining.
+pub fn backend(listen: &str) -> Result<(), String> {
+    use pingora::server::configuration::ServerConf;
+    use pingora::server::{RunArgs, Server};
+    use pingora::services::listening::Service;
+    let conf = ServerConf {
+        threads: 1,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut svc = Service::new("demo backend".to_string(), crate::backend::EchoBackend);
+    svc.add_tcp(listen);
+    server.add_service(svc);
+    tracing::info!(target: "ords_guard", listen, "demo backend starting");
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curl_lines_name_a_reachable_address() {
+        assert_eq!(reachable("0.0.0.0:8080"), "127.0.0.1:8080");
+        assert_eq!(reachable("[::]:8080"), "[::1]:8080");
+        assert_eq!(reachable("127.0.0.1:18080"), "127.0.0.1:18080");
+        assert_eq!(reachable("localhost:8080"), "localhost:8080");
+    }
+
+    #[test]
+    fn an_unwritable_dir_says_what_to_do() {
+        let ro = tempfile::tempdir().unwrap();
+        let file = ro.path().join("not-a-dir");
+        std::fs::write(&file, "").unwrap();
+        let e = working_dir(Some(file.join("demo"))).unwrap_err();
+        assert!(e.contains("give --dir a writable directory"), "{e}");
+    }
 }
