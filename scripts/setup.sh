@@ -7,6 +7,11 @@
 #   nodejs/npm  panva's oidc-provider (tests/idp, from its lockfile) plays the identity
 #               provider in the tests
 #   redis-server  the tests of rate limits shared across replicas start a real Redis
+#   podman, buildah, runc, catatonit  the container tests build the image (scripts/image.sh)
+#               and run it, and play the sidecar pod with `podman kube play` (whose pause
+#               container podman builds locally around catatonit)
+#   curl        the container tests run the README's curl lines as they are
+#   ca-certificates, tzdata, netbase  what scripts/image-base.sh copies into the base image
 set -euo pipefail
 
 if ! command -v cargo >/dev/null; then
@@ -21,6 +26,11 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v curl >/dev/null || missing+=(curl)
+for tool in podman buildah runc catatonit; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for pkg in ca-certificates tzdata netbase; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
@@ -48,3 +58,16 @@ if [ "$(cat "$IDP/node_modules/.ords-guard-stamp" 2>/dev/null)" != "$want" ]; th
   (cd "$IDP" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" > "$IDP/node_modules/.ords-guard-stamp"
 fi
+
+# Podman's defaults fail on these machines: crun stops on cgroups in hybrid mode, and the
+# default ulimits exceed the hard limit. The image scripts and the container tests use this
+# file (as CONTAINERS_CONF) unless the caller sets another; /etc is left alone.
+hard="$(ulimit -Hn)"
+[ "$hard" = unlimited ] && hard=1048576
+mkdir -p "$TOOLS"
+cat > "$TOOLS/containers.conf" <<EOF
+[engine]
+runtime = "runc"
+[containers]
+default_ulimits = ["nofile=$hard:$hard", "nproc=32768:32768"]
+EOF
