@@ -1,6 +1,6 @@
 //! Hot paths of a guarded request: normalisation, pattern lookup, token verification and
 //! minting, and the whole decision. `cargo bench --bench hot_paths`; ratios are computed from
-//! one run (README "Performance").
+//! one run (docs/src/performance.md).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ords_guard::access::decision::{self, Credentials};
