@@ -71,3 +71,12 @@ runtime = "runc"
 [containers]
 default_ulimits = ["nofile=$hard:$hard", "nproc=32768:32768"]
 EOF
+
+# The book (docs/): mdbook, pinned, built from crates.io into .tools/mdbook (without its
+# `serve` and `watch` features: `mdbook build` is all the tests need).
+MDBOOK_VERSION=0.5.4
+if [ "$("$TOOLS/mdbook/bin/mdbook" --version 2>/dev/null)" != "mdbook v$MDBOOK_VERSION" ]; then
+  echo "setup: installing mdbook $MDBOOK_VERSION into $TOOLS/mdbook (cargo install)" >&2
+  cargo install --locked --quiet mdbook --version "$MDBOOK_VERSION" \
+    --no-default-features --features search --root "$TOOLS/mdbook"
+fi
