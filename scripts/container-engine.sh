@@ -10,6 +10,6 @@ if [ -z "${ENGINE:-}" ]; then
     exit 1
   fi
 fi
-if [ "$ENGINE" = podman ] && [ -z "${CONTAINERS_CONF:-}" ] && [ -f "$PWD/.tools/containers.conf" ]; then
+if [ "$(basename "$ENGINE")" = podman ] && [ -z "${CONTAINERS_CONF:-}" ] && [ -f "$PWD/.tools/containers.conf" ]; then
   export CONTAINERS_CONF="$PWD/.tools/containers.conf"
 fi

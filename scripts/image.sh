@@ -18,16 +18,24 @@ cargo build --release --locked --bin ords-guard >&2
 bin="${CARGO_TARGET_DIR:-target}/release/ords-guard"
 
 # `ords-guard 0.1.0 (rev 1a2b3c4d5e6f)`: the labels say what the binary says.
-read -r _ version _ revision < <("$bin" --version)
+if ! said="$("$bin" --version)"; then
+  echo "image.sh: $bin --version failed: the release build is broken" >&2
+  exit 1
+fi
+read -r _ version _ revision <<<"$said"
 revision="${revision%)}"
 source_url="${SOURCE:-$(sed -n 's/^repository *= *"\(.*\)"/\1/p' Cargo.toml | head -1)}"
 ref="${IMAGE:-localhost/ords-guard:$version}"
 base="${BASE:-$(scripts/image-base.sh | tail -1)}"
+old="$($ENGINE image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)"
 
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 # Symbols stripped: the image carries the binary only (release keeps them for profiling).
-strip -o "$context/ords-guard" "$bin" 2>/dev/null || cp "$bin" "$context/ords-guard"
+if ! strip -o "$context/ords-guard" "$bin"; then
+  echo "image.sh: strip failed (binutils missing?): the image gets the unstripped binary" >&2
+  cp "$bin" "$context/ords-guard"
+fi
 
 $ENGINE build --quiet -f deploy/Containerfile --target prebuilt \
   --build-arg BASE="$base" \
@@ -43,4 +51,7 @@ if ! got="$($ENGINE run --rm --read-only "$ref" --version 2>&1)"; then
   exit 1
 fi
 echo "image.sh: $got; $($ENGINE image inspect --format '{{.Size}}' "$ref") bytes" >&2
+# The image this build's tag moved away from, unless a container still uses it.
+new="$($ENGINE image inspect --format '{{.Id}}' "$ref")"
+if [ -n "$old" ] && [ "$old" != "$new" ]; then $ENGINE rmi "$old" >/dev/null 2>&1 || true; fi
 echo "$ref"

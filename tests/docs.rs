@@ -103,7 +103,11 @@ fn targets(text: &str) -> Vec<String> {
 #[test]
 fn every_relative_link_and_anchor_resolves() {
     let files = markdown_files();
-    assert!(files.len() >= 20, "only {} Markdown files found", files.len());
+    assert!(
+        files.len() >= 20,
+        "only {} Markdown files found",
+        files.len()
+    );
     let mut broken = Vec::new();
     let mut checked = 0;
     for file in &files {
@@ -135,7 +139,9 @@ fn every_relative_link_and_anchor_resolves() {
             if let Some(anchor) = anchor {
                 let ids = heading_ids(&std::fs::read_to_string(&resolved).unwrap_or_default());
                 if !ids.contains(anchor) {
-                    broken.push(format!("{name}: {target}: no heading with that id ({ids:?})"));
+                    broken.push(format!(
+                        "{name}: {target}: no heading with that id ({ids:?})"
+                    ));
                 }
             }
         }
@@ -165,7 +171,10 @@ fn every_page_is_in_the_summary() {
 fn the_readme_is_a_front_door() {
     let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
     let lines = readme.lines().count();
-    assert!(lines < 200, "README.md has {lines} lines: move reference text into docs/");
+    assert!(
+        lines < 200,
+        "README.md has {lines} lines: move reference text into docs/"
+    );
     // The two set-up commands come first, and the five steps' curl lines are there.
     let first_block = readme.split("```sh").nth(1).unwrap();
     assert!(first_block.contains("./scripts/setup.sh && cargo run -- demo"));
@@ -175,9 +184,9 @@ fn the_readme_is_a_front_door() {
     assert!(top_sections <= 6, "{top_sections} sections in the README");
     // Headings of level 3 and below belong in the book.
     let deep = Parser::new_ext(&readme, options())
-        .filter(|e| {
-            matches!(e, Event::Start(Tag::Heading { level, .. }) if *level > HeadingLevel::H2)
-        })
+        .filter(
+            |e| matches!(e, Event::Start(Tag::Heading { level, .. }) if *level > HeadingLevel::H2),
+        )
         .count();
     assert_eq!(deep, 0);
 }
@@ -202,7 +211,10 @@ fn the_docs_name_cargo_tomls_version() {
     for (file, v) in &sample {
         assert_eq!(v, version, "{file} shows `ords-guard {v} (rev ...)`");
     }
-    assert!(!sample.is_empty(), "no `ords-guard X.Y.Z (rev` sample in the docs");
+    assert!(
+        !sample.is_empty(),
+        "no `ords-guard X.Y.Z (rev` sample in the docs"
+    );
 }
 
 /// The versions in `ords-guard X.Y.Z (rev` samples, by file.
@@ -216,7 +228,10 @@ fn regex_free_versions(files: &[PathBuf]) -> Vec<(String, String)> {
                 continue;
             };
             if after.starts_with("(rev ") && v.split('.').all(|p| p.parse::<u32>().is_ok()) {
-                out.push((f.strip_prefix(ROOT).unwrap().display().to_string(), v.into()));
+                out.push((
+                    f.strip_prefix(ROOT).unwrap().display().to_string(),
+                    v.into(),
+                ));
             }
         }
     }
