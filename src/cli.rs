@@ -1,11 +1,13 @@
 //! The command line (SPEC §7).
 
-use crate::config::{Algorithm, ClientConfig};
-use crate::oauth::secret::{self, Scheme};
+use crate::clients::secret::{self, Scheme};
+use crate::config::Algorithm;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+pub use crate::clients::new_client;
 
 /// `0.1.0 (rev 1a2b3c4d5e6f)`: the git revision is stamped by build.rs.
 const VERSION: &str = concat!(
@@ -339,29 +341,6 @@ fn report(r: Result<(), String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A client with a generated id and secret (32 random bytes, so `sha256:` storage).
-pub fn new_client(
-    name: &str,
-    roles: Vec<String>,
-    privileges: Vec<String>,
-) -> (ClientConfig, String) {
-    let secret = secret::generate(32);
-    let client = ClientConfig {
-        name: name.to_string(),
-        client_id: secret::generate(16),
-        secrets: vec![secret::hash(secret.as_bytes(), Scheme::Sha256)],
-        grant_type: "client_credentials".into(),
-        owner: None,
-        description: None,
-        support_email: None,
-        privileges,
-        roles,
-        token_lifetime_seconds: None,
-        disabled: false,
-    };
-    (client, secret)
 }
 
 /// ORDS_SECURITY's rotate_client_secret: the current secret stays valid in slot one, the new
@@ -746,8 +725,8 @@ fn print_issuers(r: &crate::registry::Registry) {
 }
 
 fn keygen(alg: Algorithm, out: &Path) -> ExitCode {
-    let g = crate::oauth::keys::generate(alg);
-    if let Err(e) = crate::oauth::keys::write_generated(out, &g) {
+    let g = crate::tokens::keys::generate(alg);
+    if let Err(e) = crate::tokens::keys::write_generated(out, &g) {
         eprintln!("cannot write keys to {}: {e}", out.display());
         return ExitCode::FAILURE;
     }

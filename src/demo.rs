@@ -15,13 +15,13 @@ pub fn run(
     let dir = working_dir(dir)?;
     let (mut cfg, _) = config::parse(EXAMPLE, std::path::Path::new("embedded example"))
         .map_err(|e| e.to_string())?;
-    crate::oauth::keys::write_generated(
+    crate::tokens::keys::write_generated(
         &dir.join("keys"),
-        &crate::oauth::keys::generate(Algorithm::ES256),
+        &crate::tokens::keys::generate(Algorithm::ES256),
     )
     .map_err(|e| format!("cannot write the demo key: {e}"))?;
     let (client, secret) =
-        crate::cli::new_client("Example Client", vec!["example_role".into()], vec![]);
+        crate::clients::new_client("Example Client", vec!["example_role".into()], vec![]);
     cfg.listen = Some(listen.into());
     cfg.admin_listen = admin_listen.into();
     cfg.upstream = Some(format!("http://{backend_listen}"));

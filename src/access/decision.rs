@@ -2,10 +2,10 @@
 //! to a [`Decision`]. The proxy only carries it out; metrics count it by [`Decision::label`].
 
 use crate::config::{Mode, Unmatched};
-use crate::oauth::issuer::{IssuerError, IssuerVerified, Unverified};
-use crate::oauth::jwks::KeyMiss;
-use crate::oauth::token::TokenError;
 use crate::registry::{Privilege, Registry};
+use crate::tokens::issuer::{IssuerError, IssuerVerified, Unverified};
+use crate::tokens::jwks::KeyMiss;
+use crate::tokens::token::TokenError;
 use std::fmt;
 use std::sync::Arc;
 
@@ -253,7 +253,7 @@ fn protected(
     let own = reg.tokens.as_ref();
     if !reg.issuers.is_empty() && !own.is_some_and(|t| t.knows(token)) {
         // One lookup answers a known issuer token: no more than an own token costs.
-        match reg.issuer_tokens.get(token, crate::oauth::token::now()) {
+        match reg.issuer_tokens.get(token, crate::tokens::token::now()) {
             Some(Ok(v)) => return issuer_grant(reg, privilege, &v),
             Some(Err(e)) => {
                 return Decision::InvalidToken {
@@ -339,7 +339,7 @@ fn decide_issuer(
         privilege: name(),
         reason: Invalid::Token(e),
     };
-    let now = crate::oauth::token::now();
+    let now = crate::tokens::token::now();
     let iss = u.iss().unwrap_or_default();
     let Some(idx) = reg
         .issuers
@@ -412,11 +412,10 @@ fn issuer_grant(reg: &Registry, privilege: &Privilege, verified: &IssuerVerified
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::config;
-    use crate::oauth::token::{now, Claims};
-    use crate::registry::{compile, Registry};
+    use crate::registry::testing::{registry, registry_edited, token, SHA};
+    use crate::tokens::token::now;
 
     #[test]
     fn the_ascii_fast_path_finds_the_same_whitespace() {
@@ -425,55 +424,6 @@ pub(crate) mod tests {
                 assert_eq!(has_whitespace(&s), s.contains(char::is_whitespace), "{c:?}");
             }
         }
-    }
-
-    const SHA: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-
-    pub(crate) fn registry(extra: &str, unmatched: &str) -> (tempfile::TempDir, Registry) {
-        registry_edited(extra, unmatched, |y| y)
-    }
-
-    /// [`registry`] with its YAML text passed through `edit` first.
-    pub(crate) fn registry_edited(
-        extra: &str,
-        unmatched: &str,
-        edit: impl FnOnce(String) -> String,
-    ) -> (tempfile::TempDir, Registry) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("hs.key"),
-            b"0123456789abcdef0123456789abcdef",
-        )
-        .unwrap();
-        let yaml = format!(
-            "listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:9090\nupstream: http://127.0.0.1:3000\nunmatched: {unmatched}\ntoken:\n  algorithm: HS256\n  signing_key_file: hs.key\n  key_id: k\nprivileges:\n  - name: example_priv\n    roles: [example_role]\n    patterns: [\"/example/*\"]\n  - name: example_write\n    roles: [example_admin]\n    patterns: [\"/example/orders/*\"]\n    methods: [POST, PUT, PATCH, DELETE]\n  - name: open_priv\n    patterns: [\"/open/*\"]\nclients:\n  - name: Example Client\n    client_id: c1\n    secrets: [\"{SHA}\"]\n    roles: [example_role]\n  - name: Admin Client\n    client_id: c2\n    secrets: [\"{SHA}\"]\n    privileges: [example_write]\n    roles: [example_role, example_admin]\n{extra}"
-        );
-        let (cfg, src) = config::parse(&edit(yaml), &dir.path().join("g.yaml")).unwrap();
-        let reg = compile(&cfg, &src)
-            .map_err(|e| format!("{e:?}"))
-            .unwrap()
-            .registry;
-        (dir, reg)
-    }
-
-    pub(crate) fn token(reg: &Registry, client: &str, roles: &[&str], scope: &str) -> String {
-        let n = now();
-        reg.tokens
-            .as_ref()
-            .unwrap()
-            .mint(&Claims {
-                iss: reg.tokens.as_ref().unwrap().issuer.clone(),
-                sub: client.into(),
-                client_id: client.into(),
-                aud: None,
-                iat: n,
-                nbf: n,
-                exp: n + 600,
-                jti: "j".into(),
-                roles: roles.iter().map(|s| s.to_string()).collect(),
-                scope: scope.into(),
-            })
-            .unwrap()
     }
 
     /// SPEC §11: a privilege in `mode: report` takes the same decision; a 401/403 of its is
@@ -697,7 +647,7 @@ pub(crate) mod tests {
 
     #[test]
     fn issuer_tokens_are_decided_and_then_served_from_the_cache() {
-        use crate::oauth::issuer::testing::TestIdp;
+        use crate::tokens::issuer::testing::TestIdp;
         let idp = TestIdp::new();
         let keys = tempfile::tempdir().unwrap();
         let jwks = keys.path().join("corp.json");
@@ -745,9 +695,9 @@ pub(crate) mod tests {
             header,
             &claims(serde_json::json!({"roles": ["example_role"], "jti": "2"})),
         );
-        let remembered = crate::oauth::issuer::IssuerVerified {
+        let remembered = crate::tokens::issuer::IssuerVerified {
             entry: 0,
-            claims: crate::oauth::issuer::IssuerClaims {
+            claims: crate::tokens::issuer::IssuerClaims {
                 client_id: "app".into(),
                 subject: None,
                 scopes: vec![],

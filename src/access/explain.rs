@@ -4,8 +4,8 @@
 //! once when the decision waits for them — and then says why, in words or as JSON.
 
 use crate::access::decision::{self, Decision, Invalid};
-use crate::oauth::token::TokenError;
 use crate::registry::{issuers, Registry};
+use crate::tokens::token::TokenError;
 use serde_json::{json, Value};
 
 /// Whose request it is.
@@ -41,7 +41,8 @@ pub async fn explain(
     };
     let mut out = Out::default();
     out.line("request", format!("{method} {target}"));
-    let target = match crate::access::path::normalise_with(target.as_bytes(), reg.path_parameters) {
+    let target = match crate::patterns::path::normalise_with(target.as_bytes(), reg.path_parameters)
+    {
         Ok(t) => t,
         Err(e) => {
             out.line("path", format!("refused: {e}"));
@@ -78,7 +79,7 @@ pub async fn explain(
             .into_iter()
             .find(|s| std::sync::Arc::ptr_eq(&s.cell, &reg.issuers[entry].keys));
         if let Some(s) = source {
-            match crate::oauth::jwks_fetch::fetch_once(&s).await {
+            match crate::tokens::jwks_fetch::fetch_once(&s).await {
                 Ok(n) => out.line(
                     "keys",
                     format!("fetched {n} key(s) of `{}` from {}", s.issuer, s.url),
@@ -130,7 +131,7 @@ fn client_token(reg: &Registry, id: &str, scope: Option<&str>) -> Result<String,
         client,
         roles,
         granted,
-        crate::oauth::token::now(),
+        crate::tokens::token::now(),
     );
     tokens.mint(&claims).map_err(|e| e.to_string())
 }
@@ -170,7 +171,7 @@ fn rule(reg: &Registry, method: &str, path: &str, out: &mut Out) {
 /// Which of privilege `idx`'s patterns covers `path`, the most specific first (as the
 /// registry's matcher picks).
 fn deciding_pattern(reg: &Registry, idx: usize, path: &str) -> Option<String> {
-    use crate::access::pattern::{Matcher, Methods, Pattern};
+    use crate::patterns::pattern::{Matcher, Methods, Pattern};
     let rel = reg.relative(path)?;
     let mut m = Matcher::default();
     for (j, s) in reg.privilege(idx).patterns.iter().enumerate() {
@@ -182,7 +183,7 @@ fn deciding_pattern(reg: &Registry, idx: usize, path: &str) -> Option<String> {
 
 /// Whose token it is and what it carries, when it verifies.
 fn describe_token(reg: &Registry, token: &str, out: &mut Out) {
-    let now = crate::oauth::token::now();
+    let now = crate::tokens::token::now();
     let expiry = |exp: u64| {
         if exp > now {
             format!("expires at {exp} (in {} s)", exp - now)
@@ -229,14 +230,14 @@ fn describe_token(reg: &Registry, token: &str, out: &mut Out) {
         out.json["token"] = json!({"issuer": entry.name, "client_id": c.client_id, "subject": c.subject, "roles": c.roles, "scope": c.scopes.join(" "), "exp": c.exp});
         return;
     }
-    if let Some(why) = crate::oauth::token::why_malformed(token) {
+    if let Some(why) = crate::tokens::token::why_malformed(token) {
         out.line("token", format!("malformed: {why}"));
         out.json["token"] = json!({"malformed": why});
         return;
     }
     // Well-formed but not verified: what it claims, unverified, helps tell why (an old
     // `exp`, another `iss`).
-    let claims = crate::oauth::token::Jws::split(token, usize::MAX).and_then(|j| j.claims());
+    let claims = crate::tokens::token::Jws::split(token, usize::MAX).and_then(|j| j.claims());
     if let Ok(c) = claims {
         let get = |k: &str| c.get(k).map_or("-".to_string(), |v| v.to_string());
         out.line(
@@ -267,7 +268,7 @@ fn why(reg: &Registry, d: &Decision, token: Option<&str>) -> String {
         Decision::Unauthenticated { privilege } => format!("`{privilege}` is protected and the request has no Authorization: Bearer token"),
         Decision::InvalidToken { privilege, reason } => {
             let detail = match (reason, token) {
-                (Invalid::Token(TokenError::Malformed), Some(t)) => crate::oauth::token::why_malformed(t)
+                (Invalid::Token(TokenError::Malformed), Some(t)) => crate::tokens::token::why_malformed(t)
                     .map(|w| format!(" ({w})"))
                     .unwrap_or_default(),
                 _ => String::new(),

@@ -395,7 +395,7 @@ impl Tokens {
         let a = outbound::send(req, MAX_ANSWER_BYTES, REQUEST_TIMEOUT)
             .await
             .map_err(Failure::Transport)?;
-        answer::read(a.status, &a.body, crate::oauth::token::now()).map_err(Failure::Refused)
+        answer::read(a.status, &a.body, crate::tokens::token::now()).map_err(Failure::Refused)
     }
 }
 

@@ -457,7 +457,7 @@ fn finish(mut st: State) -> Result<Imported, Vec<String>> {
             }
         }
         for pat in &patterns {
-            if let Err(e) = crate::access::pattern::Pattern::parse(pat) {
+            if let Err(e) = crate::patterns::pattern::Pattern::parse(pat) {
                 st.errors
                     .push(format!("privilege `{}`: pattern `{pat}`: {e}", p.name));
             }
@@ -479,7 +479,7 @@ fn finish(mut st: State) -> Result<Imported, Vec<String>> {
     let mut credentials = Vec::new();
     for c in &st.clients {
         let (mut cfg, secret): (ClientConfig, String) =
-            crate::cli::new_client(&c.name, c.roles.clone(), c.privileges.clone());
+            crate::clients::new_client(&c.name, c.roles.clone(), c.privileges.clone());
         cfg.grant_type = c.grant_type.clone();
         cfg.owner = c.owner.clone();
         cfg.description = c.description.clone();

@@ -10,11 +10,11 @@
 // allocate on every refusal to save a few bytes of stack.
 #![allow(clippy::result_large_err)]
 
-use crate::oauth::secret::pool::{Pool, Refusal};
-use crate::oauth::secret::{Argon2Hash, SecretHash};
+use crate::clients::secret::pool::{Pool, Refusal};
+use crate::clients::secret::{Argon2Hash, SecretHash};
 use crate::oauth::throttle::Throttle;
-use crate::oauth::token::{now, Claims, Tokens};
 use crate::registry::{Client, Registry};
+use crate::tokens::token::{now, Claims, Tokens};
 use base64::Engine;
 use dashmap::DashSet;
 use rand::RngCore;
@@ -363,7 +363,7 @@ impl TokenEndpoint {
         Ok(Some(client))
     }
 
-    fn admit(&self, reg: &Registry) -> Result<crate::oauth::secret::pool::Ticket, Reply> {
+    fn admit(&self, reg: &Registry) -> Result<crate::clients::secret::pool::Ticket, Reply> {
         self.pool
             .admit(reg.limits.argon2, Instant::now())
             .map_err(overloaded)
@@ -427,9 +427,9 @@ fn dummy() -> &'static SecretHash {
     use std::sync::OnceLock;
     static SHA: OnceLock<SecretHash> = OnceLock::new();
     SHA.get_or_init(|| {
-        SecretHash::parse(&crate::oauth::secret::hash(
+        SecretHash::parse(&crate::clients::secret::hash(
             b"dummy",
-            crate::oauth::secret::Scheme::Sha256,
+            crate::clients::secret::Scheme::Sha256,
         ))
         .expect("hash")
     })
@@ -536,8 +536,8 @@ pub fn jwks(reg: &Registry, method: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::decision::tests::registry;
-    use crate::oauth::secret::{hash, Scheme};
+    use crate::clients::secret::{hash, Scheme};
+    use crate::registry::testing::registry;
 
     fn req<'a>(body: &'a str, auth: Vec<&'a [u8]>) -> TokenRequest<'a> {
         TokenRequest {

@@ -1,16 +1,13 @@
-//! The token side of the ORDS model. Our own: the client-credentials endpoint
-//! (`endpoint`), the JWTs it mints and the proxy verifies (`token`), signing and
-//! verification keys (`keys`), client secrets and where argon2id runs (`secret`), and the
-//! throttle on failed attempts (`throttle`). Identity providers' (SPEC §9): an issuer's
-//! claim rules (`issuer`), JWK Sets (`jwks`), the cell holding an issuer's keys
-//! (`keycell`) and the tasks that fetch them (`jwks_fetch`).
+//! The token side of the ORDS model, as a door: the client-credentials endpoint and the
+//! JWKS (`endpoint`), and the throttle on failed attempts (`throttle`).
+//!
+//! Layer: above `registry`, which the endpoint reads. What the registry holds sits below
+//! and is re-exported here under its old names: our JWTs and keys, identity providers'
+//! claim rules and JWK Sets (`crate::tokens`: `token`, `keys`, `issuer`, `jwks`), and
+//! client secrets with where argon2id runs (`crate::clients::secret`).
 
 pub mod endpoint;
-pub mod issuer;
-pub mod jwks;
-pub mod jwks_fetch;
-pub mod keycell;
-pub mod keys;
-pub mod secret;
 pub mod throttle;
-pub mod token;
+
+pub use crate::clients::secret;
+pub use crate::tokens::{issuer, jwks, keys, token};

@@ -1,8 +1,8 @@
 //! The `clients` step: ORDS clients, their secret hashes and the privileges each holds.
 
 use super::{check_name, is_vschar, Client, Privilege, GRANT_TYPES};
+use crate::clients::secret::{Scheme, SecretHash};
 use crate::config::{ClientConfig, Config, Diagnostic};
-use crate::oauth::secret::{Scheme, SecretHash};
 use std::collections::{HashMap, HashSet};
 
 /// The `clients` step (ORDS clients): each one's secrets and the privileges it holds, by

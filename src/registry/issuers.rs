@@ -2,11 +2,11 @@
 //! compiled into an [`Issuer`], and its JWK Set read when it comes from a file.
 
 use crate::config::{Diagnostic, IssuerConfig, Source};
-use crate::oauth::issuer::{is_json_pointer, Issuer, TENANT_PLACEHOLDER};
-use crate::oauth::jwks::{KeySet, DEFAULT_ALGORITHMS};
-use crate::oauth::jwks_fetch;
-use crate::oauth::keycell::KeyCell;
 use crate::outbound::Trust;
+use crate::tokens::issuer::{is_json_pointer, Issuer, TENANT_PLACEHOLDER};
+use crate::tokens::jwks::{KeySet, DEFAULT_ALGORITHMS};
+use crate::tokens::jwks_fetch;
+use crate::tokens::keycell::KeyCell;
 use jsonwebtoken::Algorithm;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

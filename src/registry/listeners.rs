@@ -2,8 +2,8 @@
 //! start, and what one client connection may send, hold and wait for.
 
 use super::{Limits, ListenerTls, Listeners, PINGORA_MAX_HEADERS, PINGORA_MAX_HEADER_BYTES};
+use crate::clients::secret::pool::PoolLimits;
 use crate::config::{Config, Diagnostic, Source, TlsConfig};
-use crate::oauth::secret::pool::PoolLimits;
 use rustls::sign::CertifiedKey;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! It runs in steps, a module each with its own tests: `listeners` (addresses, listener TLS
 //! and the `limits` section), `upstream`, `privileges` (with `base_path`), `egress`, `limits`
 //! (rate limits), `issuers`, `clients`, and the proxy's own token keys (`own_tokens`, here).
-//! Files (keys, certificates, CAs) are read through `certs` and `oauth`, below the registry.
+//! Files (keys, certificates, CAs) are read through `certs` and `tokens`, below the registry.
 
 pub mod clients;
 pub mod egress;
@@ -15,14 +15,16 @@ pub mod issuers;
 pub mod limits;
 pub mod listeners;
 pub mod privileges;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod upstream;
 
-use crate::access::client_addr::TrustedProxies;
-use crate::access::pattern::Matcher;
+use crate::client_addr::TrustedProxies;
+use crate::clients::secret::pool::PoolLimits;
+use crate::clients::secret::SecretHash;
 use crate::config::{Config, Diagnostic, Source, Unmatched};
-use crate::oauth::secret::pool::PoolLimits;
-use crate::oauth::secret::SecretHash;
-use crate::oauth::token::Tokens;
+use crate::patterns::pattern::Matcher;
+use crate::tokens::token::Tokens;
 use pingora::protocols::tls::CaType;
 use rustls::sign::CertifiedKey;
 use std::collections::{HashMap, HashSet};
@@ -135,7 +137,7 @@ pub struct Registry {
     /// Every role some privilege names: the only ones an issuer's token forwards.
     pub role_names: HashSet<String>,
     /// Identity providers' tokens verified in this generation (a reload empties it).
-    pub issuer_tokens: crate::oauth::token::Verified<crate::oauth::issuer::IssuerVerified>,
+    pub issuer_tokens: crate::tokens::token::Verified<crate::tokens::issuer::IssuerVerified>,
     /// The backend the ingress protects; `None` in an egress-only config.
     pub upstream: Option<Upstream>,
     pub limits: Limits,
@@ -404,8 +406,8 @@ fn sources(cfg: &Config, src: &Source) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::secret::Scheme;
     use crate::config;
-    use crate::oauth::secret::Scheme;
 
     pub(crate) fn source_with_key(yaml: &str) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap();
@@ -694,7 +696,7 @@ mod tests {
 
     #[test]
     fn new_limits_and_trusted_proxies_are_validated_by_key() {
-        let sha = crate::oauth::secret::hash(b"x", Scheme::Sha256);
+        let sha = crate::clients::secret::hash(b"x", Scheme::Sha256);
         let y = format!(
             "{HEAD}trusted_proxies: [\"10.0.0.0/8\", \"not-a-cidr\"]\nlimits:\n  argon2_concurrency: 9\n  argon2_per_second: 0\nclients:\n  - name: a\n    client_id: \"with space\"\n    secrets: [\"{sha}\"]\n  - name: b\n    client_id: \"caf\u{e9}\"\n    secrets: [\"{sha}\"]\n"
         );

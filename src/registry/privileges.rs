@@ -2,13 +2,13 @@
 //! they protect.
 
 use super::{check_name, Privilege};
-use crate::access::pattern::{Matcher, Methods, Pattern};
 use crate::config::{Config, Diagnostic, Unmatched};
+use crate::patterns::pattern::{Matcher, Methods, Pattern};
 use std::collections::HashMap;
 
 /// `base_path` without its trailing `/` (`""` for `/`); it must be in normal form already.
 pub(super) fn base_path(cfg: &Config, errors: &mut Vec<Diagnostic>) -> String {
-    match crate::access::path::normalise_path(cfg.base_path.as_bytes()) {
+    match crate::patterns::path::normalise_path(cfg.base_path.as_bytes()) {
         Ok(p) if p == cfg.base_path && !p.contains('*') => p.trim_end_matches('/').to_string(),
         Ok(p) => {
             errors.push(Diagnostic::new(

@@ -1,7 +1,7 @@
 //! Prometheus metrics (SPEC §5). Labels carry only bounded values: decisions, outcomes,
 //! error kinds, reload results and registered client ids — never paths, tokens or secrets.
 
-use crate::oauth::jwks_fetch::JwksMetrics;
+use crate::tokens::jwks_fetch::JwksMetrics;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -30,8 +30,8 @@ pub const LIMITS: [&str; 7] = [
     "max_headers",
     "client_header_timeout",
     REQUEST_TOTAL_TIMEOUT,
-    crate::oauth::secret::pool::BUDGET,
-    crate::oauth::secret::pool::QUEUE,
+    crate::clients::secret::pool::BUDGET,
+    crate::clients::secret::pool::QUEUE,
 ];
 /// A request that outlived `timeouts.request_total_ms` (answered 408/504, or cut).
 pub const REQUEST_TOTAL_TIMEOUT: &str = "request_total_timeout";

@@ -1,12 +1,18 @@
 //! Everything that listens: the server's assembly and signals (`server`), the connection
-//! guard in front of pingora (`conn`), the ingress proxy glue (`proxy`), the bound on
-//! requests at the upstream (`upstream_slots`), listener certificates (`tls`), the admin
-//! port (`admin`) and its Prometheus metrics (`metrics`), and the live state requests read
-//! with its reloads (`state`, `reload`).
+//! guard in front of pingora (`conn`), the ingress proxy glue (`proxy`) and the decision
+//! pipeline it runs (`pipeline`), the egress listeners and their token managers' tasks
+//! (`egress`), the bound on requests at the upstream (`upstream_slots`), listener
+//! certificates (`tls`), the admin port (`admin`) and its Prometheus metrics (`metrics`),
+//! and the live state requests read with its reloads (`state`, `reload`).
+//!
+//! Layer: the doors' top, above `registry` and the doors that read it (`access`, `oauth`);
+//! below only the commands (`cli`, `demo`).
 
 pub mod admin;
 pub mod conn;
+pub mod egress;
 pub mod metrics;
+pub mod pipeline;
 pub mod proxy;
 pub mod reload;
 pub mod server;

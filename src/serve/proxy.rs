@@ -1,13 +1,13 @@
-//! The pingora glue: reads request facts, asks `decision`/`endpoint`, and carries out the
-//! answer. No access rule lives here.
+//! The pingora glue: reads request facts, runs the decision `pipeline` (or asks the token
+//! `endpoint`), and carries out the answer. No access rule lives here.
 
-use crate::access::decision::{self, Decision};
-use crate::access::path::{self, Target};
+use crate::access::decision::Decision;
 use crate::oauth::endpoint::{self, Reply, TokenRequest};
-use crate::oauth::token::TokenError;
+use crate::patterns::path::Target;
 use crate::registry::Registry;
 use crate::serve::conn::clipper;
 use crate::serve::conn::framing::ChunkError;
+use crate::serve::pipeline::{self, Answer, Decided, Next, RequestView};
 use crate::serve::state::Guard;
 use crate::serve::upstream_slots::{Slot, UpstreamSlots};
 use async_trait::async_trait;
@@ -20,10 +20,6 @@ use pingora::ErrorType;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `Retry-After` (seconds) on a 503 for an identity provider whose keys are not in yet.
-const ISSUER_RETRY_AFTER: u64 = 5;
-pub const REALM: &str = "ords-guard";
 
 /// pingora's own bound on one read from (or write to) the client, kept unless the
 /// request's deadline comes sooner.
@@ -42,45 +38,13 @@ pub struct Ctx {
     start: Instant,
     _in_flight: InFlight,
     registry: Option<Arc<Registry>>,
-    target: Option<Target>,
-    decision: Option<Decision>,
-    /// The `decision` label; `None` for the token endpoint and JWKS (counted apart).
-    label: Option<&'static str>,
-    client_id: Option<String>,
-    privilege: Option<String>,
+    /// What the decision pipeline learnt: target, decision, who, which privilege, limits.
+    decided: Decided,
     upstream_status: Option<u16>,
     /// The token endpoint's outcome label, for the access log.
     token_outcome: Option<&'static str>,
-    /// The client's address (behind `trusted_proxies`, the one they forwarded).
-    client_addr: Option<std::net::IpAddr>,
-    /// The identity provider (`issuers[]` name) whose token was presented.
-    issuer: Option<String>,
-    /// Under `mode: report`, the refusal that was not carried out (SPEC §11).
-    would: Option<&'static str>,
-    /// The `RateLimit` field for the answer (SPEC §13), when a limit counted the request.
-    rate_limit: Option<String>,
-    /// The limit that refused it.
-    limit: Option<String>,
     /// Held while the request is at the upstream (`limits.max_upstream_connections`).
     upstream_slot: Option<Slot>,
-}
-
-impl Ctx {
-    /// An access-line field: set on the context, or else the forwarded grant's, or `-`.
-    fn logged<'a>(
-        &'a self,
-        set: impl Fn(&'a Ctx) -> &'a Option<String>,
-        granted: impl Fn(&'a decision::Grant) -> Option<&'a String>,
-    ) -> &'a str {
-        let from_grant = || match &self.decision {
-            Some(Decision::Forward(g)) => granted(g),
-            _ => None,
-        };
-        set(self)
-            .as_ref()
-            .or_else(from_grant)
-            .map_or("-", String::as_str)
-    }
 }
 
 /// Counts a request in flight (ingress or egress) for as long as it lives: the drain
@@ -122,14 +86,6 @@ pub(crate) async fn peer_for(up: &crate::registry::Upstream) -> Result<HttpPeer>
     Ok(peer)
 }
 
-/// A 429's headers and problem document (SPEC §13).
-type Refusal = (Vec<(&'static str, String)>, Vec<u8>);
-
-/// An RFC 9457 problem document.
-pub fn problem(status: u16, title: &str, detail: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({"type": "about:blank", "title": title, "status": status, "detail": detail})).expect("json")
-}
-
 /// Write a complete local response.
 async fn respond(
     session: &mut Session,
@@ -161,13 +117,17 @@ pub(crate) async fn respond_problem(
     detail: &str,
     header: Option<(&'static str, String)>,
 ) -> Result<()> {
-    let headers: Vec<(&str, String)> = header.into_iter().collect();
+    respond_answer(session, Answer::problem(status, title, detail, header)).await
+}
+
+/// Write a local answer: its problem document, with its headers.
+async fn respond_answer(session: &mut Session, a: Answer) -> Result<()> {
     respond(
         session,
-        status,
+        a.status,
         "application/problem+json",
-        &headers,
-        problem(status, title, detail),
+        &a.headers,
+        a.body,
     )
     .await
 }
@@ -239,103 +199,6 @@ fn is_method_override(name: &str) -> bool {
 }
 
 impl Proxy {
-    /// SPEC §13: take the request from every limit that applies, or refuse it (429) when
-    /// one has no room: the status and answer to send then. Local limits first, then the
-    /// shared ones in one bounded round trip; when the store fails, `on_error` decides
-    /// (allow: forwarded, uncounted; deny: 503). A counted request's `RateLimit` field is
-    /// kept for its forwarded answer.
-    async fn rate_limited(
-        &self,
-        reg: &Registry,
-        d: &Decision,
-        ctx: &mut Ctx,
-    ) -> Option<(u16, Refusal)> {
-        use crate::config::OnStoreError;
-        use crate::ratelimit::{self, Applicable, Caller, Outcome};
-        let (privilege, client) = match d {
-            Decision::Forward(g) => (
-                reg.privilege_index(&g.privilege),
-                Some(g.client_id.as_str()),
-            ),
-            Decision::ReportOnly(r) => (r.privilege().and_then(|p| reg.privilege_index(p)), None),
-            _ => (None, None),
-        };
-        let caller = Caller {
-            privilege,
-            client,
-            addr: ctx.client_addr,
-        };
-        let limits = &reg.rate_limits;
-        let applicable = Applicable::new(limits, &caller);
-        let mut outcome = applicable.take_local(ratelimit::now());
-        if !matches!(outcome, Outcome::Refused { .. }) {
-            if let Some(store) = &reg.rate_limit_store {
-                let shared = applicable.shared();
-                if !shared.is_empty() {
-                    match self.guard.shared_limits.take(&shared, store).await {
-                        Ok(reply) => outcome = applicable.with_shared(outcome, reply),
-                        // Forwarded as if no limit counted it: no `RateLimit` that could
-                        // mislead the client.
-                        Err(_) if store.on_error == OnStoreError::Allow => {
-                            return None;
-                        }
-                        Err(_) => {
-                            applicable.give_back_local();
-                            self.decided(ctx, "rate_limit_unavailable");
-                            ctx.privilege = d.privilege().map(str::to_string);
-                            ctx.client_id = client.map(str::to_string);
-                            let detail = "the rate-limit store did not answer and on_error is deny; retry shortly";
-                            return Some((
-                                503,
-                                (
-                                    vec![("Retry-After", "1".to_string())],
-                                    problem(503, "Service Unavailable", detail),
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        let header = outcome.header(limits);
-        let Outcome::Refused {
-            limit,
-            retry_after_seconds,
-            ..
-        } = outcome
-        else {
-            ctx.rate_limit = header;
-            return None;
-        };
-        let l = &limits[limit];
-        self.decided(ctx, "rate_limited");
-        self.guard
-            .metrics
-            .rate_limited
-            .with_label_values(&[l.name.as_str()])
-            .inc();
-        ctx.limit = Some(l.name.clone());
-        ctx.privilege = d.privilege().map(str::to_string);
-        ctx.client_id = client.map(str::to_string);
-        let headers = vec![
-            ("Retry-After", retry_after_seconds.to_string()),
-            ("RateLimit-Policy", l.policy()),
-            ("RateLimit", header.unwrap_or_default()),
-        ];
-        let detail = format!(
-            "rate limit `{}` ({} per {} s) reached; retry in {retry_after_seconds} s",
-            l.name, l.rate, l.per_seconds
-        );
-        Some((429, (headers, problem(429, "Too Many Requests", &detail))))
-    }
-
-    /// Record the decision; counted now rather than at logging, so the count is in place
-    /// before the client sees the response.
-    fn decided(&self, ctx: &mut Ctx, label: &'static str) {
-        ctx.label = Some(label);
-        self.guard.metrics.requests.inc(label);
-    }
-
     async fn token_endpoint(
         &self,
         session: &mut Session,
@@ -368,6 +231,75 @@ impl Proxy {
         // argon2 runs on the endpoint's own pool, never on this thread.
         Ok(self.guard.endpoint.handle(&reg, &req).await)
     }
+
+    /// The token endpoint or the JWKS, which the pipeline recognised: served, counted, and
+    /// answered.
+    async fn serve_token_endpoint(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        reg: Arc<Registry>,
+        target: Target,
+        is_jwks: bool,
+    ) -> Result<bool> {
+        let reply = self
+            .token_endpoint(session, reg, is_jwks, ctx.decided.client_addr)
+            .await?;
+        self.guard.metrics.token_requests.inc(reply.outcome);
+        if let Some(limit) = reply.limit {
+            self.guard.metrics.limit_rejections.inc(limit);
+        }
+        ctx.token_outcome = Some(reply.outcome);
+        if let Some(client) = &reply.issued_to {
+            self.guard
+                .metrics
+                .tokens_issued
+                .with_label_values(&[client])
+                .inc();
+            ctx.decided.client_id = Some(client.clone());
+        }
+        ctx.decided.target = Some(target);
+        respond(
+            session,
+            reply.status,
+            reply.content_type,
+            &reply.headers,
+            reply.body,
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
+/// A body that stalls ends by the request's deadline (408), not pingora's 60 s.
+fn bound_downstream_waits(session: &mut Session) {
+    let wait = clipper()(DOWNSTREAM_READ);
+    session.set_read_timeout(Some(wait));
+    session.set_write_timeout(Some(wait));
+}
+
+/// What the decision pipeline reads of the request: its method, target and `Authorization`
+/// values, and the client's address.
+fn request_view<'s>(session: &'s Session, reg: &Registry) -> RequestView<'s> {
+    let h = session.req_header();
+    RequestView {
+        method: h.method.as_str(),
+        target: h.raw_path(),
+        authorization: h
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect(),
+        client_addr: client_addr(session, reg),
+    }
+}
+
+/// A refusal answered: the body read first (or the connection closed), then the answer.
+async fn refuse(session: &mut Session, answer: Answer) -> Result<bool> {
+    discard_body(session).await;
+    respond_answer(session, answer).await?;
+    Ok(true)
 }
 
 /// The client's address for throttling and logs: the peer's, or the one the registry's
@@ -393,18 +325,9 @@ impl ProxyHttp for Proxy {
             start: Instant::now(),
             _in_flight: InFlight::enter(&self.in_flight),
             registry: None,
-            target: None,
-            decision: None,
-            label: None,
-            client_id: None,
-            privilege: None,
+            decided: Decided::default(),
             upstream_status: None,
             token_outcome: None,
-            client_addr: None,
-            issuer: None,
-            would: None,
-            rate_limit: None,
-            limit: None,
             upstream_slot: None,
         }
     }
@@ -414,182 +337,19 @@ impl ProxyHttp for Proxy {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // A body that stalls ends by the request's deadline (408), not pingora's 60 s.
-        let wait = clipper()(DOWNSTREAM_READ);
-        session.set_read_timeout(Some(wait));
-        session.set_write_timeout(Some(wait));
+        bound_downstream_waits(session);
         let reg = self.guard.registry();
         ctx.registry = Some(reg.clone());
-        // First, so every access line names the client, refused paths too.
-        ctx.client_addr = client_addr(session, &reg);
-        let target =
-            match path::normalise_with(session.req_header().raw_path(), reg.path_parameters) {
-                Ok(t) => t,
-                Err(e) => {
-                    self.decided(ctx, "bad_request");
-                    discard_body(session).await;
-                    respond_problem(
-                        session,
-                        400,
-                        "Bad Request",
-                        &format!("{e}; the request was not forwarded"),
-                        None,
-                    )
-                    .await?;
-                    return Ok(true);
-                }
-            };
-        let is_token = reg.token_path() == Some(target.decision_path());
-        if is_token || reg.jwks_path() == Some(target.decision_path()) {
-            let reply = self
-                .token_endpoint(session, reg, !is_token, ctx.client_addr)
-                .await?;
-            self.guard.metrics.token_requests.inc(reply.outcome);
-            if let Some(limit) = reply.limit {
-                self.guard.metrics.limit_rejections.inc(limit);
+        let view = request_view(session, &reg);
+        let next = pipeline::run(&self.guard, &reg, &view, &mut ctx.decided).await;
+        match next {
+            Next::Forward => Ok(false),
+            Next::TokenEndpoint { target, is_jwks } => {
+                self.serve_token_endpoint(session, ctx, reg, target, is_jwks)
+                    .await
             }
-            ctx.token_outcome = Some(reply.outcome);
-            if let Some(client) = &reply.issued_to {
-                self.guard
-                    .metrics
-                    .tokens_issued
-                    .with_label_values(&[client])
-                    .inc();
-                ctx.client_id = Some(client.clone());
-            }
-            ctx.target = Some(target);
-            respond(
-                session,
-                reply.status,
-                reply.content_type,
-                &reply.headers,
-                reply.body,
-            )
-            .await?;
-            return Ok(true);
+            Next::Refuse(answer) => refuse(session, answer).await,
         }
-        let auth: Vec<&[u8]> = session
-            .req_header()
-            .headers
-            .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        let decide = || {
-            decision::decide(
-                &reg,
-                session.req_header().method.as_str(),
-                target.decision_path(),
-                decision::credentials(&auth),
-            )
-        };
-        let mut d = decide();
-        if let Some(entry) = d.awaits_keys() {
-            // Unknown `kid` or no keys yet: the issuer's cell joins or starts one refetch
-            // (bounded in time and rate, SPEC §9), then the same pure decision runs again.
-            reg.issuers[entry]
-                .keys
-                .refetch(std::time::Instant::now())
-                .await;
-            d = decide();
-        }
-        if d.is_forwarded() && !reg.rate_limits.is_empty() {
-            if let Some((status, (headers, body))) = self.rate_limited(&reg, &d, ctx).await {
-                ctx.target = Some(target);
-                discard_body(session).await;
-                respond(session, status, "application/problem+json", &headers, body).await?;
-                return Ok(true);
-            }
-        }
-        self.decided(ctx, d.label());
-        ctx.target = Some(target);
-        let challenge = |extra: &str| {
-            Some((
-                "WWW-Authenticate",
-                format!("Bearer realm=\"{REALM}\"{extra}"),
-            ))
-        };
-        let invalid_token = |desc: String| {
-            (
-                "Unauthorized",
-                format!("{desc}; get a new token from the token endpoint"),
-                challenge(&format!(
-                    ", error=\"invalid_token\", error_description=\"{desc}\""
-                )),
-            )
-        };
-        let (title, detail, www) = match &d {
-            Decision::ForwardPublic => ("", String::new(), None),
-            Decision::ReportOnly(refusal) => {
-                // Forwarded as a public request; what was not enforced is counted and logged.
-                let privilege = refusal.privilege().unwrap_or_default();
-                let would = refusal.would().unwrap_or_default();
-                self.guard
-                    .metrics
-                    .report_only
-                    .with_label_values(&[privilege, would])
-                    .inc();
-                ctx.privilege = Some(privilege.to_string());
-                ctx.would = Some(would);
-                if let Decision::InsufficientScope { client_id, .. } = refusal.as_ref() {
-                    ctx.client_id = Some(client_id.clone());
-                }
-                ("", String::new(), None)
-            }
-            // The access line reads who and which privilege from the grant kept in `ctx`.
-            Decision::Forward(_) => ("", String::new(), None),
-            Decision::Unmatched => (
-                "Forbidden",
-                "no privilege covers this path and unmatched paths are denied".into(),
-                None,
-            ),
-            Decision::Unauthenticated { privilege } => {
-                ctx.privilege = Some(privilege.clone());
-                ("Unauthorized", "this resource is protected: send Authorization: Bearer <token> from the token endpoint".into(), challenge(""))
-            }
-            Decision::InvalidToken { privilege, reason } => {
-                ctx.privilege = Some(privilege.clone());
-                invalid_token(reason.to_string())
-            }
-            Decision::UnknownKey {
-                privilege, issuer, ..
-            } => {
-                ctx.privilege = Some(privilege.clone());
-                ctx.issuer = Some(issuer.clone());
-                invalid_token(TokenError::UnknownKey.to_string())
-            }
-            Decision::InsufficientScope {
-                privilege,
-                client_id,
-            } => {
-                ctx.privilege = Some(privilege.clone());
-                ctx.client_id = Some(client_id.clone());
-                (
-                    "Forbidden",
-                    format!("the token does not grant privilege `{privilege}`"),
-                    challenge(", error=\"insufficient_scope\""),
-                )
-            }
-            Decision::IssuerUnavailable {
-                privilege, issuer, ..
-            } => {
-                ctx.privilege = Some(privilege.clone());
-                ctx.issuer = Some(issuer.clone());
-                (
-                    "Service Unavailable",
-                    format!("the keys of identity provider `{issuer}` could not be fetched yet, so its token cannot be checked; retry shortly"),
-                    Some(("Retry-After", ISSUER_RETRY_AFTER.to_string())),
-                )
-            }
-        };
-        if d.is_forwarded() {
-            ctx.decision = Some(d);
-            return Ok(false);
-        }
-        discard_body(session).await;
-        let status = d.status().unwrap_or(500);
-        respond_problem(session, status, title, &detail, www).await?;
-        Ok(true)
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -647,7 +407,7 @@ impl ProxyHttp for Proxy {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let target = ctx.target.as_ref().expect("set in request_filter");
+        let target = ctx.decided.target.as_ref().expect("set in request_filter");
         // The upstream receives exactly the path that was decided on (most requests arrive
         // in that form already: no copy, no reparse).
         if !target.is_wire_form(req.raw_path()) {
@@ -663,7 +423,7 @@ impl ProxyHttp for Proxy {
         for name in spoofed {
             req.remove_header(&name);
         }
-        if let Some(Decision::Forward(g)) = &ctx.decision {
+        if let Some(Decision::Forward(g)) = &ctx.decided.decision {
             req.remove_header(&http::header::AUTHORIZATION);
             let value = |what: &'static str, v: &str| {
                 http::HeaderValue::from_str(v)
@@ -722,7 +482,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
-        if let Some(v) = &ctx.rate_limit {
+        if let Some(v) = &ctx.decided.rate_limit {
             resp.insert_header("RateLimit", v.as_str())?;
         }
         Ok(())
@@ -795,9 +555,9 @@ impl ProxyHttp for Proxy {
             // Fails harmlessly if the response had already started.
             let _ = respond_problem(session, code, title, detail, None).await;
         }
-        if ctx.label.is_none() && ctx.target.is_none() {
+        if ctx.decided.label.is_none() && ctx.decided.target.is_none() {
             // Failed before a decision: the request could not be read.
-            self.decided(ctx, "bad_request");
+            pipeline::decided(&self.guard, &mut ctx.decided, "bad_request");
         }
         FailToProxy {
             error_code: code,
@@ -809,6 +569,7 @@ impl ProxyHttp for Proxy {
     /// (which may carry credentials).
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
         let path = ctx
+            .decided
             .target
             .as_ref()
             .map_or("<not normalised>", |t| t.path.as_str());
@@ -820,26 +581,27 @@ impl ProxyHttp for Proxy {
         let latency = ctx.start.elapsed();
         self.guard.metrics.duration.observe(latency.as_secs_f64());
         // The path only: a query may carry credentials.
-        let path = ctx.target.as_ref().map_or("-", |t| t.path.as_str());
+        let d = &ctx.decided;
+        let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
         crate::logs::access::write(|l| {
             l.display("method", &session.req_header().method)
                 .str("path", path);
-            if let Some(addr) = ctx.client_addr {
+            if let Some(addr) = d.client_addr {
                 l.display("client_addr", addr);
             }
             l.uint("status", status.into())
-                .str("decision", ctx.label.unwrap_or("token_endpoint"))
+                .str("decision", d.label.unwrap_or("token_endpoint"))
                 .str(
                     "client_id",
-                    ctx.logged(|c| &c.client_id, |g| Some(&g.client_id)),
+                    d.logged(|c| &c.client_id, |g| Some(&g.client_id)),
                 )
                 .str(
                     "privilege",
-                    ctx.logged(|c| &c.privilege, |g| Some(&g.privilege)),
+                    d.logged(|c| &c.privilege, |g| Some(&g.privilege)),
                 )
-                .str("issuer", ctx.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
-                .str("would", ctx.would.unwrap_or("-"))
-                .str("limit", ctx.limit.as_deref().unwrap_or("-"))
+                .str("issuer", d.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
+                .str("would", d.would.unwrap_or("-"))
+                .str("limit", d.limit.as_deref().unwrap_or("-"))
                 .float("latency_ms", latency.as_secs_f64() * 1000.0)
                 .uint("upstream_status", ctx.upstream_status.unwrap_or(0).into())
                 .str("token_outcome", ctx.token_outcome.unwrap_or("-"))

@@ -40,7 +40,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
         // One current-thread runtime per worker: measured faster than work stealing for a
-        // proxy whose requests are short and independent (README "Performance").
+        // proxy whose requests are short and independent (docs/src/performance-history.md).
         work_stealing: false,
         // Idle upstream connections kept per process; pingora's default (128) made every
         // request past 128 concurrent ones open a new connection to the backend.
@@ -82,7 +82,7 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
     for (name, addr) in &listeners.egress {
         let app = pingora::proxy::http_proxy(
             &server.configuration,
-            crate::egress::proxy::EgressProxy {
+            crate::serve::egress::proxy::EgressProxy {
                 guard: guard.clone(),
                 name: name.clone(),
                 in_flight: in_flight.clone(),

@@ -4,9 +4,9 @@
 
 use crate::config::{self, ConfigError, Diagnostic};
 use crate::oauth::endpoint::TokenEndpoint;
-use crate::oauth::jwks_fetch::Fetcher;
 use crate::registry::{self, Compiled, Listeners, Registry};
 use crate::serve::metrics::Metrics;
+use crate::tokens::jwks_fetch::Fetcher;
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,7 +95,7 @@ pub struct Guard {
     /// Fetches the keys of `jwks_url` issuers into their cells.
     jwks: Fetcher,
     /// Runs the egress entries' token managers.
-    egress: crate::egress::runner::Runner,
+    egress: crate::serve::egress::runner::Runner,
     /// The connection to the store of limits with `store: redis` (SPEC §13).
     pub shared_limits: crate::ratelimit::shared::SharedStore,
     pub config_path: PathBuf,
@@ -165,7 +165,7 @@ impl Guard {
                 keys.set(e.keys.current().map_or(0, |k| k.len() as i64));
                 jwks.last_success
                     .with_label_values(&[name])
-                    .set(crate::oauth::token::now() as f64);
+                    .set(crate::tokens::token::now() as f64);
             }
         }
         self.metrics.clients.set(r.clients.len() as i64);
@@ -195,7 +195,7 @@ impl Guard {
         }
         self.metrics
             .last_reload_success
-            .set(crate::oauth::token::now() as f64);
+            .set(crate::tokens::token::now() as f64);
     }
 
     /// Load the config file again; on success swap it in, on failure keep serving the old
@@ -309,7 +309,7 @@ mod tests {
             b"0123456789abcdef0123456789abcdef",
         )
         .unwrap();
-        let sha = crate::oauth::secret::hash(b"s", crate::oauth::secret::Scheme::Sha256);
+        let sha = crate::clients::secret::hash(b"s", crate::clients::secret::Scheme::Sha256);
         let main = format!(
             "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\nunmatched: deny\ntoken:\n  algorithm: HS256\n  signing_key_file: secret/hs.key\n  key_id: k\nclients_file: secret/clients.yaml\nprivileges:\n  - name: p\n    roles: [r]\n    patterns: [\"/x/*\"]\nclients:\n  - name: a\n    client_id: a\n    secrets: [\"{sha}\"]\n    roles: [r]\n"
         );

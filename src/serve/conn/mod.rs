@@ -294,7 +294,7 @@ fn peer(io: &Stream) -> String {
 /// Answer with a problem document, then close, reading what the client still sends for a
 /// moment so the answer is not destroyed by a reset.
 async fn refuse(io: &mut Stream, status: u16, title: &str, detail: &str, extra: &str) {
-    let body = crate::serve::proxy::problem(status, title, detail);
+    let body = crate::serve::pipeline::problem(status, title, detail);
     let head = format!(
         "HTTP/1.1 {status} {title}\r\nContent-Type: application/problem+json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
         body.len()

@@ -55,7 +55,7 @@ impl Pattern {
                 return Err(format!("the pattern `{s}` is malformed: `*` may only stand as the whole last segment, as in `/x/*`"))
             }
         };
-        let norm = crate::access::path::normalise_path(literal.as_bytes())
+        let norm = crate::patterns::path::normalise_path(literal.as_bytes())
             .map_err(|e| format!("the pattern `{s}` is malformed: {e}"))?;
         if norm != literal {
             return Err(format!(

@@ -68,7 +68,7 @@ pub struct SigningKey {
 
 /// A parsed private key that signs a JWS signing input. All on ring, whose assembly signs
 /// ES256 and RS256 many times faster than the pure-Rust crates (criterion `mint`, one run:
-/// see README "Performance"); the pure-Rust crates still parse the PEM files.
+/// see docs/src/performance-history.md); the pure-Rust crates still parse the PEM files.
 pub enum Signer {
     Hs256(ring::hmac::Key),
     Es256(ring_sig::EcdsaKeyPair),
@@ -353,7 +353,7 @@ pub fn generate(alg: Algorithm) -> Generated {
         Algorithm::HS256 => {
             // 48 random bytes, written as base64url text: >= 32 bytes, and printable.
             Generated {
-                private: crate::oauth::secret::generate(48).into_bytes(),
+                private: crate::clients::secret::generate(48).into_bytes(),
                 public: None,
             }
         }

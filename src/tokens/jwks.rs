@@ -8,7 +8,7 @@
 //! key, an RSA modulus under 2048 bits, a point not on its curve.
 //! Signatures are checked with ring (RSA, P-256, P-384) and ed25519-dalek (`verify_strict`).
 
-use crate::oauth::keys::MIN_RSA_BITS;
+use crate::tokens::keys::MIN_RSA_BITS;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};

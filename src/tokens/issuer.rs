@@ -4,8 +4,8 @@
 //! The order follows the proxy's own tokens (`token`): the header and the claims first, as
 //! they cost microseconds and only ever refuse, then the signature.
 
-use crate::oauth::jwks::{KeyMiss, KeySet};
-use crate::oauth::token::{Jws, TokenError};
+use crate::tokens::jwks::{KeyMiss, KeySet};
+use crate::tokens::token::{Jws, TokenError};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
@@ -71,7 +71,7 @@ pub struct IssuerVerified {
     pub valid_until: u64,
 }
 
-impl crate::oauth::token::Expiring for IssuerVerified {
+impl crate::tokens::token::Expiring for IssuerVerified {
     fn valid_until(&self) -> u64 {
         self.valid_until
     }
@@ -332,7 +332,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::jwks::DEFAULT_ALGORITHMS;
+    use crate::tokens::jwks::DEFAULT_ALGORITHMS;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
     use serde_json::json;

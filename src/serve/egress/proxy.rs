@@ -4,8 +4,8 @@
 //! it; an idempotent request (or one with `Idempotency-Key`) whose body was kept is then
 //! sent once more with a fresh token, through pingora's own retry loop and retry buffer.
 
-use super::retry::{may_retry, Sent, MAX_RETRY_BODY};
-use super::tokens::Held;
+use crate::egress::retry::{may_retry, Sent, MAX_RETRY_BODY};
+use crate::egress::tokens::Held;
 use crate::registry::egress::EgressEntry;
 use crate::registry::Registry;
 use crate::serve::proxy::{discard_body, peer_for, respond_problem, InFlight};

@@ -154,7 +154,7 @@ async fn run(source: Source, client: reqwest::Client, m: JwksMetrics) {
                 m.keys.with_label_values(&[issuer]).set(keys.len() as i64);
                 m.last_success
                     .with_label_values(&[issuer])
-                    .set(crate::oauth::token::now() as f64);
+                    .set(crate::tokens::token::now() as f64);
                 cell.fetch_finished(Some(keys));
                 wait
             }

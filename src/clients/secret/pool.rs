@@ -336,7 +336,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::secret::{hash, Scheme, SecretHash};
+    use crate::clients::secret::{hash, Scheme, SecretHash};
 
     fn argon(secret: &[u8]) -> Arc<Argon2Hash> {
         match SecretHash::parse(&hash(secret, Scheme::Argon2id)).unwrap() {

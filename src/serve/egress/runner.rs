@@ -2,7 +2,7 @@
 //! one task per manager, started when its entry appears, stopped when it goes. A reload
 //! that keeps an entry's token request keeps its manager, its task and its token.
 
-use super::tokens::{Failure, Tokens};
+use crate::egress::tokens::{Failure, Tokens};
 use crate::registry::egress::EgressEntry;
 use crate::serve::metrics::EgressMetrics;
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,7 @@ impl Runner {
             }
             let m = m.clone();
             let client_id = e.tokens.request.client_id.clone();
-            let report = move |r: &Result<&super::tokens::Held, &Failure>| {
+            let report = move |r: &Result<&crate::egress::tokens::Held, &Failure>| {
                 let egress = name.as_str();
                 match r {
                     Ok(held) => {
@@ -37,7 +37,7 @@ impl Runner {
                         tracing::info!(target: "ords_guard::egress", egress, expires_in_s = left.as_secs(), renew_in_s = held.life.renew_at.saturating_duration_since(Instant::now()).as_secs(), "token fetched");
                         m.token_expiry
                             .with_label_values(&[egress])
-                            .set((crate::oauth::token::now() + left.as_secs()) as f64);
+                            .set((crate::tokens::token::now() + left.as_secs()) as f64);
                         m.token_fetches
                             .with_label_values(&[egress, "success"])
                             .inc();

@@ -5,7 +5,7 @@
 //! `iss`, `sub` (and `aud` when configured) are required.
 
 use crate::config::{Algorithm, TokenConfig};
-use crate::oauth::keys::{self, SigningKey, VerifyingKey};
+use crate::tokens::keys::{self, SigningKey, VerifyingKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use dashmap::DashMap;
@@ -184,7 +184,7 @@ impl Tokens {
     }
 
     /// Sign `claims` with the current signing key (JWS compact serialisation, RFC 7515).
-    pub fn mint(&self, claims: &Claims) -> Result<String, crate::oauth::keys::SignError> {
+    pub fn mint(&self, claims: &Claims) -> Result<String, crate::tokens::keys::SignError> {
         let payload = B64.encode(serde_json::to_vec(claims).expect("json"));
         let input = format!("{}.{}", self.header_b64, payload);
         let signature = self.signing.signer.sign(input.as_bytes())?;
@@ -270,7 +270,7 @@ impl Tokens {
 
 /// A compact JWS (RFC 7515) split and its header decoded; the payload and the signature are
 /// decoded when asked for, so a token is refused by its cheapest failing check. Shared by
-/// the proxy's own tokens and identity providers' (`oauth::issuer`).
+/// the proxy's own tokens and identity providers' (`tokens::issuer`).
 pub struct Jws<'a> {
     pub header: Header,
     payload_b64: &'a str,
