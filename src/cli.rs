@@ -2,6 +2,7 @@
 
 use crate::clients::secret::{self, Scheme};
 use crate::config::Algorithm;
+use crate::serve::server::StopSignals;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -238,8 +239,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => {
+            let stop = StopSignals::catch();
             init_logging(cli.log_format, &cli.log_level);
-            let outcome = report(crate::serve::server::run(&config, None));
+            let outcome =
+                report(stop.and_then(|stop| crate::serve::server::run(&config, None, stop)));
             crate::logs::finish();
             outcome
         }
@@ -269,19 +272,18 @@ pub fn main() -> ExitCode {
             backend_listen,
             dir,
         } => {
+            let stop = StopSignals::catch();
             init_logging(cli.log_format, &cli.log_level);
-            let outcome = report(crate::demo::run(
-                &listen,
-                &admin_listen,
-                &backend_listen,
-                dir,
-            ));
+            let outcome = report(stop.and_then(|stop| {
+                crate::demo::run(&listen, &admin_listen, &backend_listen, dir, stop)
+            }));
             crate::logs::finish();
             outcome
         }
         Command::DemoBackend { listen } => {
+            let stop = StopSignals::catch();
             init_logging(cli.log_format, &cli.log_level);
-            let outcome = report(crate::demo::backend(&listen));
+            let outcome = report(stop.and_then(|stop| crate::demo::backend(&listen, stop)));
             crate::logs::finish();
             outcome
         }

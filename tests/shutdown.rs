@@ -184,3 +184,110 @@ async fn demo_sigterm_exits_in_bounded_time_whatever_the_connections_do() {
         assert_clean_exit(cycle, started, within, status, &output());
     }
 }
+
+/// Whether the process has a handler for `signal` (its `SigCgt` mask in /proc).
+fn catches(pid: u32, signal: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+}
+
+/// Issue #31: a SIGTERM that comes while ords-guard is still starting is not lost (as PID 1
+/// in a container an unhandled one is ignored, and `podman stop` waited for its SIGKILL;
+/// elsewhere it killed the process with no drain). The config path is a symlink to a FIFO,
+/// so the start is held at reading it: the signal is sent once the process catches SIGTERM
+/// and before it has read a byte of its config. Once the process has the FIFO open the link
+/// is pointed at a plain copy (for the reads that follow) and the config is written. The
+/// process then starts, drains at once and exits 0.
+#[test]
+fn a_sigterm_during_start_up_drains_once_serving() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hs.key"),
+        b"0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
+    let text = format!(
+        "listen: 127.0.0.1:{}\nadmin_listen: 127.0.0.1:{}\nupstream: http://127.0.0.1:1\ntoken: {{algorithm: HS256, signing_key_file: hs.key, key_id: k}}\ntimeouts: {{shutdown_grace_ms: 1000}}\n",
+        free_port(),
+        free_port()
+    );
+    let (fifo, plain) = (dir.path().join("held.fifo"), dir.path().join("plain.yaml"));
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(&plain, &text).unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    std::os::unix::fs::symlink(&fifo, &config).unwrap();
+    let log = dir.path().join("out.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ords-guard"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !catches(child.id(), libc::SIGTERM as u32) {
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM never caught during start-up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    // A writer opening without blocking finds no reader (ENXIO) until the load waits on
+    // the FIFO.
+    let mut held = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(f) => break f,
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENXIO), "{e}");
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "ords-guard exited before reading its config"
+                );
+                assert!(Instant::now() < deadline, "the config was never read");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    let swap = dir.path().join("swap.yaml");
+    std::os::unix::fs::symlink(&plain, &swap).unwrap();
+    std::fs::rename(&swap, &config).unwrap();
+    held.write_all(text.as_bytes()).unwrap();
+    drop(held);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline + EXIT_WITHIN,
+            "no exit after the early SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = std::fs::read_to_string(&log).unwrap()
+        + &std::fs::read_to_string(dir.path().join("err.log")).unwrap();
+    assert!(status.success(), "{status}: {out}");
+    assert!(
+        out.contains(r#""message":"draining","signal":"SIGTERM""#),
+        "{out}"
+    );
+}

@@ -18,8 +18,11 @@ use std::time::{Duration, Instant};
 
 /// Start everything and block until shut down. `demo_backend`: also serve the built-in
 /// echo backend on that address.
-pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String> {
-    let stop_early = catch_stop_signals_early()?;
+pub fn run(
+    config_path: &Path,
+    demo_backend: Option<&str>,
+    stop: StopSignals,
+) -> Result<(), String> {
     let (compiled, warnings) = state::load(config_path).map_err(|e| format!("{e}\nords-guard did not start: fix the config (`ords-guard check --config {}` lists every problem)", config_path.display()))?;
     for w in warnings {
         tracing::warn!(target: "ords_guard::config", "{w}");
@@ -131,35 +134,52 @@ pub fn run(config_path: &Path, demo_backend: Option<&str>) -> Result<(), String>
         shutdown_signal: Box::new(Drain {
             guard,
             in_flight,
-            stop_early,
+            stop,
         }),
     });
     tracing::info!(target: "ords_guard", "ords-guard stopped");
     Ok(())
 }
 
-/// SIGTERM and SIGINT from the first moment on. As PID 1 in a container a signal with no
-/// handler is ignored, and the drain's own handlers exist only once the server runs: a
-/// `podman stop` in between would wait for its SIGKILL. The flag remembers such a signal
+/// SIGTERM and SIGINT, caught from the moment a serving command starts. As PID 1 in a
+/// container a signal with no handler is ignored, and pingora's runtimes (and the drain's
+/// tokio handlers) exist only once the server runs: a `podman stop` while the config loads
+/// or the demo makes its key would wait for its SIGKILL. The flag remembers such a signal
 /// until the drain looks.
-fn catch_stop_signals_early() -> Result<StopEarly, String> {
-    let flag = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register_usize(sig, flag.clone(), sig as usize)
-            .map_err(|e| format!("cannot watch SIGTERM/SIGINT: {e}"))?;
+pub struct StopSignals(Arc<AtomicUsize>);
+
+impl StopSignals {
+    /// Catch them now; call this first thing in `run`, `demo` and `demo-backend`.
+    pub fn catch() -> Result<StopSignals, String> {
+        let flag = Arc::new(AtomicUsize::new(0));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register_usize(sig, flag.clone(), sig as usize)
+                .map_err(|e| format!("cannot watch SIGTERM/SIGINT: {e}"))?;
+        }
+        Ok(StopSignals(flag))
     }
-    Ok(StopEarly(flag))
-}
 
-/// Which stop signal came before the drain listened, if one did (0: none).
-struct StopEarly(Arc<AtomicUsize>);
-
-impl StopEarly {
+    /// The stop signal that came before anyone waited, if one did.
     fn came(&self) -> Option<&'static str> {
         match self.0.load(Ordering::SeqCst) as i32 {
             signal_hook::consts::SIGTERM => Some("SIGTERM"),
             signal_hook::consts::SIGINT => Some("SIGINT"),
             _ => None,
+        }
+    }
+
+    /// The first stop signal: one that already came, or the next.
+    pub async fn first(&self) -> &'static str {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        // Looked at after the handlers above exist, so no signal falls between the two.
+        match self.came() {
+            Some(name) => name,
+            None => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
         }
     }
 }
@@ -224,24 +244,14 @@ fn arm_exit_watchdog(signal: &'static str, within: Duration) {
 struct Drain {
     guard: Arc<Guard>,
     in_flight: Arc<AtomicUsize>,
-    stop_early: StopEarly,
+    stop: StopSignals,
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for Drain {
     async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        // Looked at after the handlers above exist, so no signal falls between the two.
-        let name = match self.stop_early.came() {
-            Some(name) => name,
-            None => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            },
-        };
-        self.guard.set_ready(false);
+        let name = self.stop.first().await;
+        self.guard.start_draining();
         let grace = self.guard.registry().shutdown_grace;
         arm_exit_watchdog(name, grace + EXIT_BOUND);
         tracing::info!(target: "ords_guard", signal = name, in_flight = self.in_flight.load(Ordering::Acquire), grace_ms = grace.as_millis() as u64, "draining");

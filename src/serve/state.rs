@@ -102,6 +102,8 @@ pub struct Guard {
     /// What the sockets were bound with; a reload cannot change it.
     listeners: Listeners,
     ready: AtomicBool,
+    /// Set once by the drain: readiness stays off whatever pingora's phases say after.
+    draining: AtomicBool,
 }
 
 impl Guard {
@@ -122,6 +124,7 @@ impl Guard {
             config_path,
             listeners,
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         };
         g.loaded(&[]);
         Arc::new(g)
@@ -287,18 +290,56 @@ impl Guard {
         crate::serve::reload::fingerprint(&sources) != *loaded_from
     }
 
+    /// SIGTERM or SIGINT: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.ready.store(false, Ordering::SeqCst);
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Readiness as pingora's phases move; never back on once draining (pingora announces
+    /// `Running` just before it asks the drain, which may already hold an early signal).
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+        self.ready.store(ready, Ordering::SeqCst);
+        // A drain that began meanwhile wins: looked at after the store, so either it sees
+        // ours or we see its flag.
+        if ready && self.draining.load(Ordering::SeqCst) {
+            self.ready.store(false, Ordering::SeqCst);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_stays_off_once_draining() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("hs.key"),
+            b"0123456789abcdef0123456789abcdef",
+        )
+        .unwrap();
+        let config = dir.path().join("g.yaml");
+        std::fs::write(
+            &config,
+            "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nupstream: http://127.0.0.1:3\ntoken: {algorithm: HS256, signing_key_file: hs.key, key_id: k}\n",
+        )
+        .unwrap();
+        let (c, _) = load(&config).unwrap();
+        let guard = Guard::new(c.registry, c.listeners, config);
+        guard.set_ready(true);
+        assert!(guard.is_ready());
+        guard.start_draining();
+        assert!(!guard.is_ready());
+        // pingora's `Running` phase, announced after an early SIGTERM began the drain.
+        guard.set_ready(true);
+        assert!(!guard.is_ready());
+    }
 
     #[test]
     fn clients_file_is_merged_and_its_errors_point_into_it() {
