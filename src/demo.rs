@@ -2,6 +2,8 @@
 //! freshly generated client, the built-in echo backend, and the curl lines for steps 4 and 5.
 
 use crate::config::{self, Algorithm};
+use crate::serve::server::StopSignals;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use std::path::PathBuf;
 
 pub const EXAMPLE: &str = include_str!("../config/ords-guard.example.yaml");
@@ -11,6 +13,7 @@ pub fn run(
     admin_listen: &str,
     backend_listen: &str,
     dir: Option<PathBuf>,
+    stop: StopSignals,
 ) -> Result<(), String> {
     let dir = working_dir(dir)?;
     let (mut cfg, _) = config::parse(EXAMPLE, std::path::Path::new("embedded example"))
@@ -45,7 +48,7 @@ pub fn run(
 ords-guard demo
   proxy    http://{listen}  ->  demo backend http://{backend_listen}
   admin    http://{admin_listen}/metrics
-  config   {config}   (edit it, then: kill -HUP {pid})
+  config   {config}   ({reload})
 
 The five ORDS steps, done for you from config/ords-guard.example.yaml:
   1-2. role `example_role`, privilege `example_priv` mapped to `{base_path}/example/*`
@@ -63,16 +66,23 @@ Try steps 4 and 5:
 Ctrl-C stops the demo.
 "#,
         config = path.display(),
-        pid = std::process::id(),
+        // As PID 1 the demo is in a container with no shell: edit the file through the
+        // volume `--dir` is on, and signal from the host.
+        reload = match std::process::id() {
+            1 => "in a container: give --dir a mounted volume to edit it, then podman kill --signal HUP CONTAINER".to_string(),
+            pid => format!("edit it, then: kill -HUP {pid}"),
+        },
         base_path = cfg.base_path.trim_end_matches('/'),
     );
-    crate::serve::server::run(&path, Some(backend_listen))
+    crate::serve::server::run(&path, Some(backend_listen), stop)
 }
 
 /// Where the demo writes its config and key: `--dir`, else a new directory in the temp dir,
 /// else in `/dev/shm`. On a read-only root filesystem (a container run `--read-only`) the
 /// temp dir is writable only where a tmpfs is mounted on it (podman does so, docker only
-/// with `--tmpfs /tmp`); `/dev/shm` is a tmpfs in every container.
+/// with `--tmpfs /tmp`); `/dev/shm` is a tmpfs in every container. Both are shared with
+/// other users: the directory is new (never one found there, which someone else could have
+/// made to swap the config the demo reloads), with a random name and mode 0700.
 fn working_dir(given: Option<PathBuf>) -> Result<PathBuf, String> {
     if let Some(d) = given {
         std::fs::create_dir_all(&d).map_err(|e| {
@@ -83,13 +93,23 @@ fn working_dir(given: Option<PathBuf>) -> Result<PathBuf, String> {
         })?;
         return Ok(d);
     }
-    let name = format!("ords-guard-demo-{}", std::process::id());
+    use std::os::unix::fs::DirBuilderExt;
     let mut tried = Vec::new();
     for parent in [std::env::temp_dir(), PathBuf::from("/dev/shm")] {
-        let d = parent.join(&name);
-        match std::fs::create_dir_all(&d) {
-            Ok(()) => return Ok(d),
-            Err(e) => tried.push(format!("{}: {e}", d.display())),
+        for _ in 0..8 {
+            let d = parent.join(format!(
+                "ords-guard-demo-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+                Ok(()) => return Ok(d),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    tried.push(format!("{}: {e}", d.display()));
+                    break;
+                }
+            }
         }
     }
     Err(format!(
@@ -116,7 +136,7 @@ fn reachable(listen: &str) -> String {
 /// `ords-guard demo-backend`: the demo's echo backend alone, a stand-in for the legacy
 /// service when trying the sidecar pod (`deploy/kubernetes`, played with `podman kube
 /// play`). Stops at once on SIGTERM or SIGINT; it holds no state worth draining.
-pub fn backend(listen: &str) -> Result<(), String> {
+pub fn backend(listen: &str, stop: StopSignals) -> Result<(), String> {
     use pingora::server::configuration::ServerConf;
     use pingora::server::{RunArgs, Server};
     use pingora::services::listening::Service;
@@ -132,8 +152,23 @@ pub fn backend(listen: &str) -> Result<(), String> {
     svc.add_tcp(listen);
     server.add_service(svc);
     tracing::info!(target: "ords_guard", listen, "demo backend starting");
-    server.run(RunArgs::default());
+    server.run(RunArgs {
+        shutdown_signal: Box::new(StopAtOnce(stop)),
+    });
     Ok(())
+}
+
+/// The demo backend's shutdown: the first SIGTERM or SIGINT, even one from before pingora ran.
+struct StopAtOnce(StopSignals);
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for StopAtOnce {
+    async fn recv(&self) -> ShutdownSignal {
+        let signal = self.0.first().await;
+        tracing::info!(target: "ords_guard", signal, "demo backend stopping");
+        // As the proxy's drain does (see `serve::server`): the accept loops are told.
+        ShutdownSignal::GracefulTerminate
+    }
 }
 
 #[cfg(test)]

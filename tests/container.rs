@@ -378,7 +378,7 @@ async fn demo_runs_read_only_as_non_root_and_stops_on_sigterm() {
     let printed = wait_log(&name, "client_secret ").await;
     // With no writable /tmp the demo's files went to the container's /dev/shm tmpfs.
     assert!(
-        printed.contains("config   /dev/shm/ords-guard-demo-1/"),
+        printed.contains("config   /dev/shm/ords-guard-demo-1-"),
         "{printed}"
     );
     wait_ready(admin, "the demo in the container to be ready").await;
