@@ -113,11 +113,42 @@ pub fn problem(status: u16, title: &str, detail: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"type": "about:blank", "title": title, "status": status, "detail": detail})).expect("json")
 }
 
-/// Record the decision; counted now rather than at logging, so the count is in place
-/// before the client sees the response.
-pub fn decided(guard: &Guard, ctx: &mut Decided, label: &'static str) {
+/// Record the decision. Each door counts it in its own family (the proxy's requests, the
+/// authz checks) as soon as the pipeline returns, so the count is in place before the
+/// client sees the answer.
+pub fn decided(ctx: &mut Decided, label: &'static str) {
     ctx.label = Some(label);
-    guard.metrics.requests.inc(label);
+}
+
+/// The identity headers a forwarded grant gives the backend (SPEC §3, §9): the proxy sets
+/// them on the upstream request, the authz endpoints return them to the proxy in front.
+pub fn identity_headers(g: &decision::Grant) -> Vec<(&'static str, std::borrow::Cow<'_, str>)> {
+    let mut h = vec![("X-ORDS-Client-Id", g.client_id.as_str().into())];
+    if let Some(name) = &g.client_name {
+        h.push(("X-ORDS-Client-Name", name.as_str().into()));
+    }
+    if let Some(issuer) = &g.issuer {
+        h.push(("X-ORDS-Issuer", issuer.as_str().into()));
+    }
+    if let Some(subject) = &g.subject {
+        h.push(("X-ORDS-Subject", subject.as_str().into()));
+    }
+    h.push(("X-ORDS-Roles", g.roles.join(",").into()));
+    h.push(("X-ORDS-Privilege", g.privilege.as_str().into()));
+    h
+}
+
+/// A header value for `identity_headers`' `name`: a client name may hold any UTF-8
+/// (obs-text on the wire), the others are visible ASCII; never a control byte.
+pub fn identity_value(
+    name: &str,
+    v: &str,
+) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+    if name == "X-ORDS-Client-Name" {
+        http::HeaderValue::from_bytes(v.as_bytes())
+    } else {
+        http::HeaderValue::from_str(v)
+    }
 }
 
 /// The pipeline: what the request `view` may do under `reg`, and what was learnt of it in
@@ -125,7 +156,7 @@ pub fn decided(guard: &Guard, ctx: &mut Decided, label: &'static str) {
 pub async fn run(guard: &Guard, reg: &Registry, view: &RequestView<'_>, ctx: &mut Decided) -> Next {
     // First, so every access line names the client, refused paths too.
     ctx.client_addr = view.client_addr;
-    let target = match normalise(guard, reg, view, ctx) {
+    let target = match normalise(reg, view, ctx) {
         Ok(t) => t,
         Err(answer) => return Next::Refuse(answer),
     };
@@ -143,20 +174,19 @@ pub async fn run(guard: &Guard, reg: &Registry, view: &RequestView<'_>, ctx: &mu
             });
         }
     }
-    decided(guard, ctx, d.label());
+    decided(ctx, d.label());
     ctx.target = Some(target);
     carry_out(guard, d, ctx)
 }
 
 /// The request target normalised (SPEC §3), or the 400 that refuses it.
 pub fn normalise(
-    guard: &Guard,
     reg: &Registry,
     view: &RequestView<'_>,
     ctx: &mut Decided,
 ) -> Result<Target, Answer> {
     path::normalise_with(view.target, reg.path_parameters).map_err(|e| {
-        decided(guard, ctx, "bad_request");
+        decided(ctx, "bad_request");
         Answer::problem(
             400,
             "Bad Request",
@@ -238,7 +268,7 @@ pub async fn rate_limited(
                     }
                     Err(_) => {
                         applicable.give_back_local();
-                        decided(guard, ctx, "rate_limit_unavailable");
+                        decided(ctx, "rate_limit_unavailable");
                         ctx.privilege = d.privilege().map(str::to_string);
                         ctx.client_id = client.map(str::to_string);
                         let detail = "the rate-limit store did not answer and on_error is deny; retry shortly";
@@ -265,7 +295,7 @@ pub async fn rate_limited(
         return None;
     };
     let l = &limits[limit];
-    decided(guard, ctx, "rate_limited");
+    decided(ctx, "rate_limited");
     guard
         .metrics
         .rate_limited

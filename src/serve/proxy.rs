@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
@@ -134,7 +135,7 @@ async fn respond_answer(session: &mut Session, a: Answer) -> Result<()> {
 
 /// Read the body of a denied request before answering, so the connection can be reused
 /// (pingora closes it otherwise); large bodies are not worth reading: close instead.
-pub(crate) async fn discard_body(session: &mut Session) {
+pub(crate) async fn discard_body(session: &mut ServerSession) {
     if session.is_body_empty() {
         return;
     }
@@ -150,7 +151,7 @@ pub(crate) async fn discard_body(session: &mut Session) {
 }
 
 /// Read at most `max` bytes; `None` when the body is larger.
-async fn read_limited_body(session: &mut Session, max: usize) -> Result<Option<Vec<u8>>> {
+async fn read_limited_body(session: &mut ServerSession, max: usize) -> Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
     while let Some(chunk) = session.read_request_body().await? {
         if body.len() + chunk.len() > max {
@@ -198,40 +199,59 @@ fn is_method_override(name: &str) -> bool {
     .any(|o| canonical(name).eq(o.bytes()))
 }
 
-impl Proxy {
-    async fn token_endpoint(
-        &self,
-        session: &mut Session,
-        reg: Arc<Registry>,
-        is_jwks: bool,
-        client_addr: Option<std::net::IpAddr>,
-    ) -> Result<Reply> {
-        let method = session.req_header().method.as_str().to_string();
-        if is_jwks {
-            discard_body(session).await;
-            return Ok(endpoint::jwks(&reg, &method));
-        }
-        let body = read_limited_body(session, reg.limits.max_token_body_bytes).await?;
-        let h = &session.req_header().headers;
-        let content_type = h
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.as_bytes().to_vec());
-        let authorization: Vec<Vec<u8>> = h
-            .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes().to_vec())
-            .collect();
-        let req = TokenRequest {
-            method: &method,
-            content_type: content_type.as_deref(),
-            authorization: authorization.iter().map(|v| v.as_slice()).collect(),
-            body: body.as_deref(),
-            client_addr,
-        };
-        // argon2 runs on the endpoint's own pool, never on this thread.
-        Ok(self.guard.endpoint.handle(&reg, &req).await)
+/// The token endpoint or the JWKS (SPEC §4), read from any door's session: the body read
+/// within `limits.max_token_body_bytes`, argon2 on the endpoint's own pool.
+pub(crate) async fn token_reply(
+    guard: &Guard,
+    session: &mut ServerSession,
+    reg: &Registry,
+    is_jwks: bool,
+    client_addr: Option<std::net::IpAddr>,
+) -> Result<Reply> {
+    let method = session.req_header().method.as_str().to_string();
+    if is_jwks {
+        discard_body(session).await;
+        return Ok(endpoint::jwks(reg, &method));
     }
+    let body = read_limited_body(session, reg.limits.max_token_body_bytes).await?;
+    let h = &session.req_header().headers;
+    let content_type = h
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_vec());
+    let authorization: Vec<Vec<u8>> = h
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+    let req = TokenRequest {
+        method: &method,
+        content_type: content_type.as_deref(),
+        authorization: authorization.iter().map(|v| v.as_slice()).collect(),
+        body: body.as_deref(),
+        client_addr,
+    };
+    // argon2 runs on the endpoint's own pool, never on this thread.
+    Ok(guard.endpoint.handle(reg, &req).await)
+}
 
+/// A token endpoint reply counted (outcome, limits, tokens per client); who got a token is
+/// kept for the access line.
+pub(crate) fn count_token_reply(guard: &Guard, reply: &Reply, decided: &mut Decided) {
+    guard.metrics.token_requests.inc(reply.outcome);
+    if let Some(limit) = reply.limit {
+        guard.metrics.limit_rejections.inc(limit);
+    }
+    if let Some(client) = &reply.issued_to {
+        guard
+            .metrics
+            .tokens_issued
+            .with_label_values(&[client])
+            .inc();
+        decided.client_id = Some(client.clone());
+    }
+}
+
+impl Proxy {
     /// The token endpoint or the JWKS, which the pipeline recognised: served, counted, and
     /// answered.
     async fn serve_token_endpoint(
@@ -242,22 +262,10 @@ impl Proxy {
         target: Target,
         is_jwks: bool,
     ) -> Result<bool> {
-        let reply = self
-            .token_endpoint(session, reg, is_jwks, ctx.decided.client_addr)
-            .await?;
-        self.guard.metrics.token_requests.inc(reply.outcome);
-        if let Some(limit) = reply.limit {
-            self.guard.metrics.limit_rejections.inc(limit);
-        }
+        let reply =
+            token_reply(&self.guard, session, &reg, is_jwks, ctx.decided.client_addr).await?;
+        count_token_reply(&self.guard, &reply, &mut ctx.decided);
         ctx.token_outcome = Some(reply.outcome);
-        if let Some(client) = &reply.issued_to {
-            self.guard
-                .metrics
-                .tokens_issued
-                .with_label_values(&[client])
-                .inc();
-            ctx.decided.client_id = Some(client.clone());
-        }
         ctx.decided.target = Some(target);
         respond(
             session,
@@ -342,6 +350,9 @@ impl ProxyHttp for Proxy {
         ctx.registry = Some(reg.clone());
         let view = request_view(session, &reg);
         let next = pipeline::run(&self.guard, &reg, &view, &mut ctx.decided).await;
+        if let Some(label) = ctx.decided.label {
+            self.guard.metrics.requests.inc(label);
+        }
         match next {
             Next::Forward => Ok(false),
             Next::TokenEndpoint { target, is_jwks } => {
@@ -425,27 +436,11 @@ impl ProxyHttp for Proxy {
         }
         if let Some(Decision::Forward(g)) = &ctx.decided.decision {
             req.remove_header(&http::header::AUTHORIZATION);
-            let value = |what: &'static str, v: &str| {
-                http::HeaderValue::from_str(v)
-                    .map_err(|e| Error::because(ErrorType::InternalError, what, e))
-            };
-            req.insert_header("X-ORDS-Client-Id", value("client id header", &g.client_id)?)?;
-            if let Some(name) = &g.client_name {
-                req.insert_header(
-                    "X-ORDS-Client-Name",
-                    http::HeaderValue::from_bytes(name.as_bytes()).map_err(|e| {
-                        Error::because(ErrorType::InternalError, "client name header", e)
-                    })?,
-                )?;
+            for (name, v) in pipeline::identity_headers(g) {
+                let v = pipeline::identity_value(name, &v)
+                    .map_err(|e| Error::because(ErrorType::InternalError, name, e))?;
+                req.insert_header(name, v)?;
             }
-            if let Some(issuer) = &g.issuer {
-                req.insert_header("X-ORDS-Issuer", issuer.as_str())?;
-            }
-            if let Some(subject) = &g.subject {
-                req.insert_header("X-ORDS-Subject", value("subject header", subject)?)?;
-            }
-            req.insert_header("X-ORDS-Roles", g.roles.join(","))?;
-            req.insert_header("X-ORDS-Privilege", g.privilege.as_str())?;
         }
         if let Some(ip) = peer_ip(session) {
             use std::fmt::Write;
@@ -557,7 +552,8 @@ impl ProxyHttp for Proxy {
         }
         if ctx.decided.label.is_none() && ctx.decided.target.is_none() {
             // Failed before a decision: the request could not be read.
-            pipeline::decided(&self.guard, &mut ctx.decided, "bad_request");
+            pipeline::decided(&mut ctx.decided, "bad_request");
+            self.guard.metrics.requests.inc("bad_request");
         }
         FailToProxy {
             error_code: code,
