@@ -41,7 +41,9 @@ impl TrustedProxies {
         self.0.len()
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is in one of the ranges.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.0.iter().any(|n| n.contains(&ip))
     }
 
@@ -59,7 +61,18 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let mut client = peer;
+        self.forwarded_by(peer, xff)
+    }
+
+    /// The client's address when `peer` is trusted whatever the ranges say (an authz check
+    /// from one of `authz.trusted_peers`, SPEC §14): the rightmost `X-Forwarded-For` entry
+    /// not in the ranges, the leftmost when all are, `peer` when there is none.
+    pub fn forwarded_by<'a>(
+        &self,
+        peer: IpAddr,
+        xff: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> IpAddr {
+        let mut client = peer.to_canonical();
         for entry in xff.rev().flat_map(|v| v.rsplit(|&b| b == b',')) {
             let Some(ip) = parse_entry(entry) else {
                 return client;

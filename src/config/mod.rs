@@ -58,6 +58,9 @@ pub struct Config {
     /// Remote APIs called on legacy callers' behalf, with tokens ords-guard fetches (SPEC §10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<EgressConfig>,
+    /// The decision offered to a proxy already in the path (SPEC §14): check endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authz: Option<AuthzConfig>,
     /// Requests per client or address, counted here or in Redis (SPEC §13).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimitConfig>,
@@ -158,6 +161,18 @@ impl Default for Limits {
             max_upstream_connections: None,
         }
     }
+}
+
+/// `authz:` (SPEC §14): where the check endpoints listen and who may ask them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzConfig {
+    /// The HTTP/1.1 check endpoints (`/authz/forward-auth`, `/authz/auth-request`,
+    /// `/authz/ext-authz/...`).
+    pub listen: String,
+    /// CIDRs or addresses allowed to ask; default: loopback only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_peers: Option<Vec<String>>,
 }
 
 /// A listener's certificate chain and private key (PEM), reloaded when either changes.

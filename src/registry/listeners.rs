@@ -11,8 +11,8 @@ use std::time::Duration;
 
 /// The listeners and what every request is timed by: present, parseable, distinct, positive.
 pub(super) fn check_listeners(cfg: &Config, errors: &mut Vec<Diagnostic>) {
-    if cfg.listen.is_none() && cfg.egress.is_empty() {
-        errors.push(Diagnostic::new("listen", "`listen` is missing: give `listen` (the ingress, protecting `upstream`), `egress` (remote APIs called for legacy callers), or both"));
+    if cfg.listen.is_none() && cfg.egress.is_empty() && cfg.authz.is_none() {
+        errors.push(Diagnostic::new("listen", "`listen` is missing: give `listen` (the ingress, protecting `upstream`), `egress` (remote APIs called for legacy callers), `authz` (the decision for a proxy already in the path), or several"));
     }
     if cfg.listen.is_some() && cfg.upstream.is_none() {
         errors.push(Diagnostic::new("upstream", "`upstream` is missing: the ingress (`listen`) needs the backend it protects, e.g. http://127.0.0.1:3000"));
@@ -73,6 +73,8 @@ pub(super) fn listeners(cfg: &Config) -> Listeners {
             .iter()
             .filter_map(|e| Some((e.name.clone(), e.listen.parse().ok()?)))
             .collect(),
+        // Set by `compile` from the `authz` step.
+        authz: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //! (rate limits), `issuers`, `clients`, and the proxy's own token keys (`own_tokens`, here).
 //! Files (keys, certificates, CAs) are read through `certs` and `tokens`, below the registry.
 
+pub mod authz;
 pub mod clients;
 pub mod egress;
 pub mod issuers;
@@ -143,6 +144,8 @@ pub struct Registry {
     pub limits: Limits,
     /// Whose `X-Forwarded-For` names the client, for throttling and logs.
     pub trusted_proxies: TrustedProxies,
+    /// `authz:` (SPEC §14): who may ask the check endpoints.
+    pub authz: Option<authz::Authz>,
     pub tls: ListenerTls,
     pub shutdown_grace: Duration,
     by_name: HashMap<String, usize>,
@@ -216,6 +219,8 @@ pub struct Listeners {
     pub max_upstream_connections: Option<usize>,
     /// The egress listeners, by entry name.
     pub egress: Vec<(String, SocketAddr)>,
+    /// The check endpoints' listener (`authz.listen`, SPEC §14).
+    pub authz: Option<SocketAddr>,
 }
 
 /// A registry, the listeners, and the warnings its config earned.
@@ -298,6 +303,11 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         .filter_map(|a| a.parse().ok())
         .collect();
     let egress = egress::compile(cfg, &taken, src, &mut errors, &mut warnings);
+    let taken: Vec<SocketAddr> = taken
+        .into_iter()
+        .chain(cfg.egress.iter().filter_map(|e| e.listen.parse().ok()))
+        .collect();
+    let authz = authz::compile(cfg.authz.as_ref(), &taken, &mut errors);
     let (rate_limits, rate_limit_store) = limits::compile(
         &cfg.rate_limits,
         cfg.rate_limit_store.as_ref(),
@@ -345,6 +355,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             upstream,
             limits: listeners::client_limits(cfg),
             trusted_proxies,
+            authz: authz.as_ref().map(|(_, a)| a.clone()),
             tls: listener_tls,
             shutdown_grace: Duration::from_millis(t.shutdown_grace_ms),
             by_name,
@@ -352,7 +363,10 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             has_argon2,
             sources: sources(cfg, src),
         },
-        listeners: listeners::listeners(cfg),
+        listeners: Listeners {
+            authz: authz.map(|(addr, _)| addr),
+            ..listeners::listeners(cfg)
+        },
         warnings,
     })
 }
