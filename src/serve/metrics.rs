@@ -91,7 +91,13 @@ pub struct Metrics {
     pub jwks: JwksMetrics,
     /// Per `egress[]` name (SPEC §10).
     pub egress: EgressMetrics,
+    /// The authz checks (SPEC §14), by API and decision.
+    pub authz_checks: IntCounterVec,
+    pub authz_duration: Histogram,
 }
+
+/// The `api` label values of `ords_guard_authz_checks_total` (SPEC §14).
+pub const AUTHZ_APIS: [&str; 3] = ["forward_auth", "auth_request", "ext_authz_http"];
 
 /// The egress families (SPEC §10).
 #[derive(Clone)]
@@ -205,6 +211,29 @@ impl Metrics {
         )
         .expect("metric");
         register(Box::new(duration.clone()));
+        let authz_checks = counters(
+            "ords_guard_authz_checks_total",
+            "Checks asked by a proxy in front (SPEC §14), by API and decision.",
+            &["api", "decision"],
+        );
+        // Every API and decision from the start, so rates and absence alerts work at once.
+        for api in AUTHZ_APIS {
+            for d in DECISIONS.iter().chain(&["untrusted_peer"]) {
+                authz_checks.with_label_values(&[api, d]);
+            }
+        }
+        let authz_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "ords_guard_authz_check_duration_seconds",
+                "Time to answer one authz check, in seconds.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("metric");
+        register(Box::new(authz_duration.clone()));
         let last_reload_success = Gauge::new(
             "ords_guard_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load.",
@@ -309,6 +338,8 @@ impl Metrics {
             privileges,
             connections,
             limit_rejections,
+            authz_checks,
+            authz_duration,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Everything that listens: the server's assembly and signals (`server`), the connection
-//! guard in front of pingora (`conn`), the ingress proxy glue (`proxy`) and the decision
-//! pipeline it runs (`pipeline`), the egress listeners and their token managers' tasks
+//! guard in front of pingora (`conn`), the decision pipeline every door runs (`pipeline`)
+//! and the doors: the ingress proxy (`proxy`), the authz check endpoints (`authz`), the egress listeners and their token managers' tasks
 //! (`egress`), the bound on requests at the upstream (`upstream_slots`), listener
 //! certificates (`tls`), the admin port (`admin`) and its Prometheus metrics (`metrics`),
 //! and the live state requests read with its reloads (`state`, `reload`).
@@ -9,6 +9,7 @@
 //! below only the commands (`cli`, `demo`).
 
 pub mod admin;
+pub mod authz;
 pub mod conn;
 pub mod egress;
 pub mod metrics;

@@ -99,6 +99,22 @@ pub fn run(
         server.add_service(svc);
     }
 
+    // The decision for a proxy already in the path (SPEC §14).
+    if let Some(addr) = listeners.authz {
+        let mut authz = Service::new(
+            "ords-guard authz".to_string(),
+            Guarded::new(
+                crate::serve::authz::Authz {
+                    guard: guard.clone(),
+                },
+                guard.clone(),
+                crate::serve::authz::AUTHZ_LISTENER,
+            ),
+        );
+        authz.add_tcp(&addr.to_string());
+        server.add_service(authz);
+    }
+
     let mut admin = Service::new(
         "ords-guard admin".to_string(),
         Guarded::new(
@@ -129,7 +145,7 @@ pub fn run(
     crate::serve::reload::spawn(guard.clone())?;
     spawn_readiness(&server, guard.clone());
 
-    tracing::info!(target: "ords_guard", listen = listeners.listen.as_deref().unwrap_or("-"), egress = listeners.egress.len(), tls = listeners.tls, admin = %listeners.admin_listen, admin_tls = listeners.admin_tls, config = %config_path.display(), "ords-guard starting");
+    tracing::info!(target: "ords_guard", listen = listeners.listen.as_deref().unwrap_or("-"), egress = listeners.egress.len(), authz = listeners.authz.map(|a| a.to_string()).as_deref().unwrap_or("-"), tls = listeners.tls, admin = %listeners.admin_listen, admin_tls = listeners.admin_tls, config = %config_path.display(), "ords-guard starting");
     server.run(RunArgs {
         shutdown_signal: Box::new(Drain {
             guard,

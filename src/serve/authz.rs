@@ -1,0 +1,471 @@
+//! The decision for a proxy already in the path (SPEC §14): the HTTP check endpoints on
+//! `authz.listen`. A thin door over [`pipeline`]: each API's check request is turned into
+//! the [`RequestView`] the proxy would have built for the original request, the same
+//! pipeline decides it (normalisation and its 400s, the decision, identity providers' keys,
+//! rate limits, report mode), and the answer goes back to the proxy in front instead of
+//! being carried out here.
+//!
+//! Who may ask comes first: a check from a peer outside `authz.trusted_peers` is refused
+//! with 403 before any of its fields is read, since anyone could write `X-Forwarded-Uri`
+//! (oauth2-proxy trusted a client-written one: CVE-2026-40575).
+
+use crate::registry::Registry;
+use crate::serve::pipeline::{self, Answer, Decided, Next, RequestView};
+use crate::serve::proxy::{count_token_reply, discard_body, token_reply};
+use crate::serve::state::Guard;
+use async_trait::async_trait;
+use http::{HeaderMap, Response};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The check endpoints' listener name in logs and the connections gauge.
+pub const AUTHZ_LISTENER: &str = "authz";
+
+const FORWARD_AUTH: &str = "/authz/forward-auth";
+const AUTH_REQUEST: &str = "/authz/auth-request";
+const EXT_AUTHZ: &str = "/authz/ext-authz";
+
+pub struct Authz {
+    pub guard: Arc<Guard>,
+}
+
+/// Which proxy's way of asking a check follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Traefik `forwardAuth`, Caddy `forward_auth`, HAProxy, Skipper: `X-Forwarded-*`.
+    ForwardAuth,
+    /// nginx `auth_request`: `X-Original-*`.
+    AuthRequest,
+    /// Envoy `ext_authz` `http_service` with `path_prefix: /authz/ext-authz`.
+    ExtAuthzHttp,
+}
+
+impl Api {
+    /// The `api` label of metrics and access lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            Api::ForwardAuth => "forward_auth",
+            Api::AuthRequest => "auth_request",
+            Api::ExtAuthzHttp => "ext_authz_http",
+        }
+    }
+}
+
+/// What a request to `authz.listen` is.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Check(Api),
+    /// The token endpoint (`is_jwks`: the JWKS), served here as an ordinary backend the
+    /// proxy routes those paths to.
+    Token {
+        is_jwks: bool,
+    },
+    NotFound,
+}
+
+/// The route of a check request by its own path (its query is ignored: Caddy keeps the
+/// client's query on the check request).
+fn route(reg: &Registry, path: &str) -> Route {
+    match path {
+        FORWARD_AUTH => Route::Check(Api::ForwardAuth),
+        AUTH_REQUEST => Route::Check(Api::AuthRequest),
+        _ if ext_authz_rest(path.as_bytes()).is_some() => Route::Check(Api::ExtAuthzHttp),
+        _ if reg.token_path() == Some(path) => Route::Token { is_jwks: false },
+        _ if reg.jwks_path() == Some(path) => Route::Token { is_jwks: true },
+        _ => Route::NotFound,
+    }
+}
+
+/// The original target an ext_authz check carries: its own target without the prefix
+/// (`/authz/ext-authz/ords/hr/x?q` is `/ords/hr/x?q`; the bare prefix is `/`).
+fn ext_authz_rest(target: &[u8]) -> Option<Vec<u8>> {
+    let rest = target.strip_prefix(EXT_AUTHZ.as_bytes())?;
+    match rest.first() {
+        None => Some(b"/".to_vec()),
+        Some(b'/') => Some(rest.to_vec()),
+        Some(b'?') => Some([b"/".as_slice(), rest].concat()),
+        Some(_) => None,
+    }
+}
+
+/// The original request a check describes: its method and its target as the client sent
+/// it (origin-form, or absolute-form from `X-Original-URL`; normalised by the pipeline).
+#[derive(Debug, PartialEq, Eq)]
+struct Original {
+    method: String,
+    target: Vec<u8>,
+}
+
+/// One header's only value, as text; two of them are refused (which one would the proxy
+/// in front have meant?).
+fn one<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, String> {
+    let mut values = headers.get_all(name).iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(format!("the check carries {name} twice"));
+    }
+    v.to_str()
+        .map(Some)
+        .map_err(|_| format!("the check's {name} is not visible ASCII"))
+}
+
+/// The original request from a check, or why it cannot be decided (400).
+fn original(
+    api: Api,
+    own_method: &str,
+    own_target: &[u8],
+    headers: &HeaderMap,
+) -> Result<Original, String> {
+    let (method, target) = match api {
+        Api::ForwardAuth => (
+            one(headers, "x-forwarded-method")?.map(str::to_string),
+            one(headers, "x-forwarded-uri")?.map(|t| t.as_bytes().to_vec()),
+        ),
+        Api::AuthRequest => (
+            Some(
+                one(headers, "x-original-method")?
+                    .unwrap_or(own_method)
+                    .to_string(),
+            ),
+            match one(headers, "x-original-uri")? {
+                Some(t) => Some(t.as_bytes().to_vec()),
+                None => one(headers, "x-original-url")?.map(|t| t.as_bytes().to_vec()),
+            },
+        ),
+        Api::ExtAuthzHttp => (Some(own_method.to_string()), ext_authz_rest(own_target)),
+    };
+    let (headers_named, method_name) = match api {
+        Api::ForwardAuth => ("X-Forwarded-Uri", "X-Forwarded-Method"),
+        Api::AuthRequest => ("X-Original-URI or X-Original-URL", "X-Original-Method"),
+        Api::ExtAuthzHttp => ("a target after /authz/ext-authz", "a method"),
+    };
+    let method = method.filter(|m| !m.is_empty()).ok_or_else(|| {
+        format!("the check carries no {method_name}: the original request's method is unknown")
+    })?;
+    if !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') {
+        return Err(format!("`{method}` is not an HTTP method"));
+    }
+    let target = target.filter(|t| !t.is_empty()).ok_or_else(|| {
+        format!("the check carries no {headers_named}: the original request's target is unknown")
+    })?;
+    Ok(Original { method, target })
+}
+
+/// An `application/problem+json` answer.
+fn answer(a: Answer) -> Response<Vec<u8>> {
+    let mut r = Response::builder()
+        .status(a.status)
+        .header("Content-Type", "application/problem+json")
+        .header("Content-Length", a.body.len());
+    for (k, v) in &a.headers {
+        r = r.header(*k, v.as_str());
+    }
+    r.body(a.body).expect("problem answer")
+}
+
+/// What one check was, for its access line and metrics.
+struct Check {
+    started: Instant,
+    api: Option<Api>,
+    method: String,
+    decided: Decided,
+    token_outcome: Option<&'static str>,
+}
+
+impl Authz {
+    /// Decide one check from a trusted peer.
+    async fn check(
+        &self,
+        session: &ServerSession,
+        reg: &Registry,
+        api: Api,
+        peer: IpAddr,
+        c: &mut Check,
+    ) -> Response<Vec<u8>> {
+        let h = session.req_header();
+        let original = match original(api, h.method.as_str(), h.raw_path(), &h.headers) {
+            Ok(o) => o,
+            Err(why) => {
+                pipeline::decided(&mut c.decided, "bad_request");
+                return answer(Answer::problem(
+                    400,
+                    "Bad Request",
+                    &format!("{why}; the check was not decided"),
+                    None,
+                ));
+            }
+        };
+        c.method = original.method.clone();
+        let xff = h.headers.get_all("x-forwarded-for");
+        let view = RequestView {
+            method: &original.method,
+            target: &original.target,
+            authorization: h
+                .headers
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect(),
+            // The peer is trusted through `authz.trusted_peers`, whatever
+            // `trusted_proxies` says (SPEC §14).
+            client_addr: Some(
+                reg.trusted_proxies
+                    .forwarded_by(peer, xff.iter().map(|v| v.as_bytes())),
+            ),
+        };
+        match pipeline::run(&self.guard, reg, &view, &mut c.decided).await {
+            Next::Forward => {
+                let mut r = Response::builder().status(200).header("Content-Length", 0);
+                if let Some(crate::access::decision::Decision::Forward(g)) = &c.decided.decision {
+                    for (name, v) in pipeline::identity_headers(g) {
+                        match pipeline::identity_value(name, &v) {
+                            Ok(v) => r = r.header(name, v),
+                            Err(_) => return self.unanswerable(c),
+                        }
+                    }
+                }
+                if let Some(rl) = &c.decided.rate_limit {
+                    r = r.header("RateLimit", rl.as_str());
+                }
+                r.body(Vec::new()).expect("check answer")
+            }
+            // The token endpoint authenticates its callers itself: public (SPEC §14).
+            Next::TokenEndpoint { target, .. } => {
+                c.decided.target = Some(target);
+                pipeline::decided(&mut c.decided, "forwarded_public");
+                Response::builder()
+                    .status(200)
+                    .header("Content-Length", 0)
+                    .body(Vec::new())
+                    .expect("check answer")
+            }
+            Next::Refuse(a) => answer(a),
+        }
+    }
+
+    /// An identity no header can carry (a control byte in a token's `sub`): refused, as the
+    /// proxy would fail to forward it.
+    fn unanswerable(&self, c: &mut Check) -> Response<Vec<u8>> {
+        c.decided.label = Some("invalid_token");
+        answer(Answer::problem(
+            401,
+            "Unauthorized",
+            "the token's identity cannot be sent in a header",
+            None,
+        ))
+    }
+
+    /// The access line (SPEC §6, with `api`) and the metrics of one check.
+    fn account(&self, c: &Check, status: u16) {
+        let latency = c.started.elapsed();
+        let d = &c.decided;
+        let api = c.api.map_or("-", Api::label);
+        let decision = d.label.unwrap_or("token_endpoint");
+        if c.api.is_some() {
+            self.guard
+                .metrics
+                .authz_checks
+                .with_label_values(&[api, decision])
+                .inc();
+            self.guard
+                .metrics
+                .authz_duration
+                .observe(latency.as_secs_f64());
+        }
+        let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
+        crate::logs::access::write(|l| {
+            l.str("api", api).str("method", &c.method).str("path", path);
+            if let Some(addr) = d.client_addr {
+                l.display("client_addr", addr);
+            }
+            l.uint("status", status.into())
+                .str("decision", decision)
+                .str(
+                    "client_id",
+                    d.logged(|c| &c.client_id, |g| Some(&g.client_id)),
+                )
+                .str(
+                    "privilege",
+                    d.logged(|c| &c.privilege, |g| Some(&g.privilege)),
+                )
+                .str("issuer", d.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
+                .str("would", d.would.unwrap_or("-"))
+                .str("limit", d.limit.as_deref().unwrap_or("-"))
+                .float("latency_ms", latency.as_secs_f64() * 1000.0)
+                .str("token_outcome", c.token_outcome.unwrap_or("-"));
+        });
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Authz {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let reg = self.guard.registry();
+        let mut c = Check {
+            started: Instant::now(),
+            api: None,
+            method: session.req_header().method.as_str().to_string(),
+            decided: Decided::default(),
+            token_outcome: None,
+        };
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_canonical());
+        let path = session.req_header().uri.path().to_string();
+        let route = route(&reg, &path);
+        if let Route::Check(api) = route {
+            c.api = Some(api);
+        }
+        let trusted = match (&reg.authz, peer) {
+            (Some(a), Some(ip)) => a.trusted_peers.trusts(ip),
+            _ => false,
+        };
+        let response = match (route, peer) {
+            // Never read: an untrusted peer's fields could say anything.
+            (_, Some(ip)) if !trusted => {
+                c.decided.client_addr = Some(ip);
+                c.decided.label = Some("untrusted_peer");
+                session.set_keepalive(None);
+                answer(Answer::problem(
+                    403,
+                    "Forbidden",
+                    "this peer is not in authz.trusted_peers: it may not ask for decisions",
+                    None,
+                ))
+            }
+            (Route::Check(api), Some(ip)) => {
+                discard_body(session).await;
+                self.check(session, &reg, api, ip, &mut c).await
+            }
+            (Route::Token { is_jwks }, ip) => {
+                c.decided.client_addr = ip;
+                match token_reply(&self.guard, session, &reg, is_jwks, ip).await {
+                    Ok(reply) => {
+                        count_token_reply(&self.guard, &reply, &mut c.decided);
+                        c.token_outcome = Some(reply.outcome);
+                        let mut r = Response::builder()
+                            .status(reply.status)
+                            .header("Content-Type", reply.content_type)
+                            .header("Content-Length", reply.body.len());
+                        for (k, v) in &reply.headers {
+                            r = r.header(*k, v.as_str());
+                        }
+                        r.body(reply.body).expect("token answer")
+                    }
+                    Err(_) => {
+                        session.set_keepalive(None);
+                        answer(Answer::problem(
+                            400,
+                            "Bad Request",
+                            "the request body could not be read",
+                            None,
+                        ))
+                    }
+                }
+            }
+            (Route::NotFound, _) | (_, None) => {
+                discard_body(session).await;
+                answer(Answer::problem(
+                    404,
+                    "Not Found",
+                    "the check endpoints are /authz/forward-auth, /authz/auth-request and /authz/ext-authz/...",
+                    None,
+                ))
+            }
+        };
+        self.account(&c, response.status().as_u16());
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn orig(method: &str, target: &str) -> Original {
+        Original {
+            method: method.into(),
+            target: target.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn each_api_reads_the_original_request_where_its_proxy_puts_it() {
+        let fa = headers(&[
+            ("X-Forwarded-Method", "POST"),
+            ("X-Forwarded-Uri", "/ords/hr/x?q=1"),
+            ("X-Forwarded-Host", "api.example.com"),
+        ]);
+        assert_eq!(
+            original(Api::ForwardAuth, "GET", b"/authz/forward-auth", &fa),
+            Ok(orig("POST", "/ords/hr/x?q=1"))
+        );
+        // nginx: the subrequest's own method when X-Original-Method is absent.
+        let ar = headers(&[("X-Original-URI", "/ords/hr/x")]);
+        assert_eq!(
+            original(Api::AuthRequest, "GET", b"/authz/auth-request", &ar),
+            Ok(orig("GET", "/ords/hr/x"))
+        );
+        let url = headers(&[
+            ("X-Original-Method", "DELETE"),
+            ("X-Original-URL", "https://api.example.com/ords/hr/x?a"),
+        ]);
+        assert_eq!(
+            original(Api::AuthRequest, "GET", b"/authz/auth-request", &url),
+            Ok(orig("DELETE", "https://api.example.com/ords/hr/x?a"))
+        );
+        for (own, want) in [
+            ("/authz/ext-authz/ords/hr/x?q", "/ords/hr/x?q"),
+            ("/authz/ext-authz", "/"),
+            ("/authz/ext-authz?q", "/?q"),
+        ] {
+            assert_eq!(
+                original(Api::ExtAuthzHttp, "PUT", own.as_bytes(), &HeaderMap::new()),
+                Ok(orig("PUT", want)),
+                "{own}"
+            );
+        }
+        assert_eq!(ext_authz_rest(b"/authz/ext-authzx"), None);
+    }
+
+    #[test]
+    fn a_check_without_method_or_target_or_with_two_is_refused() {
+        for (api, pairs) in [
+            (Api::ForwardAuth, vec![("X-Forwarded-Uri", "/x")]),
+            (Api::ForwardAuth, vec![("X-Forwarded-Method", "GET")]),
+            (
+                Api::ForwardAuth,
+                vec![
+                    ("X-Forwarded-Method", "GET"),
+                    ("X-Forwarded-Uri", "/public"),
+                    ("X-Forwarded-Uri", "/private"),
+                ],
+            ),
+            (
+                Api::ForwardAuth,
+                vec![("X-Forwarded-Method", "G ET"), ("X-Forwarded-Uri", "/x")],
+            ),
+            (Api::AuthRequest, vec![("X-Original-Method", "GET")]),
+        ] {
+            let h = headers(&pairs);
+            assert!(original(api, "GET", b"/authz/x", &h).is_err(), "{pairs:?}");
+        }
+    }
+}
