@@ -11,6 +11,8 @@
 #               and run it, and play the sidecar pod with `podman kube play` (whose pause
 #               container podman builds locally around catatonit)
 #   curl        the container tests run the README's curl lines as they are
+#   nginx-light, caddy  the authz tests put Debian's nginx (auth_request) and Caddy
+#               (forward_auth) in front of the check endpoints
 #   ca-certificates, tzdata, netbase  what scripts/image-base.sh copies into the base image
 set -euo pipefail
 
@@ -27,6 +29,8 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v caddy >/dev/null || missing+=(caddy)
 for tool in podman buildah runc catatonit; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 for pkg in ca-certificates tzdata netbase; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

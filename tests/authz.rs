@@ -1,0 +1,431 @@
+//! SPEC §14: the decision for a proxy already in the path. The real binary serves the HTTP
+//! check endpoints on `authz.listen`; the tests ask them as each proxy asks (Traefik's and
+//! Caddy's `X-Forwarded-*`, nginx's `X-Original-*`, Envoy's path prefix), and put Debian's
+//! real nginx (`auth_request`) and Caddy (`forward_auth`) in front of them with a backend
+//! behind, speaking to it as a client would.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A guard with an ingress and the check endpoints; `trusted_peers` when given.
+async fn start(backend: &Backend, trusted_peers: Option<&str>) -> (Guard, SocketAddr) {
+    let authz: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut o = Options::new(backend);
+    o.extra = format!(
+        "authz:\n  listen: \"{authz}\"\n{}",
+        trusted_peers
+            .map(|p| format!("  trusted_peers: {p}\n"))
+            .unwrap_or_default()
+    );
+    (Guard::start(o).await, authz)
+}
+
+async fn forward_auth(
+    authz: SocketAddr,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut r = http_client()
+        .get(format!("http://{authz}/authz/forward-auth"))
+        .header("X-Forwarded-Method", method)
+        .header("X-Forwarded-Uri", uri)
+        .header("X-Forwarded-Host", "api.example.com")
+        .header("X-Forwarded-For", "203.0.113.7");
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap()
+}
+
+fn header<'r>(r: &'r reqwest::Response, name: &str) -> Option<&'r str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn forward_auth_answers_as_the_proxy_would_decide() {
+    let backend = Backend::start().await;
+    let (g, authz) = start(&backend, None).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+
+    // Protected, no token: the §3 refusal, relayed as it is.
+    let r = forward_auth(authz, "GET", "/example/1", None).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        header(&r, "www-authenticate"),
+        Some("Bearer realm=\"ords-guard\"")
+    );
+    assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 401);
+
+    // Protected, with the token: 200, empty, with the identity headers to copy.
+    let r = forward_auth(authz, "GET", "/example/1?q=1", Some(&token)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ords-client-id"), Some("example-client"));
+    assert_eq!(header(&r, "x-ords-client-name"), Some("Example Client"));
+    assert_eq!(header(&r, "x-ords-roles"), Some("example_role"));
+    assert_eq!(header(&r, "x-ords-privilege"), Some("example_priv"));
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // The method decides too: POST under /example/orders/ needs example_admin (403).
+    let r = forward_auth(authz, "POST", "/example/orders/7", Some(&token)).await;
+    assert_eq!(r.status(), 403);
+    assert!(header(&r, "www-authenticate")
+        .unwrap()
+        .contains("insufficient_scope"));
+
+    // Public: 200 and no identity at all.
+    let r = forward_auth(authz, "GET", "/public/x", None).await;
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().keys().any(|k| k.as_str().starts_with("x-ords")));
+
+    // Normalisation and its 400s, as for the proxy.
+    let r = forward_auth(authz, "GET", "/example/../admin", Some(&token)).await;
+    assert_eq!(r.status(), 400);
+    let r = forward_auth(authz, "GET", "/example/%2e%2e/x", None).await;
+    assert_eq!(r.status(), 400);
+
+    // A check that does not say what it checks.
+    let r = http_client()
+        .get(format!("http://{authz}/authz/forward-auth"))
+        .header("X-Forwarded-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("X-Forwarded-Uri"));
+
+    // Counted by API and decision, not as proxy requests; one access line per check.
+    g.wait_metric(
+        "ords_guard_authz_checks_total{api=\"forward_auth\",decision=\"forwarded\"}",
+        |v| v == 1.0,
+    )
+    .await;
+    for (decision, n) in [
+        ("unauthenticated", 1.0),
+        ("forbidden", 1.0),
+        ("forwarded_public", 1.0),
+        ("bad_request", 3.0),
+    ] {
+        let sample = format!(
+            "ords_guard_authz_checks_total{{api=\"forward_auth\",decision=\"{decision}\"}}"
+        );
+        assert_eq!(g.metric(&sample).await, n, "{sample}");
+    }
+    assert_eq!(
+        g.metric("ords_guard_requests_total{decision=\"forwarded\"}")
+            .await,
+        0.0
+    );
+    let log = g
+        .output_with(r#""api":"forward_auth","method":"GET","path":"/example/1""#)
+        .await;
+    let line = log
+        .lines()
+        .find(|l| l.contains(r#""api":"forward_auth""#) && l.contains(r#""decision":"forwarded""#))
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    // The check came from loopback, a trusted peer: its X-Forwarded-For names the client.
+    assert_eq!(line["client_addr"], "203.0.113.7");
+    assert_eq!(line["client_id"], "example-client");
+    assert!(!log.contains(&token), "a token reached the log");
+}
+
+#[tokio::test]
+async fn auth_request_and_ext_authz_read_the_original_request_their_way() {
+    let backend = Backend::start().await;
+    let (g, authz) = start(&backend, None).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let http = http_client();
+
+    // nginx: X-Original-URI; the subrequest's own method without X-Original-Method.
+    let r = http
+        .get(format!("http://{authz}/authz/auth-request"))
+        .header("X-Original-URI", "/example/1")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ords-privilege"), Some("example_priv"));
+    let r = http
+        .get(format!("http://{authz}/authz/auth-request"))
+        .header("X-Original-Method", "DELETE")
+        .header("X-Original-URL", "https://api.example.com/example/orders/1")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Envoy: the check's own method and target, without the prefix; the query stays.
+    let r = http
+        .post(format!("http://{authz}/authz/ext-authz/example/1?x=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("http://{authz}/authz/ext-authz/open/1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ords-privilege"), Some("open_priv"));
+
+    // The token endpoint and JWKS are served here too; a check of the token endpoint's
+    // path is public (it authenticates its callers itself).
+    let r = http
+        .post(format!("http://{authz}/oauth/token"))
+        .basic_auth("example-client", Some(EXAMPLE_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("http://{authz}/oauth/jwks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = forward_auth(authz, "POST", "/oauth/token", None).await;
+    assert_eq!(r.status(), 200);
+
+    for (api, decision, n) in [
+        ("auth_request", "forwarded", 1.0),
+        ("auth_request", "forbidden", 1.0),
+        ("ext_authz_http", "unauthenticated", 1.0),
+        ("ext_authz_http", "forwarded", 1.0),
+    ] {
+        let sample =
+            format!("ords_guard_authz_checks_total{{api=\"{api}\",decision=\"{decision}\"}}");
+        assert_eq!(g.metric(&sample).await, n, "{sample}");
+    }
+    assert_eq!(
+        g.metric("ords_guard_token_requests_total{outcome=\"issued\"}")
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_peer_is_refused_unread() {
+    let backend = Backend::start().await;
+    // Loopback (the test) is not among the trusted peers.
+    let (g, authz) = start(&backend, Some("[10.0.0.0/8]")).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let r = forward_auth(authz, "GET", "/example/1", Some(&token)).await;
+    assert_eq!(r.status(), 403);
+    assert!(!r.headers().keys().any(|k| k.as_str().starts_with("x-ords")));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("authz.trusted_peers"));
+    assert_eq!(
+        g.metric("ords_guard_authz_checks_total{api=\"forward_auth\",decision=\"untrusted_peer\"}")
+            .await,
+        1.0
+    );
+    // Its fields were never read: no path, and the peer, not X-Forwarded-For, as client.
+    let log = g.output_with(r#""decision":"untrusted_peer""#).await;
+    let line = log.lines().find(|l| l.contains("untrusted_peer")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["path"], "-");
+    assert_eq!(line["client_addr"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn authz_alone_needs_no_ingress() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start().await;
+    let (_, admin) = Guard::prepare(&dir, &Options::new(&backend));
+    let authz: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin_listen: \"{admin}\"\nauthz:\n  listen: \"{authz}\"\ntoken:\n  algorithm: ES256\n  signing_key_file: keys/signing.pem\n  key_id: k\n{}",
+            registry_yaml()
+        ),
+    )
+    .unwrap();
+    // The check endpoints are the listener the harness waits for.
+    let g = Guard::spawn(dir, config, authz, admin, "/").await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let r = forward_auth(authz, "GET", "/example/1", Some(&token)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ords-client-id"), Some("example-client"));
+}
+
+// ---- Real proxies in front ----
+
+/// A process that is killed with the test.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Until `addr` accepts connections (bounded).
+async fn listening(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The identity headers a client may try to spoof, in the spellings backends read.
+const SPOOFED: [(&str, &str); 3] = [
+    ("X-ORDS-Client-Id", "admin"),
+    ("x-ords-privilege", "everything"),
+    ("X-ORDS-Issuer", "forged"),
+];
+
+/// A client through `front`: 401 without a token; with one, the backend sees the identity
+/// the check answered and none the client wrote; public paths pass with no identity.
+async fn through(front: SocketAddr, backend: &Backend, token: &str) {
+    let http = http_client();
+    let spoofing =
+        |r: reqwest::RequestBuilder| SPOOFED.iter().fold(r, |r, (k, v)| r.header(*k, *v));
+    let before = backend.count();
+    let r = spoofing(http.get(format!("http://{front}/example/1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        backend.count(),
+        before,
+        "a refused request reached the backend"
+    );
+
+    let r = spoofing(http.get(format!("http://{front}/example/1?q=2")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = backend.last();
+    assert_eq!(seen.target, "/example/1?q=2");
+    assert_eq!(seen.header("x-ords-client-id"), Some("example-client"));
+    assert_eq!(seen.header("x-ords-privilege"), Some("example_priv"));
+    assert_eq!(seen.header("x-ords-roles"), Some("example_role"));
+    assert_eq!(seen.header("x-ords-issuer"), None, "{:?}", seen.headers);
+
+    let r = spoofing(http.get(format!("http://{front}/public/1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = backend.last();
+    assert!(!seen.has_header_like("x-ords"), "{:?}", seen.headers);
+}
+
+#[tokio::test]
+async fn nginx_auth_request_in_front() {
+    let backend = Backend::start().await;
+    let (g, authz) = start(&backend, None).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let conf = format!(
+        r#"
+daemon off;
+master_process off;
+error_log {dir}/error.log;
+pid {dir}/nginx.pid;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen {front};
+{location}
+  }}
+}}
+"#,
+        dir = dir.path().display(),
+        location = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs/src/guides/authz-nginx.conf")
+        )
+        .unwrap()
+        .replace("127.0.0.1:9191", &authz.to_string())
+        .replace("127.0.0.1:8081", &backend.addr.to_string()),
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let nginx = Command::new("nginx")
+        .args(["-p"])
+        .arg(dir.path())
+        .args(["-c"])
+        .arg(dir.path().join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (run ./scripts/setup.sh)");
+    let _nginx = Running(nginx);
+    listening(front, "nginx").await;
+    through(front, &backend, &token).await;
+    assert_eq!(
+        g.metric("ords_guard_authz_checks_total{api=\"auth_request\",decision=\"forwarded\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn caddy_forward_auth_in_front() {
+    let backend = Backend::start().await;
+    let (g, authz) = start(&backend, None).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let site = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/guides/authz-Caddyfile"),
+    )
+    .unwrap()
+    .replace("127.0.0.1:9191", &authz.to_string())
+    .replace("127.0.0.1:8081", &backend.addr.to_string())
+    .replace("http://api.example.com", &format!("http://{front}"));
+    let caddyfile = dir.path().join("Caddyfile");
+    std::fs::write(
+        &caddyfile,
+        format!("{{\n  admin off\n  auto_https off\n}}\n{site}"),
+    )
+    .unwrap();
+    let caddy = Command::new("caddy")
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&caddyfile)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("caddy (run ./scripts/setup.sh)");
+    let _caddy = Running(caddy);
+    listening(front, "caddy").await;
+    through(front, &backend, &token).await;
+    assert_eq!(
+        g.metric("ords_guard_authz_checks_total{api=\"forward_auth\",decision=\"forwarded\"}")
+            .await,
+        1.0
+    );
+}
