@@ -37,7 +37,9 @@ if ! strip -o "$context/ords-guard" "$bin"; then
   cp "$bin" "$context/ords-guard"
 fi
 
-$ENGINE build --quiet -f deploy/Containerfile --target prebuilt \
+# --no-cache: buildah 1.28 reuses a cached LABEL layer whatever the build arguments
+# it expands (a stale revision label was measured); the layers are metadata and one COPY.
+$ENGINE build --quiet --no-cache -f deploy/Containerfile --target prebuilt \
   --build-arg BASE="$base" \
   --build-arg VERSION="$version" \
   --build-arg REVISION="$revision" \
