@@ -21,7 +21,9 @@ async fn start(backend: &Backend, trusted_peers: Option<&str>) -> (Guard, Socket
             .map(|p| format!("  trusted_peers: {p}\n"))
             .unwrap_or_default()
     );
-    (Guard::start(o).await, authz)
+    let g = Guard::start(o).await;
+    listening(authz, "the check endpoints").await;
+    (g, authz)
 }
 
 async fn forward_auth(
@@ -287,17 +289,65 @@ async fn listening(addr: SocketAddr, what: &str) {
     }
 }
 
-/// The identity headers a client may try to spoof, in the spellings backends read.
-const SPOOFED: [(&str, &str); 3] = [
-    ("X-ORDS-Client-Id", "admin"),
-    ("x-ords-privilege", "everything"),
-    ("X-ORDS-Issuer", "forged"),
+/// The identity headers a client may try to spoof, in every spelling a backend may read as
+/// one of them, and a method override a backend would obey.
+const SPOOFED: [(&str, &str); 10] = [
+    ("X-ORDS-Client-Id", "spoof-id"),
+    ("x-ords-privilege", "spoof-privilege"),
+    ("X-ORDS-Roles", "spoof-roles"),
+    ("X-ORDS-Client-Name", "spoof-name"),
+    ("X-ORDS-Issuer", "spoof-issuer"),
+    ("X-ORDS-Subject", "spoof-subject"),
+    ("X_ORDS_Client_Id", "spoof-underscore"),
+    ("X-ORDS_Privilege", "spoof-mixed"),
+    ("x_ords_roles", "spoof-lower-underscore"),
+    ("X-HTTP-Method-Override", "DELETE"),
 ];
 
-/// A client through `front`: 401 without a token; with one, the backend sees the identity
-/// the check answered and none the client wrote; public paths pass with no identity.
-async fn through(front: SocketAddr, backend: &Backend, token: &str) {
+/// No spoofed value anywhere in what the backend received, and each identity header at
+/// most once.
+fn clean(seen: &Seen) {
+    for (_, v) in &seen.headers {
+        assert!(
+            !v.starts_with("spoof-") && v != "DELETE",
+            "a client-sent value reached the backend: {:?}",
+            seen.headers
+        );
+    }
+    for (k, _) in &seen.headers {
+        let canonical = k.to_ascii_lowercase().replace('_', "-");
+        assert!(
+            !canonical.starts_with("x-http-method"),
+            "{:?}",
+            seen.headers
+        );
+        let n = seen
+            .headers
+            .iter()
+            .filter(|(k2, _)| k2.to_ascii_lowercase().replace('_', "-") == canonical)
+            .count();
+        assert_eq!(n, 1, "{k} twice: {:?}", seen.headers);
+    }
+}
+
+/// A client through `front`: the token from the token endpoint behind it; 401 without a
+/// token; with one, the backend sees the identity the check answered and nothing the
+/// client wrote; public paths pass with no identity at all.
+async fn through(front: SocketAddr, backend: &Backend) {
     let http = http_client();
+    let answer: serde_json::Value = http
+        .post(format!("http://{front}/oauth/token"))
+        .basic_auth("example-client", Some(EXAMPLE_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = answer["access_token"]
+        .as_str()
+        .expect("a token through the front");
     let spoofing =
         |r: reqwest::RequestBuilder| SPOOFED.iter().fold(r, |r, (k, v)| r.header(*k, *v));
     let before = backend.count();
@@ -306,6 +356,12 @@ async fn through(front: SocketAddr, backend: &Backend, token: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers().get_all("www-authenticate").iter().count(),
+        1,
+        "{:?}",
+        r.headers()
+    );
     assert_eq!(
         backend.count(),
         before,
@@ -319,11 +375,15 @@ async fn through(front: SocketAddr, backend: &Backend, token: &str) {
         .unwrap();
     assert_eq!(r.status(), 200);
     let seen = backend.last();
+    assert_eq!(seen.method, "GET");
     assert_eq!(seen.target, "/example/1?q=2");
     assert_eq!(seen.header("x-ords-client-id"), Some("example-client"));
+    assert_eq!(seen.header("x-ords-client-name"), Some("Example Client"));
     assert_eq!(seen.header("x-ords-privilege"), Some("example_priv"));
     assert_eq!(seen.header("x-ords-roles"), Some("example_role"));
-    assert_eq!(seen.header("x-ords-issuer"), None, "{:?}", seen.headers);
+    assert_eq!(seen.header("x-ords-issuer"), None);
+    assert_eq!(seen.header("x-ords-subject"), None);
+    clean(&seen);
 
     let r = spoofing(http.get(format!("http://{front}/public/1")))
         .send()
@@ -332,13 +392,13 @@ async fn through(front: SocketAddr, backend: &Backend, token: &str) {
     assert_eq!(r.status(), 200);
     let seen = backend.last();
     assert!(!seen.has_header_like("x-ords"), "{:?}", seen.headers);
+    clean(&seen);
 }
 
 #[tokio::test]
 async fn nginx_auth_request_in_front() {
     let backend = Backend::start().await;
     let (g, authz) = start(&backend, None).await;
-    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
     let dir = tempfile::tempdir().unwrap();
     let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let conf = format!(
@@ -382,7 +442,10 @@ http {{
         .expect("nginx (run ./scripts/setup.sh)");
     let _nginx = Running(nginx);
     listening(front, "nginx").await;
-    through(front, &backend, &token).await;
+    through(front, &backend).await;
+    // The token request came through nginx: its X-Forwarded-For named the client.
+    let log = g.output_with(r#""token_outcome":"issued""#).await;
+    assert!(log.contains(r#""client_addr":"127.0.0.1""#), "{log}");
     assert_eq!(
         g.metric("ords_guard_authz_checks_total{api=\"auth_request\",decision=\"forwarded\"}")
             .await,
@@ -394,7 +457,6 @@ http {{
 async fn caddy_forward_auth_in_front() {
     let backend = Backend::start().await;
     let (g, authz) = start(&backend, None).await;
-    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
     let dir = tempfile::tempdir().unwrap();
     let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let site = std::fs::read_to_string(
@@ -422,7 +484,7 @@ async fn caddy_forward_auth_in_front() {
         .expect("caddy (run ./scripts/setup.sh)");
     let _caddy = Running(caddy);
     listening(front, "caddy").await;
-    through(front, &backend, &token).await;
+    through(front, &backend).await;
     assert_eq!(
         g.metric("ords_guard_authz_checks_total{api=\"forward_auth\",decision=\"forwarded\"}")
             .await,

@@ -114,6 +114,40 @@ fn one<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, String
         .map_err(|_| format!("the check's {name} is not visible ASCII"))
 }
 
+/// The path and query of an absolute URL (`X-Original-URL`), or why it is none: the scheme,
+/// `://`, an authority with none of the bytes that would end it early (`?`, `#`, `@`,
+/// `\\`, space or control: nginx builds this URL from the client's `Host`, and
+/// `api.example.com:?/admin` must not be read as the path `/` with the query `/admin`), and
+/// a path that starts with `/`.
+fn url_path(url: &str) -> Result<&str, String> {
+    let bad = || format!("X-Original-URL `{url}` is not an absolute http(s) URL with a path");
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad());
+    }
+    let slash = rest.find('/').ok_or_else(bad)?;
+    let authority = &rest[..slash];
+    if authority.is_empty()
+        || authority
+            .bytes()
+            .any(|b| matches!(b, b'?' | b'#' | b'@' | b'\\') || b <= b' ' || b == 0x7f)
+    {
+        return Err(bad());
+    }
+    Ok(&rest[slash..])
+}
+
+/// An origin-form target from a header (`X-Forwarded-Uri`, `X-Original-URI`).
+fn origin_form<'h>(name: &str, t: &'h str) -> Result<&'h str, String> {
+    if t.starts_with('/') {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{name} `{t}` is not a path: it must start with `/`"
+        ))
+    }
+}
+
 /// The original request from a check, or why it cannot be decided (400).
 fn original(
     api: Api,
@@ -121,22 +155,47 @@ fn original(
     own_target: &[u8],
     headers: &HeaderMap,
 ) -> Result<Original, String> {
+    // The decision is taken on the real method: a check whose original request asks the
+    // backend for another one is refused (the ingress removes these headers; a proxy in
+    // front forwards them unless told not to, see the guide).
+    if let Some(name) = headers
+        .keys()
+        .find(|n| crate::serve::proxy::is_method_override(n.as_str()))
+    {
+        return Err(format!(
+            "the original request carries {name}, which would make the backend run another method than the one decided: the proxy in front must remove it"
+        ));
+    }
     let (method, target) = match api {
         Api::ForwardAuth => (
             one(headers, "x-forwarded-method")?.map(str::to_string),
-            one(headers, "x-forwarded-uri")?.map(|t| t.as_bytes().to_vec()),
+            one(headers, "x-forwarded-uri")?
+                .map(|t| origin_form("X-Forwarded-Uri", t).map(|t| t.as_bytes().to_vec()))
+                .transpose()?,
         ),
-        Api::AuthRequest => (
-            Some(
-                one(headers, "x-original-method")?
-                    .unwrap_or(own_method)
-                    .to_string(),
-            ),
-            match one(headers, "x-original-uri")? {
-                Some(t) => Some(t.as_bytes().to_vec()),
-                None => one(headers, "x-original-url")?.map(|t| t.as_bytes().to_vec()),
-            },
-        ),
+        Api::AuthRequest => {
+            let uri = one(headers, "x-original-uri")?
+                .map(|t| origin_form("X-Original-URI", t))
+                .transpose()?;
+            let url = one(headers, "x-original-url")?.map(url_path).transpose()?;
+            // Both: they must say the same, or a client's own X-Original-URI (which the
+            // proxy passes on when it sets only the URL) would choose what is decided.
+            if let (Some(uri), Some(url)) = (uri, url) {
+                if uri != url {
+                    return Err(format!(
+                        "X-Original-URI `{uri}` and X-Original-URL's path `{url}` differ: one of them was not written by the proxy"
+                    ));
+                }
+            }
+            (
+                Some(
+                    one(headers, "x-original-method")?
+                        .unwrap_or(own_method)
+                        .to_string(),
+                ),
+                uri.or(url).map(|t| t.as_bytes().to_vec()),
+            )
+        }
         Api::ExtAuthzHttp => (Some(own_method.to_string()), ext_authz_rest(own_target)),
     };
     let (headers_named, method_name) = match api {
@@ -147,8 +206,11 @@ fn original(
     let method = method.filter(|m| !m.is_empty()).ok_or_else(|| {
         format!("the check carries no {method_name}: the original request's method is unknown")
     })?;
-    if !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') {
-        return Err(format!("`{method}` is not an HTTP method"));
+    // Methods are case-sensitive (RFC 9110 §9.1) and privileges name them in capitals: a
+    // `delete` decided as some other method than DELETE could reach a backend that
+    // uppercases it. CONNECT opens a tunnel the ingress never forwards either.
+    if !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') || method == "CONNECT" {
+        return Err("the original request's method is not one that is decided (capital letters, not CONNECT)".to_string());
     }
     let target = target.filter(|t| !t.is_empty()).ok_or_else(|| {
         format!("the check carries no {headers_named}: the original request's target is unknown")
@@ -223,7 +285,7 @@ impl Authz {
                 let mut r = Response::builder().status(200).header("Content-Length", 0);
                 if let Some(crate::access::decision::Decision::Forward(g)) = &c.decided.decision {
                     for (name, v) in pipeline::identity_headers(g) {
-                        match pipeline::identity_value(name, &v) {
+                        match pipeline::identity_value(&v) {
                             Ok(v) => r = r.header(name, v),
                             Err(_) => return self.unanswerable(c),
                         }
@@ -252,11 +314,18 @@ impl Authz {
     /// proxy would fail to forward it.
     fn unanswerable(&self, c: &mut Check) -> Response<Vec<u8>> {
         c.decided.label = Some("invalid_token");
+        let why = "the token's identity cannot be sent in a header";
         answer(Answer::problem(
             401,
             "Unauthorized",
-            "the token's identity cannot be sent in a header",
-            None,
+            why,
+            Some((
+                "WWW-Authenticate",
+                format!(
+                    "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{why}\"",
+                    pipeline::REALM
+                ),
+            )),
         ))
     }
 
@@ -344,6 +413,13 @@ impl ServeHttp for Authz {
                 self.check(session, &reg, api, ip, &mut c).await
             }
             (Route::Token { is_jwks }, ip) => {
+                // Behind the proxy in front every caller shares its address: the trusted
+                // peer's X-Forwarded-For names the client, for throttling and the log.
+                let ip = ip.map(|peer| {
+                    let xff = session.req_header().headers.get_all("x-forwarded-for");
+                    reg.trusted_proxies
+                        .forwarded_by(peer, xff.iter().map(|v| v.as_bytes()))
+                });
                 c.decided.client_addr = ip;
                 match token_reply(&self.guard, session, &reg, is_jwks, ip).await {
                     Ok(reply) => {
@@ -370,6 +446,7 @@ impl ServeHttp for Authz {
                 }
             }
             (Route::NotFound, _) | (_, None) => {
+                c.decided.label = Some("not_found");
                 discard_body(session).await;
                 answer(Answer::problem(
                     404,
@@ -429,7 +506,16 @@ mod tests {
         ]);
         assert_eq!(
             original(Api::AuthRequest, "GET", b"/authz/auth-request", &url),
-            Ok(orig("DELETE", "https://api.example.com/ords/hr/x?a"))
+            Ok(orig("DELETE", "/ords/hr/x?a"))
+        );
+        // Both, saying the same: fine.
+        let both = headers(&[
+            ("X-Original-URI", "/ords/hr/x?a"),
+            ("X-Original-URL", "http://api.example.com:8080/ords/hr/x?a"),
+        ]);
+        assert_eq!(
+            original(Api::AuthRequest, "GET", b"/authz/auth-request", &both),
+            Ok(orig("GET", "/ords/hr/x?a"))
         );
         for (own, want) in [
             ("/authz/ext-authz/ords/hr/x?q", "/ords/hr/x?q"),
@@ -463,6 +549,48 @@ mod tests {
                 vec![("X-Forwarded-Method", "G ET"), ("X-Forwarded-Uri", "/x")],
             ),
             (Api::AuthRequest, vec![("X-Original-Method", "GET")]),
+            // A client's own X-Original-URI beside the proxy's URL.
+            (
+                Api::AuthRequest,
+                vec![
+                    ("X-Original-URL", "http://api.example.com/admin"),
+                    ("X-Original-URI", "/public/x"),
+                ],
+            ),
+            // nginx builds the URL from the client's Host: `:?` would move the path into
+            // the query.
+            (
+                Api::AuthRequest,
+                vec![("X-Original-URL", "http://api.example.com:?/admin")],
+            ),
+            (
+                Api::AuthRequest,
+                vec![("X-Original-URL", "http://user@api.example.com/admin")],
+            ),
+            (Api::AuthRequest, vec![("X-Original-URL", "ftp://h/x")]),
+            (Api::AuthRequest, vec![("X-Original-URI", "admin")]),
+            (
+                Api::ForwardAuth,
+                vec![("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "x/../y")],
+            ),
+            // Methods as privileges name them; no tunnel.
+            (
+                Api::ForwardAuth,
+                vec![("X-Forwarded-Method", "delete"), ("X-Forwarded-Uri", "/x")],
+            ),
+            (
+                Api::ForwardAuth,
+                vec![("X-Forwarded-Method", "CONNECT"), ("X-Forwarded-Uri", "/x")],
+            ),
+            // A method override the backend would obey.
+            (
+                Api::ForwardAuth,
+                vec![
+                    ("X-Forwarded-Method", "GET"),
+                    ("X-Forwarded-Uri", "/x"),
+                    ("X-HTTP-Method-Override", "DELETE"),
+                ],
+            ),
         ] {
             let h = headers(&pairs);
             assert!(original(api, "GET", b"/authz/x", &h).is_err(), "{pairs:?}");

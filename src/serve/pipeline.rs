@@ -5,10 +5,11 @@
 //! and the decision carried out ([`carry_out`]: `mode: report` counted in [`report_only`],
 //! a refusal's words in [`refusal`]).
 //!
-//! No pingora session in sight: the ingress proxy runs it from `request_filter`, and another
-//! door (an authz endpoint, an h2 stream) can run it the same way. Metrics are counted as it
-//! decides, so they are in place before the client sees the answer; what it learnt is kept in
-//! [`Decided`], for the forwarded request's headers and the access line.
+//! No pingora session in sight: the ingress proxy runs it from `request_filter`, the authz
+//! check endpoints from theirs, and another door (an h2 stream) can run it the same way.
+//! Each door counts the decision in its own metric family as soon as it returns, before the
+//! client sees the answer; what it learnt is kept in [`Decided`], for the forwarded
+//! request's headers and the access line.
 
 use crate::access::decision::{self, Decision};
 use crate::patterns::path::{self, Target};
@@ -138,17 +139,10 @@ pub fn identity_headers(g: &decision::Grant) -> Vec<(&'static str, std::borrow::
     h
 }
 
-/// A header value for `identity_headers`' `name`: a client name may hold any UTF-8
-/// (obs-text on the wire), the others are visible ASCII; never a control byte.
-pub fn identity_value(
-    name: &str,
-    v: &str,
-) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
-    if name == "X-ORDS-Client-Name" {
-        http::HeaderValue::from_bytes(v.as_bytes())
-    } else {
-        http::HeaderValue::from_str(v)
-    }
+/// A header value for one of `identity_headers`: any visible byte or obs-text (a client
+/// name may hold any UTF-8), never a control byte.
+pub fn identity_value(v: &str) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+    http::HeaderValue::from_str(v)
 }
 
 /// The pipeline: what the request `view` may do under `reg`, and what was learnt of it in

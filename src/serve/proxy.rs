@@ -189,7 +189,7 @@ fn is_identity_header(name: &str) -> bool {
 /// Headers with which a client asks a legacy backend to treat the request as another
 /// method (Spring, Jersey, ASP.NET honour them): the decision was taken on the real method,
 /// so they never pass.
-fn is_method_override(name: &str) -> bool {
+pub(crate) fn is_method_override(name: &str) -> bool {
     [
         "x-http-method-override",
         "x-http-method",
@@ -437,7 +437,7 @@ impl ProxyHttp for Proxy {
         if let Some(Decision::Forward(g)) = &ctx.decided.decision {
             req.remove_header(&http::header::AUTHORIZATION);
             for (name, v) in pipeline::identity_headers(g) {
-                let v = pipeline::identity_value(name, &v)
+                let v = pipeline::identity_value(&v)
                     .map_err(|e| Error::because(ErrorType::InternalError, name, e))?;
                 req.insert_header(name, v)?;
             }
