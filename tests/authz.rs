@@ -13,14 +13,21 @@ use std::time::{Duration, Instant};
 
 /// A guard with an ingress and the check endpoints; `trusted_peers` when given.
 async fn start(backend: &Backend, trusted_peers: Option<&str>) -> (Guard, SocketAddr) {
+    start_with(Options::new(backend), trusted_peers, "").await
+}
+
+async fn start_with(
+    mut o: Options,
+    trusted_peers: Option<&str>,
+    more: &str,
+) -> (Guard, SocketAddr) {
     let authz: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut o = Options::new(backend);
     o.extra = format!(
         "authz:\n  listen: \"{authz}\"\n{}",
         trusted_peers
             .map(|p| format!("  trusted_peers: {p}\n"))
             .unwrap_or_default()
-    );
+    ) + more;
     let g = Guard::start(o).await;
     listening(authz, "the check endpoints").await;
     (g, authz)
@@ -216,6 +223,44 @@ async fn auth_request_and_ext_authz_read_the_original_request_their_way() {
             .await,
         2.0
     );
+}
+
+/// SPEC §13 and §11 through a check: a counted request's `RateLimit` on the 200, the 429
+/// with its fields once the limit is spent; a `mode: report` privilege's refusal answered
+/// 200 with no identity, and counted as report-only.
+#[tokio::test]
+async fn rate_limits_and_report_mode_answer_as_for_the_proxy() {
+    let backend = Backend::start().await;
+    let mut o = Options::new(&backend);
+    o.registry = o.registry.replace(
+        "  - name: open_priv\n    patterns: [\"/open/*\"]\n",
+        "  - name: open_priv\n    patterns: [\"/open/*\"]\n  - name: reported\n    roles: [nobody_has_it]\n    patterns: [\"/reported/*\"]\n    mode: report\n",
+    );
+    let limits = "rate_limits:\n  - name: per_client\n    by: client\n    privileges: [example_priv]\n    rate: 1\n    per: hour\n    burst: 1\n";
+    let (g, authz) = start_with(o, None, limits).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+
+    let r = forward_auth(authz, "GET", "/example/1", Some(&token)).await;
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "ratelimit").unwrap().contains("per_client"));
+    let r = forward_auth(authz, "GET", "/example/1", Some(&token)).await;
+    assert_eq!(r.status(), 429);
+    assert!(header(&r, "retry-after").is_some());
+    assert!(header(&r, "ratelimit-policy")
+        .unwrap()
+        .contains("per_client"));
+    assert!(header(&r, "ratelimit").is_some());
+    assert_eq!(header(&r, "content-type"), Some("application/problem+json"));
+
+    let r = forward_auth(authz, "GET", "/reported/x", None).await;
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().keys().any(|k| k.as_str().starts_with("x-ords")));
+    for (decision, n) in [("rate_limited", 1.0), ("report_only", 1.0)] {
+        let sample = format!(
+            "ords_guard_authz_checks_total{{api=\"forward_auth\",decision=\"{decision}\"}}"
+        );
+        assert_eq!(g.metric(&sample).await, n, "{sample}");
+    }
 }
 
 #[tokio::test]
