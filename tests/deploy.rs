@@ -264,3 +264,57 @@ fn the_example_config_passes_check() {
     .unwrap();
     check(&dir.path().join("ords-guard.yaml"));
 }
+
+/// SPEC §14: ords-guard as the authz service beside an ingress. The manifests validate, the
+/// registry passes `check`, the ingress asks the service's check endpoint and copies every
+/// identity header, and only the ingress may ask.
+#[test]
+fn the_authz_service_beside_an_ingress() {
+    let dir = "deploy/kubernetes/authz";
+    configmap_passes_check(dir);
+    let docs = render(dir);
+    let cfg: Value = serde_yaml::from_str(
+        find(&docs, "ConfigMap")["data"]["ords-guard.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["authz"]["listen"], "0.0.0.0:9191");
+    assert!(cfg["authz"]["trusted_peers"].as_sequence().is_some());
+    assert!(cfg.get("listen").is_none() && cfg.get("upstream").is_none());
+    let d = find(&docs, "Deployment");
+    let guard = container(d, "ords-guard");
+    assert_eq!(guard["ports"][0]["containerPort"], 9191);
+    assert_eq!(guard["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(guard["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let svc = find(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 9191);
+    let name = svc["metadata"]["name"].as_str().unwrap();
+    let ingress = docs
+        .iter()
+        .find(|d| d["kind"] == "Ingress" && d["metadata"]["annotations"].is_mapping())
+        .expect("the ingress that asks");
+    let ann = &ingress["metadata"]["annotations"];
+    assert_eq!(
+        ann["nginx.ingress.kubernetes.io/auth-url"],
+        format!("http://{name}.hr-prod.svc.cluster.local:9191/authz/auth-request").as_str()
+    );
+    let copied: Vec<&str> = ann["nginx.ingress.kubernetes.io/auth-response-headers"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .collect();
+    for h in [
+        "X-ORDS-Client-Id",
+        "X-ORDS-Client-Name",
+        "X-ORDS-Roles",
+        "X-ORDS-Privilege",
+        "X-ORDS-Issuer",
+        "X-ORDS-Subject",
+    ] {
+        assert!(
+            copied.contains(&h),
+            "{h} is not copied, so a client's copy passes"
+        );
+    }
+}
