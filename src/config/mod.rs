@@ -170,6 +170,9 @@ pub struct AuthzConfig {
     /// The HTTP/1.1 check endpoints (`/authz/forward-auth`, `/authz/auth-request`,
     /// `/authz/ext-authz/...`).
     pub listen: String,
+    /// Envoy's gRPC `ext_authz` API (`envoy.service.auth.v3.Authorization/Check`) over h2c.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_listen: Option<String>,
     /// CIDRs or addresses allowed to ask; default: loopback only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_peers: Option<Vec<String>>,

@@ -16,33 +16,55 @@ pub struct Authz {
 /// Loopback only: a proxy on the same host or in the same pod.
 const DEFAULT_TRUSTED_PEERS: [&str; 2] = ["127.0.0.0/8", "::1"];
 
-/// Check `authz`; `taken` holds the other listeners' addresses. The listener's address, for
-/// the `listeners` step, and the settings the registry keeps.
-pub fn compile(
-    authz: Option<&AuthzConfig>,
+/// The check listeners' addresses (`authz.listen`, `authz.grpc_listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthzListeners {
+    pub http: SocketAddr,
+    pub grpc: Option<SocketAddr>,
+}
+
+/// One listener's address: parseable and not `taken`.
+fn address(
+    key: &str,
+    v: &str,
     taken: &[SocketAddr],
     errors: &mut Vec<Diagnostic>,
-) -> Option<(SocketAddr, Authz)> {
-    let a = authz?;
-    let listen = match a.listen.parse::<SocketAddr>() {
+) -> Option<SocketAddr> {
+    match v.parse::<SocketAddr>() {
         Ok(l) if taken.contains(&l) => {
             errors.push(Diagnostic::new(
-                "authz.listen",
-                format!("{l} is already taken by another listener (listen, admin_listen or an egress entry): give the check endpoints an address of their own"),
+                key,
+                format!("{l} is already taken by another listener (listen, admin_listen, an egress entry or the other authz listener): give it an address of its own"),
             ));
             None
         }
         Ok(l) => Some(l),
         Err(_) => {
             errors.push(Diagnostic::new(
-                "authz.listen",
-                format!(
-                    "`{}` is not an address:port such as 127.0.0.1:9191",
-                    a.listen
-                ),
+                key,
+                format!("`{v}` is not an address:port such as 127.0.0.1:9191"),
             ));
             None
         }
+    }
+}
+
+/// Check `authz`; `taken` holds the other listeners' addresses. The listeners' addresses,
+/// for the `listeners` step, and the settings the registry keeps.
+pub fn compile(
+    authz: Option<&AuthzConfig>,
+    taken: &[SocketAddr],
+    errors: &mut Vec<Diagnostic>,
+) -> Option<(AuthzListeners, Authz)> {
+    let a = authz?;
+    let listen = address("authz.listen", &a.listen, taken, errors);
+    let grpc = match (&a.grpc_listen, listen) {
+        (Some(g), Some(l)) => {
+            let taken: Vec<SocketAddr> = taken.iter().copied().chain([l]).collect();
+            Some(address("authz.grpc_listen", g, &taken, errors))
+        }
+        (Some(g), None) => Some(address("authz.grpc_listen", g, taken, errors)),
+        (None, _) => None,
     };
     let peers: Vec<String> = match &a.trusted_peers {
         Some(p) if p.is_empty() => {
@@ -63,7 +85,17 @@ pub fn compile(
             errors.push(Diagnostic::new(format!("authz.trusted_peers[{i}]"), e));
         })
         .ok()?;
-    Some((listen?, Authz { trusted_peers }))
+    let grpc = match grpc {
+        Some(g) => Some(g?),
+        None => None,
+    };
+    Some((
+        AuthzListeners {
+            http: listen?,
+            grpc,
+        },
+        Authz { trusted_peers },
+    ))
 }
 
 #[cfg(test)]
@@ -79,7 +111,8 @@ mod tests {
         let mut errors = Vec::new();
         let (addr, a) = compile(Some(&config("listen: 127.0.0.1:9191")), &[], &mut errors).unwrap();
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(addr, "127.0.0.1:9191".parse().unwrap());
+        assert_eq!(addr.http, "127.0.0.1:9191".parse().unwrap());
+        assert_eq!(addr.grpc, None);
         assert!(a.trusted_peers.trusts("127.0.0.1".parse().unwrap()));
         assert!(a.trusted_peers.trusts("::1".parse().unwrap()));
         assert!(!a.trusted_peers.trusts("10.0.0.1".parse().unwrap()));
@@ -88,6 +121,14 @@ mod tests {
         for (yaml, key) in [
             ("listen: nine", "authz.listen"),
             ("listen: 127.0.0.1:9090", "authz.listen"),
+            (
+                "{listen: 127.0.0.1:1, grpc_listen: 127.0.0.1:1}",
+                "authz.grpc_listen",
+            ),
+            (
+                "{listen: 127.0.0.1:1, grpc_listen: 9192}",
+                "authz.grpc_listen",
+            ),
             (
                 "{listen: 127.0.0.1:1, trusted_peers: []}",
                 "authz.trusted_peers",

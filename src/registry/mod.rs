@@ -219,8 +219,8 @@ pub struct Listeners {
     pub max_upstream_connections: Option<usize>,
     /// The egress listeners, by entry name.
     pub egress: Vec<(String, SocketAddr)>,
-    /// The check endpoints' listener (`authz.listen`, SPEC §14).
-    pub authz: Option<SocketAddr>,
+    /// The check endpoints' listeners (`authz.listen`, `authz.grpc_listen`, SPEC §14).
+    pub authz: Option<authz::AuthzListeners>,
 }
 
 /// A registry, the listeners, and the warnings its config earned.

@@ -41,6 +41,8 @@ pub enum Api {
     AuthRequest,
     /// Envoy `ext_authz` `http_service` with `path_prefix: /authz/ext-authz`.
     ExtAuthzHttp,
+    /// Envoy `ext_authz` `grpc_service`: `envoy.service.auth.v3.Authorization/Check`.
+    ExtAuthzGrpc,
 }
 
 impl Api {
@@ -50,6 +52,7 @@ impl Api {
             Api::ForwardAuth => "forward_auth",
             Api::AuthRequest => "auth_request",
             Api::ExtAuthzHttp => "ext_authz_http",
+            Api::ExtAuthzGrpc => "ext_authz_grpc",
         }
     }
 }
@@ -148,6 +151,30 @@ fn origin_form<'h>(name: &str, t: &'h str) -> Result<&'h str, String> {
     }
 }
 
+/// Methods are case-sensitive (RFC 9110 §9.1) and privileges name them in capitals: a
+/// `delete` decided as some other method than DELETE could reach a backend that uppercases
+/// it. CONNECT opens a tunnel the ingress never forwards either.
+pub(crate) fn decidable_method(method: &str) -> Result<(), String> {
+    if method.is_empty()
+        || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-')
+        || method == "CONNECT"
+    {
+        return Err("the original request's method is not one that is decided (capital letters, not CONNECT)".to_string());
+    }
+    Ok(())
+}
+
+/// A method override among the original request's header names: the decision is taken on
+/// the real method, and the backend would run another one.
+pub(crate) fn method_override<'n>(mut names: impl Iterator<Item = &'n str>) -> Result<(), String> {
+    match names.find(|n| crate::serve::proxy::is_method_override(n)) {
+        Some(name) => Err(format!(
+            "the original request carries {name}, which would make the backend run another method than the one decided: the proxy in front must remove it"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The original request from a check, or why it cannot be decided (400).
 fn original(
     api: Api,
@@ -158,14 +185,7 @@ fn original(
     // The decision is taken on the real method: a check whose original request asks the
     // backend for another one is refused (the ingress removes these headers; a proxy in
     // front forwards them unless told not to, see the guide).
-    if let Some(name) = headers
-        .keys()
-        .find(|n| crate::serve::proxy::is_method_override(n.as_str()))
-    {
-        return Err(format!(
-            "the original request carries {name}, which would make the backend run another method than the one decided: the proxy in front must remove it"
-        ));
-    }
+    method_override(headers.keys().map(|n| n.as_str()))?;
     let (method, target) = match api {
         Api::ForwardAuth => (
             one(headers, "x-forwarded-method")?.map(str::to_string),
@@ -197,21 +217,22 @@ fn original(
             )
         }
         Api::ExtAuthzHttp => (Some(own_method.to_string()), ext_authz_rest(own_target)),
+        // The gRPC door reads its request's attributes itself (`authz_grpc`).
+        Api::ExtAuthzGrpc => (None, None),
     };
     let (headers_named, method_name) = match api {
         Api::ForwardAuth => ("X-Forwarded-Uri", "X-Forwarded-Method"),
         Api::AuthRequest => ("X-Original-URI or X-Original-URL", "X-Original-Method"),
         Api::ExtAuthzHttp => ("a target after /authz/ext-authz", "a method"),
+        Api::ExtAuthzGrpc => (
+            "attributes.request.http.path",
+            "attributes.request.http.method",
+        ),
     };
     let method = method.filter(|m| !m.is_empty()).ok_or_else(|| {
         format!("the check carries no {method_name}: the original request's method is unknown")
     })?;
-    // Methods are case-sensitive (RFC 9110 §9.1) and privileges name them in capitals: a
-    // `delete` decided as some other method than DELETE could reach a backend that
-    // uppercases it. CONNECT opens a tunnel the ingress never forwards either.
-    if !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') || method == "CONNECT" {
-        return Err("the original request's method is not one that is decided (capital letters, not CONNECT)".to_string());
-    }
+    decidable_method(&method)?;
     let target = target.filter(|t| !t.is_empty()).ok_or_else(|| {
         format!("the check carries no {headers_named}: the original request's target is unknown")
     })?;
@@ -231,12 +252,12 @@ fn answer(a: Answer) -> Response<Vec<u8>> {
 }
 
 /// What one check was, for its access line and metrics.
-struct Check {
-    started: Instant,
-    api: Option<Api>,
-    method: String,
-    decided: Decided,
-    token_outcome: Option<&'static str>,
+pub(crate) struct Check {
+    pub(crate) started: Instant,
+    pub(crate) api: Option<Api>,
+    pub(crate) method: String,
+    pub(crate) decided: Decided,
+    pub(crate) token_outcome: Option<&'static str>,
 }
 
 impl Authz {
@@ -328,47 +349,44 @@ impl Authz {
             )),
         ))
     }
+}
 
-    /// The access line (SPEC §6, with `api`) and the metrics of one check.
-    fn account(&self, c: &Check, status: u16) {
-        let latency = c.started.elapsed();
-        let d = &c.decided;
-        let api = c.api.map_or("-", Api::label);
-        let decision = d.label.unwrap_or("token_endpoint");
-        if c.api.is_some() {
-            self.guard
-                .metrics
-                .authz_checks
-                .with_label_values(&[api, decision])
-                .inc();
-            self.guard
-                .metrics
-                .authz_duration
-                .observe(latency.as_secs_f64());
-        }
-        let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
-        crate::logs::access::write(|l| {
-            l.str("api", api).str("method", &c.method).str("path", path);
-            if let Some(addr) = d.client_addr {
-                l.display("client_addr", addr);
-            }
-            l.uint("status", status.into())
-                .str("decision", decision)
-                .str(
-                    "client_id",
-                    d.logged(|c| &c.client_id, |g| Some(&g.client_id)),
-                )
-                .str(
-                    "privilege",
-                    d.logged(|c| &c.privilege, |g| Some(&g.privilege)),
-                )
-                .str("issuer", d.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
-                .str("would", d.would.unwrap_or("-"))
-                .str("limit", d.limit.as_deref().unwrap_or("-"))
-                .float("latency_ms", latency.as_secs_f64() * 1000.0)
-                .str("token_outcome", c.token_outcome.unwrap_or("-"));
-        });
+/// The access line (SPEC §6, with `api`) and the metrics of one check.
+pub(crate) fn account(guard: &Guard, c: &Check, status: u16) {
+    let latency = c.started.elapsed();
+    let d = &c.decided;
+    let api = c.api.map_or("-", Api::label);
+    let decision = d.label.unwrap_or("token_endpoint");
+    if c.api.is_some() {
+        guard
+            .metrics
+            .authz_checks
+            .with_label_values(&[api, decision])
+            .inc();
+        guard.metrics.authz_duration.observe(latency.as_secs_f64());
     }
+    let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
+    crate::logs::access::write(|l| {
+        l.str("api", api).str("method", &c.method).str("path", path);
+        if let Some(addr) = d.client_addr {
+            l.display("client_addr", addr);
+        }
+        l.uint("status", status.into())
+            .str("decision", decision)
+            .str(
+                "client_id",
+                d.logged(|c| &c.client_id, |g| Some(&g.client_id)),
+            )
+            .str(
+                "privilege",
+                d.logged(|c| &c.privilege, |g| Some(&g.privilege)),
+            )
+            .str("issuer", d.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
+            .str("would", d.would.unwrap_or("-"))
+            .str("limit", d.limit.as_deref().unwrap_or("-"))
+            .float("latency_ms", latency.as_secs_f64() * 1000.0)
+            .str("token_outcome", c.token_outcome.unwrap_or("-"));
+    });
 }
 
 #[async_trait]
@@ -456,7 +474,7 @@ impl ServeHttp for Authz {
                 ))
             }
         };
-        self.account(&c, response.status().as_u16());
+        account(&self.guard, &c, response.status().as_u16());
         response
     }
 }

@@ -97,7 +97,12 @@ pub struct Metrics {
 }
 
 /// The `api` label values of `ords_guard_authz_checks_total` (SPEC §14).
-pub const AUTHZ_APIS: [&str; 3] = ["forward_auth", "auth_request", "ext_authz_http"];
+pub const AUTHZ_APIS: [&str; 4] = [
+    "forward_auth",
+    "auth_request",
+    "ext_authz_http",
+    "ext_authz_grpc",
+];
 
 /// The egress families (SPEC §10).
 #[derive(Clone)]

@@ -1,6 +1,6 @@
 //! Everything that listens: the server's assembly and signals (`server`), the connection
 //! guard in front of pingora (`conn`), the decision pipeline every door runs (`pipeline`)
-//! and the doors: the ingress proxy (`proxy`), the authz check endpoints (`authz`), the egress listeners and their token managers' tasks
+//! and the doors: the ingress proxy (`proxy`), the authz check endpoints (`authz`, and Envoy's gRPC API in `authz_grpc`), the egress listeners and their token managers' tasks
 //! (`egress`), the bound on requests at the upstream (`upstream_slots`), listener
 //! certificates (`tls`), the admin port (`admin`) and its Prometheus metrics (`metrics`),
 //! and the live state requests read with its reloads (`state`, `reload`).
@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod authz_grpc;
 pub mod conn;
 pub mod egress;
 pub mod metrics;

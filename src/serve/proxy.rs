@@ -182,7 +182,7 @@ fn canonical(name: &str) -> impl Iterator<Item = u8> + '_ {
 }
 
 /// Header names we own: `X-ORDS-*`, in any letter case and with `_` for `-`.
-fn is_identity_header(name: &str) -> bool {
+pub(crate) fn is_identity_header(name: &str) -> bool {
     canonical(name).take(7).eq(b"x-ords-".iter().copied())
 }
 

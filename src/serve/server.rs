@@ -111,8 +111,16 @@ pub fn run(
                 crate::serve::authz::AUTHZ_LISTENER,
             ),
         );
-        authz.add_tcp(&addr.to_string());
+        authz.add_tcp(&addr.http.to_string());
         server.add_service(authz);
+        // Envoy's gRPC API, over h2c, served by tonic beside pingora's services.
+        if let Some(grpc) = addr.grpc {
+            let svc = crate::serve::authz_grpc::GrpcService::bind(guard.clone(), grpc)?;
+            server.add_service(pingora::services::background::GenBackgroundService::new(
+                "ords-guard authz grpc".to_string(),
+                Arc::new(svc),
+            ));
+        }
     }
 
     let mut admin = Service::new(
@@ -145,7 +153,7 @@ pub fn run(
     crate::serve::reload::spawn(guard.clone())?;
     spawn_readiness(&server, guard.clone());
 
-    tracing::info!(target: "ords_guard", listen = listeners.listen.as_deref().unwrap_or("-"), egress = listeners.egress.len(), authz = listeners.authz.map(|a| a.to_string()).as_deref().unwrap_or("-"), tls = listeners.tls, admin = %listeners.admin_listen, admin_tls = listeners.admin_tls, config = %config_path.display(), "ords-guard starting");
+    tracing::info!(target: "ords_guard", listen = listeners.listen.as_deref().unwrap_or("-"), egress = listeners.egress.len(), authz = listeners.authz.map(|a| a.http.to_string()).as_deref().unwrap_or("-"), authz_grpc = listeners.authz.and_then(|a| a.grpc).map(|a| a.to_string()).as_deref().unwrap_or("-"), tls = listeners.tls, admin = %listeners.admin_listen, admin_tls = listeners.admin_tls, config = %config_path.display(), "ords-guard starting");
     server.run(RunArgs {
         shutdown_signal: Box::new(Drain {
             guard,

@@ -1,0 +1,337 @@
+//! Envoy's gRPC external authorization API (SPEC §14): `envoy.service.auth.v3.Authorization/
+//! Check` over h2c on `authz.grpc_listen`. The same door as the HTTP check endpoints
+//! (`authz`), with Envoy's protobuf types (`envoy-types`) served by tonic: the request's
+//! `attributes.request.http` become the [`RequestView`] the proxy would have built, the same
+//! pipeline decides, and the answer is Envoy's `CheckResponse`.
+
+use crate::access::decision::Decision;
+use crate::serve::authz::{account, decidable_method, method_override, Api, Check};
+use crate::serve::pipeline::{self, Answer, Decided, Next, RequestView};
+use crate::serve::state::Guard;
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
+    HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::envoy::config::core::v3::address::Address;
+use envoy_types::pb::google::rpc;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// gRPC status codes of a refusal (SPEC §14): `INVALID_ARGUMENT`, `UNAUTHENTICATED`,
+/// `PERMISSION_DENIED`, `RESOURCE_EXHAUSTED`, `UNAVAILABLE`.
+fn grpc_code(status: u16) -> i32 {
+    match status {
+        400 => 3,
+        401 => 16,
+        403 => 7,
+        429 => 8,
+        503 => 14,
+        _ => 2,
+    }
+}
+
+/// A header Envoy sets on the request, replacing the client's copy (`append: false`).
+fn overwrite(key: &str, value: &str) -> HeaderValueOption {
+    #[allow(deprecated)]
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            raw_value: Vec::new(),
+        }),
+        append: Some(envoy_types::pb::google::protobuf::BoolValue { value: false }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd.into(),
+        keep_empty_value: false,
+    }
+}
+
+/// A header of a denied answer, for the client.
+fn add(key: &str, value: &str) -> HeaderValueOption {
+    #[allow(deprecated)]
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: HeaderAppendAction::AppendIfExistsOrAdd.into(),
+        keep_empty_value: false,
+    }
+}
+
+fn status(code: i32, message: &str) -> Option<rpc::Status> {
+    Some(rpc::Status {
+        code,
+        message: message.to_string(),
+        details: Vec::new(),
+    })
+}
+
+/// A refusal as Envoy relays it: the status, headers and problem document, and the gRPC
+/// code that goes with the status.
+fn denied(a: Answer) -> CheckResponse {
+    let code = grpc_code(a.status);
+    CheckResponse {
+        status: status(code, "refused"),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: a.status as i32,
+            }),
+            headers: std::iter::once(("content-type", "application/problem+json"))
+                .chain(a.headers.iter().map(|(k, v)| (*k, v.as_str())))
+                .map(|(k, v)| add(k, v))
+                .collect(),
+            body: String::from_utf8_lossy(&a.body).into_owned(),
+        })),
+        dynamic_metadata: None,
+    }
+}
+
+/// The original request's headers (lower-case names): Envoy sends `headers`, or `header_map`
+/// when told to send raw values.
+fn original_headers(
+    http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
+) -> HashMap<String, String> {
+    if !http.headers.is_empty() {
+        return http
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+    }
+    http.header_map
+        .iter()
+        .flat_map(|m| &m.headers)
+        .map(|h| {
+            let value = if h.raw_value.is_empty() {
+                h.value.clone()
+            } else {
+                String::from_utf8_lossy(&h.raw_value).into_owned()
+            };
+            (h.key.to_ascii_lowercase(), value)
+        })
+        .collect()
+}
+
+pub struct GrpcAuthz {
+    pub guard: Arc<Guard>,
+}
+
+impl GrpcAuthz {
+    /// Decide one check from a trusted peer.
+    async fn decide(&self, req: &CheckRequest, peer: IpAddr, c: &mut Check) -> CheckResponse {
+        let reg = self.guard.registry();
+        let bad = |c: &mut Check, why: String| {
+            pipeline::decided(&mut c.decided, "bad_request");
+            denied(Answer::problem(
+                400,
+                "Bad Request",
+                &format!("{why}; the check was not decided"),
+                None,
+            ))
+        };
+        let attributes = req.attributes.as_ref();
+        let Some(http) = attributes
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+        else {
+            return bad(c, "the check carries no attributes.request.http".into());
+        };
+        let headers = original_headers(http);
+        if let Err(why) = method_override(headers.keys().map(String::as_str))
+            .and_then(|()| decidable_method(&http.method))
+        {
+            return bad(c, why);
+        }
+        if !http.path.starts_with('/') {
+            return bad(
+                c,
+                "attributes.request.http.path is not a path: the original request's target is unknown".into(),
+            );
+        }
+        c.method = http.method.clone();
+        // The client: the source Envoy saw (its port, and any X-Forwarded-For, ignored).
+        let client = attributes
+            .and_then(|a| a.source.as_ref())
+            .and_then(|s| s.address.as_ref())
+            .and_then(|a| a.address.as_ref())
+            .and_then(|a| match a {
+                Address::SocketAddress(s) => s.address.parse::<IpAddr>().ok(),
+                _ => None,
+            })
+            .map(|ip| ip.to_canonical())
+            .unwrap_or(peer);
+        let authorization: Vec<&[u8]> = headers
+            .get("authorization")
+            .map(|v| v.as_bytes())
+            .into_iter()
+            .collect();
+        let view = RequestView {
+            method: &http.method,
+            target: http.path.as_bytes(),
+            authorization,
+            client_addr: Some(client),
+        };
+        match pipeline::run(&self.guard, &reg, &view, &mut c.decided).await {
+            Next::Forward => {
+                let mut ok = OkHttpResponse::default();
+                let mut set = Vec::new();
+                if let Some(Decision::Forward(g)) = &c.decided.decision {
+                    for (name, v) in pipeline::identity_headers(g) {
+                        if pipeline::identity_value(&v).is_err() {
+                            return self.unanswerable(c);
+                        }
+                        ok.headers.push(overwrite(name, &v));
+                        set.push(name.to_ascii_lowercase());
+                    }
+                    // The token stays here on protected paths, as the proxy removes it.
+                    ok.headers_to_remove.push("authorization".into());
+                }
+                // Every other spelling of an identity header the client sent (Envoy removes
+                // after it sets, so not the names set above).
+                let mut remove: Vec<String> = headers
+                    .keys()
+                    .filter(|k| crate::serve::proxy::is_identity_header(k))
+                    .filter(|k| !set.contains(k))
+                    .cloned()
+                    .collect();
+                remove.sort();
+                ok.headers_to_remove.extend(remove);
+                if let Some(rl) = &c.decided.rate_limit {
+                    ok.response_headers_to_add.push(add("RateLimit", rl));
+                }
+                allowed(ok)
+            }
+            Next::TokenEndpoint { target, .. } => {
+                c.decided.target = Some(target);
+                pipeline::decided(&mut c.decided, "forwarded_public");
+                allowed(OkHttpResponse::default())
+            }
+            Next::Refuse(a) => denied(a),
+        }
+    }
+
+    fn unanswerable(&self, c: &mut Check) -> CheckResponse {
+        c.decided.label = Some("invalid_token");
+        let why = "the token's identity cannot be sent in a header";
+        denied(Answer::problem(
+            401,
+            "Unauthorized",
+            why,
+            Some((
+                "WWW-Authenticate",
+                format!(
+                    "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{why}\"",
+                    pipeline::REALM
+                ),
+            )),
+        ))
+    }
+}
+
+fn allowed(ok: OkHttpResponse) -> CheckResponse {
+    CheckResponse {
+        status: status(0, "ok"),
+        http_response: Some(HttpResponse::OkResponse(ok)),
+        dynamic_metadata: None,
+    }
+}
+
+/// The HTTP status a `CheckResponse` stands for, for the access line.
+fn http_status(r: &CheckResponse) -> u16 {
+    match &r.http_response {
+        Some(HttpResponse::DeniedResponse(d)) => d.status.as_ref().map_or(403, |s| s.code as u16),
+        _ => 200,
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for GrpcAuthz {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let mut c = Check {
+            started: Instant::now(),
+            api: Some(Api::ExtAuthzGrpc),
+            method: "-".into(),
+            decided: Decided::default(),
+            token_outcome: None,
+        };
+        let peer = request.remote_addr().map(|a| a.ip().to_canonical());
+        let reg = self.guard.registry();
+        let trusted = match (&reg.authz, peer) {
+            (Some(a), Some(ip)) => a.trusted_peers.trusts(ip),
+            _ => false,
+        };
+        let response = match peer {
+            Some(ip) if trusted => self.decide(request.get_ref(), ip, &mut c).await,
+            // Never read: an untrusted peer's attributes could say anything.
+            _ => {
+                c.decided.client_addr = peer;
+                c.decided.label = Some("untrusted_peer");
+                denied(Answer::problem(
+                    403,
+                    "Forbidden",
+                    "this peer is not in authz.trusted_peers: it may not ask for decisions",
+                    None,
+                ))
+            }
+        };
+        account(&self.guard, &c, http_status(&response));
+        Ok(tonic::Response::new(response))
+    }
+}
+
+/// The gRPC listener, bound at start like the others and served by tonic (h2c) on a
+/// pingora background service until shutdown.
+pub struct GrpcService {
+    pub guard: Arc<Guard>,
+    listener: Mutex<Option<std::net::TcpListener>>,
+}
+
+impl GrpcService {
+    pub fn bind(guard: Arc<Guard>, addr: SocketAddr) -> Result<GrpcService, String> {
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| format!("cannot listen on authz.grpc_listen {addr}: {e}"))?;
+        Ok(GrpcService {
+            guard,
+            listener: Mutex::new(Some(listener)),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for GrpcService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(listener) = self.listener.lock().ok().and_then(|mut l| l.take()) else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(target: "ords_guard", "authz.grpc_listen: {e}");
+                return;
+            }
+        };
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let service = AuthorizationServer::new(GrpcAuthz {
+            guard: self.guard.clone(),
+        });
+        let served = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(target: "ords_guard", "authz.grpc_listen stopped: {e}");
+        }
+    }
+}
