@@ -536,3 +536,257 @@ async fn caddy_forward_auth_in_front() {
         1.0
     );
 }
+
+// ---- Envoy's gRPC API ----
+
+mod grpc {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::{
+        address, socket_address::PortSpecifier, Address, SocketAddress,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::{
+        attribute_context::{HttpRequest, Peer, Request},
+        authorization_client::AuthorizationClient,
+        check_response::HttpResponse,
+        AttributeContext, CheckRequest, CheckResponse,
+    };
+    use std::collections::HashMap;
+
+    /// A guard with an ingress, the HTTP check endpoints and the gRPC API.
+    pub async fn start(backend: &Backend, trusted_peers: Option<&str>) -> (Guard, SocketAddr) {
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let authz: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut o = Options::new(backend);
+        o.extra = format!(
+            "authz:\n  listen: \"{authz}\"\n  grpc_listen: \"{grpc}\"\n{}",
+            trusted_peers
+                .map(|p| format!("  trusted_peers: {p}\n"))
+                .unwrap_or_default()
+        );
+        let g = Guard::start(o).await;
+        listening(grpc, "the gRPC check endpoint").await;
+        (g, grpc)
+    }
+
+    /// One Check, as Envoy sends it: the client's address as the source, the original
+    /// request's method, path and headers.
+    pub async fn check(
+        grpc: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> CheckResponse {
+        let mut client = AuthorizationClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
+        let source = Peer {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: "203.0.113.9".into(),
+                    port_specifier: Some(PortSpecifier::PortValue(40000)),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let http = HttpRequest {
+            method: method.into(),
+            path: path.into(),
+            host: "api.example.com".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+            ..Default::default()
+        };
+        let req = CheckRequest {
+            attributes: Some(AttributeContext {
+                source: Some(source),
+                request: Some(Request {
+                    http: Some(http),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        client.check(req).await.unwrap().into_inner()
+    }
+
+    pub fn code(r: &CheckResponse) -> i32 {
+        r.status.as_ref().map_or(0, |s| s.code)
+    }
+
+    /// A denied answer's HTTP status, headers and body.
+    pub fn denied(r: &CheckResponse) -> (i32, Vec<(String, String)>, String) {
+        match &r.http_response {
+            Some(HttpResponse::DeniedResponse(d)) => (
+                d.status.as_ref().unwrap().code,
+                d.headers
+                    .iter()
+                    .map(|h| {
+                        let h = h.header.as_ref().unwrap();
+                        (h.key.to_ascii_lowercase(), h.value.clone())
+                    })
+                    .collect(),
+                d.body.clone(),
+            ),
+            other => panic!("not denied: {other:?}"),
+        }
+    }
+
+    /// An OK answer: the headers it sets (name, value, append), those it removes, and those
+    /// it adds to the client's answer.
+    pub type OkAnswer = (
+        Vec<(String, String, Option<bool>)>,
+        Vec<String>,
+        Vec<String>,
+    );
+
+    #[allow(deprecated)]
+    pub fn ok(r: &CheckResponse) -> OkAnswer {
+        match &r.http_response {
+            Some(HttpResponse::OkResponse(o)) => (
+                o.headers
+                    .iter()
+                    .map(|h| {
+                        let v = h.header.as_ref().unwrap();
+                        (
+                            v.key.clone(),
+                            v.value.clone(),
+                            h.append.as_ref().map(|b| b.value),
+                        )
+                    })
+                    .collect(),
+                o.headers_to_remove.clone(),
+                o.response_headers_to_add
+                    .iter()
+                    .map(|h| h.header.as_ref().unwrap().key.clone())
+                    .collect(),
+            ),
+            other => panic!("not OK: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn envoy_grpc_check_answers_as_the_proxy_would_decide() {
+    let backend = Backend::start().await;
+    let (g, grpc) = grpc::start(&backend, None).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let bearer = format!("Bearer {token}");
+
+    // Protected, no token: UNAUTHENTICATED and the 401 Envoy relays.
+    let r = grpc::check(grpc, "GET", "/example/1", &[]).await;
+    assert_eq!(grpc::code(&r), 16);
+    let (status, headers, body) = grpc::denied(&r);
+    assert_eq!(status, 401);
+    assert!(headers.contains(&(
+        "www-authenticate".into(),
+        "Bearer realm=\"ords-guard\"".into()
+    )));
+    assert!(headers.contains(&("content-type".into(), "application/problem+json".into())));
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], 401);
+
+    // With the token, and identity headers the client wrote in several spellings: OK, the
+    // identity set with append false, the client's other spellings and the token removed.
+    let r = grpc::check(
+        grpc,
+        "GET",
+        "/example/1?q=1",
+        &[
+            ("authorization", &bearer),
+            ("x-ords-client-id", "spoof"),
+            ("x_ords_roles", "spoof"),
+            ("x-ords-issuer", "spoof"),
+        ],
+    )
+    .await;
+    assert_eq!(grpc::code(&r), 0);
+    let (set, removed, _) = grpc::ok(&r);
+    assert!(set.contains(&(
+        "X-ORDS-Client-Id".into(),
+        "example-client".into(),
+        Some(false)
+    )));
+    assert!(set.contains(&(
+        "X-ORDS-Privilege".into(),
+        "example_priv".into(),
+        Some(false)
+    )));
+    assert!(set.contains(&("X-ORDS-Roles".into(), "example_role".into(), Some(false))));
+    for r in ["authorization", "x_ords_roles", "x-ords-issuer"] {
+        assert!(
+            removed.contains(&r.to_string()),
+            "{r} not removed: {removed:?}"
+        );
+    }
+    assert!(
+        !removed.contains(&"x-ords-client-id".to_string()),
+        "{removed:?}"
+    );
+
+    // Public: OK with no identity, the client's copies removed, the Authorization kept.
+    let r = grpc::check(grpc, "GET", "/public/x", &[("x-ords-client-id", "spoof")]).await;
+    assert_eq!(grpc::code(&r), 0);
+    let (set, removed, _) = grpc::ok(&r);
+    assert!(set.is_empty(), "{set:?}");
+    assert_eq!(removed, ["x-ords-client-id"]);
+
+    // The method decides; a method override or a target that is no path is refused.
+    let r = grpc::check(
+        grpc,
+        "POST",
+        "/example/orders/1",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(grpc::code(&r), 7);
+    assert_eq!(grpc::denied(&r).0, 403);
+    let r = grpc::check(
+        grpc,
+        "GET",
+        "/example/1",
+        &[
+            ("authorization", &bearer),
+            ("x-http-method-override", "DELETE"),
+        ],
+    )
+    .await;
+    assert_eq!((grpc::code(&r), grpc::denied(&r).0), (3, 400));
+    let r = grpc::check(grpc, "GET", "/example/../x", &[]).await;
+    assert_eq!((grpc::code(&r), grpc::denied(&r).0), (3, 400));
+
+    g.wait_metric(
+        "ords_guard_authz_checks_total{api=\"ext_authz_grpc\",decision=\"forwarded\"}",
+        |v| v == 1.0,
+    )
+    .await;
+    // The client is the source Envoy saw.
+    let log = g.output_with(r#""api":"ext_authz_grpc""#).await;
+    let line = log
+        .lines()
+        .find(|l| {
+            l.contains(r#""api":"ext_authz_grpc""#) && l.contains(r#""decision":"forwarded""#)
+        })
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["client_addr"], "203.0.113.9");
+    assert!(!log.contains(&token), "a token reached the log");
+}
+
+#[tokio::test]
+async fn envoy_grpc_from_an_untrusted_peer_is_refused_unread() {
+    let backend = Backend::start().await;
+    let (g, grpc) = grpc::start(&backend, Some("[10.0.0.0/8]")).await;
+    let r = grpc::check(grpc, "GET", "/public/x", &[]).await;
+    assert_eq!(grpc::code(&r), 7);
+    assert_eq!(grpc::denied(&r).0, 403);
+    assert_eq!(
+        g.metric(
+            "ords_guard_authz_checks_total{api=\"ext_authz_grpc\",decision=\"untrusted_peer\"}"
+        )
+        .await,
+        1.0
+    );
+}
