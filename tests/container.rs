@@ -345,28 +345,20 @@ fn the_image_is_small_labelled_non_root_and_shell_free() {
     );
 }
 
-/// `ords-guard demo` in the image as a user runs it: read-only root filesystem with no tmpfs
-/// at all (`--read-only-tmpfs=false`, docker's `--read-only`), the image's non-root user,
-/// ports published on loopback; the README's curl lines; `podman stop` drains and the exit
-/// is 0, not the 137 of a SIGKILL after the timeout.
-#[tokio::test]
-async fn demo_runs_read_only_as_non_root_and_stops_on_sigterm() {
-    let image = image();
-    let (proxy, admin) = (free_port(), free_port());
-    let name = unique("ords-guard-test-demo");
-    let _cleanup = Cleanup(vec![vec!["rm".into(), "-f".into(), name.clone()]]);
-    podman_ok(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--read-only",
-        "--read-only-tmpfs=false",
-        "-p",
-        &format!("127.0.0.1:{proxy}:8080"),
-        "-p",
-        &format!("127.0.0.1:{admin}:9090"),
-        image,
+/// `ords-guard demo` started in the image, read-only, with `flags` for podman; the proxy
+/// (when asked) and the admin port published on loopback.
+fn run_demo(name: &str, flags: &[&str], proxy: Option<u16>, admin: u16) {
+    let published: Vec<String> = proxy
+        .map(|p| format!("127.0.0.1:{p}:8080"))
+        .into_iter()
+        .chain([format!("127.0.0.1:{admin}:9090")])
+        .flat_map(|p| ["-p".to_string(), p])
+        .collect();
+    let mut args: Vec<&str> = vec!["run", "-d", "--name", name, "--read-only"];
+    args.extend(flags);
+    args.extend(published.iter().map(String::as_str));
+    args.extend([
+        image(),
         "--log-format",
         "json",
         "demo",
@@ -375,6 +367,19 @@ async fn demo_runs_read_only_as_non_root_and_stops_on_sigterm() {
         "--admin-listen",
         "0.0.0.0:9090",
     ]);
+    podman_ok(&args);
+}
+
+/// `ords-guard demo` in the image as a user runs it: read-only root filesystem with no tmpfs
+/// at all (`--read-only-tmpfs=false`, docker's `--read-only`), the image's non-root user,
+/// ports published on loopback; the README's curl lines; `podman stop` drains and the exit
+/// is 0, not the 137 of a SIGKILL after the timeout.
+#[tokio::test]
+async fn demo_runs_read_only_as_non_root_and_stops_on_sigterm() {
+    let (proxy, admin) = (free_port(), free_port());
+    let name = unique("ords-guard-test-demo");
+    let _cleanup = Cleanup(vec![vec!["rm".into(), "-f".into(), name.clone()]]);
+    run_demo(&name, &["--read-only-tmpfs=false"], Some(proxy), admin);
     let printed = wait_log(&name, "client_secret ").await;
     // With no writable /tmp the demo's files went to the container's /dev/shm tmpfs.
     assert!(
@@ -409,27 +414,10 @@ async fn demo_runs_read_only_as_non_root_and_stops_on_sigterm() {
 /// SIGINT (Ctrl-C in `podman run -it`) drains and exits 0 as PID 1 too.
 #[tokio::test]
 async fn sigint_stops_pid_1() {
-    let image = image();
     let admin = free_port();
     let name = unique("ords-guard-test-sigint");
     let _cleanup = Cleanup(vec![vec!["rm".into(), "-f".into(), name.clone()]]);
-    podman_ok(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--read-only",
-        "-p",
-        &format!("127.0.0.1:{admin}:9090"),
-        image,
-        "--log-format",
-        "json",
-        "demo",
-        "--listen",
-        "0.0.0.0:8080",
-        "--admin-listen",
-        "0.0.0.0:9090",
-    ]);
+    run_demo(&name, &[], None, admin);
     wait_ready(admin, "the demo in the container to be ready").await;
     podman_ok(&["kill", "--signal", "INT", &name]);
     exited(&name).await;

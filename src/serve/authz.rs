@@ -308,7 +308,7 @@ impl Authz {
                     for (name, v) in pipeline::identity_headers(g) {
                         match pipeline::identity_value(&v) {
                             Ok(v) => r = r.header(name, v),
-                            Err(_) => return self.unanswerable(c),
+                            Err(_) => return answer(pipeline::unsendable_identity(&mut c.decided)),
                         }
                     }
                 }
@@ -329,25 +329,6 @@ impl Authz {
             }
             Next::Refuse(a) => answer(a),
         }
-    }
-
-    /// An identity no header can carry (a control byte in a token's `sub`): refused, as the
-    /// proxy would fail to forward it.
-    fn unanswerable(&self, c: &mut Check) -> Response<Vec<u8>> {
-        c.decided.label = Some("invalid_token");
-        let why = "the token's identity cannot be sent in a header";
-        answer(Answer::problem(
-            401,
-            "Unauthorized",
-            why,
-            Some((
-                "WWW-Authenticate",
-                format!(
-                    "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{why}\"",
-                    pipeline::REALM
-                ),
-            )),
-        ))
     }
 }
 
@@ -371,20 +352,8 @@ pub(crate) fn account(guard: &Guard, c: &Check, status: u16) {
         if let Some(addr) = d.client_addr {
             l.display("client_addr", addr);
         }
-        l.uint("status", status.into())
-            .str("decision", decision)
-            .str(
-                "client_id",
-                d.logged(|c| &c.client_id, |g| Some(&g.client_id)),
-            )
-            .str(
-                "privilege",
-                d.logged(|c| &c.privilege, |g| Some(&g.privilege)),
-            )
-            .str("issuer", d.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
-            .str("would", d.would.unwrap_or("-"))
-            .str("limit", d.limit.as_deref().unwrap_or("-"))
-            .float("latency_ms", latency.as_secs_f64() * 1000.0)
+        d.log(l, status, decision);
+        l.float("latency_ms", latency.as_secs_f64() * 1000.0)
             .str("token_outcome", c.token_outcome.unwrap_or("-"));
     });
 }

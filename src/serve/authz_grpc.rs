@@ -34,8 +34,9 @@ fn grpc_code(status: u16) -> i32 {
     }
 }
 
-/// A header Envoy sets on the request, replacing the client's copy (`append: false`).
-fn overwrite(key: &str, value: &str) -> HeaderValueOption {
+/// A header for Envoy: `overwrite` on the request, replacing the client's copy
+/// (`append: false`), or added to the client's answer.
+fn header(key: &str, value: &str, overwrite: bool) -> HeaderValueOption {
     #[allow(deprecated)]
     HeaderValueOption {
         header: Some(HeaderValue {
@@ -43,23 +44,13 @@ fn overwrite(key: &str, value: &str) -> HeaderValueOption {
             value: value.to_string(),
             raw_value: Vec::new(),
         }),
-        append: Some(envoy_types::pb::google::protobuf::BoolValue { value: false }),
-        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd.into(),
-        keep_empty_value: false,
-    }
-}
-
-/// A header of a denied answer, for the client.
-fn add(key: &str, value: &str) -> HeaderValueOption {
-    #[allow(deprecated)]
-    HeaderValueOption {
-        header: Some(HeaderValue {
-            key: key.to_string(),
-            value: value.to_string(),
-            raw_value: Vec::new(),
-        }),
-        append: None,
-        append_action: HeaderAppendAction::AppendIfExistsOrAdd.into(),
+        append: overwrite.then_some(envoy_types::pb::google::protobuf::BoolValue { value: false }),
+        append_action: if overwrite {
+            HeaderAppendAction::OverwriteIfExistsOrAdd
+        } else {
+            HeaderAppendAction::AppendIfExistsOrAdd
+        }
+        .into(),
         keep_empty_value: false,
     }
 }
@@ -84,7 +75,7 @@ fn denied(a: Answer) -> CheckResponse {
             }),
             headers: std::iter::once(("content-type", "application/problem+json"))
                 .chain(a.headers.iter().map(|(k, v)| (*k, v.as_str())))
-                .map(|(k, v)| add(k, v))
+                .map(|(k, v)| header(k, v, false))
                 .collect(),
             body: String::from_utf8_lossy(&a.body).into_owned(),
         })),
@@ -184,9 +175,9 @@ impl GrpcAuthz {
                 if let Some(Decision::Forward(g)) = &c.decided.decision {
                     for (name, v) in pipeline::identity_headers(g) {
                         if pipeline::identity_value(&v).is_err() {
-                            return self.unanswerable(c);
+                            return denied(pipeline::unsendable_identity(&mut c.decided));
                         }
-                        ok.headers.push(overwrite(name, &v));
+                        ok.headers.push(header(name, &v, true));
                         set.push(name.to_ascii_lowercase());
                     }
                     // The token stays here on protected paths, as the proxy removes it.
@@ -203,7 +194,8 @@ impl GrpcAuthz {
                 remove.sort();
                 ok.headers_to_remove.extend(remove);
                 if let Some(rl) = &c.decided.rate_limit {
-                    ok.response_headers_to_add.push(add("RateLimit", rl));
+                    ok.response_headers_to_add
+                        .push(header("RateLimit", rl, false));
                 }
                 allowed(ok)
             }
@@ -214,23 +206,6 @@ impl GrpcAuthz {
             }
             Next::Refuse(a) => denied(a),
         }
-    }
-
-    fn unanswerable(&self, c: &mut Check) -> CheckResponse {
-        c.decided.label = Some("invalid_token");
-        let why = "the token's identity cannot be sent in a header";
-        denied(Answer::problem(
-            401,
-            "Unauthorized",
-            why,
-            Some((
-                "WWW-Authenticate",
-                format!(
-                    "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{why}\"",
-                    pipeline::REALM
-                ),
-            )),
-        ))
     }
 }
 

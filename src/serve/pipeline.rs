@@ -73,6 +73,44 @@ impl Decided {
     }
 }
 
+impl Decided {
+    /// The access line's fields of what was decided (SPEC §6), the same at every door:
+    /// `status`, `decision`, `client_id`, `privilege`, `issuer`, `would`, `limit`.
+    pub fn log(&self, l: &mut crate::logs::access::Line<'_>, status: u16, decision: &str) {
+        l.uint("status", status.into())
+            .str("decision", decision)
+            .str(
+                "client_id",
+                self.logged(|c| &c.client_id, |g| Some(&g.client_id)),
+            )
+            .str(
+                "privilege",
+                self.logged(|c| &c.privilege, |g| Some(&g.privilege)),
+            )
+            .str("issuer", self.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
+            .str("would", self.would.unwrap_or("-"))
+            .str("limit", self.limit.as_deref().unwrap_or("-"));
+    }
+}
+
+/// An identity no header can carry (a control byte in a token's `sub`): refused as an
+/// invalid token, at every door that would have to send it.
+pub fn unsendable_identity(ctx: &mut Decided) -> Answer {
+    decided(ctx, "invalid_token");
+    let why = "the token's identity cannot be sent in a header";
+    Answer::problem(
+        401,
+        "Unauthorized",
+        why,
+        Some((
+            "WWW-Authenticate",
+            format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{why}\""
+            ),
+        )),
+    )
+}
+
 /// A 429's headers and problem document (SPEC §13).
 type Refusal = (Vec<(&'static str, String)>, Vec<u8>);
 

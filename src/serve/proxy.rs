@@ -585,20 +585,8 @@ impl ProxyHttp for Proxy {
             if let Some(addr) = d.client_addr {
                 l.display("client_addr", addr);
             }
-            l.uint("status", status.into())
-                .str("decision", d.label.unwrap_or("token_endpoint"))
-                .str(
-                    "client_id",
-                    d.logged(|c| &c.client_id, |g| Some(&g.client_id)),
-                )
-                .str(
-                    "privilege",
-                    d.logged(|c| &c.privilege, |g| Some(&g.privilege)),
-                )
-                .str("issuer", d.logged(|c| &c.issuer, |g| g.issuer.as_ref()))
-                .str("would", d.would.unwrap_or("-"))
-                .str("limit", d.limit.as_deref().unwrap_or("-"))
-                .float("latency_ms", latency.as_secs_f64() * 1000.0)
+            d.log(l, status, d.label.unwrap_or("token_endpoint"));
+            l.float("latency_ms", latency.as_secs_f64() * 1000.0)
                 .uint("upstream_status", ctx.upstream_status.unwrap_or(0).into())
                 .str("token_outcome", ctx.token_outcome.unwrap_or("-"))
                 .str("error", e.map(|e| e.etype().as_str()).unwrap_or("-"));
