@@ -58,14 +58,12 @@ pub fn compile(
 ) -> Option<(AuthzListeners, Authz)> {
     let a = authz?;
     let listen = address("authz.listen", &a.listen, taken, errors);
-    let grpc = match (&a.grpc_listen, listen) {
-        (Some(g), Some(l)) => {
-            let taken: Vec<SocketAddr> = taken.iter().copied().chain([l]).collect();
-            Some(address("authz.grpc_listen", g, &taken, errors))
-        }
-        (Some(g), None) => Some(address("authz.grpc_listen", g, taken, errors)),
-        (None, _) => None,
-    };
+    // The gRPC listener must also differ from the HTTP one.
+    let taken: Vec<SocketAddr> = taken.iter().copied().chain(listen).collect();
+    let grpc = a
+        .grpc_listen
+        .as_deref()
+        .map(|g| address("authz.grpc_listen", g, &taken, errors));
     let peers: Vec<String> = match &a.trusted_peers {
         Some(p) if p.is_empty() => {
             errors.push(Diagnostic::new(
@@ -85,14 +83,14 @@ pub fn compile(
             errors.push(Diagnostic::new(format!("authz.trusted_peers[{i}]"), e));
         })
         .ok()?;
-    let grpc = match grpc {
-        Some(g) => Some(g?),
-        None => None,
-    };
+    // Given but not usable: the error is reported above.
+    if grpc == Some(None) {
+        return None;
+    }
     Some((
         AuthzListeners {
             http: listen?,
-            grpc,
+            grpc: grpc.flatten(),
         },
         Authz { trusted_peers },
     ))

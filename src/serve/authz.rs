@@ -57,10 +57,28 @@ impl Api {
     }
 }
 
+/// The APIs served on `authz.listen` (Envoy's gRPC one has its own listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HttpApi {
+    ForwardAuth,
+    AuthRequest,
+    ExtAuthz,
+}
+
+impl HttpApi {
+    fn api(self) -> Api {
+        match self {
+            HttpApi::ForwardAuth => Api::ForwardAuth,
+            HttpApi::AuthRequest => Api::AuthRequest,
+            HttpApi::ExtAuthz => Api::ExtAuthzHttp,
+        }
+    }
+}
+
 /// What a request to `authz.listen` is.
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
-    Check(Api),
+    Check(HttpApi),
     /// The token endpoint (`is_jwks`: the JWKS), served here as an ordinary backend the
     /// proxy routes those paths to.
     Token {
@@ -73,9 +91,9 @@ enum Route {
 /// client's query on the check request).
 fn route(reg: &Registry, path: &str) -> Route {
     match path {
-        FORWARD_AUTH => Route::Check(Api::ForwardAuth),
-        AUTH_REQUEST => Route::Check(Api::AuthRequest),
-        _ if ext_authz_rest(path.as_bytes()).is_some() => Route::Check(Api::ExtAuthzHttp),
+        FORWARD_AUTH => Route::Check(HttpApi::ForwardAuth),
+        AUTH_REQUEST => Route::Check(HttpApi::AuthRequest),
+        _ if ext_authz_rest(path.as_bytes()).is_some() => Route::Check(HttpApi::ExtAuthz),
         _ if reg.token_path() == Some(path) => Route::Token { is_jwks: false },
         _ if reg.jwks_path() == Some(path) => Route::Token { is_jwks: true },
         _ => Route::NotFound,
@@ -84,12 +102,12 @@ fn route(reg: &Registry, path: &str) -> Route {
 
 /// The original target an ext_authz check carries: its own target without the prefix
 /// (`/authz/ext-authz/ords/hr/x?q` is `/ords/hr/x?q`; the bare prefix is `/`).
-fn ext_authz_rest(target: &[u8]) -> Option<Vec<u8>> {
+fn ext_authz_rest(target: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     let rest = target.strip_prefix(EXT_AUTHZ.as_bytes())?;
     match rest.first() {
-        None => Some(b"/".to_vec()),
-        Some(b'/') => Some(rest.to_vec()),
-        Some(b'?') => Some([b"/".as_slice(), rest].concat()),
+        None => Some(b"/".as_slice().into()),
+        Some(b'/') => Some(rest.into()),
+        Some(b'?') => Some([b"/".as_slice(), rest].concat().into()),
         Some(_) => None,
     }
 }
@@ -97,9 +115,9 @@ fn ext_authz_rest(target: &[u8]) -> Option<Vec<u8>> {
 /// The original request a check describes: its method and its target as the client sent
 /// it (origin-form, or absolute-form from `X-Original-URL`; normalised by the pipeline).
 #[derive(Debug, PartialEq, Eq)]
-struct Original {
-    method: String,
-    target: Vec<u8>,
+pub(crate) struct Original {
+    pub(crate) method: String,
+    pub(crate) target: Vec<u8>,
 }
 
 /// One header's only value, as text; two of them are refused (which one would the proxy
@@ -175,9 +193,27 @@ pub(crate) fn method_override<'n>(mut names: impl Iterator<Item = &'n str>) -> R
     }
 }
 
-/// The original request from a check, or why it cannot be decided (400).
+/// What every door holds of an original request before deciding it: a method, decidable,
+/// and a target (`method_from`, `target_from` name where they were looked for).
+pub(crate) fn checked(
+    method: Option<String>,
+    method_from: &str,
+    target: Option<Vec<u8>>,
+    target_from: &str,
+) -> Result<Original, String> {
+    let method = method.filter(|m| !m.is_empty()).ok_or_else(|| {
+        format!("the check carries no {method_from}: the original request's method is unknown")
+    })?;
+    decidable_method(&method)?;
+    let target = target.filter(|t| !t.is_empty()).ok_or_else(|| {
+        format!("the check carries no {target_from}: the original request's target is unknown")
+    })?;
+    Ok(Original { method, target })
+}
+
+/// The original request from an HTTP check, or why it cannot be decided (400).
 fn original(
-    api: Api,
+    api: HttpApi,
     own_method: &str,
     own_target: &[u8],
     headers: &HeaderMap,
@@ -186,14 +222,16 @@ fn original(
     // backend for another one is refused (the ingress removes these headers; a proxy in
     // front forwards them unless told not to, see the guide).
     method_override(headers.keys().map(|n| n.as_str()))?;
-    let (method, target) = match api {
-        Api::ForwardAuth => (
+    match api {
+        HttpApi::ForwardAuth => checked(
             one(headers, "x-forwarded-method")?.map(str::to_string),
+            "X-Forwarded-Method",
             one(headers, "x-forwarded-uri")?
                 .map(|t| origin_form("X-Forwarded-Uri", t).map(|t| t.as_bytes().to_vec()))
                 .transpose()?,
+            "X-Forwarded-Uri",
         ),
-        Api::AuthRequest => {
+        HttpApi::AuthRequest => {
             let uri = one(headers, "x-original-uri")?
                 .map(|t| origin_form("X-Original-URI", t))
                 .transpose()?;
@@ -207,36 +245,24 @@ fn original(
                     ));
                 }
             }
-            (
+            checked(
                 Some(
                     one(headers, "x-original-method")?
                         .unwrap_or(own_method)
                         .to_string(),
                 ),
+                "X-Original-Method",
                 uri.or(url).map(|t| t.as_bytes().to_vec()),
+                "X-Original-URI or X-Original-URL",
             )
         }
-        Api::ExtAuthzHttp => (Some(own_method.to_string()), ext_authz_rest(own_target)),
-        // The gRPC door reads its request's attributes itself (`authz_grpc`).
-        Api::ExtAuthzGrpc => (None, None),
-    };
-    let (headers_named, method_name) = match api {
-        Api::ForwardAuth => ("X-Forwarded-Uri", "X-Forwarded-Method"),
-        Api::AuthRequest => ("X-Original-URI or X-Original-URL", "X-Original-Method"),
-        Api::ExtAuthzHttp => ("a target after /authz/ext-authz", "a method"),
-        Api::ExtAuthzGrpc => (
-            "attributes.request.http.path",
-            "attributes.request.http.method",
+        HttpApi::ExtAuthz => checked(
+            Some(own_method.to_string()),
+            "a method",
+            ext_authz_rest(own_target).map(|t| t.into_owned()),
+            "a target after /authz/ext-authz",
         ),
-    };
-    let method = method.filter(|m| !m.is_empty()).ok_or_else(|| {
-        format!("the check carries no {method_name}: the original request's method is unknown")
-    })?;
-    decidable_method(&method)?;
-    let target = target.filter(|t| !t.is_empty()).ok_or_else(|| {
-        format!("the check carries no {headers_named}: the original request's target is unknown")
-    })?;
-    Ok(Original { method, target })
+    }
 }
 
 /// An `application/problem+json` answer.
@@ -266,7 +292,7 @@ impl Authz {
         &self,
         session: &ServerSession,
         reg: &Registry,
-        api: Api,
+        api: HttpApi,
         peer: IpAddr,
         c: &mut Check,
     ) -> Response<Vec<u8>> {
@@ -288,12 +314,7 @@ impl Authz {
         let view = RequestView {
             method: &original.method,
             target: &original.target,
-            authorization: h
-                .headers
-                .get_all(http::header::AUTHORIZATION)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect(),
+            authorization: pipeline::authorizations(&h.headers),
             // The peer is trusted through `authz.trusted_peers`, whatever
             // `trusted_proxies` says (SPEC §14).
             client_addr: Some(
@@ -376,7 +397,7 @@ impl ServeHttp for Authz {
         let path = session.req_header().uri.path().to_string();
         let route = route(&reg, &path);
         if let Route::Check(api) = route {
-            c.api = Some(api);
+            c.api = Some(api.api());
         }
         let trusted = match (&reg.authz, peer) {
             (Some(a), Some(ip)) => a.trusted_peers.trusts(ip),
@@ -478,13 +499,13 @@ mod tests {
             ("X-Forwarded-Host", "api.example.com"),
         ]);
         assert_eq!(
-            original(Api::ForwardAuth, "GET", b"/authz/forward-auth", &fa),
+            original(HttpApi::ForwardAuth, "GET", b"/authz/forward-auth", &fa),
             Ok(orig("POST", "/ords/hr/x?q=1"))
         );
         // nginx: the subrequest's own method when X-Original-Method is absent.
         let ar = headers(&[("X-Original-URI", "/ords/hr/x")]);
         assert_eq!(
-            original(Api::AuthRequest, "GET", b"/authz/auth-request", &ar),
+            original(HttpApi::AuthRequest, "GET", b"/authz/auth-request", &ar),
             Ok(orig("GET", "/ords/hr/x"))
         );
         let url = headers(&[
@@ -492,7 +513,7 @@ mod tests {
             ("X-Original-URL", "https://api.example.com/ords/hr/x?a"),
         ]);
         assert_eq!(
-            original(Api::AuthRequest, "GET", b"/authz/auth-request", &url),
+            original(HttpApi::AuthRequest, "GET", b"/authz/auth-request", &url),
             Ok(orig("DELETE", "/ords/hr/x?a"))
         );
         // Both, saying the same: fine.
@@ -501,7 +522,7 @@ mod tests {
             ("X-Original-URL", "http://api.example.com:8080/ords/hr/x?a"),
         ]);
         assert_eq!(
-            original(Api::AuthRequest, "GET", b"/authz/auth-request", &both),
+            original(HttpApi::AuthRequest, "GET", b"/authz/auth-request", &both),
             Ok(orig("GET", "/ords/hr/x?a"))
         );
         for (own, want) in [
@@ -510,7 +531,7 @@ mod tests {
             ("/authz/ext-authz?q", "/?q"),
         ] {
             assert_eq!(
-                original(Api::ExtAuthzHttp, "PUT", own.as_bytes(), &HeaderMap::new()),
+                original(HttpApi::ExtAuthz, "PUT", own.as_bytes(), &HeaderMap::new()),
                 Ok(orig("PUT", want)),
                 "{own}"
             );
@@ -521,10 +542,10 @@ mod tests {
     #[test]
     fn a_check_without_method_or_target_or_with_two_is_refused() {
         for (api, pairs) in [
-            (Api::ForwardAuth, vec![("X-Forwarded-Uri", "/x")]),
-            (Api::ForwardAuth, vec![("X-Forwarded-Method", "GET")]),
+            (HttpApi::ForwardAuth, vec![("X-Forwarded-Uri", "/x")]),
+            (HttpApi::ForwardAuth, vec![("X-Forwarded-Method", "GET")]),
             (
-                Api::ForwardAuth,
+                HttpApi::ForwardAuth,
                 vec![
                     ("X-Forwarded-Method", "GET"),
                     ("X-Forwarded-Uri", "/public"),
@@ -532,13 +553,13 @@ mod tests {
                 ],
             ),
             (
-                Api::ForwardAuth,
+                HttpApi::ForwardAuth,
                 vec![("X-Forwarded-Method", "G ET"), ("X-Forwarded-Uri", "/x")],
             ),
-            (Api::AuthRequest, vec![("X-Original-Method", "GET")]),
+            (HttpApi::AuthRequest, vec![("X-Original-Method", "GET")]),
             // A client's own X-Original-URI beside the proxy's URL.
             (
-                Api::AuthRequest,
+                HttpApi::AuthRequest,
                 vec![
                     ("X-Original-URL", "http://api.example.com/admin"),
                     ("X-Original-URI", "/public/x"),
@@ -547,31 +568,31 @@ mod tests {
             // nginx builds the URL from the client's Host: `:?` would move the path into
             // the query.
             (
-                Api::AuthRequest,
+                HttpApi::AuthRequest,
                 vec![("X-Original-URL", "http://api.example.com:?/admin")],
             ),
             (
-                Api::AuthRequest,
+                HttpApi::AuthRequest,
                 vec![("X-Original-URL", "http://user@api.example.com/admin")],
             ),
-            (Api::AuthRequest, vec![("X-Original-URL", "ftp://h/x")]),
-            (Api::AuthRequest, vec![("X-Original-URI", "admin")]),
+            (HttpApi::AuthRequest, vec![("X-Original-URL", "ftp://h/x")]),
+            (HttpApi::AuthRequest, vec![("X-Original-URI", "admin")]),
             (
-                Api::ForwardAuth,
+                HttpApi::ForwardAuth,
                 vec![("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "x/../y")],
             ),
             // Methods as privileges name them; no tunnel.
             (
-                Api::ForwardAuth,
+                HttpApi::ForwardAuth,
                 vec![("X-Forwarded-Method", "delete"), ("X-Forwarded-Uri", "/x")],
             ),
             (
-                Api::ForwardAuth,
+                HttpApi::ForwardAuth,
                 vec![("X-Forwarded-Method", "CONNECT"), ("X-Forwarded-Uri", "/x")],
             ),
             // A method override the backend would obey.
             (
-                Api::ForwardAuth,
+                HttpApi::ForwardAuth,
                 vec![
                     ("X-Forwarded-Method", "GET"),
                     ("X-Forwarded-Uri", "/x"),

@@ -5,7 +5,8 @@
 //! pipeline decides, and the answer is Envoy's `CheckResponse`.
 
 use crate::access::decision::Decision;
-use crate::serve::authz::{account, decidable_method, method_override, Api, Check};
+use crate::registry::Registry;
+use crate::serve::authz::{account, checked, method_override, Api, Check};
 use crate::serve::pipeline::{self, Answer, Decided, Next, RequestView};
 use crate::serve::state::Guard;
 use envoy_types::ext_authz::v3::pb::{
@@ -115,8 +116,13 @@ pub struct GrpcAuthz {
 
 impl GrpcAuthz {
     /// Decide one check from a trusted peer.
-    async fn decide(&self, req: &CheckRequest, peer: IpAddr, c: &mut Check) -> CheckResponse {
-        let reg = self.guard.registry();
+    async fn decide(
+        &self,
+        reg: &Registry,
+        req: &CheckRequest,
+        peer: IpAddr,
+        c: &mut Check,
+    ) -> CheckResponse {
         let bad = |c: &mut Check, why: String| {
             pipeline::decided(&mut c.decided, "bad_request");
             denied(Answer::problem(
@@ -134,18 +140,23 @@ impl GrpcAuthz {
             return bad(c, "the check carries no attributes.request.http".into());
         };
         let headers = original_headers(http);
-        if let Err(why) = method_override(headers.keys().map(String::as_str))
-            .and_then(|()| decidable_method(&http.method))
-        {
-            return bad(c, why);
-        }
-        if !http.path.starts_with('/') {
-            return bad(
-                c,
-                "attributes.request.http.path is not a path: the original request's target is unknown".into(),
-            );
-        }
-        c.method = http.method.clone();
+        // The checks of the HTTP doors: no method override, a decidable method, a path.
+        let original = method_override(headers.keys().map(String::as_str)).and_then(|()| {
+            let path = Some(&http.path)
+                .filter(|p| p.starts_with('/'))
+                .map(|p| p.as_bytes().to_vec());
+            checked(
+                Some(http.method.clone()),
+                "attributes.request.http.method",
+                path,
+                "attributes.request.http.path starting with `/`",
+            )
+        });
+        let original = match original {
+            Ok(o) => o,
+            Err(why) => return bad(c, why),
+        };
+        c.method = original.method.clone();
         // The client: the source Envoy saw (its port, and any X-Forwarded-For, ignored).
         let client = attributes
             .and_then(|a| a.source.as_ref())
@@ -163,12 +174,12 @@ impl GrpcAuthz {
             .into_iter()
             .collect();
         let view = RequestView {
-            method: &http.method,
-            target: http.path.as_bytes(),
+            method: &original.method,
+            target: &original.target,
             authorization,
             client_addr: Some(client),
         };
-        match pipeline::run(&self.guard, &reg, &view, &mut c.decided).await {
+        match pipeline::run(&self.guard, reg, &view, &mut c.decided).await {
             Next::Forward => {
                 let mut ok = OkHttpResponse::default();
                 let mut set = Vec::new();
@@ -245,7 +256,7 @@ impl Authorization for GrpcAuthz {
             _ => false,
         };
         let response = match peer {
-            Some(ip) if trusted => self.decide(request.get_ref(), ip, &mut c).await,
+            Some(ip) if trusted => self.decide(&reg, request.get_ref(), ip, &mut c).await,
             // Never read: an untrusted peer's attributes could say anything.
             _ => {
                 c.decided.client_addr = peer;

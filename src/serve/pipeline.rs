@@ -33,6 +33,15 @@ pub struct RequestView<'a> {
     pub client_addr: Option<IpAddr>,
 }
 
+/// Every `Authorization` value of a request's headers, as a [`RequestView`] holds them.
+pub fn authorizations(headers: &http::HeaderMap) -> Vec<&[u8]> {
+    headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect()
+}
+
 /// What the pipeline learnt of a request: what was decided, for forwarding, logging and
 /// metrics.
 #[derive(Default)]

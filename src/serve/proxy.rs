@@ -293,12 +293,7 @@ fn request_view<'s>(session: &'s Session, reg: &Registry) -> RequestView<'s> {
     RequestView {
         method: h.method.as_str(),
         target: h.raw_path(),
-        authorization: h
-            .headers
-            .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect(),
+        authorization: pipeline::authorizations(&h.headers),
         client_addr: client_addr(session, reg),
     }
 }
