@@ -207,6 +207,11 @@ async fn auth_request_and_ext_authz_read_the_original_request_their_way() {
     assert_eq!(r.status(), 200);
     let r = forward_auth(authz, "POST", "/oauth/token", None).await;
     assert_eq!(r.status(), 200);
+    // Written another way, the front proxy would route it to the backend: not waved through.
+    for other in ["//oauth/token", "/oauth/%74oken"] {
+        let r = forward_auth(authz, "POST", other, None).await;
+        assert_eq!(r.status(), 400, "{other}");
+    }
 
     for (api, decision, n) in [
         ("auth_request", "forwarded", 1.0),

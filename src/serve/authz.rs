@@ -265,6 +265,31 @@ fn original(
     }
 }
 
+/// A check of the token endpoint's or the JWKS's path: public, since the token endpoint
+/// authenticates its callers itself (SPEC §14). Only as its own path is written: the proxy
+/// in front routes exactly that path to ords-guard, and another spelling of it
+/// (`//oauth/token`, `/oauth/%74oken`, `/oauth/token;x` under `path_parameters: strip`) would
+/// go to the backend instead, waved through: 400.
+pub(crate) fn token_endpoint_as_written(
+    target: crate::patterns::path::Target,
+    raw: &[u8],
+    d: &mut Decided,
+) -> Result<(), Answer> {
+    let as_written = target.is_wire_form(raw);
+    d.target = Some(target);
+    if as_written {
+        pipeline::decided(d, "forwarded_public");
+        return Ok(());
+    }
+    pipeline::decided(d, "bad_request");
+    Err(Answer::problem(
+        400,
+        "Bad Request",
+        "the target is the token endpoint's path written another way; the proxy in front sends only its own spelling to the token endpoint, so this one is not decided as it",
+        None,
+    ))
+}
+
 /// An `application/problem+json` answer.
 fn answer(a: Answer) -> Response<Vec<u8>> {
     let mut r = Response::builder()
@@ -340,13 +365,14 @@ impl Authz {
             }
             // The token endpoint authenticates its callers itself: public (SPEC §14).
             Next::TokenEndpoint { target, .. } => {
-                c.decided.target = Some(target);
-                pipeline::decided(&mut c.decided, "forwarded_public");
-                Response::builder()
-                    .status(200)
-                    .header("Content-Length", 0)
-                    .body(Vec::new())
-                    .expect("check answer")
+                match token_endpoint_as_written(target, &original.target, &mut c.decided) {
+                    Ok(()) => Response::builder()
+                        .status(200)
+                        .header("Content-Length", 0)
+                        .body(Vec::new())
+                        .expect("check answer"),
+                    Err(a) => answer(a),
+                }
             }
             Next::Refuse(a) => answer(a),
         }

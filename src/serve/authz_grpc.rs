@@ -6,7 +6,9 @@
 
 use crate::access::decision::Decision;
 use crate::registry::Registry;
-use crate::serve::authz::{account, checked, method_override, Api, Check};
+use crate::serve::authz::{
+    account, checked, method_override, token_endpoint_as_written, Api, Check,
+};
 use crate::serve::pipeline::{self, Answer, Decided, Next, RequestView};
 use crate::serve::state::Guard;
 use envoy_types::ext_authz::v3::pb::{
@@ -211,9 +213,10 @@ impl GrpcAuthz {
                 allowed(ok)
             }
             Next::TokenEndpoint { target, .. } => {
-                c.decided.target = Some(target);
-                pipeline::decided(&mut c.decided, "forwarded_public");
-                allowed(OkHttpResponse::default())
+                match token_endpoint_as_written(target, &original.target, &mut c.decided) {
+                    Ok(()) => allowed(OkHttpResponse::default()),
+                    Err(a) => denied(a),
+                }
             }
             Next::Refuse(a) => denied(a),
         }
