@@ -310,10 +310,18 @@ impl BackgroundService for GrpcService {
             }
         };
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        // The HTTP listeners' connection guard does not stand in front of tonic: the same
+        // limits, set on tonic itself (a check is one request head, never more).
+        let l = self.guard.registry().limits.clone();
         let service = AuthorizationServer::new(GrpcAuthz {
             guard: self.guard.clone(),
-        });
+        })
+        .max_decoding_message_size((l.max_header_bytes * 2).max(64 * 1024));
         let served = tonic::transport::Server::builder()
+            .timeout(l.request_total)
+            .http2_max_header_list_size(l.max_header_bytes as u32)
+            .max_concurrent_streams(100)
+            .http2_max_pending_accept_reset_streams(Some(20))
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = shutdown.changed().await;
