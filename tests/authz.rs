@@ -584,6 +584,15 @@ mod grpc {
         let mut client = AuthorizationClient::connect(format!("http://{grpc}"))
             .await
             .unwrap();
+        client
+            .check(request(method, path, headers))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// The CheckRequest Envoy sends for one original request.
+    pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
         let source = Peer {
             address: Some(Address {
                 address: Some(address::Address::SocketAddress(SocketAddress {
@@ -604,7 +613,7 @@ mod grpc {
                 .collect::<HashMap<_, _>>(),
             ..Default::default()
         };
-        let req = CheckRequest {
+        CheckRequest {
             attributes: Some(AttributeContext {
                 source: Some(source),
                 request: Some(Request {
@@ -613,8 +622,7 @@ mod grpc {
                 }),
                 ..Default::default()
             }),
-        };
-        client.check(req).await.unwrap().into_inner()
+        }
     }
 
     pub fn code(r: &CheckResponse) -> i32 {
@@ -794,4 +802,130 @@ async fn envoy_grpc_from_an_untrusted_peer_is_refused_unread() {
         .await,
         1.0
     );
+}
+
+#[tokio::test]
+async fn authz_tls_serves_both_check_listeners() {
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+    let backend = Backend::start().await;
+    let p = pki("authz");
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, &p.cert).unwrap();
+    std::fs::write(&key, &p.key).unwrap();
+    let authz_tls = format!(
+        "  tls: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+        cert.display(),
+        key.display()
+    );
+    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let more = format!("  grpc_listen: \"{grpc}\"\n{authz_tls}");
+    let (g, authz) = start_with(Options::new(&backend), None, &more).await;
+    listening(grpc, "the gRPC check endpoint").await;
+    let https = client_trusting(Some(&p.ca));
+    let port = authz.port();
+
+    // The token endpoint and the checks, over HTTPS only.
+    let r = https
+        .post(format!("https://localhost:{port}/oauth/token"))
+        .basic_auth("example-client", Some(EXAMPLE_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = r.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let check = |token: Option<String>| {
+        let mut r = https
+            .get(format!("https://localhost:{port}/authz/forward-auth"))
+            .header("X-Forwarded-Method", "GET")
+            .header("X-Forwarded-Uri", "/example/1");
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let r = check(Some(token.clone())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ords-client-id"), Some("example-client"));
+    let r = check(None).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(header(&r, "www-authenticate").is_some());
+    let plain = http_client()
+        .get(format!("http://{authz}/authz/forward-auth"))
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Uri", "/public/x")
+        .send()
+        .await;
+    assert!(
+        plain.map_or(true, |r| r.status() != 200),
+        "plain http was answered"
+    );
+
+    // Envoy's gRPC API over TLS (ALPN h2), the client trusting only the test CA.
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&p.ca))
+        .domain_name("localhost");
+    let channel = Endpoint::from_shared(format!("https://localhost:{}", grpc.port()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AuthorizationClient::new(channel);
+    let auth = format!("Bearer {token}");
+    let r = client
+        .check(grpc::request(
+            "GET",
+            "/example/1",
+            &[("authorization", &auth)],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc::code(&r), 0);
+    let (set, _, _) = grpc::ok(&r);
+    assert!(
+        set.iter()
+            .any(|(k, v, _)| k.eq_ignore_ascii_case("x-ords-client-id") && v == "example-client"),
+        "{set:?}"
+    );
+    let r = client
+        .check(grpc::request("GET", "/example/1", &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((grpc::code(&r), grpc::denied(&r).0), (16, 401));
+    // h2c on the TLS port is not served.
+    let h2c = tokio::time::timeout(
+        Duration::from_secs(10),
+        AuthorizationClient::connect(format!("http://{grpc}")),
+    )
+    .await
+    .expect("an h2c client is refused, not left hanging");
+    if let Ok(mut c) = h2c {
+        let checked = tokio::time::timeout(
+            Duration::from_secs(10),
+            c.check(grpc::request("GET", "/public/x", &[])),
+        )
+        .await
+        .expect("an h2c check is refused, not left hanging");
+        assert!(checked.is_err(), "h2c was answered on the TLS port");
+    }
+
+    // A reload cannot drop `authz.tls` from the bound listeners; they keep serving.
+    let text = std::fs::read_to_string(&g.config).unwrap();
+    std::fs::write(&g.config, text.replace(&authz_tls, "")).unwrap();
+    eventually("the reload that would drop authz.tls to be refused", || {
+        let out = g.output();
+        async move { out.contains("key `authz.tls`: the listener serves TLS") }
+    })
+    .await;
+    assert_eq!(check(Some(token)).await.unwrap().status(), 200);
 }

@@ -176,6 +176,9 @@ pub struct AuthzConfig {
     /// CIDRs or addresses allowed to ask; default: loopback only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_peers: Option<Vec<String>>,
+    /// HTTPS on `listen` and TLS (ALPN `h2`) on `grpc_listen`, as the proxy's `tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 /// A listener's certificate chain and private key (PEM), reloaded when either changes.

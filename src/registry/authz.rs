@@ -21,6 +21,8 @@ const DEFAULT_TRUSTED_PEERS: [&str; 2] = ["127.0.0.0/8", "::1"];
 pub struct AuthzListeners {
     pub http: SocketAddr,
     pub grpc: Option<SocketAddr>,
+    /// `authz.tls`: both listeners serve TLS (set at start, like the proxy's `tls`).
+    pub tls: bool,
 }
 
 /// One listener's address: parseable and not `taken`.
@@ -91,6 +93,7 @@ pub fn compile(
         AuthzListeners {
             http: listen?,
             grpc: grpc.flatten(),
+            tls: a.tls.is_some(),
         },
         Authz { trusted_peers },
     ))

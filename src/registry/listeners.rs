@@ -143,7 +143,7 @@ pub(super) fn check_limits(cfg: &Config, errors: &mut Vec<Diagnostic>) {
 /// At most this many argon2 checks at once: each holds its memory cost (19 MiB by default).
 const MAX_ARGON2_CONCURRENCY: usize = 4;
 
-/// The listeners' own certificates (`tls`, `admin_tls`).
+/// The listeners' own certificates (`tls`, `admin_tls`, `authz.tls`).
 pub(super) fn listener_tls(
     cfg: &Config,
     src: &Source,
@@ -158,6 +158,11 @@ pub(super) fn listener_tls(
             .admin_tls
             .as_ref()
             .and_then(|c| load_listener_tls(c, "admin_tls", src, errors)),
+        authz: cfg
+            .authz
+            .as_ref()
+            .and_then(|a| a.tls.as_ref())
+            .and_then(|c| load_listener_tls(c, "authz.tls", src, errors)),
     }
 }
 

@@ -107,6 +107,8 @@ pub struct Limits {
 pub struct ListenerTls {
     pub proxy: Option<Arc<CertifiedKey>>,
     pub admin: Option<Arc<CertifiedKey>>,
+    /// `authz.tls`: both check listeners.
+    pub authz: Option<Arc<CertifiedKey>>,
 }
 
 pub const GRANT_TYPES: [&str; 3] = ["client_credentials", "authorization_code", "implicit"];
@@ -393,6 +395,7 @@ fn sources(cfg: &Config, src: &Source) -> Vec<PathBuf> {
             cfg.tls
                 .iter()
                 .chain(&cfg.admin_tls)
+                .chain(cfg.authz.iter().flat_map(|a| &a.tls))
                 .flat_map(|c| [src.resolve(&c.cert_file), src.resolve(&c.key_file)]),
         )
         .chain(

@@ -11,6 +11,7 @@ use crate::serve::authz::{
 };
 use crate::serve::pipeline::{self, Answer, Decided, Next, RequestView};
 use crate::serve::state::Guard;
+use crate::serve::tls;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
     HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
@@ -277,21 +278,23 @@ impl Authorization for GrpcAuthz {
     }
 }
 
-/// The gRPC listener, bound at start like the others and served by tonic (h2c) on a
-/// pingora background service until shutdown.
+/// The gRPC listener, bound at start like the others and served by tonic (h2c, or h2 over
+/// TLS with `authz.tls`) on a pingora background service until shutdown.
 pub struct GrpcService {
     pub guard: Arc<Guard>,
     listener: Mutex<Option<std::net::TcpListener>>,
+    tls: bool,
 }
 
 impl GrpcService {
-    pub fn bind(guard: Arc<Guard>, addr: SocketAddr) -> Result<GrpcService, String> {
+    pub fn bind(guard: Arc<Guard>, addr: SocketAddr, tls: bool) -> Result<GrpcService, String> {
         let listener = std::net::TcpListener::bind(addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("cannot listen on authz.grpc_listen {addr}: {e}"))?;
         Ok(GrpcService {
             guard,
             listener: Mutex::new(Some(listener)),
+            tls,
         })
     }
 }
@@ -309,7 +312,6 @@ impl BackgroundService for GrpcService {
                 return;
             }
         };
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
         // The HTTP listeners' connection guard does not stand in front of tonic: the same
         // limits, set on tonic itself (a check is one request head, never more).
         let l = self.guard.registry().limits.clone();
@@ -317,16 +319,23 @@ impl BackgroundService for GrpcService {
             guard: self.guard.clone(),
         })
         .max_decoding_message_size((l.max_header_bytes * 2).max(64 * 1024));
-        let served = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .timeout(l.request_total)
             .http2_max_header_list_size(l.max_header_bytes as u32)
             .max_concurrent_streams(100)
             .http2_max_pending_accept_reset_streams(Some(20))
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = shutdown.changed().await;
-            })
-            .await;
+            .add_service(service);
+        let stopped = async move {
+            let _ = shutdown.changed().await;
+        };
+        let served = if self.tls {
+            let config = tls::server_config(self.guard.clone(), tls::Listener::Authz, b"h2");
+            let incoming = tls::incoming(listener, config, l.client_header);
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        } else {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        };
         if let Err(e) = served {
             tracing::error!(target: "ords_guard", "authz.grpc_listen stopped: {e}");
         }

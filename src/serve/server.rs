@@ -111,11 +111,17 @@ pub fn run(
                 crate::serve::authz::AUTHZ_LISTENER,
             ),
         );
-        authz.add_tcp(&addr.http.to_string());
+        if addr.tls {
+            let settings = tls::listener_settings(guard.clone(), tls::Listener::Authz);
+            authz.add_tls_with_settings(&addr.http.to_string(), None, settings);
+        } else {
+            authz.add_tcp(&addr.http.to_string());
+        }
         server.add_service(authz);
-        // Envoy's gRPC API, over h2c, served by tonic beside pingora's services.
+        // Envoy's gRPC API (h2c, or h2 with `authz.tls`), served by tonic beside pingora's
+        // services.
         if let Some(grpc) = addr.grpc {
-            let svc = crate::serve::authz_grpc::GrpcService::bind(guard.clone(), grpc)?;
+            let svc = crate::serve::authz_grpc::GrpcService::bind(guard.clone(), grpc, addr.tls)?;
             server.add_service(pingora::services::background::GenBackgroundService::new(
                 "ords-guard authz grpc".to_string(),
                 Arc::new(svc),

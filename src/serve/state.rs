@@ -227,7 +227,7 @@ impl Guard {
                     tracing::warn!(target: "ords_guard::reload", "{w}");
                 }
                 if compiled.listeners != self.listeners {
-                    tracing::warn!(target: "ords_guard::reload", "listen, admin_listen, authz.listen, threads, limits.upstream_keepalive, limits.max_upstream_connections, the egress listeners, or whether tls/admin_tls is set changed: restart ords-guard to apply that (the rest of the config is applied now)");
+                    tracing::warn!(target: "ords_guard::reload", "listen, admin_listen, authz.listen, threads, limits.upstream_keepalive, limits.max_upstream_connections, the egress listeners, authz.grpc_listen, or whether tls/admin_tls/authz.tls is set changed: restart ords-guard to apply that (the rest of the config is applied now)");
                 }
                 for e in compiled
                     .registry
@@ -263,11 +263,14 @@ impl Guard {
     }
 
     /// A listener bound with TLS needs a certificate in every generation: without one,
-    /// every handshake would fail until a restart. So a reload cannot drop `tls`/`admin_tls`.
+    /// every handshake would fail until a restart. So a reload cannot drop `tls`,
+    /// `admin_tls` or `authz.tls`.
     fn keeps_listener_tls(&self, new: &Listeners) -> Result<(), ConfigError> {
+        let authz_tls = |l: &Listeners| l.authz.is_some_and(|a| a.tls);
         let dropped: Vec<&str> = [
             ("tls", self.listeners.tls && !new.tls),
             ("admin_tls", self.listeners.admin_tls && !new.admin_tls),
+            ("authz.tls", authz_tls(&self.listeners) && !authz_tls(new)),
         ]
         .into_iter()
         .filter_map(|(k, dropped)| dropped.then_some(k))
