@@ -13,7 +13,8 @@
 //! 2. What the registry is compiled from, pure of any registry: `patterns` (the request path
 //!    normalised, privileges' patterns), `clients` (client secrets, new clients), `tokens`
 //!    (our JWTs and keys, identity providers' claim rules and JWK Sets), `egress` (a remote
-//!    API's token manager and its rules) and `ratelimit` (the arithmetic and the stores).
+//!    API's token manager and its rules), `ratelimit` (the arithmetic and the stores) and
+//!    `traces` (spans, W3C trace context and their export).
 //! 3. `registry`: the compiled, immutable generation every request reads.
 //! 4. The doors that read it: `oauth` (the token endpoint), `access` (the decision and
 //!    `explain`), and `serve`, everything that listens (the ingress proxy and its decision
@@ -37,6 +38,7 @@ pub mod egress;
 pub mod patterns;
 pub mod ratelimit;
 pub mod tokens;
+pub mod traces;
 
 // 3. The registry.
 pub mod registry;

@@ -72,6 +72,14 @@ impl Address {
         }
     }
 
+    /// The host and port as the config gave them (a span's `server.address`, `server.port`).
+    pub fn host_port(&self) -> (String, u16) {
+        match self {
+            Address::Fixed(a) => (a.ip().to_string(), a.port()),
+            Address::Name(n) => (n.host.clone(), n.port),
+        }
+    }
+
     /// The address to connect to now, looking the name up within `deadline` if its last
     /// answer is stale. A failed lookup keeps a previous answer in use.
     pub async fn resolve(&self, deadline: Duration) -> Result<SocketAddr, ResolveError> {

@@ -61,6 +61,9 @@ pub struct Config {
     /// The decision offered to a proxy already in the path (SPEC §14): check endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authz: Option<AuthzConfig>,
+    /// Traces exported over OTLP/HTTP (SPEC §15); without it nothing is exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingConfig>,
     /// Requests per client or address, counted here or in Redis (SPEC §13).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimitConfig>,
@@ -327,6 +330,24 @@ pub enum LimitStore {
     #[default]
     Local,
     Redis,
+}
+
+/// `tracing` (SPEC §15). Keys left out are filled from the OTEL_* variables.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// OTLP/HTTP base URL; spans go to `{otlp_endpoint}/v1/traces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// 0.0-1.0, for requests arriving without a valid `traceparent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<f64>,
+    /// The resource's `service.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// `Name: value` lines sent with every export; relative to this file, re-read at reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_file: Option<PathBuf>,
 }
 
 /// `rate_limit_store` (SPEC §13).

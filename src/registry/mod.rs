@@ -6,7 +6,8 @@
 //!
 //! It runs in steps, a module each with its own tests: `listeners` (addresses, listener TLS
 //! and the `limits` section), `upstream`, `privileges` (with `base_path`), `egress`, `limits`
-//! (rate limits), `issuers`, `clients`, and the proxy's own token keys (`own_tokens`, here).
+//! (rate limits), `issuers`, `clients`, `traces` (the `tracing` section), and the proxy's
+//! own token keys (`own_tokens`, here).
 //! Files (keys, certificates, CAs) are read through `certs` and `tokens`, below the registry.
 
 pub mod authz;
@@ -18,6 +19,7 @@ pub mod listeners;
 pub mod privileges;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod traces;
 pub mod upstream;
 
 use crate::client_addr::TrustedProxies;
@@ -149,9 +151,12 @@ pub struct Registry {
     /// `authz:` (SPEC §14): who may ask the check endpoints.
     pub authz: Option<authz::Authz>,
     pub tls: ListenerTls,
+    /// `tracing` (SPEC §15): where spans go; `None`: nothing is exported.
+    pub tracing: Option<crate::traces::Settings>,
     pub shutdown_grace: Duration,
     by_name: HashMap<String, usize>,
-    matcher: Matcher<usize>,
+    /// Each pattern's privilege and its place in that privilege's `patterns`.
+    matcher: Matcher<(usize, usize)>,
     /// Some client stores an argon2id hash: unknown ids then pay the same cost (timing).
     pub has_argon2: bool,
     /// The files this registry was built from (config and key files): a change to any of
@@ -182,7 +187,14 @@ impl Registry {
     /// privilege covers it (including paths outside base_path).
     pub fn protecting(&self, path: &str, method: &str) -> Option<usize> {
         let rel = self.relative(path)?;
-        self.matcher.lookup(rel, method).copied()
+        self.matcher.lookup(rel, method).map(|&(p, _)| p)
+    }
+
+    /// The pattern deciding `path` for `method`, as the config wrote it (a span's route).
+    pub fn route(&self, path: &str, method: &str) -> Option<&str> {
+        let rel = self.relative(path)?;
+        let &(p, j) = self.matcher.lookup(rel, method)?;
+        Some(self.privileges[p].patterns[j].as_str())
     }
 
     /// `path` relative to base_path, or `None` when it lies outside.
@@ -332,6 +344,12 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     let (clients, has_argon2) =
         clients::clients(cfg, &privileges, &by_name, &mut errors, &mut warnings);
     let tokens = own_tokens(cfg, src, &mut errors);
+    let tracing = traces::compile(
+        cfg.tracing.as_ref(),
+        &|k| std::env::var(k).ok(),
+        src,
+        &mut errors,
+    );
 
     if !errors.is_empty() {
         return Err(errors);
@@ -359,6 +377,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             trusted_proxies,
             authz: authz.as_ref().map(|(_, a)| a.clone()),
             tls: listener_tls,
+            tracing,
             shutdown_grace: Duration::from_millis(t.shutdown_grace_ms),
             by_name,
             matcher,
@@ -378,6 +397,12 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
 fn sources(cfg: &Config, src: &Source) -> Vec<PathBuf> {
     std::iter::once(src.file.clone())
         .chain(cfg.clients_file.iter().map(|f| src.resolve(f)))
+        .chain(
+            cfg.tracing
+                .iter()
+                .flat_map(|t| &t.headers_file)
+                .map(|f| src.resolve(f)),
+        )
         .chain(cfg.token.iter().map(|t| src.resolve(&t.signing_key_file)))
         .chain(cfg.issuers.iter().flat_map(|i| {
             i.jwks_file

@@ -35,7 +35,7 @@ pub(super) fn base_path(cfg: &Config, errors: &mut Vec<Diagnostic>) -> String {
 pub(super) struct Privileges {
     pub(super) privileges: Vec<Privilege>,
     pub(super) by_name: HashMap<String, usize>,
-    pub(super) matcher: Matcher<usize>,
+    pub(super) matcher: Matcher<(usize, usize)>,
 }
 
 /// The `privileges` step (ORDS privileges and their pattern mappings).
@@ -87,10 +87,10 @@ pub(super) fn privileges(
         for (j, s) in p.patterns.iter().enumerate() {
             match Pattern::parse(s) {
                 Ok(pat) => {
-                    if let Err(c) = matcher.insert(&pat, methods, i) {
+                    if let Err(c) = matcher.insert(&pat, methods, (i, j)) {
                         errors.push(Diagnostic::new(
                             format!("{at}.patterns[{j}]"),
-                            format!("pattern `{s}` is already mapped by privilege `{}` for overlapping methods; give them disjoint `methods` or merge them", cfg.privileges[c.0].name),
+                            format!("pattern `{s}` is already mapped by privilege `{}` for overlapping methods; give them disjoint `methods` or merge them", cfg.privileges[(c.0).0].name),
                         ));
                     }
                 }
@@ -158,7 +158,7 @@ mod tests {
             ]
         );
         assert_eq!(paths(&warnings), ["privileges[1].patterns", "unmatched"]);
-        assert_eq!(p.matcher.lookup("/a/b", "GET"), Some(&0));
+        assert_eq!(p.matcher.lookup("/a/b", "GET"), Some(&(0, 0)));
         assert_eq!(p.privileges.len(), 3);
     }
 }

@@ -72,6 +72,8 @@ pub struct Metrics {
     /// Rate-limit store failures and timeouts (SPEC §13).
     pub rate_limit_store_errors: IntCounter,
     pub rate_limit_store_duration: Histogram,
+    /// Spans the collector accepted, and spans dropped (queue full, collector down; SPEC §15).
+    pub traces: crate::traces::export::Counts,
     /// What privileges in `mode: report` would have refused, by privilege and `would`
     /// (SPEC §11).
     pub report_only: IntCounterVec,
@@ -288,6 +290,21 @@ impl Metrics {
         .expect("metric");
         register(Box::new(rate_limit_store_errors.clone()));
         register(Box::new(LogLinesDropped::new()));
+        let plain_counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("metric");
+            register(Box::new(c.clone()));
+            c
+        };
+        let traces = crate::traces::export::Counts {
+            exported: plain_counter(
+                "ords_guard_trace_spans_exported_total",
+                "Spans the OTLP collector accepted.",
+            ),
+            dropped: plain_counter(
+                "ords_guard_trace_spans_dropped_total",
+                "Spans dropped: the export queue was full, or the collector failed or did not answer in time.",
+            ),
+        };
         let rate_limit_store_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "ords_guard_rate_limit_store_duration_seconds",
@@ -331,6 +348,7 @@ impl Metrics {
             rate_limited,
             rate_limit_store_errors,
             rate_limit_store_duration,
+            traces,
             report_only,
             duration,
             upstream_errors,

@@ -102,6 +102,40 @@ impl Decided {
     }
 }
 
+/// What the SERVER span says of a request (SPEC §15), the same at every door: the
+/// normalised path (never the query), the deciding pattern, and the decision's labels.
+pub fn trace_facts<'a>(
+    d: &'a Decided,
+    reg: Option<&'a Registry>,
+    method: &'a str,
+    status: u16,
+) -> crate::traces::Facts<'a> {
+    let path = d.target.as_ref().map(|t| t.path.as_str());
+    let privilege = match &d.decision {
+        Some(Decision::Forward(g)) => Some(g.privilege.as_str()),
+        _ => d.privilege.as_deref(),
+    };
+    let set = |v: &'a str| (v != "-").then_some(v);
+    crate::traces::Facts {
+        method,
+        path,
+        // Only where a privilege decided: a public path has no route.
+        route: privilege
+            .and(reg.zip(path))
+            .and_then(|(r, p)| r.route(p, method)),
+        // The token endpoint and the JWKS are the undecided ones; the JWKS is `public`.
+        token_endpoint: d.label.is_none()
+            && path.is_some()
+            && reg.and_then(|r| r.token_path()) == path,
+        status,
+        client_addr: d.client_addr,
+        decision: d.label.unwrap_or("token_endpoint"),
+        privilege,
+        client_id: set(d.logged(|c| &c.client_id, |g| Some(&g.client_id))),
+        issuer: set(d.logged(|c| &c.issuer, |g| g.issuer.as_ref())),
+    }
+}
+
 /// An identity no header can carry (a control byte in a token's `sub`): refused as an
 /// invalid token, at every door that would have to send it.
 pub fn unsendable_identity(ctx: &mut Decided) -> Answer {

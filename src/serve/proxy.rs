@@ -46,6 +46,8 @@ pub struct Ctx {
     token_outcome: Option<&'static str>,
     /// Held while the request is at the upstream (`limits.max_upstream_connections`).
     upstream_slot: Option<Slot>,
+    /// Its spans, with `tracing` set (SPEC §15).
+    trace: Option<crate::traces::RequestTrace>,
 }
 
 /// Counts a request in flight (ingress or egress) for as long as it lives: the drain
@@ -332,6 +334,7 @@ impl ProxyHttp for Proxy {
             upstream_status: None,
             token_outcome: None,
             upstream_slot: None,
+            trace: None,
         }
     }
 
@@ -341,6 +344,7 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         bound_downstream_waits(session);
+        ctx.trace = self.guard.traces.server(&session.req_header().headers);
         let reg = self.guard.registry();
         ctx.registry = Some(reg.clone());
         let view = request_view(session, &reg);
@@ -454,6 +458,17 @@ impl ProxyHttp for Proxy {
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         req.insert_header("X-Forwarded-Proto", if tls { "https" } else { "http" })?;
+        if let (Some(trace), Some(up)) = (
+            &mut ctx.trace,
+            ctx.registry.as_ref().and_then(|r| r.upstream.as_ref()),
+        ) {
+            let (host, port) = up.addr.host_port();
+            let p = trace.upstream(&host, port);
+            req.insert_header("traceparent", p.traceparent)?;
+            if !p.keep_tracestate {
+                req.remove_header("tracestate");
+            }
+        }
         if let Some(host) = session
             .req_header()
             .headers
@@ -472,6 +487,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        if let Some(trace) = &mut ctx.trace {
+            trace.upstream_answered(resp.status.as_u16());
+        }
         if let Some(v) = &ctx.decided.rate_limit {
             resp.insert_header("RateLimit", v.as_str())?;
         }
@@ -574,9 +592,10 @@ impl ProxyHttp for Proxy {
         // The path only: a query may carry credentials.
         let d = &ctx.decided;
         let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
+        let method = session.req_header().method.as_str();
+        let ids = ctx.trace.as_ref().and_then(|t| t.ids());
         crate::logs::access::write(|l| {
-            l.display("method", &session.req_header().method)
-                .str("path", path);
+            l.str("method", method).str("path", path);
             if let Some(addr) = d.client_addr {
                 l.display("client_addr", addr);
             }
@@ -585,7 +604,14 @@ impl ProxyHttp for Proxy {
                 .uint("upstream_status", ctx.upstream_status.unwrap_or(0).into())
                 .str("token_outcome", ctx.token_outcome.unwrap_or("-"))
                 .str("error", e.map(|e| e.etype().as_str()).unwrap_or("-"));
+            if let Some((trace_id, span_id)) = &ids {
+                l.str("trace_id", trace_id).str("span_id", span_id);
+            }
         });
+        if let Some(trace) = ctx.trace.take() {
+            let facts = pipeline::trace_facts(d, ctx.registry.as_deref(), method, status);
+            trace.finish(&facts, e.map(|e| e.etype().as_str()));
+        }
     }
 }
 

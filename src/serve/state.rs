@@ -98,6 +98,8 @@ pub struct Guard {
     egress: crate::serve::egress::runner::Runner,
     /// The connection to the store of limits with `store: redis` (SPEC §13).
     pub shared_limits: crate::ratelimit::shared::SharedStore,
+    /// The tracer of the `tracing` section (SPEC §15), replaced when a reload changes it.
+    pub traces: crate::traces::Traces,
     pub config_path: PathBuf,
     /// What the sockets were bound with; a reload cannot change it.
     listeners: Listeners,
@@ -120,6 +122,7 @@ impl Guard {
                 metrics.rate_limit_store_errors.clone(),
                 metrics.rate_limit_store_duration.clone(),
             ),
+            traces: crate::traces::Traces::new(metrics.traces.clone()),
             metrics,
             config_path,
             listeners,
@@ -148,6 +151,7 @@ impl Guard {
             .collect();
         self.egress.sync(&served, &self.metrics.egress);
         self.shared_limits.sync(r.rate_limit_store.as_ref());
+        self.traces.sync(r.tracing.as_ref());
         let jwks = &self.metrics.jwks;
         for gone in before
             .iter()

@@ -4,6 +4,7 @@
 
 pub mod idp;
 pub mod oidc;
+pub mod otlp;
 pub mod pki;
 pub mod redis;
 pub use pki::*;

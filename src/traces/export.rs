@@ -1,0 +1,196 @@
+//! Export (SPEC §15): spans that ended go into a bounded queue without waiting; a task on
+//! the background runtime sends them as OTLP/HTTP protobuf, at most 512 at a time or every
+//! 5 s, each export bounded to 10 s. A full queue or a failed export drops spans and counts
+//! them: a request never waits for the collector. The SDK's own batch processor keeps its
+//! drop count private and runs a thread of its own, hence this processor.
+
+use super::Settings;
+use opentelemetry::Context;
+use opentelemetry_http::{Bytes, HttpClient, HttpError};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    Sampler, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
+};
+use opentelemetry_sdk::Resource;
+use prometheus::IntCounter;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+
+/// Spans waiting for export; beyond it they are dropped.
+pub const QUEUE: usize = 2048;
+/// Spans per export.
+pub const BATCH: usize = 512;
+/// The longest a span waits for a batch to fill.
+pub const DELAY: Duration = Duration::from_secs(5);
+/// One export, answer included.
+pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The collector's answer is read no further (it says little: a partial success at most).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// `ords_guard_trace_spans_exported_total` and `..._dropped_total`.
+#[derive(Clone, Debug)]
+pub struct Counts {
+    pub exported: IntCounter,
+    pub dropped: IntCounter,
+}
+
+/// Counters registered nowhere (fuzzing, unit tests).
+impl Default for Counts {
+    fn default() -> Counts {
+        let counter = |name: &str| IntCounter::new(name, name).expect("a valid name");
+        Counts {
+            exported: counter("exported"),
+            dropped: counter("dropped"),
+        }
+    }
+}
+
+/// The OTLP exporter's HTTP client: the bounded outbound client (system roots, no
+/// redirects, deadline and answer size capped).
+#[derive(Debug, Clone)]
+struct Outbound(reqwest::Client);
+
+#[async_trait::async_trait]
+impl HttpClient for Outbound {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, HttpError> {
+        let request = reqwest::Request::try_from(request)?;
+        let builder = reqwest::RequestBuilder::from_parts(self.0.clone(), request);
+        let answer = crate::outbound::send(builder, MAX_ANSWER, EXPORT_TIMEOUT).await?;
+        let mut response = http::Response::builder().status(answer.status);
+        if let Some(h) = response.headers_mut() {
+            *h = answer.headers;
+        }
+        Ok(response.body(Bytes::from(answer.body))?)
+    }
+}
+
+/// A tracer provider exporting to `settings.endpoint` on `runtime`.
+pub fn provider(
+    settings: &Settings,
+    counts: Counts,
+    runtime: &tokio::runtime::Handle,
+) -> Result<SdkTracerProvider, String> {
+    let trust = crate::outbound::Tls::trusting(crate::outbound::Trust::System);
+    let client = crate::outbound::client(&trust, EXPORT_TIMEOUT)?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        // Used as is: `settings` already ends in /v1/traces where it should.
+        .with_endpoint(settings.endpoint.clone())
+        .with_timeout(EXPORT_TIMEOUT)
+        .with_headers(settings.headers.iter().cloned().collect())
+        // A retry would sleep on the runtime's thread; the next batch is the retry.
+        .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
+        .with_http_client(Outbound(client))
+        .build()
+        .map_err(|e| format!("the OTLP exporter: {e}"))?;
+    let resource = Resource::builder_empty()
+        .with_service_name(settings.service_name.clone())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.sample_ratio,
+        ))))
+        .with_resource(resource.clone())
+        .with_span_processor(Queue::spawn(exporter, &resource, counts, runtime))
+        .build())
+}
+
+/// The bounded queue in front of the exporter.
+#[derive(Debug)]
+struct Queue {
+    tx: mpsc::Sender<SpanData>,
+    dropped: IntCounter,
+    stop: std::sync::Arc<Notify>,
+}
+
+impl Queue {
+    fn spawn<E: SpanExporter + 'static>(
+        mut exporter: E,
+        resource: &Resource,
+        counts: Counts,
+        runtime: &tokio::runtime::Handle,
+    ) -> Queue {
+        // The OTLP exporter encodes the resource it is given here, not the provider's.
+        exporter.set_resource(resource);
+        let (tx, mut rx) = mpsc::channel::<SpanData>(QUEUE);
+        let stop = std::sync::Arc::new(Notify::new());
+        let stopped = stop.clone();
+        let dropped = counts.dropped.clone();
+        runtime.spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            let start = tokio::time::Instant::now() + DELAY;
+            let mut tick = tokio::time::interval_at(start, DELAY);
+            loop {
+                // `last`: the provider is gone (a reload replaced it, or shutdown): send
+                // what is left, then stop.
+                let last = tokio::select! {
+                    got = rx.recv() => match got {
+                        Some(span) => {
+                            batch.push(span);
+                            if batch.len() < BATCH {
+                                continue;
+                            }
+                            false
+                        }
+                        None => true,
+                    },
+                    _ = tick.tick() => false,
+                    _ = stopped.notified() => {
+                        rx.close();
+                        true
+                    }
+                };
+                if last {
+                    while let Ok(span) = rx.try_recv() {
+                        batch.push(span);
+                    }
+                }
+                while !batch.is_empty() {
+                    let chunk: Vec<_> = batch.drain(..batch.len().min(BATCH)).collect();
+                    let n = chunk.len() as u64;
+                    match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(chunk)).await {
+                        Ok(Ok(())) => counts.exported.inc_by(n),
+                        _ => counts.dropped.inc_by(n),
+                    }
+                    if !last {
+                        break;
+                    }
+                }
+                if last {
+                    let _ = exporter.shutdown();
+                    return;
+                }
+            }
+        });
+        Queue { tx, dropped, stop }
+    }
+}
+
+impl SpanProcessor for Queue {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        // Full, or the exporting task is gone: dropped, never waited for.
+        if self.tx.try_send(span).is_err() {
+            self.dropped.inc();
+        }
+    }
+
+    /// Never blocks a request's thread: the queue flushes on its own schedule.
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        self.stop.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! Traces (SPEC §15): a SERVER span per request at each door, a CLIENT span per upstream
+//! exchange, W3C trace context continued or started and sent upstream. The doors call
+//! [`Traces::server`] when a request arrives and [`RequestTrace::finish`] when it is
+//! logged; nothing between them knows about traces.
+//!
+//! No span holds a token, secret, `Authorization` value or query string: the doors give
+//! the normalised path and the decision's labels only.
+
+pub mod export;
+
+use arc_swap::ArcSwapOption;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{
+    Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use std::sync::Arc;
+
+/// The `tracing:` section as compiled (file, then the OTEL_* variables, then defaults).
+#[derive(Clone, PartialEq)]
+pub struct Settings {
+    /// Where spans are posted: `{otlp_endpoint}/v1/traces`, or the traces endpoint as given.
+    pub endpoint: String,
+    /// For requests arriving without a valid `traceparent`.
+    pub sample_ratio: f64,
+    pub service_name: String,
+    /// `headers_file`'s lines, sent with every export.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Header values may be credentials: never printed.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &self.endpoint)
+            .field("sample_ratio", &self.sample_ratio)
+            .field("service_name", &self.service_name)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The tracer of the current `tracing` section, replaced when a reload changes it.
+pub struct Traces {
+    current: ArcSwapOption<Active>,
+    counts: export::Counts,
+}
+
+struct Active {
+    settings: Settings,
+    tracer: SdkTracer,
+    // Dropped with the last span of its generation: the queue then sends what is left.
+    _provider: SdkTracerProvider,
+}
+
+impl Traces {
+    pub fn new(counts: export::Counts) -> Traces {
+        Traces {
+            current: ArcSwapOption::empty(),
+            counts,
+        }
+    }
+
+    /// Follow the registry's `tracing` section; a tracer is rebuilt only when it changed.
+    /// Its export runs on the background runtime.
+    pub fn sync(&self, settings: Option<&Settings>) {
+        let current = self.current.load();
+        if current.as_ref().map(|a| &a.settings) == settings {
+            return;
+        }
+        let Some(settings) = settings else {
+            self.current.store(None);
+            return;
+        };
+        let built = crate::background::handle()
+            .and_then(|rt| export::provider(settings, self.counts.clone(), &rt));
+        match built {
+            Ok(provider) => self.current.store(Some(Arc::new(Active {
+                settings: settings.clone(),
+                tracer: provider.tracer("ords-guard"),
+                _provider: provider,
+            }))),
+            Err(e) => {
+                tracing::error!(target: "ords_guard", "tracing: {e}; no spans are exported");
+                self.current.store(None);
+            }
+        }
+    }
+
+    /// A request arrives at a door: its SERVER span, continuing `headers`' valid
+    /// `traceparent` (whose sampled flag decides) or starting a trace. `None` without
+    /// `tracing`: the request's trace headers then pass through like any other.
+    pub fn server(&self, headers: &http::HeaderMap) -> Option<RequestTrace> {
+        let active = self.current.load_full()?;
+        let parent =
+            TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
+        let continued = parent.span().span_context().is_valid();
+        // Named when the request is decided: the route is not known yet.
+        let span = active
+            .tracer
+            .span_builder("request")
+            .with_kind(SpanKind::Server)
+            .start_with_context(&active.tracer, &parent);
+        Some(RequestTrace {
+            server: parent.with_span(span),
+            continued,
+            upstream: None,
+            active,
+        })
+    }
+}
+
+/// One request's spans, held by its door from arrival to the log line.
+pub struct RequestTrace {
+    server: Context,
+    /// The request came with a valid `traceparent`: its `tracestate` goes on upstream.
+    continued: bool,
+    upstream: Option<opentelemetry_sdk::trace::Span>,
+    active: Arc<Active>,
+}
+
+/// The trace headers of a forwarded request.
+pub struct Propagated {
+    pub traceparent: String,
+    /// The request continued a trace: its `tracestate` goes on unchanged. Otherwise it
+    /// belongs to no trace of ours and is dropped.
+    pub keep_tracestate: bool,
+}
+
+/// What a door knows of a request when it ends, for the SERVER span's name and attributes.
+pub struct Facts<'a> {
+    pub method: &'a str,
+    /// The normalised path, never the query.
+    pub path: Option<&'a str>,
+    /// The deciding pattern as written in the config; `None` when none decides.
+    pub route: Option<&'a str>,
+    /// `oauth/token` for the token endpoint, else `route` or `public`.
+    pub token_endpoint: bool,
+    pub status: u16,
+    pub client_addr: Option<std::net::IpAddr>,
+    pub decision: &'a str,
+    pub privilege: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+}
+
+impl RequestTrace {
+    /// Whether this request's spans are exported (and logged with their ids).
+    pub fn recorded(&self) -> bool {
+        self.server.span().span_context().is_sampled()
+    }
+
+    /// The SERVER span's trace and span ids, lowercase hex, for a recorded request's
+    /// access line.
+    pub fn ids(&self) -> Option<(String, String)> {
+        let span = self.server.span();
+        let sc = span.span_context();
+        sc.is_sampled()
+            .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+    }
+
+    /// The upstream exchange begins: its CLIENT span, and the `traceparent` the forwarded
+    /// request carries instead of the client's, naming that span as the parent.
+    pub fn upstream(&mut self, host: &str, port: u16) -> Propagated {
+        let tracer = &self.active.tracer;
+        let mut span = tracer
+            .span_builder("upstream")
+            .with_kind(SpanKind::Client)
+            .start_with_context(tracer, &self.server);
+        if span.is_recording() {
+            span.set_attributes([
+                KeyValue::new("server.address", host.to_string()),
+                KeyValue::new("server.port", i64::from(port)),
+            ]);
+        }
+        let mut headers = std::collections::HashMap::new();
+        TraceContextPropagator::new().inject_context(
+            &Context::new().with_remote_span_context(span.span_context().clone()),
+            &mut headers,
+        );
+        let propagated = Propagated {
+            traceparent: headers.remove("traceparent").unwrap_or_default(),
+            keep_tracestate: self.continued,
+        };
+        // A retry (pingora asks again) ends the previous attempt's span.
+        if let Some(mut previous) = self.upstream.replace(span) {
+            previous.set_status(Status::error("retried"));
+            previous.end();
+        }
+        propagated
+    }
+
+    /// The upstream answered `status`.
+    pub fn upstream_answered(&mut self, status: u16) {
+        if let Some(span) = &mut self.upstream {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 500 {
+                span.set_status(Status::error(""));
+            }
+        }
+    }
+
+    /// The request is done: the spans get their names and attributes and end. `failed`:
+    /// the upstream exchange broke off (the CLIENT span's status is then an error).
+    pub fn finish(mut self, f: &Facts<'_>, failed: Option<&str>) {
+        if let Some(mut span) = self.upstream.take() {
+            if let Some(why) = failed {
+                span.set_status(Status::error(why.to_string()));
+            }
+            span.end();
+        }
+        let span = self.server.span();
+        if !span.is_recording() {
+            span.end();
+            return;
+        }
+        let route = if f.token_endpoint {
+            "oauth/token"
+        } else {
+            f.route.unwrap_or("public")
+        };
+        span.update_name(format!("{} {route}", f.method));
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", f.method.to_string()),
+            KeyValue::new("http.response.status_code", i64::from(f.status)),
+            KeyValue::new("ords_guard.decision", f.decision.to_string()),
+        ];
+        let optional = [
+            ("url.path", f.path),
+            ("http.route", f.route.filter(|_| !f.token_endpoint)),
+            ("ords_guard.privilege", f.privilege),
+            ("ords_guard.client_id", f.client_id),
+            ("ords_guard.issuer", f.issuer),
+        ];
+        for (k, v) in optional {
+            if let Some(v) = v {
+                attributes.push(KeyValue::new(k, v.to_string()));
+            }
+        }
+        if let Some(addr) = f.client_addr {
+            attributes.push(KeyValue::new("client.address", addr.to_string()));
+        }
+        span.set_attributes(attributes);
+        if f.status >= 500 {
+            span.set_status(Status::error(""));
+        }
+        span.end();
+    }
+}

@@ -1,0 +1,301 @@
+//! SPEC §15: traces. The real binary exports to an OTLP/HTTP receiver that decodes the
+//! official OpenTelemetry protobuf messages; the tests read the spans' names, kinds,
+//! parent links, attributes and resource, the trace context the backend received, the
+//! access log's ids, and scan every exported byte for secrets.
+
+mod common;
+
+use common::otlp::{Receiver, ANSWER_HANG, ANSWER_OK, ANSWER_UNAVAILABLE};
+use common::*;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+async fn traced(backend: &Backend, receiver: &Receiver, more: &str) -> Guard {
+    let mut o = Options::new(backend);
+    o.extra = format!(
+        "tracing:\n  otlp_endpoint: \"{}\"\n  service_name: orders-guard\n{more}",
+        receiver.endpoint()
+    );
+    Guard::start(o).await
+}
+
+/// `traceparent` split into (version, trace id, parent id, flags).
+fn parts(traceparent: &str) -> (String, String, String, String) {
+    let p: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(p.len(), 4, "{traceparent}");
+    (p[0].into(), p[1].into(), p[2].into(), p[3].into())
+}
+
+#[tokio::test]
+async fn a_protected_request_continues_the_callers_trace() {
+    let backend = Backend::start().await;
+    let receiver = Receiver::start(ANSWER_OK).await;
+    let g = traced(&backend, &receiver, "").await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+
+    let r = g
+        .http
+        .get(g.url("/example/1?apikey=query-secret"))
+        .bearer_auth(&token)
+        // Flag bits other than sampled are ignored: 03 is a sampled parent.
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-03"))
+        .header("tracestate", "vendor=opaque")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = backend.last();
+    let (version, trace_id, parent, flags) = parts(seen.header("traceparent").unwrap());
+    assert_eq!(
+        (version.as_str(), trace_id.as_str(), flags.as_str()),
+        ("00", TRACE_ID, "01")
+    );
+    assert_ne!(
+        parent, PARENT_ID,
+        "the backend's parent is ords-guard's CLIENT span"
+    );
+    assert_eq!(seen.header("tracestate"), Some("vendor=opaque"));
+
+    let server = receiver
+        .span("GET /example/*", |s| s.span.name == "GET /example/*")
+        .await;
+    assert_eq!(server.service, "orders-guard");
+    assert_eq!(server.span.kind, 2, "SERVER");
+    assert_eq!(
+        (server.trace_id(), server.parent_id()),
+        (TRACE_ID.to_string(), PARENT_ID.to_string())
+    );
+    for (k, v) in [
+        ("http.request.method", "GET"),
+        ("url.path", "/example/1"),
+        ("http.route", "/example/*"),
+        ("http.response.status_code", "200"),
+        ("client.address", "127.0.0.1"),
+        ("ords_guard.decision", "forwarded"),
+        ("ords_guard.privilege", "example_priv"),
+        ("ords_guard.client_id", "example-client"),
+    ] {
+        assert_eq!(server.attr(k).as_deref(), Some(v), "{k}");
+    }
+    assert_eq!(server.attr("ords_guard.issuer"), None);
+    assert_eq!(
+        server.span.status.as_ref().map_or(0, |s| s.code),
+        0,
+        "UNSET"
+    );
+
+    let client = receiver
+        .span("the upstream exchange", |s| s.span.kind == 3)
+        .await;
+    assert_eq!(client.trace_id(), TRACE_ID);
+    assert_eq!(client.parent_id(), server.span_id());
+    assert_eq!(client.span_id(), parent, "the backend's parent-id");
+    assert_eq!(client.attr("server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        client.attr("server.port"),
+        Some(backend.addr.port().to_string())
+    );
+    assert_eq!(
+        client.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
+
+    // The token request was a SERVER span of its own.
+    let minted = receiver
+        .span("POST oauth/token", |s| s.span.name == "POST oauth/token")
+        .await;
+    assert_eq!(
+        minted.attr("ords_guard.decision").as_deref(),
+        Some("token_endpoint")
+    );
+    assert_eq!(minted.attr("http.route"), None);
+
+    // The access line of the recorded request names the SERVER span.
+    let log = g
+        .output_with(&format!("\"span_id\":\"{}\"", server.span_id()))
+        .await;
+    assert!(
+        log.contains(&format!("\"trace_id\":\"{TRACE_ID}\"")),
+        "{log}"
+    );
+
+    // A refusal: its privilege, no client; the route that decided it.
+    let r = g.http.get(g.url("/example/2")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let refused = receiver
+        .span("the 401", |s| {
+            s.attr("url.path").as_deref() == Some("/example/2")
+        })
+        .await;
+    assert_eq!(refused.span.name, "GET /example/*");
+    assert_eq!(
+        refused.attr("ords_guard.decision").as_deref(),
+        Some("unauthenticated")
+    );
+    assert_eq!(
+        refused.attr("ords_guard.privilege").as_deref(),
+        Some("example_priv")
+    );
+    assert_eq!(refused.attr("ords_guard.client_id"), None);
+    assert_eq!(
+        refused.attr("http.response.status_code").as_deref(),
+        Some("401")
+    );
+    // A public path: no route.
+    let r = g.http.get(g.url("/public/x?q=1")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let public = receiver
+        .span("GET public", |s| {
+            s.attr("url.path").as_deref() == Some("/public/x")
+        })
+        .await;
+    assert_eq!(public.span.name, "GET public");
+    assert_eq!(public.attr("http.route"), None);
+
+    // Nothing exported holds the token, the secret, an Authorization value or a query.
+    let raw = receiver.raw();
+    let text = String::from_utf8_lossy(&raw);
+    for secret in [
+        token.as_str(),
+        EXAMPLE_SECRET,
+        "query-secret",
+        "apikey",
+        "Bearer",
+        "q=1",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} was exported");
+    }
+    let export = receiver.exports.lock().unwrap()[0].clone();
+    assert_eq!(export.path, "/v1/traces");
+    assert_eq!(export.content_type, "application/x-protobuf");
+    assert!(g.metric("ords_guard_trace_spans_exported_total").await >= 5.0);
+}
+
+#[tokio::test]
+async fn unsampled_parents_and_ratio_zero_are_propagated_not_exported() {
+    let backend = Backend::start().await;
+    let receiver = Receiver::start(ANSWER_OK).await;
+    let g = traced(&backend, &receiver, "  sample_ratio: 0\n").await;
+
+    // A parent that is not sampled: followed, not recorded.
+    let r = g
+        .http
+        .get(g.url("/public/1"))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, trace_id, parent, flags) = parts(backend.last().header("traceparent").unwrap());
+    assert_eq!((trace_id.as_str(), flags.as_str()), (TRACE_ID, "00"));
+    assert_ne!(parent, PARENT_ID);
+
+    // A malformed one (upper-case hex) starts a trace, sampled at 0; its tracestate goes.
+    let r = g
+        .http
+        .get(g.url("/public/2"))
+        .header(
+            "traceparent",
+            format!("00-{}-{PARENT_ID}-01", TRACE_ID.to_uppercase()),
+        )
+        .header("tracestate", "vendor=stale")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = backend.last();
+    let (_, trace_id, _, flags) = parts(seen.header("traceparent").unwrap());
+    assert_ne!(trace_id, TRACE_ID.to_lowercase());
+    assert_eq!(flags, "00");
+    assert_eq!(seen.header("tracestate"), None);
+
+    // A sampled parent is recorded even at ratio 0: the bounded wait below sees it
+    // exported, and nothing of the two requests before.
+    let r = g
+        .http
+        .get(g.url("/public/3"))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    receiver
+        .span("GET public", |s| {
+            s.attr("url.path").as_deref() == Some("/public/3")
+        })
+        .await;
+    let paths: Vec<_> = receiver
+        .spans()
+        .iter()
+        .filter_map(|s| s.attr("url.path"))
+        .collect();
+    assert_eq!(
+        paths,
+        ["/public/3"],
+        "only the sampled request was exported"
+    );
+    let log = g.output_with("\"path\":\"/public/2\"").await;
+    let unsampled = log
+        .lines()
+        .find(|l| l.contains("\"path\":\"/public/2\""))
+        .unwrap();
+    assert!(!unsampled.contains("trace_id"), "{unsampled}");
+}
+
+#[tokio::test]
+async fn without_tracing_trace_headers_pass_unchanged() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options::new(&backend)).await;
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+    let r = g
+        .http
+        .get(g.url("/public/1"))
+        .header("traceparent", &traceparent)
+        .header("tracestate", "vendor=opaque")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = backend.last();
+    assert_eq!(seen.header("traceparent"), Some(traceparent.as_str()));
+    assert_eq!(seen.header("tracestate"), Some("vendor=opaque"));
+    let log = g.output_with("\"path\":\"/public/1\"").await;
+    assert!(!log.contains("trace_id"), "{log}");
+}
+
+#[tokio::test]
+async fn a_collector_that_fails_or_hangs_costs_requests_nothing() {
+    let backend = Backend::start().await;
+    let receiver = Receiver::start(ANSWER_UNAVAILABLE).await;
+    let g = traced(&backend, &receiver, "").await;
+    for i in 0..50 {
+        let r = g
+            .http
+            .get(g.url(&format!("/public/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The batch went out within 5 s, was refused, and its spans were counted as dropped.
+    g.wait_metric("ords_guard_trace_spans_dropped_total", |v| v >= 50.0)
+        .await;
+    assert_eq!(g.metric("ords_guard_trace_spans_exported_total").await, 0.0);
+
+    // A collector that never answers: requests are still answered at once.
+    receiver.answer(ANSWER_HANG);
+    for i in 0..50 {
+        let r = g
+            .http
+            .get(g.url(&format!("/public/h{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Back to health: the next batches are accepted.
+    receiver.answer(ANSWER_OK);
+    g.wait_metric("ords_guard_trace_spans_exported_total", |v| v > 0.0)
+        .await;
+}
