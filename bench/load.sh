@@ -26,6 +26,13 @@
 #   bounded_1000  the same at 1,000 on a guard with `max_upstream_connections: 32`
 #   floor_256, floor_1000  the floor at 256 and 1,000 client connections: what pingora
 #               alone keeps of its 32-connection figure on this machine
+#   authz_check the main guard's `/authz/forward-auth` (SPEC §14) with the protected path's
+#               method, target and token, as Traefik or Caddy ask: the decision alone
+#   authz_grpc  Envoy's gRPC Check on the main guard's `authz.grpc_listen`, sent by
+#               examples/grpc_check_load.rs (32 concurrent calls over 4 h2 connections)
+#   nginx_authz nginx (one worker) in front with `auth_request` to the main guard, exactly
+#               docs/src/guides/authz-nginx.conf, the protected path with its token: the
+#               same request as `protected`, with the CPU of nginx and ords-guard apart
 # (every figure also gives the share of requests that opened a new backend connection)
 # and prints req/s, p99 latency, the CPU time per request of the process serving it (from
 # /proc/PID/stat around each wrk run: nginx's worker for direct), the ratios protected/public and public/direct, and
@@ -48,12 +55,13 @@ PER_ROUND=${PER_ROUND:-}
 source "$(dirname "$0")/common.sh"
 bench_tools
 ./scripts/setup.sh
-cargo build --release --quiet --bin ords-guard --example passthrough
+cargo build --release --quiet --bin ords-guard --example passthrough --example grpc_check_load
 BIN=${BIN:-$PWD/target/release/ords-guard}   # BIN=... measures another build
 FLOOR_BIN=$PWD/target/release/examples/passthrough
+GRPC_LOAD_BIN=$PWD/target/release/examples/grpc_check_load
 
 WORK=$(mktemp -d)
-cleanup() { kill "${CONN_PID:-}" "${BOUND_PID:-}" "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${CONN_PID:-}" "${BOUND_PID:-}" "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${FRONT_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
@@ -63,6 +71,7 @@ LIM_PROXY=$(port); LIM_ADMIN=$(port)
 SHARED_PROXY=$(port); SHARED_ADMIN=$(port); REDIS_PORT=$(port)
 LOG_PROXY=$(port); LOG_ADMIN=$(port)
 BOUND_PROXY=$(port); BOUND_ADMIN=$(port); CONN_PROXY=$(port); CONN_ADMIN=$(port)
+AUTHZ=$(port); AUTHZ_GRPC=$(port); FRONT=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -113,7 +122,12 @@ ISSUERS='issuers:
     issuer: https://idp.bench
     jwks_file: idp.jwks.json
     roles_claim: /roles'
-write_config "" "" "$WORK/ords-guard.yaml" "$PROXY" "$ADMIN" ES256 keys ords-guard "$ISSUERS"
+# The main guard also answers checks for a proxy in front (SPEC §14).
+MAIN_EXTRA="$ISSUERS
+authz:
+  listen: \"127.0.0.1:$AUTHZ\"
+  grpc_listen: \"127.0.0.1:$AUTHZ_GRPC\""
+write_config "" "" "$WORK/ords-guard.yaml" "$PROXY" "$ADMIN" ES256 keys ords-guard "$MAIN_EXTRA"
 write_config "" "" "$WORK/hs256.yaml" "$HS_PROXY" "$HS_ADMIN" HS256 hskeys
 # The same guard with a local rate limit per client that never refuses (SPEC §13).
 write_config "" "" "$WORK/limited.yaml" "$LIM_PROXY" "$LIM_ADMIN" ES256 keys ords-guard 'rate_limits:
@@ -164,6 +178,15 @@ EOF
 RUST_LOG=warn "$BIN" run --config "$WORK/egress.yaml" > "$WORK/egress.log" 2>&1 & EGRESS_PID=$!
 wait_ready "$EGRESS_ADMIN"
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$FLOOR/" >/dev/null 2>&1 && break; sleep 0.05; done
+# nginx in front of the backend asking the main guard, with the guide's own location blocks.
+mkdir -p "$WORK/front/logs"
+{ echo "worker_processes 1; daemon off; pid $WORK/front/nginx.pid; error_log $WORK/front/logs/error.log warn;"
+  echo "events { worker_connections 8192; }"
+  echo "http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$FRONT backlog=4096;"
+  sed -e "s/127.0.0.1:9191/127.0.0.1:$AUTHZ/g" -e "s/127.0.0.1:8081/127.0.0.1:$BACKEND/g" docs/src/guides/authz-nginx.conf
+  echo "} }"; } > "$WORK/front/nginx.conf"
+nginx -p "$WORK/front" -c "$WORK/front/nginx.conf" & FRONT_PID=$!
+for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$FRONT/public/1" 2>/dev/null && break; sleep 0.05; done
 curl -sf "http://127.0.0.1:$BACKEND/" >/dev/null
 rss() { awk -v k="$1" '$1==k":" {print int($2/1024)}' "/proc/$GUARD_PID/status"; }
 IDLE_RSS=$(rss VmRSS)
@@ -183,24 +206,36 @@ serving() {
     token_hs256) echo "$HS_PID" ;;
     bounded_1000) echo "$BOUND_PID" ;;
     public_256|public_1000) echo "$CONN_PID" ;;
+    nginx_authz) echo "$(pgrep -P "$FRONT_PID" | head -1) $GUARD_PID" ;;   # front worker, then the guard
     *) echo "$GUARD_PID" ;;
   esac
 }
 # CPU ticks (user + system, every thread) a process has used.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # run NAME URL [wrk args...] -> appends "NAME rps p99ms non2xx cpu_us_per_request
-# new_backend_connections_per_100_requests" to results; RUN_CONNS=N: N client connections
+# new_backend_connections_per_100_requests cpu_us_of_the_last_serving_process" to results;
+# RUN_CONNS=N: N client connections; LOADER=grpc: the gRPC check client instead of wrk
+# (URL is HOST:PORT, the args its path and token)
 run() {
   local name=$1 url=$2; shift 2
   local out rps p99
   if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
-  local pid t0 t1 n a0 a1; pid=$(serving "$name"); t0=$(ticks "$pid"); a0=$(backend_accepts "$BACKEND")
-  out=$(wrk -t1 -c"${RUN_CONNS:-$CONNS}" -d"${DURATION}s" --latency "$@" "$url")
-  t1=$(ticks "$pid"); n=$(awk '/ requests in / {print $1}' <<<"$out"); a1=$(backend_accepts "$BACKEND")
+  local pids pid t0=() t1=() n a0 a1 i; read -r -a pids <<<"$(serving "$name")"
+  for pid in "${pids[@]}"; do t0+=("$(ticks "$pid")"); done
+  a0=$(backend_accepts "$BACKEND")
+  if [ "${LOADER:-wrk}" = grpc ]; then
+    out=$("$GRPC_LOAD_BIN" "$url" "${RUN_CONNS:-$CONNS}" "$DURATION" "$@")
+  else
+    out=$(wrk -t1 -c"${RUN_CONNS:-$CONNS}" -d"${DURATION}s" --latency "$@" "$url")
+  fi
+  for pid in "${pids[@]}"; do t1+=("$(ticks "$pid")"); done
+  n=$(awk '/ requests in / {print $1}' <<<"$out"); a1=$(backend_accepts "$BACKEND")
+  local d=0 last=0; for i in "${!pids[@]}"; do last=$(( t1[i] - t0[i] )); d=$(( d + last )); done
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  echo "$name $rps $p99 ${non2xx:-0} $(awk -v d=$(( t1 - t0 )) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}') $(awk -v o=$(( a1 - a0 - 1 )) -v n="$n" 'BEGIN {printf "%.2f", n ? 100 * o / n : 0}')" >> "$WORK/results"
+  local hz; hz=$(getconf CLK_TCK)
+  echo "$name $rps $p99 ${non2xx:-0} $(awk -v d="$d" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}') $(awk -v o=$(( a1 - a0 - 1 )) -v n="$n" 'BEGIN {printf "%.2f", n ? 100 * o / n : 0}') $(awk -v d="$last" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}')" >> "$WORK/results"
 }
 : > "$WORK/results"
 for r in $(seq "$ROUNDS"); do
@@ -209,8 +244,8 @@ for r in $(seq "$ROUNDS"); do
   # public, protected, protected_log, protected_limited and protected_shared run back to
   # back, their order reversed every round: each ratio between them compares neighbours,
   # and none always follows the same scenario (the machine drifts over a run).
-  guarded=(public protected protected_log protected_limited protected_shared)
-  if (( r % 2 == 0 )); then guarded=(protected_shared protected_limited protected_log protected public); fi
+  guarded=(public protected authz_check authz_grpc nginx_authz protected_log protected_limited protected_shared)
+  if (( r % 2 == 0 )); then guarded=(protected_shared protected_limited protected_log nginx_authz authz_grpc authz_check protected public); fi
   for name in "${guarded[@]}"; do
     case $name in
       public) run public "http://127.0.0.1:$PROXY/public/1" ;;
@@ -218,6 +253,9 @@ for r in $(seq "$ROUNDS"); do
       protected_log) run protected_log "http://127.0.0.1:$LOG_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
       protected_limited) run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
       protected_shared) run protected_shared "http://127.0.0.1:$SHARED_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
+      authz_check) run authz_check "http://127.0.0.1:$AUTHZ/authz/forward-auth" -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /example/1" -H "X-Forwarded-Host: api.example.com" -H "Authorization: Bearer $TOKEN" ;;
+      authz_grpc) LOADER=grpc run authz_grpc "127.0.0.1:$AUTHZ_GRPC" /example/1 "$TOKEN" ;;
+      nginx_authz) run nginx_authz "http://127.0.0.1:$FRONT/example/1" -H "Authorization: Bearer $TOKEN" ;;
     esac
   done
   run protected_issuer "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $IDP_TOKEN"
@@ -244,7 +282,7 @@ EGRESS_TOKENS=$(curl -s "http://127.0.0.1:$EGRESS_ADMIN/metrics" | awk '/^ords_g
 { for i in $(seq 10000); do printf '  - name: c%d\n    client_id: id%d\n    secrets: ["%s"]\n    roles: [r%d]\n' "$i" "$i" "$HASH" "$(( i % 1000 + 1 ))"; done; } > "$WORK/clients"
 write_config "$(cat "$WORK/clients")
 " "$(cat "$WORK/privs")
-" "$WORK/big.yaml" "$PROXY" "$ADMIN" ES256 keys ords-guard "$ISSUERS"
+" "$WORK/big.yaml" "$PROXY" "$ADMIN" ES256 keys ords-guard "$MAIN_EXTRA"
 mv "$WORK/big.yaml" "$WORK/ords-guard.yaml"   # atomic, as config tools do; the watcher reloads
 for _ in $(seq 400); do grep -q '"config reloaded"\|config reloaded' "$WORK/guard.log" && break; sleep 0.05; done
 RELOAD_MS=$(grep -o 'elapsed_ms=[0-9.]*' "$WORK/guard.log" | tail -1 | cut -d= -f2)
@@ -270,14 +308,16 @@ MANY_RSS=$(awk '$1=="VmRSS:" {print int($2/1024)}' "/proc/$MANY_PID/status")
 if [ -n "$PER_ROUND" ]; then echo "each round:"; cat "$WORK/results"; echo; fi
 awk -v cpeak="$CONN_PEAK" -v bpeak="$BOUND_PEAK" -v idle="$IDLE_RSS" -v peak="$PEAK_RSS" -v big="$BIG_RSS" -v many="$MANY_RSS" -v manykeys="$MANY_KEYS" -v etokens="${EGRESS_TOKENS:-?}" -v serrors="${STORE_ERRORS:-?}" -v strips="${STORE_TRIPS:-0}" -v ssum="${STORE_SUM:-0}" -v reload="${RELOAD_MS:-?}" -v d="$DURATION" -v rounds="$ROUNDS" -v c="$CONNS" '
   function r(a, b) { return (rps[a] > 0 && rps[b] > 0) ? sprintf("%.2f", rps[a] / rps[b]) : "-" }
-  { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4; cpu[$1]+=$5; fresh[$1]+=$6 }
+  { n[$1]++; rps[$1]+=$2; p99[$1]+=$3; bad[$1]+=$4; cpu[$1]+=$5; fresh[$1]+=$6; last[$1]+=$7 }
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx | CPU µs/request (serving process) | new backend connections |\n|---|---|---|---|---|---|\n"
-    split("direct floor public protected protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000 floor_256 floor_1000", order, " ")
-    for (i = 1; i <= 17; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
+    split("direct floor public protected authz_check authz_grpc nginx_authz protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000 floor_256 floor_1000", order, " ")
+    for (i = 1; i <= 20; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
     printf "\nprotected/public = %s   public/direct = %s   protected/direct = %s   floor/direct = %s   protected/floor = %s\n", r("protected", "public"), r("public", "direct"), r("protected", "direct"), r("floor", "direct"), r("protected", "floor")
     printf "protected_log/protected = %s (access log on / off)\n", r("protected_log", "protected")
+    printf "authz_check/protected = %s   authz_grpc/protected = %s   nginx_authz/protected = %s (the decision alone, over HTTP and gRPC; nginx + auth_request in front)\n", r("authz_check", "protected"), r("authz_grpc", "protected"), r("nginx_authz", "protected")
+    if (n["nginx_authz"]) printf "nginx_authz CPU µs/request: nginx %.1f + ords-guard %.1f (ords-guard as the proxy: %.1f)\n", (cpu["nginx_authz"] - last["nginx_authz"]) / n["nginx_authz"], last["nginx_authz"] / n["nginx_authz"], (n["protected"] ? cpu["protected"] / n["protected"] : 0)
     printf "public_256/public = %s   public_1000/public = %s   bounded_1000/public = %s (client connections: 256, 1000, 1000 with max_upstream_connections: 32; against %d)\n", r("public_256", "public"), r("public_1000", "public"), r("bounded_1000", "public"), c
     printf "floor_256/floor = %s   floor_1000/floor = %s (pingora with no logic at 256 and 1000 client connections)\n", r("floor_256", "floor"), r("floor_1000", "floor")
     printf "protected_issuer/protected = %s\n", r("protected_issuer", "protected")
