@@ -299,3 +299,211 @@ async fn a_collector_that_fails_or_hangs_costs_requests_nothing() {
     g.wait_metric("ords_guard_trace_spans_exported_total", |v| v > 0.0)
         .await;
 }
+
+#[tokio::test]
+async fn egress_and_authz_checks_are_server_spans_of_their_own() {
+    use envoy_types::pb::envoy::service::auth::v3::{
+        attribute_context::{HttpRequest, Request},
+        authorization_client::AuthorizationClient,
+        AttributeContext, CheckRequest,
+    };
+    let backend = Backend::start().await;
+    let receiver = Receiver::start(ANSWER_OK).await;
+    let port = || -> std::net::SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
+    let (listen, authz, grpc) = (port(), port(), port());
+    let mut o = Options::new(&backend);
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = Guard::prepare(&dir, &o);
+    // A legacy caller's egress entry calls this guard's own ingress with a token from its
+    // own token endpoint: one trace crosses both doors.
+    o.extra = format!(
+        "tracing:\n  otlp_endpoint: \"{}\"\nauthz:\n  listen: \"{authz}\"\n  grpc_listen: \"{grpc}\"\negress:\n  - name: orders\n    listen: \"{listen}\"\n    upstream: \"http://{proxy}\"\n    token_url: \"http://{proxy}/oauth/token\"\n    client_id: example-client\n    client_secret_file: orders.secret\n",
+        receiver.endpoint()
+    );
+    std::fs::write(
+        dir.path().join("orders.secret"),
+        format!("{EXAMPLE_SECRET}\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("ords-guard.yaml");
+    std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+    let g = Guard::spawn(dir, config, proxy, admin, "/").await;
+    // The entry's first token may be fetched before the ingress listens: until it has one.
+    eventually("the egress entry to hold a token", || {
+        let http = g.http.clone();
+        async move {
+            let r = http.get(format!("http://{listen}/example/0")).send().await;
+            matches!(r, Ok(r) if r.status() == 200)
+        }
+    })
+    .await;
+
+    let r = g
+        .http
+        .get(format!("http://{listen}/example/1?k=query-secret"))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let egress = receiver
+        .span("the egress request", |s| s.parent_id() == PARENT_ID)
+        .await;
+    assert_eq!(
+        (egress.span.kind, egress.span.name.as_str()),
+        (2, "GET public")
+    );
+    assert_eq!(
+        (egress.trace_id(), egress.parent_id()),
+        (TRACE_ID.to_string(), PARENT_ID.to_string())
+    );
+    assert_eq!(egress.attr("ords_guard.egress").as_deref(), Some("orders"));
+    assert_eq!(
+        egress.attr("ords_guard.decision").as_deref(),
+        Some("forwarded")
+    );
+    let egress_out = receiver
+        .span("the egress exchange", |s| {
+            s.span.kind == 3 && s.parent_id() == egress.span_id()
+        })
+        .await;
+    assert_eq!(
+        egress_out.attr("server.port"),
+        Some(proxy.port().to_string())
+    );
+    // The ingress continued the egress's trace: its parent is the egress CLIENT span.
+    let ingress = receiver
+        .span("the ingress request", |s| {
+            s.span.kind == 2 && s.parent_id() == egress_out.span_id()
+        })
+        .await;
+    assert_eq!(ingress.span.name, "GET /example/*");
+    assert_eq!(
+        ingress.attr("ords_guard.client_id").as_deref(),
+        Some("example-client")
+    );
+    let ingress_out = receiver
+        .span("the backend exchange", |s| {
+            s.span.kind == 3 && s.parent_id() == ingress.span_id()
+        })
+        .await;
+    let (_, trace_id, parent, _) = parts(backend.last().header("traceparent").unwrap());
+    assert_eq!(
+        (trace_id, parent),
+        (TRACE_ID.to_string(), ingress_out.span_id())
+    );
+
+    // A check is a SERVER span of its own, named by the original request's route.
+    let check_parent = "1111111111111111";
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let r = g
+        .http
+        .get(format!("http://{authz}/authz/forward-auth"))
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Uri", "/example/7?k=query-secret")
+        .header("traceparent", format!("00-{TRACE_ID}-{check_parent}-01"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let check = receiver
+        .span("the forward-auth check", |s| s.parent_id() == check_parent)
+        .await;
+    assert_eq!(
+        (check.span.kind, check.span.name.as_str()),
+        (2, "GET /example/*")
+    );
+    assert_eq!(
+        check.attr("ords_guard.api").as_deref(),
+        Some("forward_auth")
+    );
+    assert_eq!(check.attr("url.path").as_deref(), Some("/example/7"));
+    assert_eq!(
+        check.attr("ords_guard.client_id").as_deref(),
+        Some("example-client")
+    );
+
+    // gRPC: Envoy's Check with the original request's trace context.
+    let grpc_parent = "2222222222222222";
+    let mut client = AuthorizationClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let http = HttpRequest {
+        method: "GET".into(),
+        path: "/example/8".into(),
+        headers: [(
+            "traceparent".to_string(),
+            format!("00-{TRACE_ID}-{grpc_parent}-01"),
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let checked = client
+        .check(CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(http),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(checked.status.map(|s| s.code), Some(16), "no token: 401");
+    let check = receiver
+        .span("the gRPC check", |s| s.parent_id() == grpc_parent)
+        .await;
+    assert_eq!(check.span.name, "GET /example/*");
+    assert_eq!(
+        check.attr("ords_guard.api").as_deref(),
+        Some("ext_authz_grpc")
+    );
+    assert_eq!(
+        check.attr("ords_guard.decision").as_deref(),
+        Some("unauthenticated")
+    );
+
+    let text = String::from_utf8_lossy(&receiver.raw()).into_owned();
+    for secret in [token.as_str(), EXAMPLE_SECRET, "query-secret"] {
+        assert!(!text.contains(secret), "{secret:?} was exported");
+    }
+}
+
+#[tokio::test]
+async fn a_shared_limits_redis_round_trip_is_a_child_of_the_request() {
+    let redis = common::redis::Redis::start();
+    let backend = Backend::start().await;
+    let receiver = Receiver::start(ANSWER_OK).await;
+    let limit = format!(
+        "rate_limits:\n  - name: per_client\n    privileges: [example_priv]\n    rate: 1000\n    per: minute\n    store: redis\nrate_limit_store:\n  url: \"{}\"\n",
+        redis.url()
+    );
+    let g = traced(&backend, &receiver, &limit).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let r = g
+        .http
+        .get(g.url("/example/1"))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let server = receiver
+        .span("the request", |s| s.parent_id() == PARENT_ID)
+        .await;
+    let round_trip = receiver
+        .span("the Redis round trip", |s| {
+            s.span.name == "redis rate limit"
+        })
+        .await;
+    assert_eq!(round_trip.span.kind, 3, "CLIENT");
+    assert_eq!(round_trip.parent_id(), server.span_id());
+    assert_eq!(round_trip.attr("db.system.name").as_deref(), Some("redis"));
+    // The URL (and any password in it) is not an attribute.
+    assert!(!String::from_utf8_lossy(&receiver.raw()).contains(&redis.url()));
+}

@@ -284,10 +284,14 @@ impl Tokens {
                 }
             }
             self.wake.notify_one();
-            if tokio::time::timeout_at(deadline, done.changed())
-                .await
-                .is_err()
-            {
+            // The request waits on the manager's fetch: a span of its own when traced.
+            let fetched = crate::traces::waiting(
+                "egress token fetch",
+                Vec::new,
+                |r| r.is_err(),
+                tokio::time::timeout_at(deadline, done.changed()),
+            );
+            if fetched.await.is_err() {
                 break;
             }
         }

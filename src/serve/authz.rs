@@ -309,6 +309,27 @@ pub(crate) struct Check {
     pub(crate) method: String,
     pub(crate) decided: Decided,
     pub(crate) token_outcome: Option<&'static str>,
+    /// Its SERVER span, with `tracing` set (SPEC §15): a check is a request of its own.
+    pub(crate) trace: Option<crate::traces::RequestTrace>,
+}
+
+impl Check {
+    /// A check arrives; `headers` carry its own trace context.
+    pub(crate) fn new(
+        guard: &Guard,
+        api: Option<Api>,
+        method: String,
+        headers: &http::HeaderMap,
+    ) -> Check {
+        Check {
+            started: Instant::now(),
+            api,
+            method,
+            decided: Decided::default(),
+            token_outcome: None,
+            trace: guard.traces.server(headers),
+        }
+    }
 }
 
 impl Authz {
@@ -347,7 +368,9 @@ impl Authz {
                     .forwarded_by(peer, xff.iter().map(|v| v.as_bytes())),
             ),
         };
-        match pipeline::run(&self.guard, reg, &view, &mut c.decided).await {
+        let parent = c.trace.as_ref().and_then(|t| t.parent());
+        let run = pipeline::run(&self.guard, reg, &view, &mut c.decided);
+        match crate::traces::scoped(parent, run).await {
             Next::Forward => {
                 let mut r = Response::builder().status(200).header("Content-Length", 0);
                 if let Some(crate::access::decision::Decision::Forward(g)) = &c.decided.decision {
@@ -379,8 +402,8 @@ impl Authz {
     }
 }
 
-/// The access line (SPEC §6, with `api`) and the metrics of one check.
-pub(crate) fn account(guard: &Guard, c: &Check, status: u16) {
+/// The access line (SPEC §6, with `api`), the metrics and the span of one check.
+pub(crate) fn account(guard: &Guard, reg: &Registry, mut c: Check, status: u16) {
     let latency = c.started.elapsed();
     let d = &c.decided;
     let api = c.api.map_or("-", Api::label);
@@ -394,6 +417,7 @@ pub(crate) fn account(guard: &Guard, c: &Check, status: u16) {
         guard.metrics.authz_duration.observe(latency.as_secs_f64());
     }
     let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
+    let ids = c.trace.as_ref().and_then(|t| t.ids());
     crate::logs::access::write(|l| {
         l.str("api", api).str("method", &c.method).str("path", path);
         if let Some(addr) = d.client_addr {
@@ -402,20 +426,23 @@ pub(crate) fn account(guard: &Guard, c: &Check, status: u16) {
         d.log(l, status, decision);
         l.float("latency_ms", latency.as_secs_f64() * 1000.0)
             .str("token_outcome", c.token_outcome.unwrap_or("-"));
+        if let Some((trace_id, span_id)) = &ids {
+            l.str("trace_id", trace_id).str("span_id", span_id);
+        }
     });
+    if let Some(trace) = c.trace.take() {
+        let mut facts = pipeline::trace_facts(d, Some(reg), &c.method, status);
+        facts.door = c.api.map(|a| ("ords_guard.api", a.label()));
+        trace.finish(&facts, None);
+    }
 }
 
 #[async_trait]
 impl ServeHttp for Authz {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let reg = self.guard.registry();
-        let mut c = Check {
-            started: Instant::now(),
-            api: None,
-            method: session.req_header().method.as_str().to_string(),
-            decided: Decided::default(),
-            token_outcome: None,
-        };
+        let h = session.req_header();
+        let mut c = Check::new(&self.guard, None, h.method.as_str().to_string(), &h.headers);
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -455,6 +482,8 @@ impl ServeHttp for Authz {
                         .forwarded_by(peer, xff.iter().map(|v| v.as_bytes()))
                 });
                 c.decided.client_addr = ip;
+                // Already in normal form (the route is by equality): for the log and span.
+                c.decided.target = crate::patterns::path::normalise(path.as_bytes()).ok();
                 match token_reply(&self.guard, session, &reg, is_jwks, ip).await {
                     Ok(reply) => {
                         count_token_reply(&self.guard, &reply, &mut c.decided);
@@ -490,7 +519,7 @@ impl ServeHttp for Authz {
                 ))
             }
         };
-        account(&self.guard, &c, response.status().as_u16());
+        account(&self.guard, &reg, c, response.status().as_u16());
         response
     }
 }

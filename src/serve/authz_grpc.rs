@@ -9,7 +9,7 @@ use crate::registry::Registry;
 use crate::serve::authz::{
     account, checked, method_override, token_endpoint_as_written, Api, Check,
 };
-use crate::serve::pipeline::{self, Answer, Decided, Next, RequestView};
+use crate::serve::pipeline::{self, Answer, Next, RequestView};
 use crate::serve::state::Guard;
 use crate::serve::tls;
 use envoy_types::ext_authz::v3::pb::{
@@ -23,7 +23,6 @@ use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// gRPC status codes of a refusal (SPEC §14): `INVALID_ARGUMENT`, `UNAUTHENTICATED`,
 /// `PERMISSION_DENIED`, `RESOURCE_EXHAUSTED`, `UNAVAILABLE`.
@@ -246,13 +245,34 @@ impl Authorization for GrpcAuthz {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        let mut c = Check {
-            started: Instant::now(),
-            api: Some(Api::ExtAuthzGrpc),
-            method: "-".into(),
-            decided: Decided::default(),
-            token_outcome: None,
-        };
+        // The trace context of the call itself (Envoy's, when it traces), else the
+        // original request's.
+        let mut trace_headers = request.metadata().clone().into_headers();
+        if !trace_headers.contains_key("traceparent") {
+            if let Some(h) = request
+                .get_ref()
+                .attributes
+                .as_ref()
+                .and_then(|a| a.request.as_ref())
+                .and_then(|r| r.http.as_ref())
+            {
+                for k in ["traceparent", "tracestate"] {
+                    if let Some(v) = h
+                        .headers
+                        .get(k)
+                        .and_then(|v| http::HeaderValue::from_str(v).ok())
+                    {
+                        trace_headers.insert(k, v);
+                    }
+                }
+            }
+        }
+        let mut c = Check::new(
+            &self.guard,
+            Some(Api::ExtAuthzGrpc),
+            "-".into(),
+            &trace_headers,
+        );
         let peer = request.remote_addr().map(|a| a.ip().to_canonical());
         let reg = self.guard.registry();
         let trusted = match (&reg.authz, peer) {
@@ -260,7 +280,11 @@ impl Authorization for GrpcAuthz {
             _ => false,
         };
         let response = match peer {
-            Some(ip) if trusted => self.decide(&reg, request.get_ref(), ip, &mut c).await,
+            Some(ip) if trusted => {
+                let parent = c.trace.as_ref().and_then(|t| t.parent());
+                let decided = self.decide(&reg, request.get_ref(), ip, &mut c);
+                crate::traces::scoped(parent, decided).await
+            }
             // Never read: an untrusted peer's attributes could say anything.
             _ => {
                 c.decided.client_addr = peer;
@@ -273,7 +297,7 @@ impl Authorization for GrpcAuthz {
                 ))
             }
         };
-        account(&self.guard, &c, http_status(&response));
+        account(&self.guard, &reg, c, http_status(&response));
         Ok(tonic::Response::new(response))
     }
 }

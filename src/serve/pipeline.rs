@@ -16,6 +16,7 @@ use crate::patterns::path::{self, Target};
 use crate::registry::Registry;
 use crate::serve::state::Guard;
 use crate::tokens::token::TokenError;
+use opentelemetry::KeyValue;
 use std::net::IpAddr;
 
 /// `Retry-After` (seconds) on a 503 for an identity provider whose keys are not in yet.
@@ -133,6 +134,7 @@ pub fn trace_facts<'a>(
         privilege,
         client_id: set(d.logged(|c| &c.client_id, |g| Some(&g.client_id))),
         issuer: set(d.logged(|c| &c.issuer, |g| g.issuer.as_ref())),
+        door: None,
     }
 }
 
@@ -292,10 +294,14 @@ pub async fn decide(reg: &Registry, view: &RequestView<'_>, target: &Target) -> 
     if let Some(entry) = d.awaits_keys() {
         // Unknown `kid` or no keys yet: the issuer's cell joins or starts one refetch
         // (bounded in time and rate, SPEC §9), then the same pure decision runs again.
-        reg.issuers[entry]
-            .keys
-            .refetch(std::time::Instant::now())
-            .await;
+        let e = &reg.issuers[entry];
+        crate::traces::waiting(
+            "jwks fetch",
+            || vec![KeyValue::new("ords_guard.issuer", e.issuer.name.clone())],
+            |_| false,
+            e.keys.refetch(std::time::Instant::now()),
+        )
+        .await;
         d = decide();
     }
     d
@@ -334,7 +340,13 @@ pub async fn rate_limited(
         if let Some(store) = &reg.rate_limit_store {
             let shared = applicable.shared();
             if !shared.is_empty() {
-                match guard.shared_limits.take(&shared, store).await {
+                let round_trip = crate::traces::waiting(
+                    "redis rate limit",
+                    || vec![KeyValue::new("db.system.name", "redis")],
+                    |r| r.is_err(),
+                    guard.shared_limits.take(&shared, store),
+                );
+                match round_trip.await {
                     Ok(reply) => outcome = applicable.with_shared(outcome, reply),
                     // Forwarded as if no limit counted it: no `RateLimit` that could
                     // mislead the client.

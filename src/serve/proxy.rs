@@ -348,7 +348,9 @@ impl ProxyHttp for Proxy {
         let reg = self.guard.registry();
         ctx.registry = Some(reg.clone());
         let view = request_view(session, &reg);
-        let next = pipeline::run(&self.guard, &reg, &view, &mut ctx.decided).await;
+        let parent = ctx.trace.as_ref().and_then(|t| t.parent());
+        let run = pipeline::run(&self.guard, &reg, &view, &mut ctx.decided);
+        let next = crate::traces::scoped(parent, run).await;
         if let Some(label) = ctx.decided.label {
             self.guard.metrics.requests.inc(label);
         }

@@ -1,7 +1,10 @@
 //! Traces (SPEC §15): a SERVER span per request at each door, a CLIENT span per upstream
 //! exchange, W3C trace context continued or started and sent upstream. The doors call
 //! [`Traces::server`] when a request arrives and [`RequestTrace::finish`] when it is
-//! logged; nothing between them knows about traces.
+//! logged; nothing between them knows about traces. The waits a request makes on
+//! outbound calls (an identity provider's keys, an egress token, the Redis of shared
+//! limits) are CLIENT spans through [`waiting`], which reads the request the door put in
+//! scope ([`scoped`]): no span is passed through the decision.
 //!
 //! No span holds a token, secret, `Authorization` value or query string: the doors give
 //! the normalised path and the decision's labels only.
@@ -115,6 +118,56 @@ impl Traces {
     }
 }
 
+tokio::task_local! {
+    /// The recorded request this task serves, while its door has it in scope.
+    static CURRENT: Parent;
+}
+
+/// A recorded request as the parent of the waits it makes.
+#[derive(Clone)]
+pub struct Parent {
+    server: Context,
+    tracer: SdkTracer,
+}
+
+/// Runs `f` with `parent` (a door's recorded request) as the parent of the waits in it.
+pub async fn scoped<F: std::future::Future>(parent: Option<Parent>, f: F) -> F::Output {
+    match parent {
+        Some(p) => CURRENT.scope(p, f).await,
+        None => f.await,
+    }
+}
+
+/// Waits for `f`, an outbound call (`name`: what it is; `attributes`, built only when
+/// recorded), as a CLIENT span of the request in scope, `ERROR` when `failed` says so.
+/// Outside a recorded request's scope, just `f`.
+pub async fn waiting<F: std::future::Future>(
+    name: &'static str,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
+    failed: impl FnOnce(&F::Output) -> bool,
+    f: F,
+) -> F::Output {
+    let span = CURRENT
+        .try_with(|p| {
+            let mut span = p
+                .tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Client)
+                .start_with_context(&p.tracer, &p.server);
+            span.set_attributes(attributes());
+            span
+        })
+        .ok();
+    let out = f.await;
+    if let Some(mut span) = span {
+        if failed(&out) {
+            span.set_status(Status::error(""));
+        }
+        span.end();
+    }
+    out
+}
+
 /// One request's spans, held by its door from arrival to the log line.
 pub struct RequestTrace {
     server: Context,
@@ -147,12 +200,23 @@ pub struct Facts<'a> {
     pub privilege: Option<&'a str>,
     pub client_id: Option<&'a str>,
     pub issuer: Option<&'a str>,
+    /// The door's own attribute: `ords_guard.api` for a check, `ords_guard.egress` for an
+    /// egress entry.
+    pub door: Option<(&'static str, &'a str)>,
 }
 
 impl RequestTrace {
     /// Whether this request's spans are exported (and logged with their ids).
     pub fn recorded(&self) -> bool {
         self.server.span().span_context().is_sampled()
+    }
+
+    /// This request as the parent of the waits it makes, when it is recorded.
+    pub fn parent(&self) -> Option<Parent> {
+        self.recorded().then(|| Parent {
+            server: self.server.clone(),
+            tracer: self.active.tracer.clone(),
+        })
     }
 
     /// The SERVER span's trace and span ids, lowercase hex, for a recorded request's
@@ -247,6 +311,9 @@ impl RequestTrace {
         }
         if let Some(addr) = f.client_addr {
             attributes.push(KeyValue::new("client.address", addr.to_string()));
+        }
+        if let Some((k, v)) = f.door {
+            attributes.push(KeyValue::new(k, v.to_string()));
         }
         span.set_attributes(attributes);
         if f.status >= 500 {

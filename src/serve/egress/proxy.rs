@@ -55,6 +55,8 @@ pub struct Ctx {
     resending: bool,
     outcome: &'static str,
     upstream_status: Option<u16>,
+    /// Its spans, with `tracing` set (SPEC §15).
+    trace: Option<crate::traces::RequestTrace>,
 }
 
 /// The hop-by-hop headers of a message: the fixed ones (borrowed: no allocation per
@@ -96,12 +98,14 @@ impl ProxyHttp for EgressProxy {
             resending: false,
             outcome: "forwarded",
             upstream_status: None,
+            trace: None,
         }
     }
 
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.trace = self.guard.traces.server(&session.req_header().headers);
         let reg = self.guard.registry();
         let Some(idx) = reg.egress.iter().position(|e| e.name == self.name) else {
             ctx.outcome = "token_unavailable";
@@ -112,7 +116,8 @@ impl ProxyHttp for EgressProxy {
         };
         ctx.registry = Some(reg.clone());
         ctx.entry = Some(idx);
-        match reg.egress[idx].tokens.get().await {
+        let parent = ctx.trace.as_ref().and_then(|t| t.parent());
+        match crate::traces::scoped(parent, reg.egress[idx].tokens.get()).await {
             Ok(h) => ctx.held = Some(h),
             Err(u) => {
                 ctx.outcome = "token_unavailable";
@@ -162,6 +167,14 @@ impl ProxyHttp for EgressProxy {
         req.remove_header(&http::header::AUTHORIZATION);
         req.insert_header(http::header::AUTHORIZATION, held.bearer.clone())?;
         req.insert_header(http::header::HOST, entry.authority.as_str())?;
+        let upstream = ctx.trace.is_some().then(|| entry.upstream.addr.host_port());
+        if let (Some(trace), Some((host, port))) = (&mut ctx.trace, upstream) {
+            let p = trace.upstream(&host, port);
+            req.insert_header("traceparent", p.traceparent)?;
+            if !p.keep_tracestate {
+                req.remove_header("tracestate");
+            }
+        }
         Ok(())
     }
 
@@ -172,6 +185,9 @@ impl ProxyHttp for EgressProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        if let Some(trace) = &mut ctx.trace {
+            trace.upstream_answered(resp.status.as_u16());
+        }
         for n in hop_by_hop(&resp.headers) {
             resp.remove_header(n.as_ref());
         }
@@ -280,16 +296,41 @@ impl ProxyHttp for EgressProxy {
             .with_label_values(&[self.name.as_str(), ctx.outcome])
             .inc();
         // The path only: a query may carry credentials.
+        let (method, path) = (
+            session.req_header().method.as_str(),
+            session.req_header().uri.path(),
+        );
+        let ids = ctx.trace.as_ref().and_then(|t| t.ids());
         crate::logs::access::write(|l| {
             l.str("egress", self.name.as_str())
-                .display("method", &session.req_header().method)
-                .str("path", session.req_header().uri.path())
+                .str("method", method)
+                .str("path", path)
                 .uint("status", status.into())
                 .str("outcome", ctx.outcome)
                 .float("latency_ms", latency.as_secs_f64() * 1000.0)
                 .uint("upstream_status", ctx.upstream_status.unwrap_or(0).into())
                 .str("error", e.map(|e| e.etype().as_str()).unwrap_or("-"));
+            if let Some((trace_id, span_id)) = &ids {
+                l.str("trace_id", trace_id).str("span_id", span_id);
+            }
         });
+        if let Some(trace) = ctx.trace.take() {
+            // No pattern decides here: the caller is trusted by where it stands (SPEC §10).
+            let facts = crate::traces::Facts {
+                method,
+                path: Some(path),
+                route: None,
+                token_endpoint: false,
+                status,
+                client_addr: None,
+                decision: ctx.outcome,
+                privilege: None,
+                client_id: None,
+                issuer: None,
+                door: Some(("ords_guard.egress", self.name.as_str())),
+            };
+            trace.finish(&facts, e.map(|e| e.etype().as_str()));
+        }
     }
 }
 
