@@ -294,10 +294,107 @@ async fn a_collector_that_fails_or_hangs_costs_requests_nothing() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
+    // Memory stays flat however long the collector hangs: the queue holds at most 2,048
+    // spans and the hung export one batch. 5,000 recorded requests, 16 at a time.
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", g.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let before = rss();
+    let dropped = g.metric("ords_guard_trace_spans_dropped_total").await;
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let (http, base) = (g.http.clone(), g.url("/public/m"));
+            tokio::spawn(async move {
+                for i in 0..5_000 / 16 {
+                    let r = http.get(format!("{base}{t}-{i}")).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let grown_kib = rss().saturating_sub(before);
+    assert!(
+        grown_kib < 8 * 1024,
+        "RSS grew {grown_kib} KiB with the collector hung"
+    );
+    // Beyond the queue's 2,048, the rest were dropped and counted, not held.
+    g.wait_metric("ords_guard_trace_spans_dropped_total", |v| {
+        v - dropped >= 2_000.0
+    })
+    .await;
+
     // Back to health: the next batches are accepted.
     receiver.answer(ANSWER_OK);
     g.wait_metric("ords_guard_trace_spans_exported_total", |v| v > 0.0)
         .await;
+}
+
+#[tokio::test]
+async fn a_reload_applies_a_changed_tracing_section() {
+    let backend = Backend::start().await;
+    let receiver = Receiver::start(ANSWER_OK).await;
+    let second = Receiver::start(ANSWER_OK).await;
+    let g = traced(&backend, &receiver, "").await;
+    let r = g.http.get(g.url("/public/before")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    receiver
+        .span("before the reload", |s| {
+            s.attr("url.path").as_deref() == Some("/public/before")
+        })
+        .await;
+
+    // Another collector and another name, with a headers file: applied without a restart.
+    std::fs::write(
+        g.config.with_file_name("otlp-headers"),
+        "X-Tenant: orders\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&g.config).unwrap().replace(
+        &format!(
+            "otlp_endpoint: \"{}\"\n  service_name: orders-guard",
+            receiver.endpoint()
+        ),
+        &format!(
+            "otlp_endpoint: \"{}\"\n  service_name: renamed\n  headers_file: otlp-headers",
+            second.endpoint()
+        ),
+    );
+    let tmp = g.config.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    let reloads = "ords_guard_config_reloads_total{result=\"success\"}";
+    let before = g.metric(reloads).await;
+    std::fs::rename(&tmp, &g.config).unwrap();
+    g.wait_metric(reloads, |v| v > before).await;
+
+    let r = g.http.get(g.url("/public/after")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let after = second
+        .span("after the reload", |s| {
+            s.attr("url.path").as_deref() == Some("/public/after")
+        })
+        .await;
+    assert_eq!(after.service, "renamed");
+    let export = second.exports.lock().unwrap()[0].clone();
+    assert!(
+        export
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-tenant" && v == "orders"),
+        "{:?}",
+        export.headers
+    );
+    assert!(receiver
+        .spans()
+        .iter()
+        .all(|s| s.attr("url.path").as_deref() != Some("/public/after")));
 }
 
 #[tokio::test]
