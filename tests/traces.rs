@@ -604,3 +604,114 @@ async fn a_shared_limits_redis_round_trip_is_a_child_of_the_request() {
     // The URL (and any password in it) is not an attribute.
     assert!(!String::from_utf8_lossy(&receiver.raw()).contains(&redis.url()));
 }
+
+/// A backend that continues the trace it is sent: a SERVER span of its own, child of the
+/// `traceparent` ords-guard forwarded, recorded with OpenTelemetry's SDK.
+async fn traced_backend(tracer: opentelemetry_sdk::trace::SdkTracer) -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::{Span as _, SpanKind, Tracer as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tracer = tracer.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+                            .extract(&opentelemetry_http::HeaderExtractor(req.headers()));
+                        let mut span = tracer
+                            .span_builder("backend GET")
+                            .with_kind(SpanKind::Server)
+                            .start_with_context(&tracer, &parent);
+                        span.end();
+                        async {
+                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_traced_client_and_backend_hold_one_trace_through_ords_guard() {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::{
+        Span as _, SpanKind, TraceContextExt, Tracer as _, TracerProvider as _,
+    };
+    use ords_guard::traces::{export, Settings};
+    let receiver = Receiver::start(ANSWER_OK).await;
+    // The client and the backend trace with OpenTelemetry's SDK and OTLP exporter (the
+    // same crates ords-guard uses), to the same collector.
+    let sdk = |name: &str| {
+        let settings = Settings {
+            endpoint: format!("{}/v1/traces", receiver.endpoint()),
+            sample_ratio: 1.0,
+            service_name: name.into(),
+            headers: Vec::new(),
+        };
+        export::provider(
+            &settings,
+            export::Counts::default(),
+            &tokio::runtime::Handle::current(),
+        )
+        .unwrap()
+    };
+    let (client_sdk, backend_sdk) = (sdk("client"), sdk("backend"));
+    let backend_addr = traced_backend(backend_sdk.tracer("backend")).await;
+    let mut o = Options::new(&Backend::start().await);
+    o.upstream = format!("http://{backend_addr}");
+    o.extra = format!("tracing:\n  otlp_endpoint: \"{}\"\n", receiver.endpoint());
+    let g = Guard::start(o).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+
+    let tracer = client_sdk.tracer("client");
+    let span = tracer
+        .span_builder("client GET /example/1")
+        .with_kind(SpanKind::Client)
+        .start(&tracer);
+    let cx = opentelemetry::Context::new().with_span(span);
+    let mut headers = std::collections::HashMap::new();
+    opentelemetry_sdk::propagation::TraceContextPropagator::new().inject_context(&cx, &mut headers);
+    let mut request = g.http.get(g.url("/example/1")).bearer_auth(&token);
+    for (k, v) in &headers {
+        request = request.header(k, v);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 200);
+    cx.span().end();
+    // Dropping the providers sends what they hold.
+    drop(cx);
+    drop((tracer, client_sdk, backend_sdk));
+
+    let client = receiver
+        .span("the client's", |s| s.service == "client")
+        .await;
+    let backend = receiver
+        .span("the backend's", |s| s.service == "backend")
+        .await;
+    let server = receiver
+        .span("ords-guard's SERVER span", |s| {
+            s.service == "ords-guard" && s.parent_id() == client.span_id()
+        })
+        .await;
+    let upstream = receiver
+        .span("ords-guard's CLIENT span", |s| {
+            s.span.kind == 3 && s.parent_id() == server.span_id()
+        })
+        .await;
+    assert_eq!(backend.parent_id(), upstream.span_id());
+    for s in [&server, &upstream, &backend] {
+        assert_eq!(s.trace_id(), client.trace_id(), "one trace");
+    }
+    assert_eq!(server.span.name, "GET /example/*");
+}

@@ -59,7 +59,7 @@ impl Api {
 
 /// The APIs served on `authz.listen` (Envoy's gRPC one has its own listener).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HttpApi {
+pub enum HttpApi {
     ForwardAuth,
     AuthRequest,
     ExtAuthz,
@@ -115,9 +115,9 @@ fn ext_authz_rest(target: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
 /// The original request a check describes: its method and its target as the client sent
 /// it (origin-form, or absolute-form from `X-Original-URL`; normalised by the pipeline).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Original {
-    pub(crate) method: String,
-    pub(crate) target: Vec<u8>,
+pub struct Original {
+    pub method: String,
+    pub target: Vec<u8>,
 }
 
 /// One header's only value, as text; two of them are refused (which one would the proxy
@@ -212,7 +212,7 @@ pub(crate) fn checked(
 }
 
 /// The original request from an HTTP check, or why it cannot be decided (400).
-fn original(
+pub fn original(
     api: HttpApi,
     own_method: &str,
     own_target: &[u8],

@@ -92,9 +92,8 @@ pub fn provider(
         .with_service_name(settings.service_name.clone())
         .build();
     Ok(SdkTracerProvider::builder()
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            settings.sample_ratio,
-        ))))
+        // `Traces::server` samples before the SDK is asked: what reaches it is recorded.
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_resource(resource.clone())
         .with_span_processor(Queue::spawn(exporter, &resource, counts, runtime))
         .build())

@@ -13,12 +13,13 @@ pub mod export;
 
 use arc_swap::ArcSwapOption;
 use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TraceId;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
 use std::sync::Arc;
 
 /// The `tracing:` section as compiled (file, then the OTEL_* variables, then defaults).
@@ -96,26 +97,57 @@ impl Traces {
     }
 
     /// A request arrives at a door: its SERVER span, continuing `headers`' valid
-    /// `traceparent` (whose sampled flag decides) or starting a trace. `None` without
-    /// `tracing`: the request's trace headers then pass through like any other.
+    /// `traceparent` (whose sampled flag decides) or starting a trace (recorded at
+    /// `sample_ratio`). `None` without `tracing`: the request's trace headers then pass
+    /// through like any other. A request that is not recorded never reaches the SDK: it
+    /// only hands its trace on.
     pub fn server(&self, headers: &http::HeaderMap) -> Option<RequestTrace> {
-        let active = self.current.load_full()?;
-        let parent =
-            TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
-        let continued = parent.span().span_context().is_valid();
+        let active = self.current.load();
+        let active = active.as_ref()?;
+        let parent = if headers.contains_key("traceparent") {
+            TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers))
+        } else {
+            Context::new()
+        };
+        let sc = parent.span().span_context().clone();
+        let continued = sc.is_valid();
+        let recorded = match continued {
+            true => sc.is_sampled(),
+            false => sampled_at(active.settings.sample_ratio),
+        };
+        if !recorded {
+            let trace_id = match continued {
+                true => sc.trace_id(),
+                false => RandomIdGenerator::default().new_trace_id(),
+            };
+            return Some(RequestTrace(Inner::Followed {
+                trace_id,
+                continued,
+            }));
+        }
         // Named when the request is decided: the route is not known yet.
         let span = active
             .tracer
             .span_builder("request")
             .with_kind(SpanKind::Server)
             .start_with_context(&active.tracer, &parent);
-        Some(RequestTrace {
+        Some(RequestTrace(Inner::Recorded(Box::new(Recorded {
             server: parent.with_span(span),
             continued,
             upstream: None,
-            active,
-        })
+            active: active.clone(),
+        }))))
     }
+}
+
+/// Whether a new trace is recorded, at `ratio`.
+fn sampled_at(ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    // 53 random bits as a fraction in [0, 1), from the SDK's per-thread generator.
+    let bits = u64::from_be_bytes(RandomIdGenerator::default().new_span_id().to_bytes()) >> 11;
+    (bits as f64) / ((1u64 << 53) as f64) < ratio
 }
 
 tokio::task_local! {
@@ -168,8 +200,19 @@ pub async fn waiting<F: std::future::Future>(
     out
 }
 
-/// One request's spans, held by its door from arrival to the log line.
-pub struct RequestTrace {
+/// One request's trace, held by its door from arrival to the log line.
+pub struct RequestTrace(Inner);
+
+enum Inner {
+    /// Not recorded: its trace is handed on with the sampled flag off, nothing more.
+    Followed {
+        trace_id: TraceId,
+        continued: bool,
+    },
+    Recorded(Box<Recorded>),
+}
+
+struct Recorded {
     server: Context,
     /// The request came with a valid `traceparent`: its `tracestate` goes on upstream.
     continued: bool,
@@ -208,40 +251,57 @@ pub struct Facts<'a> {
 impl RequestTrace {
     /// Whether this request's spans are exported (and logged with their ids).
     pub fn recorded(&self) -> bool {
-        self.server.span().span_context().is_sampled()
+        matches!(self.0, Inner::Recorded(_))
     }
 
     /// This request as the parent of the waits it makes, when it is recorded.
     pub fn parent(&self) -> Option<Parent> {
-        self.recorded().then(|| Parent {
-            server: self.server.clone(),
-            tracer: self.active.tracer.clone(),
-        })
+        match &self.0 {
+            Inner::Recorded(r) => Some(Parent {
+                server: r.server.clone(),
+                tracer: r.active.tracer.clone(),
+            }),
+            Inner::Followed { .. } => None,
+        }
     }
 
     /// The SERVER span's trace and span ids, lowercase hex, for a recorded request's
     /// access line.
     pub fn ids(&self) -> Option<(String, String)> {
-        let span = self.server.span();
+        let Inner::Recorded(r) = &self.0 else {
+            return None;
+        };
+        let span = r.server.span();
         let sc = span.span_context();
-        sc.is_sampled()
-            .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+        Some((sc.trace_id().to_string(), sc.span_id().to_string()))
     }
 
     /// The upstream exchange begins: its CLIENT span, and the `traceparent` the forwarded
     /// request carries instead of the client's, naming that span as the parent.
     pub fn upstream(&mut self, host: &str, port: u16) -> Propagated {
-        let tracer = &self.active.tracer;
+        let r = match &mut self.0 {
+            Inner::Followed {
+                trace_id,
+                continued,
+            } => {
+                // The parent-id a recorded CLIENT span would have had; nothing recorded.
+                let hop = RandomIdGenerator::default().new_span_id();
+                return Propagated {
+                    traceparent: format!("00-{trace_id}-{hop}-00"),
+                    keep_tracestate: *continued,
+                };
+            }
+            Inner::Recorded(r) => r,
+        };
+        let tracer = &r.active.tracer;
         let mut span = tracer
             .span_builder("upstream")
             .with_kind(SpanKind::Client)
-            .start_with_context(tracer, &self.server);
-        if span.is_recording() {
-            span.set_attributes([
-                KeyValue::new("server.address", host.to_string()),
-                KeyValue::new("server.port", i64::from(port)),
-            ]);
-        }
+            .start_with_context(tracer, &r.server);
+        span.set_attributes([
+            KeyValue::new("server.address", host.to_string()),
+            KeyValue::new("server.port", i64::from(port)),
+        ]);
         let mut headers = std::collections::HashMap::new();
         TraceContextPropagator::new().inject_context(
             &Context::new().with_remote_span_context(span.span_context().clone()),
@@ -249,10 +309,10 @@ impl RequestTrace {
         );
         let propagated = Propagated {
             traceparent: headers.remove("traceparent").unwrap_or_default(),
-            keep_tracestate: self.continued,
+            keep_tracestate: r.continued,
         };
         // A retry (pingora asks again) ends the previous attempt's span.
-        if let Some(mut previous) = self.upstream.replace(span) {
+        if let Some(mut previous) = r.upstream.replace(span) {
             previous.set_status(Status::error("retried"));
             previous.end();
         }
@@ -261,6 +321,22 @@ impl RequestTrace {
 
     /// The upstream answered `status`.
     pub fn upstream_answered(&mut self, status: u16) {
+        if let Inner::Recorded(r) = &mut self.0 {
+            r.answered(status);
+        }
+    }
+
+    /// The request is done: a recorded request's spans get their names and attributes and
+    /// end. `failed`: the upstream exchange broke off (its CLIENT span is then an error).
+    pub fn finish(self, f: &Facts<'_>, failed: Option<&str>) {
+        if let Inner::Recorded(r) = self.0 {
+            r.finish(f, failed);
+        }
+    }
+}
+
+impl Recorded {
+    fn answered(&mut self, status: u16) {
         if let Some(span) = &mut self.upstream {
             span.set_attribute(KeyValue::new(
                 "http.response.status_code",
@@ -272,9 +348,7 @@ impl RequestTrace {
         }
     }
 
-    /// The request is done: the spans get their names and attributes and end. `failed`:
-    /// the upstream exchange broke off (the CLIENT span's status is then an error).
-    pub fn finish(mut self, f: &Facts<'_>, failed: Option<&str>) {
+    fn finish(mut self, f: &Facts<'_>, failed: Option<&str>) {
         if let Some(mut span) = self.upstream.take() {
             if let Some(why) = failed {
                 span.set_status(Status::error(why.to_string()));
@@ -282,10 +356,6 @@ impl RequestTrace {
             span.end();
         }
         let span = self.server.span();
-        if !span.is_recording() {
-            span.end();
-            return;
-        }
         let route = if f.token_endpoint {
             "oauth/token"
         } else {
@@ -320,5 +390,18 @@ impl RequestTrace {
             span.set_status(Status::error(""));
         }
         span.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_traces_are_recorded_at_the_ratio() {
+        assert!((0..1000).all(|_| !sampled_at(0.0)));
+        assert!((0..1000).all(|_| sampled_at(1.0)));
+        let hits = (0..20_000).filter(|_| sampled_at(0.25)).count();
+        assert!((4_000..6_000).contains(&hits), "{hits} of 20,000 at 0.25");
     }
 }
