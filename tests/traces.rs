@@ -646,9 +646,7 @@ async fn traced_backend(tracer: opentelemetry_sdk::trace::SdkTracer) -> std::net
 #[tokio::test]
 async fn a_traced_client_and_backend_hold_one_trace_through_ords_guard() {
     use opentelemetry::propagation::TextMapPropagator;
-    use opentelemetry::trace::{
-        Span as _, SpanKind, TraceContextExt, Tracer as _, TracerProvider as _,
-    };
+    use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer as _, TracerProvider as _};
     use ords_guard::traces::{export, Settings};
     let receiver = Receiver::start(ANSWER_OK).await;
     // The client and the backend trace with OpenTelemetry's SDK and OTLP exporter (the
