@@ -2,7 +2,8 @@
 # Heap allocations per request, counted from outside with uprobes on glibc's malloc, calloc
 # and realloc (`perf probe`; needs root or perf_event_paranoid -1): a protected request
 # through ords-guard (ES256 token, access log off, then on) and a request through the pingora
-# floor (examples/passthrough.rs). Loopback only, bounded in time. Counting, not timing:
+# floor (examples/passthrough.rs), and the protected request with tracing at sample_ratio 0
+# and 1.0 (SPEC §15; the nginx backend stands in as the collector). Loopback only, bounded in time. Counting, not timing:
 # each probe hit traps, so the req/s printed here mean nothing.
 #
 # Usage: bench/allocs.sh      (DURATION=3; BIN=... counts another build)
@@ -27,7 +28,7 @@ B=$(port); FLOOR=$(port)
 start_nginx "$WORK" "$B"
 "$BIN" keygen --algorithm ES256 --out "$WORK/keys" >/dev/null
 HASH=$(printf '%s' "$SECRET" | "$BIN" hash-secret --scheme sha256)
-guard() { # NAME RUST_LOG -> sets PROXY_NAME / PID_NAME
+guard() { # NAME RUST_LOG [MORE_YAML] -> sets PROXY_NAME / PID_NAME
   local p a; p=$(port); a=$(port)
   cat > "$WORK/$1.yaml" <<Y
 listen: "127.0.0.1:$p"
@@ -37,6 +38,7 @@ upstream: "http://127.0.0.1:$B"
 token: {issuer: ords-guard, algorithm: ES256, signing_key_file: keys/signing.pem, key_id: bench}
 privileges: [{name: example_priv, roles: [example_role], patterns: ["/example/*"]}]
 clients: [{name: Bench Client, client_id: bench, secrets: ["$HASH"], roles: [example_role]}]
+${3:-}
 Y
   RUST_LOG=$2 "$BIN" --log-format json run --config "$WORK/$1.yaml" > "$WORK/out/$1.log" 2>&1 &
   eval "PID_$1=$!; PROXY_$1=$p"
@@ -44,6 +46,8 @@ Y
 }
 guard off warn
 guard on info
+guard trace0 warn "tracing: {otlp_endpoint: \"http://127.0.0.1:$B\", sample_ratio: 0}"
+guard trace100 warn "tracing: {otlp_endpoint: \"http://127.0.0.1:$B\", sample_ratio: 1.0}"
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$B" > "$WORK/floor.log" 2>&1 & PID_floor=$!
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$FLOOR/" >/dev/null 2>&1 && break; sleep 0.05; done
 TOKEN=$(bench_token "$PROXY_off")
@@ -66,3 +70,5 @@ count "pingora floor (no logic)" "$PID_floor" "http://127.0.0.1:$FLOOR/example/1
 count "ords-guard public" "$PID_off" "http://127.0.0.1:$PROXY_off/public/1"
 count "ords-guard protected, log off" "$PID_off" "http://127.0.0.1:$PROXY_off/example/1" -H "Authorization: Bearer $TOKEN"
 count "ords-guard protected, log on" "$PID_on" "http://127.0.0.1:$PROXY_on/example/1" -H "Authorization: Bearer $TOKEN"
+count "ords-guard protected, tracing at sample_ratio 0" "$PID_trace0" "http://127.0.0.1:$PROXY_trace0/example/1" -H "Authorization: Bearer $TOKEN"
+count "ords-guard protected, tracing at sample_ratio 1.0" "$PID_trace100" "http://127.0.0.1:$PROXY_trace100/example/1" -H "Authorization: Bearer $TOKEN"

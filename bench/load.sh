@@ -14,6 +14,9 @@
 #               that never refuses (SPEC §13)
 #   protected_shared   the same limit in the shared store: a redis-server on loopback,
 #               persistence off (one EVALSHA round trip per request)
+#   protected_trace0, protected_trace5, protected_trace100  the protected path on guards
+#               with `tracing` at sample_ratio 0, 0.05 and 1.0 (SPEC §15; the nginx backend
+#               stands in as the OTLP collector, answering 200 to every export)
 #   protected_log  the protected path on a guard with its access log on (the default
 #               level, JSON lines to a file), against `protected` whose log is off
 #   401         through ords-guard, a protected path without a token
@@ -61,7 +64,7 @@ FLOOR_BIN=$PWD/target/release/examples/passthrough
 GRPC_LOAD_BIN=$PWD/target/release/examples/grpc_check_load
 
 WORK=$(mktemp -d)
-cleanup() { kill "${CONN_PID:-}" "${BOUND_PID:-}" "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${FRONT_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${CONN_PID:-}" "${BOUND_PID:-}" "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${FRONT_PID:-}" "${T0_PID:-}" "${T5_PID:-}" "${T100_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
@@ -72,6 +75,7 @@ SHARED_PROXY=$(port); SHARED_ADMIN=$(port); REDIS_PORT=$(port)
 LOG_PROXY=$(port); LOG_ADMIN=$(port)
 BOUND_PROXY=$(port); BOUND_ADMIN=$(port); CONN_PROXY=$(port); CONN_ADMIN=$(port)
 AUTHZ=$(port); AUTHZ_GRPC=$(port); FRONT=$(port)
+T0_PROXY=$(port); T0_ADMIN=$(port); T5_PROXY=$(port); T5_ADMIN=$(port); T100_PROXY=$(port); T100_ADMIN=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -154,6 +158,17 @@ RUST_LOG=warn "$BIN" run --config "$WORK/hs256.yaml" > "$WORK/hs.log" 2>&1 & HS_
 # The same guard with its access log on, as operators run it.
 write_config "" "" "$WORK/logged.yaml" "$LOG_PROXY" "$LOG_ADMIN" ES256 keys ords-guard "$ISSUERS"
 RUST_LOG=info "$BIN" --log-format json run --config "$WORK/logged.yaml" > "$WORK/logged.log" 2>&1 & LOG_PID=$!
+# Traced guards (SPEC §15), the backend's nginx answering the exports.
+for t in "T0 0" "T5 0.05" "T100 1.0"; do
+  set -- $t
+  proxy_var=${1}_PROXY; admin_var=${1}_ADMIN
+  write_config "" "" "$WORK/trace$1.yaml" "${!proxy_var}" "${!admin_var}" ES256 keys ords-guard "$ISSUERS
+tracing:
+  otlp_endpoint: \"http://127.0.0.1:$BACKEND\"
+  sample_ratio: $2"
+  RUST_LOG=warn "$BIN" run --config "$WORK/trace$1.yaml" > "$WORK/trace$1.log" 2>&1 &
+  printf -v "${1}_PID" '%s' "$!"
+done
 # A legacy backend's bound: at most 32 connections to it (issue #15).
 write_config "" "" "$WORK/bounded.yaml" "$BOUND_PROXY" "$BOUND_ADMIN" ES256 keys ords-guard 'limits:
   max_upstream_connections: 32'
@@ -161,7 +176,7 @@ RUST_LOG=warn "$BIN" run --config "$WORK/bounded.yaml" > "$WORK/bounded.log" 2>&
 write_config "" "" "$WORK/conns.yaml" "$CONN_PROXY" "$CONN_ADMIN" ES256 keys
 RUST_LOG=warn "$BIN" run --config "$WORK/conns.yaml" > "$WORK/conns.log" 2>&1 & CONN_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" 10000 > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
-wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"; wait_ready "$BOUND_ADMIN"; wait_ready "$CONN_ADMIN"
+wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"; wait_ready "$BOUND_ADMIN"; wait_ready "$CONN_ADMIN"; wait_ready "$T0_ADMIN"; wait_ready "$T5_ADMIN"; wait_ready "$T100_ADMIN"
 # The egress guard: no ingress, one entry calling the backend with the bench client's token.
 printf '%s\n' "$SECRET" > "$WORK/egress.secret"
 cat > "$WORK/egress.yaml" <<EOF
@@ -202,6 +217,9 @@ serving() {
     protected_log) echo "$LOG_PID" ;;
     protected_limited) echo "$LIM_PID" ;;
     protected_shared) echo "$SHARED_PID" ;;
+    protected_trace0) echo "$T0_PID" ;;
+    protected_trace5) echo "$T5_PID" ;;
+    protected_trace100) echo "$T100_PID" ;;
     egress) echo "$EGRESS_PID" ;;
     token_hs256) echo "$HS_PID" ;;
     bounded_1000) echo "$BOUND_PID" ;;
@@ -244,8 +262,8 @@ for r in $(seq "$ROUNDS"); do
   # public, protected, protected_log, protected_limited and protected_shared run back to
   # back, their order reversed every round: each ratio between them compares neighbours,
   # and none always follows the same scenario (the machine drifts over a run).
-  guarded=(public protected authz_check authz_grpc nginx_authz protected_log protected_limited protected_shared)
-  if (( r % 2 == 0 )); then guarded=(protected_shared protected_limited protected_log nginx_authz authz_grpc authz_check protected public); fi
+  guarded=(public protected protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc nginx_authz protected_log protected_limited protected_shared)
+  if (( r % 2 == 0 )); then guarded=(protected_shared protected_limited protected_log nginx_authz authz_grpc authz_check protected_trace100 protected_trace5 protected_trace0 protected public); fi
   for name in "${guarded[@]}"; do
     case $name in
       public) run public "http://127.0.0.1:$PROXY/public/1" ;;
@@ -253,6 +271,9 @@ for r in $(seq "$ROUNDS"); do
       protected_log) run protected_log "http://127.0.0.1:$LOG_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
       protected_limited) run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
       protected_shared) run protected_shared "http://127.0.0.1:$SHARED_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
+      protected_trace0) run protected_trace0 "http://127.0.0.1:$T0_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
+      protected_trace5) run protected_trace5 "http://127.0.0.1:$T5_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
+      protected_trace100) run protected_trace100 "http://127.0.0.1:$T100_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
       authz_check) run authz_check "http://127.0.0.1:$AUTHZ/authz/forward-auth" -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /example/1" -H "X-Forwarded-Host: api.example.com" -H "Authorization: Bearer $TOKEN" ;;
       authz_grpc) LOADER=grpc run authz_grpc "127.0.0.1:$AUTHZ_GRPC" /example/1 "$TOKEN" ;;
       nginx_authz) run nginx_authz "http://127.0.0.1:$FRONT/example/1" -H "Authorization: Bearer $TOKEN" ;;
@@ -312,10 +333,11 @@ awk -v cpeak="$CONN_PEAK" -v bpeak="$BOUND_PEAK" -v idle="$IDLE_RSS" -v peak="$P
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx | CPU µs/request (serving process) | new backend connections |\n|---|---|---|---|---|---|\n"
-    split("direct floor public protected authz_check authz_grpc nginx_authz protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000 floor_256 floor_1000", order, " ")
-    for (i = 1; i <= 20; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
+    split("direct floor public protected protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc nginx_authz protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000 floor_256 floor_1000", order, " ")
+    for (i = 1; i <= 23; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
     printf "\nprotected/public = %s   public/direct = %s   protected/direct = %s   floor/direct = %s   protected/floor = %s\n", r("protected", "public"), r("public", "direct"), r("protected", "direct"), r("floor", "direct"), r("protected", "floor")
     printf "protected_log/protected = %s (access log on / off)\n", r("protected_log", "protected")
+    printf "protected_trace0/protected = %s   protected_trace5/protected = %s   protected_trace100/protected = %s (tracing at sample_ratio 0, 0.05, 1.0; CPU µs/request: off %.1f, 0: %.1f, 0.05: %.1f, 1.0: %.1f)\n", r("protected_trace0", "protected"), r("protected_trace5", "protected"), r("protected_trace100", "protected"), (n["protected"] ? cpu["protected"]/n["protected"] : 0), (n["protected_trace0"] ? cpu["protected_trace0"]/n["protected_trace0"] : 0), (n["protected_trace5"] ? cpu["protected_trace5"]/n["protected_trace5"] : 0), (n["protected_trace100"] ? cpu["protected_trace100"]/n["protected_trace100"] : 0)
     printf "authz_check/protected = %s   authz_grpc/protected = %s   nginx_authz/protected = %s (the decision alone, over HTTP and gRPC; nginx + auth_request in front)\n", r("authz_check", "protected"), r("authz_grpc", "protected"), r("nginx_authz", "protected")
     if (n["nginx_authz"]) printf "nginx_authz CPU µs/request: nginx %.1f + ords-guard %.1f (ords-guard as the proxy: %.1f)\n", (cpu["nginx_authz"] - last["nginx_authz"]) / n["nginx_authz"], last["nginx_authz"] / n["nginx_authz"], (n["protected"] ? cpu["protected"] / n["protected"] : 0)
     printf "public_256/public = %s   public_1000/public = %s   bounded_1000/public = %s (client connections: 256, 1000, 1000 with max_upstream_connections: 32; against %d)\n", r("public_256", "public"), r("public_1000", "public"), r("bounded_1000", "public"), c
