@@ -929,3 +929,37 @@ async fn authz_tls_serves_both_check_listeners() {
     .await;
     assert_eq!(check(Some(token)).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn the_grpc_tls_listener_gives_no_handshake_to_untrusted_peers() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let backend = Backend::start().await;
+    let p = pki("authz");
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, &p.cert).unwrap();
+    std::fs::write(&key, &p.key).unwrap();
+    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let more = format!(
+        "  grpc_listen: \"{grpc}\"\n  tls: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+        cert.display(),
+        key.display()
+    );
+    let (_g, _) = start_with(Options::new(&backend), Some("[10.0.0.0/8]"), &more).await;
+    listening(grpc, "the gRPC check endpoint").await;
+    // Closed at accept: no handshake, so no TLS client gets a channel.
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&p.ca))
+        .domain_name("localhost");
+    let connected = tokio::time::timeout(
+        Duration::from_secs(10),
+        Endpoint::from_shared(format!("https://localhost:{}", grpc.port()))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect(),
+    )
+    .await
+    .expect("refused at once, not left hanging");
+    assert!(connected.is_err(), "an untrusted peer got a TLS channel");
+}

@@ -245,25 +245,30 @@ impl Authorization for GrpcAuthz {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        // The trace context of the call itself (Envoy's, when it traces), else the
-        // original request's.
+        let peer = request.remote_addr().map(|a| a.ip().to_canonical());
+        let reg = self.guard.registry();
+        let trusted = match (&reg.authz, peer) {
+            (Some(a), Some(ip)) => a.trusted_peers.trusts(ip),
+            _ => false,
+        };
+        // The trace context of the call itself (Envoy's, when it traces), else, from a
+        // trusted peer only, the original request's.
         let mut trace_headers = request.metadata().clone().into_headers();
-        if !trace_headers.contains_key("traceparent") {
-            if let Some(h) = request
+        if trusted && !trace_headers.contains_key("traceparent") {
+            let original = request
                 .get_ref()
                 .attributes
                 .as_ref()
                 .and_then(|a| a.request.as_ref())
                 .and_then(|r| r.http.as_ref())
-            {
-                for k in ["traceparent", "tracestate"] {
-                    if let Some(v) = h
-                        .headers
-                        .get(k)
-                        .and_then(|v| http::HeaderValue::from_str(v).ok())
-                    {
-                        trace_headers.insert(k, v);
-                    }
+                .map(original_headers)
+                .unwrap_or_default();
+            for k in ["traceparent", "tracestate"] {
+                if let Some(v) = original
+                    .get(k)
+                    .and_then(|v| http::HeaderValue::from_str(v).ok())
+                {
+                    trace_headers.insert(k, v);
                 }
             }
         }
@@ -273,12 +278,6 @@ impl Authorization for GrpcAuthz {
             "-".into(),
             &trace_headers,
         );
-        let peer = request.remote_addr().map(|a| a.ip().to_canonical());
-        let reg = self.guard.registry();
-        let trusted = match (&reg.authz, peer) {
-            (Some(a), Some(ip)) => a.trusted_peers.trusts(ip),
-            _ => false,
-        };
         let response = match peer {
             Some(ip) if trusted => {
                 let parent = c.trace.as_ref().and_then(|t| t.parent());
@@ -354,7 +353,17 @@ impl BackgroundService for GrpcService {
         };
         let served = if self.tls {
             let config = tls::server_config(self.guard.clone(), tls::Listener::Authz, b"h2");
-            let incoming = tls::incoming(listener, config, l.client_header);
+            // Only `authz.trusted_peers` (of the current generation) get a handshake: anyone
+            // else could hold every handshake's place and lock the proxy in front out.
+            let guard = self.guard.clone();
+            let admit = move |ip| {
+                guard
+                    .registry()
+                    .authz
+                    .as_ref()
+                    .is_some_and(|a| a.trusted_peers.trusts(ip))
+            };
+            let incoming = tls::incoming(listener, config, l.client_header, admit);
             router.serve_with_incoming_shutdown(incoming, stopped).await
         } else {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);

@@ -73,10 +73,13 @@ const MAX_HANDSHAKES: usize = 64;
 /// TLS connections accepted on `listener`, for tonic's `serve_with_incoming`. Each
 /// handshake runs in a task of its own, bounded by `handshake_timeout`, so a client that
 /// stalls its handshake holds neither the accept loop nor anyone else's connection.
+/// `admit` judges each peer before its handshake: one it refuses is closed at once and
+/// never holds a handshake's place.
 pub fn incoming(
     listener: tokio::net::TcpListener,
     config: Arc<ServerConfig>,
     handshake_timeout: std::time::Duration,
+    admit: impl Fn(std::net::IpAddr) -> bool + Send + 'static,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConnection>> {
     let (tx, rx) = tokio::sync::mpsc::channel(MAX_HANDSHAKES);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -88,9 +91,14 @@ pub fn incoming(
             };
             let tcp = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((tcp, _)) => tcp,
-                    // Out of descriptors or the like: the next accept may succeed.
-                    Err(_) => continue,
+                    Ok((tcp, peer)) if admit(peer.ip().to_canonical()) => tcp,
+                    Ok(_) => continue,
+                    // Out of descriptors or the like: the next accept fails the same way
+                    // at once, so wait a little rather than spin.
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
                 },
                 // tonic stopped reading: shut down.
                 _ = tx.closed() => return,
