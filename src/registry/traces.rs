@@ -116,14 +116,16 @@ fn endpoint(
     }
 }
 
-/// A URL for a message, without what could be a credential.
+/// A URL for a message, without what could be a credential: the user part, and any
+/// query or fragment (some vendors take an API key there).
 fn redacted(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
     match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((_, host)) => format!("{scheme}://…@{host}"),
             None => url.to_string(),
         },
-        None => url.to_string(),
+        None => "(not a URL)".to_string(),
     }
 }
 
@@ -153,7 +155,19 @@ fn headers_file(path: &std::path::Path, errors: &mut Vec<Diagnostic>) -> Vec<(St
             ));
             return Vec::new();
         }
-        _ => match std::fs::read_to_string(path) {
+        // Read through a bound as well: a FIFO or a device has no length to check.
+        _ => match std::fs::File::open(path).and_then(|f| {
+            let mut t = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(f, MAX_HEADERS_FILE + 1),
+                &mut t,
+            )?;
+            Ok(t)
+        }) {
+            Ok(t) if t.len() as u64 > MAX_HEADERS_FILE => {
+                errors.push(Diagnostic::new(key, format!("{} is over {MAX_HEADERS_FILE} bytes: it should hold a few `Name: value` lines", path.display())));
+                return Vec::new();
+            }
             Ok(t) => t,
             Err(e) => {
                 errors.push(Diagnostic::new(
@@ -278,6 +292,11 @@ mod tests {
                 "{otlp_endpoint: \"https://user:hunter2@c.example\"}",
                 &[][..],
                 "holds credentials",
+            ),
+            (
+                "{otlp_endpoint: \"https://c.example/x?api-key=hunter2\"}",
+                &[][..],
+                "has a query",
             ),
             (
                 "{otlp_endpoint: \"grpc://c\"}",

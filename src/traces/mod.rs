@@ -104,10 +104,12 @@ impl Traces {
     pub fn server(&self, headers: &http::HeaderMap) -> Option<RequestTrace> {
         let active = self.current.load();
         let active = active.as_ref()?;
-        let parent = if headers.contains_key("traceparent") {
-            TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers))
-        } else {
-            Context::new()
+        // Only a well-formed traceparent reaches the SDK's parser (which takes short or
+        // `+`-signed fields), and only it: the client's `tracestate` is forwarded as its
+        // header, never held in a span (it can be kilobytes).
+        let parent = match well_formed_traceparent(headers) {
+            Some(v) => TraceContextPropagator::new().extract(&OnlyTraceparent(v)),
+            None => Context::new(),
         };
         let sc = parent.span().span_context().clone();
         let continued = sc.is_valid();
@@ -137,6 +139,50 @@ impl Traces {
             upstream: None,
             active: active.clone(),
         }))))
+    }
+}
+
+/// The request's one `traceparent` when it is well formed (W3C Trace Context §3.2):
+/// `version-traceid-parentid-flags` in lower-case hex, 2-32-16-2, version not `ff`, ids
+/// not all zero; version 00 exactly 55 bytes, a later version 55 or more with a `-` after
+/// the flags. Two of them, or anything else, is malformed: a new trace starts.
+fn well_formed_traceparent(headers: &http::HeaderMap) -> Option<&str> {
+    let mut all = headers.get_all("traceparent").iter();
+    let v = all.next()?.to_str().ok()?;
+    if all.next().is_some() {
+        return None;
+    }
+    let b = v.as_bytes();
+    let hex = |r: std::ops::Range<usize>| {
+        b.get(r)
+            .is_some_and(|f| f.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+    };
+    let nonzero = |r: std::ops::Range<usize>| b[r].iter().any(|&c| c != b'0');
+    let shape = b.len() >= 55
+        && hex(0..2)
+        && b[2] == b'-'
+        && hex(3..35)
+        && b[35] == b'-'
+        && hex(36..52)
+        && b[52] == b'-'
+        && hex(53..55);
+    let version_fits = match &b[..2.min(b.len())] {
+        b"ff" => false,
+        b"00" => b.len() == 55,
+        _ => b.len() == 55 || b.get(55) == Some(&b'-'),
+    };
+    (shape && version_fits && nonzero(3..35) && nonzero(36..52)).then_some(v)
+}
+
+/// A carrier holding only `traceparent`.
+struct OnlyTraceparent<'a>(&'a str);
+
+impl opentelemetry::propagation::Extractor for OnlyTraceparent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
     }
 }
 
@@ -218,6 +264,20 @@ struct Recorded {
     continued: bool,
     upstream: Option<opentelemetry_sdk::trace::Span>,
     active: Arc<Active>,
+}
+
+/// A path as a span holds it: at most 1 KiB (a queued span must stay small whatever a
+/// client sends), cut on a character boundary.
+fn bounded(path: &str) -> &str {
+    const MAX: usize = 1024;
+    if path.len() <= MAX {
+        return path;
+    }
+    let mut end = MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
 }
 
 /// The trace headers of a forwarded request.
@@ -307,8 +367,13 @@ impl RequestTrace {
             &Context::new().with_remote_span_context(span.span_context().clone()),
             &mut headers,
         );
+        // A recorded span's context is always valid: the SDK always writes it.
+        let traceparent = headers.remove("traceparent").unwrap_or_else(|| {
+            let sc = span.span_context();
+            format!("00-{}-{}-01", sc.trace_id(), sc.span_id())
+        });
         let propagated = Propagated {
-            traceparent: headers.remove("traceparent").unwrap_or_default(),
+            traceparent,
             keep_tracestate: r.continued,
         };
         // A retry (pingora asks again) ends the previous attempt's span.
@@ -368,7 +433,7 @@ impl Recorded {
             KeyValue::new("ords_guard.decision", f.decision.to_string()),
         ];
         let optional = [
-            ("url.path", f.path),
+            ("url.path", f.path.map(bounded)),
             ("http.route", f.route.filter(|_| !f.token_endpoint)),
             ("ords_guard.privilege", f.privilege),
             ("ords_guard.client_id", f.client_id),
@@ -396,6 +461,40 @@ impl Recorded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_well_formed_traceparent_is_continued() {
+        let t = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let p = "00f067aa0ba902b7";
+        let one = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("traceparent", v.parse().unwrap());
+            well_formed_traceparent(&h).is_some()
+        };
+        assert!(one(&format!("00-{t}-{p}-01")));
+        assert!(one(&format!("00-{t}-{p}-03")));
+        assert!(one(&format!("01-{t}-{p}-01-future")));
+        assert!(one(&format!("01-{t}-{p}-01")));
+        for bad in [
+            "0-1-1-1".to_string(),
+            format!("00-+{}-{p}-01", &t[1..]),
+            format!("00-{}-{p}-01", t.to_uppercase()),
+            format!("ff-{t}-{p}-01"),
+            format!("00-{t}-{p}-01-extra"),
+            format!("01-{t}-{p}-01x"),
+            format!("00-{}-{p}-01", "0".repeat(32)),
+            format!("00-{t}-{}-01", "0".repeat(16)),
+            format!("00-{t}-{p}-1"),
+            format!("00-{t}-{p}"),
+        ] {
+            assert!(!one(&bad), "{bad}");
+        }
+        let mut two = http::HeaderMap::new();
+        two.append("traceparent", format!("00-{t}-{p}-01").parse().unwrap());
+        two.append("traceparent", format!("00-{t}-{p}-01").parse().unwrap());
+        assert!(well_formed_traceparent(&two).is_none());
+        assert_eq!(bounded(&"é".repeat(600)).len(), 1024);
+    }
 
     #[test]
     fn new_traces_are_recorded_at_the_ratio() {

@@ -322,7 +322,10 @@ impl ProxyHttp for EgressProxy {
                 route: None,
                 token_endpoint: false,
                 status,
-                client_addr: None,
+                client_addr: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip().to_canonical()),
                 decision: ctx.outcome,
                 privilege: None,
                 client_id: None,
