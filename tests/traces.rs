@@ -20,6 +20,19 @@ async fn traced(backend: &Backend, receiver: &Receiver, more: &str) -> Guard {
     Guard::start(o).await
 }
 
+/// GET `url` carrying `traceparent`.
+async fn get_traced(
+    http: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    traceparent: &str,
+) -> reqwest::Response {
+    http.get(url)
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// `traceparent` split into (version, trace id, parent id, flags).
 fn parts(traceparent: &str) -> (String, String, String, String) {
     let p: Vec<&str> = traceparent.split('-').collect();
@@ -179,13 +192,12 @@ async fn unsampled_parents_and_ratio_zero_are_propagated_not_exported() {
     let g = traced(&backend, &receiver, "  sample_ratio: 0\n").await;
 
     // A parent that is not sampled: followed, not recorded.
-    let r = g
-        .http
-        .get(g.url("/public/1"))
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-00"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_traced(
+        &g.http,
+        g.url("/public/1"),
+        &format!("00-{TRACE_ID}-{PARENT_ID}-00"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let (_, trace_id, parent, flags) = parts(backend.last().header("traceparent").unwrap());
     assert_eq!((trace_id.as_str(), flags.as_str()), (TRACE_ID, "00"));
@@ -212,13 +224,12 @@ async fn unsampled_parents_and_ratio_zero_are_propagated_not_exported() {
 
     // A sampled parent is recorded even at ratio 0: the bounded wait below sees it
     // exported, and nothing of the two requests before.
-    let r = g
-        .http
-        .get(g.url("/public/3"))
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_traced(
+        &g.http,
+        g.url("/public/3"),
+        &format!("00-{TRACE_ID}-{PARENT_ID}-01"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     receiver
         .span("GET public", |s| {
@@ -435,13 +446,12 @@ async fn egress_and_authz_checks_are_server_spans_of_their_own() {
     })
     .await;
 
-    let r = g
-        .http
-        .get(format!("http://{listen}/example/1?k=query-secret"))
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_traced(
+        &g.http,
+        format!("http://{listen}/example/1?k=query-secret"),
+        &format!("00-{TRACE_ID}-{PARENT_ID}-01"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let egress = receiver
         .span("the egress request", |s| s.parent_id() == PARENT_ID)
