@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 # its links and anchors, tests/config_reference.rs its configuration keys.
 .tools/mdbook/bin/mdbook build docs
 cargo test --locked
-cargo build --locked --manifest-path fuzz/Cargo.toml --bins
+# In the tests' target/ (fuzz/Cargo.toml keeps the same dev profile): the dependencies the
+# tests compiled are reused, ~3 minutes less than a target/ of its own.
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}" cargo build --locked --manifest-path fuzz/Cargo.toml --bins
