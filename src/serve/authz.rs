@@ -417,7 +417,6 @@ pub(crate) fn account(guard: &Guard, reg: &Registry, mut c: Check, status: u16) 
         guard.metrics.authz_duration.observe(latency.as_secs_f64());
     }
     let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
-    let ids = c.trace.as_ref().and_then(|t| t.ids());
     crate::logs::access::write(|l| {
         l.str("api", api).str("method", &c.method).str("path", path);
         if let Some(addr) = d.client_addr {
@@ -426,8 +425,9 @@ pub(crate) fn account(guard: &Guard, reg: &Registry, mut c: Check, status: u16) 
         d.log(l, status, decision);
         l.float("latency_ms", latency.as_secs_f64() * 1000.0)
             .str("token_outcome", c.token_outcome.unwrap_or("-"));
-        if let Some((trace_id, span_id)) = &ids {
-            l.str("trace_id", trace_id).str("span_id", span_id);
+        // Formatted only for a line that is written.
+        if let Some((trace_id, span_id)) = c.trace.as_ref().and_then(|t| t.ids()) {
+            l.str("trace_id", &trace_id).str("span_id", &span_id);
         }
     });
     if let Some(trace) = c.trace.take() {

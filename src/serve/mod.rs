@@ -21,3 +21,23 @@ pub mod server;
 pub mod state;
 pub mod tls;
 pub mod upstream_slots;
+
+/// A forwarded request's trace context (SPEC §15), for the ingress and egress proxies alike:
+/// its `traceparent` names the upstream exchange (a CLIENT span when recorded), and the
+/// client's `tracestate` goes on only with the trace it belongs to.
+pub fn propagate_trace(
+    req: &mut pingora::http::RequestHeader,
+    trace: Option<&mut crate::traces::RequestTrace>,
+    upstream: &crate::resolve::Address,
+) -> pingora::Result<()> {
+    let Some(trace) = trace else {
+        return Ok(());
+    };
+    let (host, port) = upstream.host_port();
+    let p = trace.upstream(&host, port);
+    req.insert_header("traceparent", p.traceparent)?;
+    if !p.keep_tracestate {
+        req.remove_header("tracestate");
+    }
+    Ok(())
+}

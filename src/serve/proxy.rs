@@ -460,16 +460,8 @@ impl ProxyHttp for Proxy {
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         req.insert_header("X-Forwarded-Proto", if tls { "https" } else { "http" })?;
-        if let (Some(trace), Some(up)) = (
-            &mut ctx.trace,
-            ctx.registry.as_ref().and_then(|r| r.upstream.as_ref()),
-        ) {
-            let (host, port) = up.addr.host_port();
-            let p = trace.upstream(&host, port);
-            req.insert_header("traceparent", p.traceparent)?;
-            if !p.keep_tracestate {
-                req.remove_header("tracestate");
-            }
+        if let Some(up) = ctx.registry.as_ref().and_then(|r| r.upstream.as_ref()) {
+            super::propagate_trace(req, ctx.trace.as_mut(), &up.addr)?;
         }
         if let Some(host) = session
             .req_header()
@@ -595,7 +587,6 @@ impl ProxyHttp for Proxy {
         let d = &ctx.decided;
         let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
         let method = session.req_header().method.as_str();
-        let ids = ctx.trace.as_ref().and_then(|t| t.ids());
         crate::logs::access::write(|l| {
             l.str("method", method).str("path", path);
             if let Some(addr) = d.client_addr {
@@ -606,8 +597,9 @@ impl ProxyHttp for Proxy {
                 .uint("upstream_status", ctx.upstream_status.unwrap_or(0).into())
                 .str("token_outcome", ctx.token_outcome.unwrap_or("-"))
                 .str("error", e.map(|e| e.etype().as_str()).unwrap_or("-"));
-            if let Some((trace_id, span_id)) = &ids {
-                l.str("trace_id", trace_id).str("span_id", span_id);
+            // Formatted only for a line that is written.
+            if let Some((trace_id, span_id)) = ctx.trace.as_ref().and_then(|t| t.ids()) {
+                l.str("trace_id", &trace_id).str("span_id", &span_id);
             }
         });
         if let Some(trace) = ctx.trace.take() {

@@ -14,8 +14,10 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 use prometheus::IntCounter;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// Spans waiting for export; beyond it they are dropped.
 pub const QUEUE: usize = 2048;
@@ -99,12 +101,35 @@ pub fn provider(
         .build())
 }
 
-/// The bounded queue in front of the exporter.
+/// The bounded queue in front of the exporter. A request's thread appends under a short
+/// lock and wakes the exporting task only when a batch is full; otherwise it sends what
+/// waits every 5 s. Waking it for every span (a channel) cost a futex call and a context
+/// switch per span, most of SPEC §15's cost budget.
 #[derive(Debug)]
 struct Queue {
-    tx: mpsc::Sender<SpanData>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    spans: Mutex<Vec<SpanData>>,
+    /// A batch is full, or the provider stops.
+    ready: Notify,
+    stop: AtomicBool,
     dropped: IntCounter,
-    stop: std::sync::Arc<Notify>,
+}
+
+impl Shared {
+    /// Up to a batch of what waits, oldest first.
+    fn take(&self) -> Vec<SpanData> {
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        let n = spans.len().min(BATCH);
+        if n == spans.len() {
+            std::mem::take(&mut *spans)
+        } else {
+            spans.drain(..n).collect()
+        }
+    }
 }
 
 impl Queue {
@@ -116,47 +141,32 @@ impl Queue {
     ) -> Queue {
         // The OTLP exporter encodes the resource it is given here, not the provider's.
         exporter.set_resource(resource);
-        let (tx, mut rx) = mpsc::channel::<SpanData>(QUEUE);
-        let stop = std::sync::Arc::new(Notify::new());
-        let stopped = stop.clone();
-        let dropped = counts.dropped.clone();
+        let shared = Arc::new(Shared {
+            spans: Mutex::new(Vec::new()),
+            ready: Notify::new(),
+            stop: AtomicBool::new(false),
+            dropped: counts.dropped.clone(),
+        });
+        let queue = shared.clone();
         runtime.spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            let start = tokio::time::Instant::now() + DELAY;
-            let mut tick = tokio::time::interval_at(start, DELAY);
             loop {
+                // A full batch wakes the task; otherwise what waits goes every DELAY.
+                let _ = tokio::time::timeout(DELAY, queue.ready.notified()).await;
                 // `last`: the provider is gone (a reload replaced it, or shutdown): send
                 // what is left, then stop.
-                let last = tokio::select! {
-                    got = rx.recv() => match got {
-                        Some(span) => {
-                            batch.push(span);
-                            if batch.len() < BATCH {
-                                continue;
-                            }
-                            false
-                        }
-                        None => true,
-                    },
-                    _ = tick.tick() => false,
-                    _ = stopped.notified() => {
-                        rx.close();
-                        true
+                let last = queue.stop.load(Ordering::Acquire);
+                loop {
+                    let batch = queue.take();
+                    if batch.is_empty() {
+                        break;
                     }
-                };
-                if last {
-                    while let Ok(span) = rx.try_recv() {
-                        batch.push(span);
-                    }
-                }
-                while !batch.is_empty() {
-                    let chunk: Vec<_> = batch.drain(..batch.len().min(BATCH)).collect();
-                    let n = chunk.len() as u64;
-                    match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(chunk)).await {
+                    let n = batch.len() as u64;
+                    let full = batch.len() == BATCH;
+                    match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(batch)).await {
                         Ok(Ok(())) => counts.exported.inc_by(n),
                         _ => counts.dropped.inc_by(n),
                     }
-                    if !last {
+                    if !full && !last {
                         break;
                     }
                 }
@@ -166,7 +176,7 @@ impl Queue {
                 }
             }
         });
-        Queue { tx, dropped, stop }
+        Queue { shared }
     }
 }
 
@@ -177,9 +187,22 @@ impl SpanProcessor for Queue {
         if !span.span_context.is_sampled() {
             return;
         }
-        // Full, or the exporting task is gone: dropped, never waited for.
-        if self.tx.try_send(span).is_err() {
-            self.dropped.inc();
+        let shared = &self.shared;
+        let mut spans = shared.spans.lock().unwrap_or_else(|e| e.into_inner());
+        // Full, or the provider stopped: dropped, never waited for.
+        if spans.len() >= QUEUE || shared.stop.load(Ordering::Relaxed) {
+            drop(spans);
+            shared.dropped.inc();
+            return;
+        }
+        if spans.capacity() == 0 {
+            spans.reserve(BATCH);
+        }
+        spans.push(span);
+        let full = spans.len() == BATCH;
+        drop(spans);
+        if full {
+            shared.ready.notify_one();
         }
     }
 
@@ -189,7 +212,8 @@ impl SpanProcessor for Queue {
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        self.stop.notify_one();
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.ready.notify_one();
         Ok(())
     }
 }

@@ -154,9 +154,11 @@ impl ProxyHttp for EgressProxy {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let entry = self
-            .entry(ctx)
-            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        // The fields apart (not `self.entry(ctx)`): the trace below is borrowed mutably.
+        let entry = match (&ctx.registry, ctx.entry) {
+            (Some(r), Some(i)) => &r.egress[i],
+            _ => return Err(Error::new(ErrorType::InternalError)),
+        };
         let held = ctx
             .held
             .as_ref()
@@ -167,14 +169,7 @@ impl ProxyHttp for EgressProxy {
         req.remove_header(&http::header::AUTHORIZATION);
         req.insert_header(http::header::AUTHORIZATION, held.bearer.clone())?;
         req.insert_header(http::header::HOST, entry.authority.as_str())?;
-        let upstream = ctx.trace.is_some().then(|| entry.upstream.addr.host_port());
-        if let (Some(trace), Some((host, port))) = (&mut ctx.trace, upstream) {
-            let p = trace.upstream(&host, port);
-            req.insert_header("traceparent", p.traceparent)?;
-            if !p.keep_tracestate {
-                req.remove_header("tracestate");
-            }
-        }
+        crate::serve::propagate_trace(req, ctx.trace.as_mut(), &entry.upstream.addr)?;
         Ok(())
     }
 
@@ -300,7 +295,6 @@ impl ProxyHttp for EgressProxy {
             session.req_header().method.as_str(),
             session.req_header().uri.path(),
         );
-        let ids = ctx.trace.as_ref().and_then(|t| t.ids());
         crate::logs::access::write(|l| {
             l.str("egress", self.name.as_str())
                 .str("method", method)
@@ -310,8 +304,9 @@ impl ProxyHttp for EgressProxy {
                 .float("latency_ms", latency.as_secs_f64() * 1000.0)
                 .uint("upstream_status", ctx.upstream_status.unwrap_or(0).into())
                 .str("error", e.map(|e| e.etype().as_str()).unwrap_or("-"));
-            if let Some((trace_id, span_id)) = &ids {
-                l.str("trace_id", trace_id).str("span_id", span_id);
+            // Formatted only for a line that is written.
+            if let Some((trace_id, span_id)) = ctx.trace.as_ref().and_then(|t| t.ids()) {
+                l.str("trace_id", &trace_id).str("span_id", &span_id);
             }
         });
         if let Some(trace) = ctx.trace.take() {
