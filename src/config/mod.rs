@@ -28,6 +28,10 @@ pub struct Config {
     pub upstream: Option<String>,
     #[serde(default = "default_base_path")]
     pub base_path: String,
+    /// HTTP/2 beside HTTP/1.1 on the proxy and egress listeners (SPEC §17): ALPN `h2` on
+    /// TLS, prior knowledge (h2c) on plain ones. `false`: HTTP/1.1 only.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub http2: bool,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -80,6 +84,14 @@ pub struct Config {
     pub clients_file: Option<PathBuf>,
 }
 
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
 fn default_base_path() -> String {
     "/".into()
 }
@@ -126,8 +138,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// The request line and headers together, in bytes; beyond: 431.
     pub max_header_bytes: usize,
-    /// Header lines in one request; beyond: 431.
+    /// Header lines in one request (an HTTP/2 request's pseudo-header fields counted);
+    /// beyond: 431.
     pub max_headers: usize,
+    /// Streams one HTTP/2 connection may have open at once, announced in its SETTINGS.
+    pub h2_max_concurrent_streams: u32,
     /// The token endpoint's form body; beyond: 400 `invalid_request` (SPEC §4).
     pub max_token_body_bytes: usize,
     /// A bearer token; beyond: 401 `invalid_token`, never parsed.
@@ -155,6 +170,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_header_bytes: 16 * 1024,
             max_headers: 100,
+            h2_max_concurrent_streams: 100,
             max_token_body_bytes: 8 * 1024,
             max_bearer_bytes: 8 * 1024,
             argon2_per_second: 10,

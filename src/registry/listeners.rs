@@ -62,6 +62,7 @@ pub(super) fn listeners(cfg: &Config) -> Listeners {
         threads: cfg.threads,
         tls: cfg.tls.is_some(),
         admin_tls: cfg.admin_tls.is_some(),
+        http2: cfg.http2,
         // No more idle connections than the upstream may be sent at once.
         upstream_keepalive: l.upstream_keepalive.unwrap_or(
             l.max_connections
@@ -108,6 +109,13 @@ pub(super) fn check_limits(cfg: &Config, errors: &mut Vec<Diagnostic>) {
         1,
         PINGORA_MAX_HEADERS,
         " (pingora's own ceiling)",
+    );
+    within(
+        "h2_max_concurrent_streams",
+        l.h2_max_concurrent_streams as usize,
+        1,
+        10_000,
+        "",
     );
     within(
         "max_token_body_bytes",
@@ -184,6 +192,7 @@ pub(super) fn client_limits(cfg: &Config) -> Limits {
         max_connections: l.max_connections,
         max_header_bytes: l.max_header_bytes,
         max_headers: l.max_headers,
+        h2_max_concurrent_streams: l.h2_max_concurrent_streams,
         max_token_body_bytes: l.max_token_body_bytes,
         argon2: PoolLimits {
             per_second: l.argon2_per_second,

@@ -96,6 +96,7 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    pub h2_max_concurrent_streams: u32,
     pub max_token_body_bytes: usize,
     /// The argon2 pool's admission bounds.
     pub argon2: PoolLimits,
@@ -227,6 +228,9 @@ pub struct Listeners {
     pub threads: Option<usize>,
     pub tls: bool,
     pub admin_tls: bool,
+    /// `http2`: whether the proxy and egress listeners speak HTTP/2 (TLS offers it in ALPN,
+    /// fixed when the listener starts).
+    pub http2: bool,
     /// pingora's upstream keep-alive pool size (`limits.upstream_keepalive`).
     pub upstream_keepalive: usize,
     /// `limits.max_upstream_connections`.

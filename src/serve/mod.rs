@@ -41,3 +41,12 @@ pub fn propagate_trace(
     }
     Ok(())
 }
+
+/// The access log's `protocol` (SPEC §17): what the client spoke.
+pub fn protocol(session: &pingora::protocols::http::ServerSession) -> &'static str {
+    if session.is_http2() {
+        "HTTP/2"
+    } else {
+        "HTTP/1.1"
+    }
+}

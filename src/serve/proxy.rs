@@ -463,12 +463,16 @@ impl ProxyHttp for Proxy {
         if let Some(up) = ctx.registry.as_ref().and_then(|r| r.upstream.as_ref()) {
             super::propagate_trace(req, ctx.trace.as_mut(), &up.addr)?;
         }
-        if let Some(host) = session
-            .req_header()
-            .headers
-            .get(http::header::HOST)
-            .cloned()
-        {
+        // HTTP/2 names the host in `:authority` (pingora 400s a differing `Host`).
+        let head = session.req_header();
+        let host = match head.headers.get(http::header::HOST) {
+            Some(h) => Some(h.clone()),
+            None => head
+                .uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+        };
+        if let Some(host) = host {
             req.insert_header("X-Forwarded-Host", host)?;
         }
         Ok(())
@@ -588,7 +592,9 @@ impl ProxyHttp for Proxy {
         let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
         let method = session.req_header().method.as_str();
         crate::logs::access::write(|l| {
-            l.str("method", method).str("path", path);
+            l.str("method", method)
+                .str("path", path)
+                .str("protocol", super::protocol(session));
             if let Some(addr) = d.client_addr {
                 l.display("client_addr", addr);
             }

@@ -70,10 +70,12 @@ pub fn run(
         );
         let mut proxy = Service::new(
             "ords-guard proxy".to_string(),
-            Guarded::new(proxy_app, guard.clone(), crate::serve::conn::PROXY_LISTENER),
+            Guarded::new(proxy_app, guard.clone(), crate::serve::conn::PROXY_LISTENER)
+                .with_http2(listeners.http2),
         );
         if listeners.tls {
-            let settings = tls::listener_settings(guard.clone(), tls::Listener::Proxy);
+            let settings =
+                tls::listener_settings(guard.clone(), tls::Listener::Proxy, listeners.http2);
             proxy.add_tls_with_settings(listen, None, settings);
         } else {
             proxy.add_tcp(listen);
@@ -93,7 +95,8 @@ pub fn run(
         );
         let mut svc = Service::new(
             format!("ords-guard egress {name}"),
-            Guarded::new(app, guard.clone(), crate::serve::conn::EGRESS_LISTENER),
+            Guarded::new(app, guard.clone(), crate::serve::conn::EGRESS_LISTENER)
+                .with_http2(listeners.http2),
         );
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
@@ -112,7 +115,7 @@ pub fn run(
             ),
         );
         if addr.tls {
-            let settings = tls::listener_settings(guard.clone(), tls::Listener::Authz);
+            let settings = tls::listener_settings(guard.clone(), tls::Listener::Authz, false);
             authz.add_tls_with_settings(&addr.http.to_string(), None, settings);
         } else {
             authz.add_tcp(&addr.http.to_string());
@@ -140,7 +143,7 @@ pub fn run(
         ),
     );
     if listeners.admin_tls {
-        let settings = tls::listener_settings(guard.clone(), tls::Listener::Admin);
+        let settings = tls::listener_settings(guard.clone(), tls::Listener::Admin, false);
         admin.add_tls_with_settings(&listeners.admin_listen, None, settings);
     } else {
         admin.add_tcp(&listeners.admin_listen);

@@ -231,7 +231,7 @@ impl Guard {
                     tracing::warn!(target: "ords_guard::reload", "{w}");
                 }
                 if compiled.listeners != self.listeners {
-                    tracing::warn!(target: "ords_guard::reload", "listen, admin_listen, authz.listen, threads, limits.upstream_keepalive, limits.max_upstream_connections, the egress listeners, authz.grpc_listen, or whether tls/admin_tls/authz.tls is set changed: restart ords-guard to apply that (the rest of the config is applied now)");
+                    tracing::warn!(target: "ords_guard::reload", "listen, admin_listen, authz.listen, threads, http2, limits.upstream_keepalive, limits.max_upstream_connections, the egress listeners, authz.grpc_listen, or whether tls/admin_tls/authz.tls is set changed: restart ords-guard to apply that (the rest of the config is applied now)");
                 }
                 for e in compiled
                     .registry

@@ -43,13 +43,13 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-/// pingora listener settings whose certificate follows reloads. HTTP/1.1 only: the
-/// connection guard (`conn`) reads request heads itself.
-pub fn listener_settings(guard: Arc<Guard>, listener: Listener) -> TlsSettings {
+/// pingora listener settings whose certificate follows reloads. ALPN offers `h2` before
+/// `http/1.1` when `h2` (the listener's guard serves HTTP/2, SPEC §17), else HTTP/1.1 only.
+pub fn listener_settings(guard: Arc<Guard>, listener: Listener, h2: bool) -> TlsSettings {
     // Paths are ignored once a resolver is set.
     let mut settings = TlsSettings::intermediate("", "").expect("no files are read here");
     settings.set_cert_resolver(Arc::new(Resolver { guard, listener }));
-    settings.set_alpn(ALPN::H1);
+    settings.set_alpn(if h2 { ALPN::H2H1 } else { ALPN::H1 });
     settings
 }
 

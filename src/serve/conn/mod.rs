@@ -19,6 +19,7 @@
 
 pub mod framing;
 pub mod head;
+pub mod http2;
 
 pub use head::{scan_head, Head, HeadScan};
 
@@ -145,6 +146,9 @@ enum Message {
     Chunked(ChunkedScan),
     /// The request is whole: what arrives now is the next one's, and stays in `pending`.
     Done,
+    /// HTTP/2: the connection is the h2 crate's, every byte passed on (what was read while
+    /// looking for the preface first).
+    Passthrough,
 }
 
 /// A connection with bytes already read from it put back in front, handed to pingora one
@@ -180,7 +184,7 @@ impl Conn {
             Message::Head { .. } => false,
             Message::Length(left) => *left == 0,
             Message::Chunked(scan) => scan.is_done(),
-            Message::Done => true,
+            Message::Done | Message::Passthrough => true,
         }
     }
 
@@ -199,6 +203,8 @@ pub struct Guarded<A> {
     open: AtomicUsize,
     /// This listener's `ords_guard_connections` series, resolved once.
     open_gauge: IntGauge,
+    /// HTTP/2 is served beside HTTP/1.1 (`http2`, SPEC §17).
+    http2: bool,
 }
 
 impl<A> Guarded<A> {
@@ -210,7 +216,15 @@ impl<A> Guarded<A> {
             listener,
             open: AtomicUsize::new(0),
             open_gauge,
+            http2: false,
         }
+    }
+
+    /// HTTP/2 too: h2 when TLS selected it by ALPN, h2c when a plain connection opens with
+    /// the preface.
+    pub fn with_http2(mut self, on: bool) -> Self {
+        self.http2 = on;
+        self
     }
 
     /// Take a place in the connection count; the number of places now taken.
@@ -284,6 +298,27 @@ async fn read_head(
     }
 }
 
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the connection speaks HTTP/2: TLS selected `h2` by ALPN, or a plain connection
+/// begins with the preface (read into `pending` until it does or cannot, by `until`; what
+/// was read stays there for whichever protocol it is).
+async fn speaks_h2(conn: &mut Conn, until: Instant) -> bool {
+    if conn.io.get_ssl_digest().is_some() {
+        return conn.io.selected_alpn_proto() == Some(ALPN::H2);
+    }
+    while conn.pending.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&conn.pending) {
+        conn.pending.reserve(H2_PREFACE.len());
+        match timeout_at(until, conn.io.read_buf(&mut conn.pending)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            // Closed, failed or silent: the HTTP/1.1 reader says so as it always has.
+            _ => return false,
+        }
+    }
+    conn.pending.starts_with(H2_PREFACE)
+}
+
 /// The client's address, for log lines written before pingora has a session.
 fn peer(io: &Stream) -> String {
     io.get_socket_digest()
@@ -340,6 +375,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let mut idle_until = Instant::now() + limits.client_header;
         let mut head_until = Some(idle_until);
         let over = open > limits.max_connections;
+        if self.http2 && speaks_h2(&mut conn, idle_until).await {
+            return http2::serve(self, conn, &limits, over, idle_until, shutdown).await;
+        }
         loop {
             let (refusal, len) =
                 match read_head(&mut conn, &limits, idle_until, head_until, shutdown).await {
@@ -456,6 +494,14 @@ impl AsyncRead for Conn {
         }
         loop {
             match &mut this.message {
+                Message::Passthrough if this.pending.is_empty() => {
+                    return Pin::new(&mut this.io).poll_read(cx, buf);
+                }
+                Message::Passthrough => {
+                    let n = this.pending.len().min(buf.remaining());
+                    this.hand_over(buf, n);
+                    return Poll::Ready(Ok(()));
+                }
                 Message::Head { left, body } => {
                     let n = (*left).min(buf.remaining());
                     let body = *body;

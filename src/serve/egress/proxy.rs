@@ -299,6 +299,7 @@ impl ProxyHttp for EgressProxy {
             l.str("egress", self.name.as_str())
                 .str("method", method)
                 .str("path", path)
+                .str("protocol", crate::serve::protocol(session))
                 .uint("status", status.into())
                 .str("outcome", ctx.outcome)
                 .float("latency_ms", latency.as_secs_f64() * 1000.0)
