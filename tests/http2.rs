@@ -41,6 +41,15 @@ async fn raw_h2(
     proxy: std::net::SocketAddr,
     build: impl FnOnce(http::request::Builder) -> http::request::Builder,
 ) -> Option<u16> {
+    raw_h2_head(proxy, build).await.map(|(status, _, _)| status)
+}
+
+/// As [`raw_h2`]: the status, the headers, and whether the HEADERS frame ended the stream
+/// (a trailers-only answer).
+async fn raw_h2_head(
+    proxy: std::net::SocketAddr,
+    build: impl FnOnce(http::request::Builder) -> http::request::Builder,
+) -> Option<(u16, http::HeaderMap, bool)> {
     let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
     let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(conn);
@@ -49,7 +58,10 @@ async fn raw_h2(
     let response = tokio::time::timeout(std::time::Duration::from_secs(10), response)
         .await
         .expect("an answer or a reset within 10 s");
-    response.ok().map(|r| r.status().as_u16())
+    response.ok().map(|r| {
+        let ended = r.body().is_end_stream();
+        (r.status().as_u16(), r.headers().clone(), ended)
+    })
 }
 
 fn h2c_client() -> reqwest::Client {
@@ -199,6 +211,17 @@ async fn h2_streams_get_the_guards_limits() {
     assert_eq!(status, Some(400));
     assert_eq!(backend.count(), forwarded);
 
+    // Content-Length spelled with `_`: 400, as the HTTP/1.1 reader answers it.
+    let (status, head, _) = raw_h2_head(g.proxy, |r| {
+        r.uri(format!("http://{}/public/x", g.proxy))
+            .header("content_length", "5")
+    })
+    .await
+    .expect("an answer");
+    assert_eq!(status, 400);
+    assert_eq!(head["content-type"], "application/problem+json");
+    assert_eq!(backend.count(), forwarded);
+
     // Each stream has the request's deadline (timeouts.request_total_ms): the upstream
     // that answers after 5 s is given up on at 1 s, 504.
     let r = client.get(g.url("/public/slow")).send().await.unwrap();
@@ -272,4 +295,213 @@ async fn tls_offers_h2_by_alpn_and_http2_false_turns_it_off() {
     assert_eq!(backend.count(), before);
     let (code, version, _) = curl(vec![g.url("/public/x")]).await;
     assert_eq!((code, version.as_str()), (200, "1.1"));
+}
+
+/// A gRPC service as the backend: Envoy's Authorization API (its types are in the build),
+/// answering each Check with what it was sent, or with PERMISSION_DENIED and a message of
+/// its own when the check's path is `/deny`, so the call's status travels in trailers.
+mod grpc_backend {
+    use envoy_types::pb::envoy::service::auth::v3::{
+        authorization_server::{Authorization, AuthorizationServer},
+        CheckRequest, CheckResponse,
+    };
+    use envoy_types::pb::google::rpc::Status;
+
+    struct Echo;
+
+    #[tonic::async_trait]
+    impl Authorization for Echo {
+        async fn check(
+            &self,
+            request: tonic::Request<CheckRequest>,
+        ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+            let client = request
+                .metadata()
+                .get("x-ords-client-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            let path = request
+                .get_ref()
+                .attributes
+                .as_ref()
+                .and_then(|a| a.request.as_ref())
+                .and_then(|r| r.http.as_ref())
+                .map(|h| h.path.clone())
+                .unwrap_or_default();
+            if path == "/deny" {
+                return Err(tonic::Status::permission_denied("the backend says no"));
+            }
+            Ok(tonic::Response::new(CheckResponse {
+                status: Some(Status {
+                    code: 0,
+                    message: format!("backend saw {client}"),
+                    details: vec![],
+                }),
+                ..Default::default()
+            }))
+        }
+    }
+
+    pub async fn start() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(AuthorizationServer::new(Echo))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+}
+
+/// A gRPC client's call through ords-guard to a gRPC backend over h2c
+/// (`upstream_protocol: h2c`): decided on the method path, answered with the backend's
+/// trailers (its status and message).
+#[tokio::test]
+async fn grpc_calls_pass_to_an_h2c_upstream_with_their_trailers() {
+    use envoy_types::pb::envoy::service::auth::v3::{
+        attribute_context::{HttpRequest, Request},
+        authorization_client::AuthorizationClient,
+        AttributeContext, CheckRequest,
+    };
+    let backend = grpc_backend::start().await;
+    let http_backend = Backend::start().await;
+    let o = Options {
+        upstream: format!("http://{backend}"),
+        extra: "upstream_protocol: h2c\n".into(),
+        registry: registry_yaml().replacen(
+            "privileges:\n",
+            "privileges:\n  - name: grpc_priv\n    roles: [example_role]\n    patterns: [\"/envoy.service.auth.v3.Authorization/*\"]\n",
+            1,
+        ),
+        ..Options::new(&http_backend)
+    };
+    let g = Guard::start(o).await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let call = |path: &str| {
+        let mut r = tonic::Request::new(CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        path: path.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        });
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    };
+    let mut client = AuthorizationClient::connect(format!("http://{}", g.proxy))
+        .await
+        .unwrap();
+    let answer = client.check(call("/x")).await.unwrap().into_inner();
+    assert_eq!(
+        answer.status.unwrap().message,
+        "backend saw example-client",
+        "the identity headers reach the gRPC backend as metadata"
+    );
+    // The backend's error status and message arrive in its trailers.
+    let refused = client.check(call("/deny")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert_eq!(refused.message(), "the backend says no");
+    // Without the token the call never reaches the backend.
+    let mut anonymous = call("/x");
+    anonymous.metadata_mut().remove("authorization");
+    let refused = client.check(anonymous).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert!(
+        refused.message().contains("send Authorization: Bearer"),
+        "{refused:?}"
+    );
+    // As gRPC answers: HTTP 200, one HEADERS frame that ends the stream, grpc-status 16.
+    let (status, head, ended) = raw_h2_head(g.proxy, |r| {
+        r.method("POST")
+            .uri(format!(
+                "http://{}/envoy.service.auth.v3.Authorization/Check",
+                g.proxy
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+    })
+    .await
+    .expect("an answer");
+    assert_eq!((status, ended), (200, true));
+    assert_eq!(head["grpc-status"], "16");
+    assert_eq!(head["content-type"], "application/grpc");
+    assert!(head["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    // Counted as any refusal.
+    assert!(
+        g.metric("ords_guard_requests_total{decision=\"unauthenticated\"}")
+            .await
+            >= 2.0
+    );
+
+    // h2 with an http:// upstream (and h2c with https://) is a config error.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!("listen: \"127.0.0.1:1\"\nadmin_listen: \"127.0.0.1:2\"\nupstream: \"http://{backend}\"\nupstream_protocol: h2\nprivileges: []\n"),
+    )
+    .unwrap();
+    let out = ords_guard_cli(&["check"], &bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("key `upstream_protocol`") && err.contains("use an https:// upstream"),
+        "{err}"
+    );
+}
+
+/// A connection that keeps sending malformed streams (each answered 400 by pingora) is
+/// closed after 32 with GOAWAY PROTOCOL_ERROR, as pingora's own accept loop would.
+#[tokio::test]
+async fn a_connection_of_malformed_streams_is_closed() {
+    let backend = Backend::start().await;
+    let g = Guard::start(Options::new(&backend)).await;
+    let tcp = tokio::net::TcpStream::connect(g.proxy).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut answered = 0;
+    for _ in 0..40 {
+        client = match client.ready().await {
+            Ok(c) => c,
+            Err(_) => break,
+        };
+        let request = http::Request::get(format!("http://{}/public/x", g.proxy))
+            .header("host", "elsewhere.example")
+            .body(())
+            .unwrap();
+        let Ok((response, _)) = client.send_request(request, true) else {
+            break;
+        };
+        match response.await {
+            Ok(r) => {
+                assert_eq!(r.status(), 400);
+                answered += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    assert!((31..=32).contains(&answered), "{answered} answered");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), conn)
+        .await
+        .expect("the connection is closed within 10 s")
+        .unwrap();
+    let e = ended.expect_err("closed with a GOAWAY");
+    assert_eq!(e.reason(), Some(h2::Reason::PROTOCOL_ERROR), "{e:?}");
+    assert_eq!(backend.count(), 0);
+    assert!(
+        g.metric("ords_guard_requests_total{decision=\"bad_request\"}")
+            .await
+            >= 32.0
+    );
 }

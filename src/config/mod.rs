@@ -26,6 +26,9 @@ pub struct Config {
     /// The backend the ingress protects; required with `listen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// How requests reach `upstream` (SPEC §17), whatever the client spoke.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub upstream_protocol: UpstreamProtocol,
     #[serde(default = "default_base_path")]
     pub base_path: String,
     /// HTTP/2 beside HTTP/1.1 on the proxy and egress listeners (SPEC §17): ALPN `h2` on
@@ -411,6 +414,8 @@ pub struct EgressConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_remote: bool,
     pub upstream: String,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub upstream_protocol: UpstreamProtocol,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_tls: Option<UpstreamTlsConfig>,
     pub token_url: String,
@@ -550,6 +555,28 @@ pub enum Mode {
     #[default]
     Enforce,
     Report,
+}
+
+/// `upstream_protocol` (SPEC §17): HTTP/1.1, HTTP/2 over TLS (ALPN `h2`), or HTTP/2 with
+/// prior knowledge on a plain connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    H2,
+    H2c,
+}
+
+impl UpstreamProtocol {
+    /// Whether it fits the upstream's scheme; the error says what would.
+    pub fn check(self, tls: bool) -> Result<(), &'static str> {
+        match (self, tls) {
+            (UpstreamProtocol::H2, false) => Err("`h2` is HTTP/2 over TLS and the upstream is http://: use an https:// upstream, or `h2c` for HTTP/2 without TLS"),
+            (UpstreamProtocol::H2c, true) => Err("`h2c` is HTTP/2 without TLS and the upstream is https://: use `h2` for HTTP/2 over TLS, or an http:// upstream"),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What a `;` in a path segment means (SPEC §11): a 400, or matrix parameters the

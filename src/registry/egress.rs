@@ -82,6 +82,11 @@ pub fn compile(
         let upstream = parse_upstream(&e.upstream)
             .map_err(|m| errors.push(Diagnostic::new(format!("{at}.upstream"), m)))
             .ok();
+        if let Some((_, tls, _)) = &upstream {
+            if let Err(m) = e.upstream_protocol.check(*tls) {
+                errors.push(Diagnostic::new(format!("{at}.upstream_protocol"), m));
+            }
+        }
         let up_tls = e.upstream_tls.clone().unwrap_or_default();
         let ca = up_tls.ca_file.as_ref().and_then(|f| {
             crate::certs::load_ca(&src.resolve(f))
@@ -149,7 +154,13 @@ pub fn compile(
         out.push(EgressEntry {
             name: e.name.clone(),
             listen,
-            upstream: Upstream::new((addr, tls, host), &up_tls, ca, &cfg.timeouts),
+            upstream: Upstream::new(
+                (addr, tls, host),
+                &up_tls,
+                ca,
+                &cfg.timeouts,
+                e.upstream_protocol,
+            ),
             authority,
             retry: match e.retry_on_401 {
                 RetryOn401Config::Idempotent => RetryOn401::Idempotent,

@@ -88,6 +88,8 @@ pub struct Upstream {
     /// Trust these instead of the system roots (`upstream_tls.ca_file`).
     pub ca: Option<Arc<CaType>>,
     pub verify: bool,
+    /// `upstream_protocol`, checked against the scheme.
+    pub protocol: crate::config::UpstreamProtocol,
 }
 
 /// What one client may send and hold, and for how long (`limits`, `timeouts.client_*`).

@@ -34,7 +34,12 @@ pub(super) fn upstream(
     if upstream_tls.insecure_skip_verify {
         warnings.push(Diagnostic::new("upstream_tls.insecure_skip_verify", "the upstream's certificate is not verified: anyone on the path can impersonate it; give its CA in ca_file instead"));
     }
-    parsed.map(|u| Upstream::new(u, &upstream_tls, ca, &cfg.timeouts))
+    if let Some((_, tls, _)) = &parsed {
+        if let Err(e) = cfg.upstream_protocol.check(*tls) {
+            errors.push(Diagnostic::new("upstream_protocol", e));
+        }
+    }
+    parsed.map(|u| Upstream::new(u, &upstream_tls, ca, &cfg.timeouts, cfg.upstream_protocol))
 }
 
 /// `scheme://host[:port]`: its address (a name is looked up later, per request), whether it
@@ -86,6 +91,7 @@ impl Upstream {
         tls_cfg: &crate::config::UpstreamTlsConfig,
         ca: Option<Arc<CaType>>,
         t: &crate::config::Timeouts,
+        protocol: crate::config::UpstreamProtocol,
     ) -> Upstream {
         Upstream {
             addr,
@@ -96,6 +102,7 @@ impl Upstream {
             idle_timeout: Duration::from_millis(t.upstream_idle_ms),
             ca,
             verify: !tls_cfg.insecure_skip_verify,
+            protocol,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod authz;
 pub mod authz_grpc;
 pub mod conn;
 pub mod egress;
+pub mod grpc;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;

@@ -86,8 +86,17 @@ pub(crate) async fn peer_for(up: &crate::registry::Upstream) -> Result<HttpPeer>
     o.verify_cert = up.verify;
     o.verify_hostname = up.verify;
     o.ca = up.ca.clone();
+    // HTTP/2 only, when asked (ALPN `h2` on TLS; prior knowledge on a plain connection),
+    // with streams multiplexed on a connection as h2 means them to be.
+    if up.protocol != crate::config::UpstreamProtocol::Http1 {
+        o.set_http_version(2, 2);
+        o.max_h2_streams = H2_UPSTREAM_STREAMS;
+    }
     Ok(peer)
 }
+
+/// Requests at once on one HTTP/2 connection to the upstream (pingora's default is 1).
+const H2_UPSTREAM_STREAMS: usize = 100;
 
 /// Write a complete local response.
 async fn respond(
@@ -123,8 +132,20 @@ pub(crate) async fn respond_problem(
     respond_answer(session, Answer::problem(status, title, detail, header)).await
 }
 
-/// Write a local answer: its problem document, with its headers.
+/// Write a local answer: its problem document, with its headers; to a gRPC call, as gRPC
+/// answers (SPEC §17).
 async fn respond_answer(session: &mut Session, a: Answer) -> Result<()> {
+    if super::grpc::is_call(&session.req_header().headers) {
+        let head = super::grpc::trailers_only(&a, !session.is_http2())?;
+        // As a task, so HTTP/2 ends the stream with the HEADERS frame (trailers-only):
+        // `write_response_header` leaves an HTTP/2 stream open for a body.
+        let task = pingora::protocols::http::HttpTask::Header(Box::new(head), true);
+        session
+            .downstream_session
+            .response_duplex_vec(vec![task])
+            .await?;
+        return Ok(());
+    }
     respond(
         session,
         a.status,
@@ -286,6 +307,8 @@ fn bound_downstream_waits(session: &mut Session) {
     let wait = clipper()(DOWNSTREAM_READ);
     session.set_read_timeout(Some(wait));
     session.set_write_timeout(Some(wait));
+    // HTTP/2 reads take no read timeout: a refused request's body is drained within this.
+    session.set_total_drain_timeout(Some(wait));
 }
 
 /// What the decision pipeline reads of the request: its method, target and `Authorization`

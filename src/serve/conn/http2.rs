@@ -1,14 +1,18 @@
 //! HTTP/2 under the connection guard (SPEC §17): the connection is handed to the `h2` crate
 //! (through pingora's handshake, with the guard's limits as its SETTINGS), and each stream
 //! is served on a task of its own by the same app as an HTTP/1.1 request, with the same
-//! per-request deadline and the guard's per-request limits checked first.
+//! per-request deadline and the guard's per-request checks first.
 //!
 //! What `h2` bounds itself, with the limits given here: a header list over
 //! `limits.max_header_bytes` is answered 431 and reset (over 4 times that: GOAWAY), streams
 //! beyond `limits.h2_max_concurrent_streams` are refused, CONTINUATION floods, malformed
-//! requests (upper-case names, connection-specific headers) and rapid resets end in a
-//! reset or a GOAWAY. pingora answers a `Host` that differs from `:authority` with 400.
+//! requests (upper-case names, connection-specific headers) and resets of streams not yet
+//! accepted end in a reset or a GOAWAY. pingora answers a `Host` that differs from
+//! `:authority` with 400. What it does not bound is kept here: the stream tasks a
+//! connection runs (a stream the client resets leaves h2's count, not its task's), and the
+//! malformed streams it sends.
 
+use super::head::Malformed;
 use super::{Conn, Guarded, Message, Refusal, DEADLINE, HARD_CUT_AFTER, LINGER, PROXY_LISTENER};
 use crate::registry::Limits;
 use pingora::apps::HttpServerApp;
@@ -17,36 +21,31 @@ use pingora::protocols::http::v2::server::{handshake, H2Accept, H2Options, HttpS
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Digest, Stream};
 use pingora::server::ShutdownWatch;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
-/// Streams of one connection still being served.
-struct Running(Arc<AtomicUsize>);
+/// Stream tasks one connection may run, per announced concurrent stream: a task outlives
+/// its stream for a moment (the log line), and a client that resets its streams frees h2's
+/// count at once; past this the client is resetting streams faster than they are served.
+const TASKS_PER_STREAM: usize = 2;
 
-impl Running {
-    fn enter(count: &Arc<AtomicUsize>) -> Running {
-        count.fetch_add(1, Ordering::AcqRel);
-        Running(count.clone())
-    }
-}
+/// Malformed streams a connection may send (pingora's own bound, which its per-stream
+/// accept call resets each time).
+const MAX_MALFORMED: usize = 32;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Serve an HTTP/2 connection until it closes. `over`: the connection is beyond
-/// `limits.max_connections`, so its streams are answered 503. The handshake (the preface
-/// and SETTINGS) must be done by `handshake_until`; the connection is closed with GOAWAY
-/// after `timeouts.client_idle_ms` with no stream, and on shutdown.
+/// Serve an HTTP/2 connection until it closes, and until its streams' tasks are done (the
+/// connection's place in `max_connections` covers them). `over`: the connection is beyond
+/// `limits.max_connections`: its first stream is answered 503 and no other is taken. The
+/// handshake (preface and SETTINGS) and the first stream must come by `first_until`; after
+/// that the connection is closed with GOAWAY after `timeouts.client_idle_ms` with no stream
+/// running, and on shutdown.
 pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
     guarded: &Arc<Guarded<A>>,
     mut conn: Box<Conn>,
     limits: &Limits,
     over: bool,
-    handshake_until: Instant,
+    first_until: Instant,
     shutdown: &ShutdownWatch,
 ) -> Option<Stream> {
     conn.message = Message::Passthrough;
@@ -58,36 +57,43 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
     });
     let mut options = H2Options::new();
     options
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // h2 refuses a list of this size or more: a list of exactly max_header_bytes passes.
+        .max_header_list_size(u32::try_from(limits.max_header_bytes + 1).unwrap_or(u32::MAX))
         .max_concurrent_streams(limits.h2_max_concurrent_streams);
-    let mut h2 = match timeout_at(handshake_until, handshake(conn as Stream, Some(options))).await {
+    let mut h2 = match timeout_at(first_until, handshake(conn as Stream, Some(options))).await {
         Ok(Ok(h2)) => h2,
         _ => return None,
     };
-    let running = Arc::new(AtomicUsize::new(0));
+    let tasks = limits.h2_max_concurrent_streams as usize * TASKS_PER_STREAM;
+    let running = Arc::new(Semaphore::new(tasks));
     let mut stop = shutdown.clone();
-    let mut idle_until = Instant::now() + limits.client_idle;
-    // Once closing (GOAWAY sent), what runs may finish, within its own deadline.
+    // No stream yet: the first must come as an HTTP/1.1 connection's first head must.
+    let mut idle_until = first_until;
+    let mut malformed = 0;
+    // Once closing (GOAWAY sent): streams accepted meanwhile are served, within their own
+    // deadlines; the connection ends when h2 has nothing left or at this instant.
     let mut closing: Option<Instant> = None;
+    let busy_until = || Instant::now() + limits.request_total + HARD_CUT_AFTER;
     loop {
         let accepted = tokio::select! {
             a = HttpSession::from_h2_conn(&mut h2, digest.clone()) => a,
             Ok(_) = stop.wait_for(|stop| *stop), if closing.is_none() => {
                 h2.graceful_shutdown();
-                closing = Some(Instant::now() + limits.request_total + HARD_CUT_AFTER);
+                closing = Some(busy_until());
                 continue;
             }
             _ = tokio::time::sleep_until(idle_until), if closing.is_none() => {
-                if running.load(Ordering::Acquire) == 0 {
+                if running.available_permits() == tasks {
                     h2.graceful_shutdown();
                     closing = Some(Instant::now() + LINGER);
                 } else {
+                    // Streams run: idle is counted again from now.
                     idle_until = Instant::now() + limits.client_idle;
                 }
                 continue;
             }
             _ = tokio::time::sleep_until(closing.unwrap_or(idle_until)), if closing.is_some() => {
-                return None;
+                break;
             }
         };
         let stream = match accepted {
@@ -97,52 +103,103 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
                 if guarded.listener == PROXY_LISTENER {
                     guarded.guard.metrics.requests.inc("bad_request");
                 }
+                malformed += 1;
+                if malformed >= MAX_MALFORMED {
+                    tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, "HTTP/2 connection closed: {MAX_MALFORMED} malformed streams");
+                    h2.abrupt_shutdown(h2::Reason::PROTOCOL_ERROR);
+                    flush_goaway(&mut h2, &digest).await;
+                    break;
+                }
                 continue;
             }
-            Ok(None) => return None,
+            Ok(None) => break,
             Err(e) => {
                 tracing::debug!(target: "ords_guard::limits", listener = guarded.listener, error = %e, "HTTP/2 connection ended");
-                return None;
+                break;
             }
         };
+        let Ok(permit) = running.clone().try_acquire_owned() else {
+            tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, tasks, "HTTP/2 connection closed: more streams running than limits.h2_max_concurrent_streams allows (streams reset faster than they are served)");
+            h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+            flush_goaway(&mut h2, &digest).await;
+            break;
+        };
         idle_until = Instant::now() + limits.client_idle;
-        let task = Stream2 {
+        if closing.is_some() {
+            // Accepted while the GOAWAY travelled: it is served, so the connection waits.
+            closing = Some(busy_until());
+        }
+        let task = StreamTask {
             app: guarded.app.clone(),
             guard: guarded.guard.clone(),
             listener: guarded.listener,
             limits: limits.clone(),
             over,
             shutdown: shutdown.clone(),
-            running: Running::enter(&running),
+            _running: permit,
         };
         tokio::spawn(task.serve(ServerSession::new_http2(stream)));
         if over && closing.is_none() {
             // Its first stream is told why (503); the connection takes no more.
             h2.graceful_shutdown();
-            closing = Some(Instant::now() + LINGER);
+            closing = Some(busy_until());
         }
     }
+    // The connection is gone (its streams' I/O fails from here); its place is held until
+    // every stream's task has ended, as an HTTP/1.1 connection's is while its request runs.
+    drop(h2);
+    let all = u32::try_from(tasks).unwrap_or(u32::MAX);
+    let _ = timeout_at(busy_until(), running.acquire_many(all)).await;
+    None
+}
+
+/// Drive the connection a moment longer so its GOAWAY is written (streams that arrive
+/// meanwhile are dropped: reset).
+async fn flush_goaway(h2: &mut h2::server::Connection<Stream, bytes::Bytes>, digest: &Arc<Digest>) {
+    let _ = timeout_at(Instant::now() + LINGER, async {
+        while let Ok(Some(_)) = HttpSession::from_h2_conn(h2, digest.clone()).await {}
+    })
+    .await;
 }
 
 /// One stream's task: what it needs of the connection.
-struct Stream2<A> {
+struct StreamTask<A> {
     app: Arc<A>,
     guard: Arc<crate::serve::state::Guard>,
     listener: &'static str,
     limits: Limits,
     over: bool,
     shutdown: ShutdownWatch,
-    running: Running,
+    /// The connection's count of running stream tasks.
+    _running: OwnedSemaphorePermit,
 }
 
-impl<A: HttpServerApp + Send + Sync + 'static> Stream2<A> {
+/// Why the guard answers a stream itself.
+enum Refused {
+    Limit(Refusal),
+    Malformed(Malformed),
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> StreamTask<A> {
     async fn serve(self, session: ServerSession) {
-        let _running = self.running;
-        if let Some(r) = refusal(session.req_header(), &self.limits, self.over) {
-            self.guard.metrics.limit_rejections.inc(r.limit());
-            tracing::warn!(target: "ords_guard::limits", listener = self.listener, limit = r.limit(), protocol = "HTTP/2", "request refused by a limit");
-            answer(session, r, &self.limits).await;
-            return;
+        match refusal(session.req_header(), &self.limits, self.over) {
+            Some(Refused::Limit(r)) => {
+                self.guard.metrics.limit_rejections.inc(r.limit());
+                tracing::warn!(target: "ords_guard::limits", listener = self.listener, limit = r.limit(), protocol = "HTTP/2", "request refused by a limit");
+                let (status, title, detail, extra) = r.response(&self.limits);
+                answer(session, status, title, &detail, !extra.is_empty()).await;
+                return;
+            }
+            Some(Refused::Malformed(m)) => {
+                if self.listener == PROXY_LISTENER {
+                    self.guard.metrics.requests.inc("bad_request");
+                }
+                tracing::warn!(target: "ords_guard::access", listener = self.listener, status = m.status(), decision = "bad_request", protocol = "HTTP/2", reason = %m, "request head refused");
+                let detail = format!("{m}; the request was not forwarded");
+                answer(session, m.status(), m.title(), &detail, false).await;
+                return;
+            }
+            None => {}
         }
         // The same deadline as an HTTP/1.1 request's, from the moment the stream's head is in.
         let deadline = Instant::now() + self.limits.request_total;
@@ -161,27 +218,36 @@ impl<A: HttpServerApp + Send + Sync + 'static> Stream2<A> {
     }
 }
 
-/// The guard's limits on one stream: the connection count, and the header count with the
-/// pseudo-header fields (h2 has no bound on the count; it bounds the bytes itself).
-fn refusal(req: &RequestHeader, l: &Limits, over: bool) -> Option<Refusal> {
+/// The guard's checks on one stream: the connection count; the header count with the
+/// pseudo-header fields (h2 bounds the bytes, not the count); and the framing look-alikes
+/// the HTTP/1.1 reader refuses (`content_length`), which would reach an HTTP/1.1 backend
+/// beside the framing pingora writes.
+fn refusal(req: &RequestHeader, l: &Limits, over: bool) -> Option<Refused> {
     if over {
-        return Some(Refusal::Connections);
+        return Some(Refused::Limit(Refusal::Connections));
     }
-    let pseudo =
-        2 + usize::from(req.uri.scheme().is_some()) + usize::from(req.uri.authority().is_some());
-    (req.headers.len() + pseudo > l.max_headers).then_some(Refusal::Headers)
+    // :method, :scheme and :path, and :authority when sent (h2 keeps no :scheme in the URI
+    // without an authority, so it is counted as sent: every request but CONNECT has it).
+    let pseudo = 3 + usize::from(req.uri.authority().is_some());
+    if req.headers.len() + pseudo > l.max_headers {
+        return Some(Refused::Limit(Refusal::Headers));
+    }
+    let lookalike = req.headers.keys().any(|name| {
+        name.as_str().eq_ignore_ascii_case("content_length")
+            || name.as_str().eq_ignore_ascii_case("transfer_encoding")
+    });
+    lookalike.then_some(Refused::Malformed(Malformed::FramingLookalike))
 }
 
-/// The refusal as a problem document on the stream, bounded in time like HTTP/1.1's.
-async fn answer(mut session: ServerSession, r: Refusal, l: &Limits) {
-    let (status, title, detail, extra) = r.response(l);
-    let body = crate::serve::pipeline::problem(status, title, &detail);
+/// A problem document on the stream, bounded in time like HTTP/1.1's refusals.
+async fn answer(mut session: ServerSession, status: u16, title: &str, detail: &str, retry: bool) {
+    let body = crate::serve::pipeline::problem(status, title, detail);
     let Ok(mut head) = ResponseHeader::build(status, Some(3)) else {
         return;
     };
     let _ = head.insert_header(http::header::CONTENT_TYPE, "application/problem+json");
     let _ = head.insert_header(http::header::CONTENT_LENGTH, body.len());
-    if !extra.is_empty() {
+    if retry {
         let _ = head.insert_header(http::header::RETRY_AFTER, "1");
     }
     let _ = timeout_at(Instant::now() + LINGER, async {
