@@ -22,6 +22,14 @@ pub const DECISIONS: [&str; 10] = [
     "rate_limit_unavailable",
 ];
 
+/// The `kind` label values of `ords_guard_h2_abuse_total` (SPEC §17).
+pub const H2_ABUSE: [&str; 4] = [
+    "rapid_reset",
+    "continuation_flood",
+    "hpack",
+    "invalid_frames",
+];
+
 /// The `limit` label values of `ords_guard_limit_rejections_total` (the connection guard's refusals,
 /// [`REQUEST_TOTAL_TIMEOUT`], and the argon2 pool's admission refusals).
 pub const LIMITS: [&str; 7] = [
@@ -89,6 +97,8 @@ pub struct Metrics {
     pub privileges: IntGauge,
     pub connections: IntGaugeVec,
     pub limit_rejections: KnownLabels<7>,
+    /// HTTP/2 connections closed for abuse (SPEC §17), by kind.
+    pub h2_abuse: KnownLabels<4>,
     /// Per `issuers[]` name (SPEC §9).
     pub jwks: JwksMetrics,
     /// Per `egress[]` name (SPEC §10).
@@ -205,6 +215,14 @@ impl Metrics {
                 "limit",
             ),
             LIMITS,
+        );
+        let h2_abuse = KnownLabels::new(
+            counter(
+                "ords_guard_h2_abuse_total",
+                "HTTP/2 connections answered with GOAWAY and closed for abuse, by kind.",
+                "kind",
+            ),
+            H2_ABUSE,
         );
         let duration = Histogram::with_opts(
             HistogramOpts::new(
@@ -361,6 +379,7 @@ impl Metrics {
             privileges,
             connections,
             limit_rejections,
+            h2_abuse,
             authz_checks,
             authz_duration,
         }

@@ -105,7 +105,8 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
                 }
                 malformed += 1;
                 if malformed >= MAX_MALFORMED {
-                    tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, "HTTP/2 connection closed: {MAX_MALFORMED} malformed streams");
+                    guarded.guard.metrics.h2_abuse.inc("invalid_frames");
+                    tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, kind = "invalid_frames", "HTTP/2 connection closed for abuse: {MAX_MALFORMED} malformed streams");
                     h2.abrupt_shutdown(h2::Reason::PROTOCOL_ERROR);
                     flush_goaway(&mut h2, &digest).await;
                     break;
@@ -114,12 +115,22 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
             }
             Ok(None) => break,
             Err(e) => {
-                tracing::debug!(target: "ords_guard::limits", listener = guarded.listener, error = %e, "HTTP/2 connection ended");
+                // h2's own GOAWAYs for abuse (CONTINUATION floods, oversized header lists,
+                // resets of streams not yet accepted) reach here as ENHANCE_YOUR_CALM
+                // without their debug data, so their kind is not known here: logged, not
+                // counted in ords_guard_h2_abuse_total.
+                let error = e.to_string();
+                if error.contains("excessive load generating behavior") {
+                    tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, error = %error, "HTTP/2 connection closed by h2 with GOAWAY ENHANCE_YOUR_CALM");
+                } else {
+                    tracing::debug!(target: "ords_guard::limits", listener = guarded.listener, error = %error, "HTTP/2 connection ended");
+                }
                 break;
             }
         };
         let Ok(permit) = running.clone().try_acquire_owned() else {
-            tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, tasks, "HTTP/2 connection closed: more streams running than limits.h2_max_concurrent_streams allows (streams reset faster than they are served)");
+            guarded.guard.metrics.h2_abuse.inc("rapid_reset");
+            tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, kind = "rapid_reset", tasks, "HTTP/2 connection closed for abuse: more streams running than limits.h2_max_concurrent_streams allows (streams reset faster than they are served)");
             h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
             flush_goaway(&mut h2, &digest).await;
             break;
