@@ -5,6 +5,7 @@ bench_tools() {
   local need=()
   command -v wrk >/dev/null || need+=(wrk)
   command -v nginx >/dev/null || need+=(nginx-light)
+  command -v h2load >/dev/null || need+=(nghttp2-client)
   if [ ${#need[@]} -gt 0 ]; then
     local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -33,6 +33,9 @@
 #               method, target and token, as Traefik or Caddy ask: the decision alone
 #   authz_grpc  Envoy's gRPC Check on the main guard's `authz.grpc_listen`, sent by
 #               examples/grpc_check_load.rs (32 concurrent calls over 4 h2 connections)
+#   public_h2, protected_h2  the public and protected paths over h2c (h2load, 32
+#               connections, one stream each: the same concurrency as wrk's), SPEC §17
+#   protected_h2_m8  the protected path over h2c, 4 connections of 8 streams each
 #   nginx_authz nginx (one worker) in front with `auth_request` to the main guard, exactly
 #               docs/src/guides/authz-nginx.conf, the protected path with its token: the
 #               same request as `protected`, with the CPU of nginx and ords-guard apart
@@ -243,6 +246,13 @@ run() {
   a0=$(backend_accepts "$BACKEND")
   if [ "${LOADER:-wrk}" = grpc ]; then
     out=$("$GRPC_LOAD_BIN" "$url" "${RUN_CONNS:-$CONNS}" "$DURATION" "$@")
+  elif [ "${LOADER:-wrk}" = h2load ]; then
+    # h2c with prior knowledge; its summary in wrk's words (h2load gives no percentiles).
+    out=$(h2load -c"${RUN_CONNS:-$CONNS}" -m"${STREAMS:-1}" -D"$DURATION" "$@" "$url" | awk '
+      /^finished in/ {v=$4; gsub(",", "", v); rps=v}
+      /^requests:/ {n=$2}
+      /^status codes:/ {ok=$3}
+      END {printf "%d requests in\nRequests/sec: %s\nNon-2xx or 3xx responses: %d\n", n, rps, n-ok}')
   else
     out=$(wrk -t1 -c"${RUN_CONNS:-$CONNS}" -d"${DURATION}s" --latency "$@" "$url")
   fi
@@ -253,7 +263,7 @@ run() {
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   local hz; hz=$(getconf CLK_TCK)
-  echo "$name $rps $p99 ${non2xx:-0} $(awk -v d="$d" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}') $(awk -v o=$(( a1 - a0 - 1 )) -v n="$n" 'BEGIN {printf "%.2f", n ? 100 * o / n : 0}') $(awk -v d="$last" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}')" >> "$WORK/results"
+  echo "$name $rps ${p99:-0} ${non2xx:-0} $(awk -v d="$d" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}') $(awk -v o=$(( a1 - a0 - 1 )) -v n="$n" 'BEGIN {printf "%.2f", n ? 100 * o / n : 0}') $(awk -v d="$last" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", n ? d / hz * 1e6 / n : 0}')" >> "$WORK/results"
 }
 : > "$WORK/results"
 for r in $(seq "$ROUNDS"); do
@@ -262,12 +272,15 @@ for r in $(seq "$ROUNDS"); do
   # public, protected, protected_log, protected_limited and protected_shared run back to
   # back, their order reversed every round: each ratio between them compares neighbours,
   # and none always follows the same scenario (the machine drifts over a run).
-  guarded=(public protected protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc nginx_authz protected_log protected_limited protected_shared)
-  if (( r % 2 == 0 )); then guarded=(protected_shared protected_limited protected_log nginx_authz authz_grpc authz_check protected_trace100 protected_trace5 protected_trace0 protected public); fi
+  guarded=(public public_h2 protected protected_h2 protected_h2_m8 protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc nginx_authz protected_log protected_limited protected_shared)
+  if (( r % 2 == 0 )); then guarded=(protected_shared protected_limited protected_log nginx_authz authz_grpc authz_check protected_trace100 protected_trace5 protected_trace0 protected_h2_m8 protected_h2 protected public_h2 public); fi
   for name in "${guarded[@]}"; do
     case $name in
       public) run public "http://127.0.0.1:$PROXY/public/1" ;;
       protected) run protected "http://127.0.0.1:$PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
+      public_h2) LOADER=h2load run public_h2 "http://127.0.0.1:$PROXY/public/1" ;;
+      protected_h2) LOADER=h2load run protected_h2 "http://127.0.0.1:$PROXY/example/1" -H "authorization: Bearer $TOKEN" ;;
+      protected_h2_m8) LOADER=h2load RUN_CONNS=4 STREAMS=8 run protected_h2_m8 "http://127.0.0.1:$PROXY/example/1" -H "authorization: Bearer $TOKEN" ;;
       protected_log) run protected_log "http://127.0.0.1:$LOG_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
       protected_limited) run protected_limited "http://127.0.0.1:$LIM_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
       protected_shared) run protected_shared "http://127.0.0.1:$SHARED_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
@@ -333,10 +346,11 @@ awk -v cpeak="$CONN_PEAK" -v bpeak="$BOUND_PEAK" -v idle="$IDLE_RSS" -v peak="$P
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx | CPU µs/request (serving process) | new backend connections |\n|---|---|---|---|---|---|\n"
-    split("direct floor public protected protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc nginx_authz protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000 floor_256 floor_1000", order, " ")
-    for (i = 1; i <= 23; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
+    split("direct floor public public_h2 protected protected_h2 protected_h2_m8 protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc nginx_authz protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000 floor_256 floor_1000", order, " ")
+    for (i = 1; i <= 26; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
     printf "\nprotected/public = %s   public/direct = %s   protected/direct = %s   floor/direct = %s   protected/floor = %s\n", r("protected", "public"), r("public", "direct"), r("protected", "direct"), r("floor", "direct"), r("protected", "floor")
     printf "protected_log/protected = %s (access log on / off)\n", r("protected_log", "protected")
+    printf "public_h2/public = %s   protected_h2/protected = %s   protected_h2_m8/protected = %s (h2c: 32 connections of one stream; 4 of 8 streams; against HTTP/1.1 at 32 connections)\n", r("public_h2", "public"), r("protected_h2", "protected"), r("protected_h2_m8", "protected")
     printf "protected_trace0/protected = %s   protected_trace5/protected = %s   protected_trace100/protected = %s (tracing at sample_ratio 0, 0.05, 1.0; CPU µs/request: off %.1f, 0: %.1f, 0.05: %.1f, 1.0: %.1f)\n", r("protected_trace0", "protected"), r("protected_trace5", "protected"), r("protected_trace100", "protected"), (n["protected"] ? cpu["protected"]/n["protected"] : 0), (n["protected_trace0"] ? cpu["protected_trace0"]/n["protected_trace0"] : 0), (n["protected_trace5"] ? cpu["protected_trace5"]/n["protected_trace5"] : 0), (n["protected_trace100"] ? cpu["protected_trace100"]/n["protected_trace100"] : 0)
     printf "authz_check/protected = %s   authz_grpc/protected = %s   nginx_authz/protected = %s (the decision alone, over HTTP and gRPC; nginx + auth_request in front)\n", r("authz_check", "protected"), r("authz_grpc", "protected"), r("nginx_authz", "protected")
     if (n["nginx_authz"]) printf "nginx_authz CPU µs/request: nginx %.1f + ords-guard %.1f (ords-guard as the proxy: %.1f)\n", (cpu["nginx_authz"] - last["nginx_authz"]) / n["nginx_authz"], last["nginx_authz"] / n["nginx_authz"], (n["protected"] ? cpu["protected"] / n["protected"] : 0)
