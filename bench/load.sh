@@ -248,11 +248,11 @@ run() {
     out=$("$GRPC_LOAD_BIN" "$url" "${RUN_CONNS:-$CONNS}" "$DURATION" "$@")
   elif [ "${LOADER:-wrk}" = h2load ]; then
     # h2c with prior knowledge; its summary in wrk's words (h2load gives no percentiles).
-    out=$(h2load -c"${RUN_CONNS:-$CONNS}" -m"${STREAMS:-1}" -D"$DURATION" "$@" "$url" | awk '
+    out=$(h2load -c"${RUN_CONNS:-$CONNS}" -m"${STREAMS:-1}" -D"$DURATION" "$@" "$url" | awk -v d="$DURATION" '
       /^finished in/ {v=$4; gsub(",", "", v); rps=v}
-      /^requests:/ {n=$2}
+      /^requests:/ {n=$6}
       /^status codes:/ {ok=$3}
-      END {printf "%d requests in\nRequests/sec: %s\nNon-2xx or 3xx responses: %d\n", n, rps, n-ok}')
+      END {printf "%d requests in %ss\nRequests/sec: %s\nNon-2xx or 3xx responses: %d\n", n, d, rps, n-ok}')
   else
     out=$(wrk -t1 -c"${RUN_CONNS:-$CONNS}" -d"${DURATION}s" --latency "$@" "$url")
   fi
