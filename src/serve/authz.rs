@@ -418,7 +418,17 @@ pub(crate) fn account(guard: &Guard, reg: &Registry, mut c: Check, status: u16) 
     }
     let path = d.target.as_ref().map_or("-", |t| t.path.as_str());
     crate::logs::access::write(|l| {
-        l.str("api", api).str("method", &c.method).str("path", path);
+        // The check's own protocol (SPEC §17's `protocol`): Envoy's gRPC API is HTTP/2, the
+        // HTTP check listener HTTP/1.1.
+        let protocol = if c.api == Some(Api::ExtAuthzGrpc) {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        };
+        l.str("api", api)
+            .str("method", &c.method)
+            .str("path", path)
+            .str("protocol", protocol);
         if let Some(addr) = d.client_addr {
             l.display("client_addr", addr);
         }
