@@ -230,6 +230,57 @@ async fn it_starts_without_redis_and_counts_once_redis_answers_and_after_a_resta
     assert!(!g.output().contains("panicked"), "{}", g.output());
 }
 
+/// Each proxy thread has its own connection to the store. Once the store answers again
+/// after a restart, every thread uses it: none waits out its own reconnect's backoff
+/// while the others are counted (seen as "answers again", then "no answer within 200 ms"
+/// from the other thread).
+#[tokio::test]
+async fn after_a_restart_every_proxy_thread_counts_again() {
+    let mut redis = Redis::start();
+    let backend = Backend::start().await;
+    let url = format!("url: \"{}\"", redis.url());
+    let g = Guard::start(Options {
+        extra: shared(&url, 100_000, "allow", 200),
+        threads: 2,
+        ..Options::new(&backend)
+    })
+    .await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    // A connection per request, so that both threads serve requests.
+    let fresh = || async {
+        reqwest::Client::new()
+            .get(g.url("/example/1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+    };
+    for _ in 0..16 {
+        assert!(remaining(&fresh().await).is_some(), "{}", g.output());
+    }
+
+    redis.kill();
+    for _ in 0..16 {
+        let r = fresh().await;
+        assert_eq!(r.status(), 200, "on_error: allow");
+        assert!(remaining(&r).is_none());
+    }
+    redis.run();
+    eventually("counted once Redis is back", || async {
+        remaining(&fresh().await).is_some()
+    })
+    .await;
+    for i in 0..32 {
+        let r = fresh().await;
+        assert!(
+            remaining(&r).is_some(),
+            "request {i} after the store answered again was not counted: {}",
+            g.output()
+        );
+    }
+    assert!(!g.output().contains("panicked"), "{}", g.output());
+}
+
 /// A peer that is not Redis (it answers garbage, or nothing) is an error for on_error;
 /// `url_file` (a Kubernetes Secret) moves the store without a restart.
 #[tokio::test]

@@ -4,12 +4,19 @@
 //! own clock, all or nothing, and sets each key to expire when its bucket is full again.
 //!
 //! The connection is the `redis` crate's `ConnectionManager`: created without connecting
-//! (the proxy starts without the store), one multiplexed connection, reconnected with
-//! backoff when it breaks. Each proxy thread has its own, made on its own runtime by its
-//! first check: a check then never wakes another thread (measured: with one manager on the
-//! background runtime, the two hops cost ~33 µs of CPU per request, more than Redis' own
-//! work). Each check is bounded by `timeout_ms` here, not by the crate's response
-//! timeout, so a slow answer is an error for `on_error` and not a reconnect.
+//! (the proxy starts without the store), one multiplexed connection. Each proxy thread has
+//! its own, made on its own runtime by its first check: a check then never wakes another
+//! thread (measured: with one manager on the background runtime, the two hops cost ~33 µs
+//! of CPU per request, more than Redis' own work). Each check is bounded by `timeout_ms`
+//! here, not by the crate's response timeout, so a slow answer is an error for `on_error`
+//! and not a reconnect.
+//!
+//! One health view for every thread ([`Health`]): the first check that fails marks the
+//! store down and starts a background probe; the first answer after that, to the probe or
+//! to any thread's check, is a recovery, and every thread's next check starts a fresh
+//! connection. Left to each thread's manager, a thread whose reconnect was sleeping in its
+//! backoff when Redis came back kept failing checks for up to that backoff (2 s) while the
+//! others were counted.
 
 use crate::config::OnStoreError;
 use arc_swap::ArcSwapOption;
@@ -207,37 +214,65 @@ struct Connection {
 static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// This thread's manager and the generation it was made for. A thread that sees no
-    /// more checks keeps its old one (one idle connection) until it sees one.
-    static THREAD_MANAGER: RefCell<Option<(u64, ConnectionManager)>> = const { RefCell::new(None) };
+    /// This thread's manager and the generation and recovery it was made for. A thread
+    /// that sees no more checks keeps its old one (one idle connection) until it sees one.
+    static THREAD_MANAGER: RefCell<Option<(u64, u64, ConnectionManager)>> = const { RefCell::new(None) };
 }
 
 impl Connection {
     /// This thread's manager for this connection, made (lazily, spawning on the current
-    /// runtime) when the thread has none or one for an older connection.
-    fn manager(&self) -> Result<ConnectionManager, String> {
+    /// runtime) when the thread has none, or one for an older connection or made before
+    /// the store's last recovery.
+    fn manager(&self, recovery: u64) -> Result<ConnectionManager, String> {
         THREAD_MANAGER.with(|slot| {
             let mut slot = slot.borrow_mut();
-            if let Some((generation, manager)) = slot.as_ref() {
-                if *generation == self.generation {
+            if let Some((generation, made_at, manager)) = slot.as_ref() {
+                if *generation == self.generation && *made_at == recovery {
                     return Ok(manager.clone());
                 }
             }
             let manager =
                 ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
                     .map_err(|e| e.to_string())?;
-            *slot = Some((self.generation, manager.clone()));
+            *slot = Some((self.generation, recovery, manager.clone()));
             Ok(manager)
         })
     }
 }
 
+/// Whether the store answers, as every thread sees it.
+struct Health {
+    /// False from a failed check until the probe or a check gets an answer.
+    answering: AtomicBool,
+    /// Times the store came back: a thread's manager made before the last one is replaced.
+    recoveries: AtomicU64,
+}
+
+impl Health {
+    /// The store answers again: every thread's next check starts a fresh connection.
+    fn recovered(&self, store: &str) {
+        // The recovery first: a thread that sees `answering` sees it too. Two at once
+        // count two: one more fresh connection per thread, no harm.
+        self.recoveries.fetch_add(1, Ordering::AcqRel);
+        if !self.answering.swap(true, Ordering::AcqRel) {
+            tracing::info!(target: "ords_guard::rate_limit", %store, "the rate-limit store answers again");
+        }
+    }
+}
+
+/// Waits between probes of a store that is down: quick at first (a restart is over in
+/// moments), then no more often than this.
+const PROBE_FIRST: Duration = Duration::from_millis(25);
+const PROBE_MAX: Duration = Duration::from_millis(500);
+/// One probe (connect and load the script) is bounded by this.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The shared store's connection, owned by the process (not the registry generation, so a
 /// reload that keeps the URL keeps the connection).
 pub struct SharedStore {
-    current: ArcSwapOption<Connection>,
-    /// Whether the last check got an answer: failures are logged when it turns, not each.
-    answering: AtomicBool,
+    current: Arc<ArcSwapOption<Connection>>,
+    /// Failures are logged when it turns, not each.
+    health: Arc<Health>,
     errors: IntCounter,
     duration: Histogram,
 }
@@ -245,8 +280,11 @@ pub struct SharedStore {
 impl SharedStore {
     pub fn new(errors: IntCounter, duration: Histogram) -> SharedStore {
         SharedStore {
-            current: ArcSwapOption::empty(),
-            answering: AtomicBool::new(true),
+            current: Arc::new(ArcSwapOption::empty()),
+            health: Arc::new(Health {
+                answering: AtomicBool::new(true),
+                recoveries: AtomicU64::new(0),
+            }),
             errors,
             duration,
         }
@@ -270,7 +308,8 @@ impl SharedStore {
                 None
             }
         });
-        self.answering.store(true, Ordering::Relaxed);
+        // A new connection is tried at once; a probe of the old one ends by itself.
+        self.health.answering.store(true, Ordering::Release);
         self.current.store(next);
     }
 
@@ -283,29 +322,65 @@ impl SharedStore {
     ) -> Result<Reply, StoreError> {
         let result = self.round_trip(takes, settings.timeout).await;
         match &result {
-            Ok(_) => {
-                if !self.answering.swap(true, Ordering::Relaxed) {
-                    tracing::info!(target: "ords_guard::rate_limit", store = %settings.redacted(), "the rate-limit store answers again");
-                }
+            Ok(_) if !self.health.answering.load(Ordering::Acquire) => {
+                self.health.recovered(&settings.redacted());
             }
+            Ok(_) => {}
             Err(e) => {
                 self.errors.inc();
-                if self.answering.swap(false, Ordering::Relaxed) {
+                if self.health.answering.swap(false, Ordering::AcqRel) {
                     let follow = match settings.on_error {
                         OnStoreError::Allow => "forwarded without counting",
                         OnStoreError::Deny => "refused with 503",
                     };
                     tracing::warn!(target: "ords_guard::rate_limit", store = %settings.redacted(), "rate-limit store unavailable ({e}): requests its limits count are {follow} (on_error: {}) until it answers", settings.on_error.as_str());
+                    if let Some(conn) = self.current.load_full() {
+                        self.probe(conn, settings.redacted());
+                    }
                 }
             }
         }
         result
     }
 
+    /// Until the store takes the script on a fresh connection (or the connection is
+    /// replaced by a reload): then every thread's next check starts a fresh connection.
+    fn probe(&self, conn: Arc<Connection>, store: String) {
+        let Ok(rt) = crate::background::handle() else {
+            return;
+        };
+        let (health, current) = (self.health.clone(), self.current.clone());
+        rt.spawn(async move {
+            let mut wait = PROBE_FIRST;
+            loop {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(PROBE_MAX);
+                let replaced = current
+                    .load()
+                    .as_ref()
+                    .is_none_or(|c| c.generation != conn.generation);
+                if replaced || health.answering.load(Ordering::Acquire) {
+                    return;
+                }
+                // Loading the script: what a check needs (a server that refuses scripts
+                // stays down rather than flapping), and after a restart it is loaded again.
+                let load = async {
+                    let mut c = conn.client.get_multiplexed_async_connection().await?;
+                    GCRA.load_async(&mut c).await
+                };
+                if let Ok(Ok(_)) = tokio::time::timeout(PROBE_TIMEOUT, load).await {
+                    health.recovered(&store);
+                    return;
+                }
+            }
+        });
+    }
+
     async fn round_trip(&self, takes: &[Take<'_>], timeout: Duration) -> Result<Reply, StoreError> {
         let Some(conn) = self.current.load_full() else {
             return Err(StoreError::NotConfigured);
         };
+        let recovery = self.health.recoveries.load(Ordering::Acquire);
         let mut invocation = GCRA.prepare_invoke();
         for t in takes {
             let (interval, burst) = script_args(t.interval_ns, t.burst);
@@ -315,7 +390,7 @@ impl SharedStore {
                 .arg(burst)
                 .arg(t.shape);
         }
-        let mut manager = conn.manager().map_err(StoreError::Failed)?;
+        let mut manager = conn.manager(recovery).map_err(StoreError::Failed)?;
         let started = Instant::now();
         let answer =
             tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut manager)).await;
