@@ -390,9 +390,12 @@ async fn framing_vectors_never_smuggle_a_request() {
                 r.target == "/public/v" || r.target == "/public/after",
                 "{name}: {r:?}"
             );
-            // Nothing of an upgrade reaches the backend.
+            // Nothing of an upgrade reaches the backend but a WebSocket handshake's (which
+            // this backend answers 200: no tunnel, the hidden request behind it is read as
+            // the next request and refused).
+            let websocket = name == "upgrade websocket" && r.target == "/public/v";
             assert!(
-                r.header("upgrade").is_none() && r.header("http2-settings").is_none(),
+                r.header("upgrade").is_some() == websocket && r.header("http2-settings").is_none(),
                 "{name}: {r:?}"
             );
             if r.target == "/public/v" && name.contains("body") && !name.contains("pipelined") {

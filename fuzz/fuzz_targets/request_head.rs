@@ -2,10 +2,11 @@
 //! fed in the chunks the input suggests the scanner agrees with a one-shot scan; a head it
 //! calls complete ends with an empty line and fits the limit; and a head `check` accepts
 //! (or the head it rewrites it to) is one httparse, pingora's parser, reads whole, so
-//! pingora never refuses or repairs what the guard let through.
+//! pingora never refuses or repairs what the guard let through, and sees an upgrade only
+//! in a WebSocket handshake.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ords_guard::serve::conn::head::check;
+use ords_guard::serve::conn::head::{check, Framing};
 use ords_guard::serve::conn::{scan_head, Head, HeadScan};
 
 fuzz_target!(|data: &[u8]| {
@@ -33,10 +34,22 @@ fuzz_target!(|data: &[u8]| {
                 "{}",
                 handed.escape_ascii()
             );
+            // pingora treats any `Upgrade` field as an upgrade: only a WebSocket handshake,
+            // bodiless, keeps one (SPEC §17).
+            let upgrade = req
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+            assert_eq!(upgrade, checked.websocket, "{}", handed.escape_ascii());
+            if checked.websocket {
+                assert_eq!(checked.framing, Framing::Empty);
+                assert_eq!((req.method, req.version), (Some("GET"), Some(1)));
+            }
             if let Some(rewritten) = &checked.rewritten {
                 // The rewrite is itself accepted, as origin-form, framed the same way.
                 let again = check(rewritten).expect("a rewritten head passes the check");
                 assert_eq!(again.framing, checked.framing);
+                assert_eq!(again.websocket, checked.websocket);
                 assert!(req.path.is_some_and(|p| p.starts_with('/')));
             }
         }

@@ -47,6 +47,8 @@ pub fn propagate_trace(
 pub fn protocol(session: &pingora::protocols::http::ServerSession) -> &'static str {
     if session.is_http2() {
         "HTTP/2"
+    } else if session.was_upgraded() {
+        "WebSocket"
     } else {
         "HTTP/1.1"
     }

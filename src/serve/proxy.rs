@@ -302,8 +302,15 @@ impl Proxy {
     }
 }
 
-/// A body that stalls ends by the request's deadline (408), not pingora's 60 s.
-fn bound_downstream_waits(session: &mut Session) {
+/// A body that stalls ends by the request's deadline (408), not pingora's 60 s. A WebSocket
+/// handshake's waits are its tunnel's: `client_idle` (pingora renews them whenever a byte
+/// passes either way), not clipped to a deadline the tunnel outlives.
+fn bound_downstream_waits(session: &mut Session, tunnel_idle: Duration) {
+    if session.is_upgrade_req() {
+        session.set_read_timeout(Some(tunnel_idle));
+        session.set_write_timeout(Some(tunnel_idle));
+        return;
+    }
     let wait = clipper()(DOWNSTREAM_READ);
     session.set_read_timeout(Some(wait));
     session.set_write_timeout(Some(wait));
@@ -366,9 +373,9 @@ impl ProxyHttp for Proxy {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        bound_downstream_waits(session);
-        ctx.trace = self.guard.traces.server(&session.req_header().headers);
         let reg = self.guard.registry();
+        bound_downstream_waits(session, reg.limits.client_idle);
+        ctx.trace = self.guard.traces.server(&session.req_header().headers);
         ctx.registry = Some(reg.clone());
         let view = request_view(session, &reg);
         let parent = ctx.trace.as_ref().and_then(|t| t.parent());
@@ -426,6 +433,11 @@ impl ProxyHttp for Proxy {
             waited = started.elapsed();
         }
         let mut peer = peer_for(up).await?;
+        if session.is_upgrade_req() {
+            // The upstream's reads and writes in a WebSocket tunnel: see bound_downstream_waits.
+            let idle = Some(reg.limits.client_idle);
+            (peer.options.read_timeout, peer.options.write_timeout) = (idle, idle);
+        }
         // The wait for a slot and the connect share the connect timeout.
         if !waited.is_zero() {
             let o = &mut peer.options;
@@ -519,6 +531,14 @@ impl ProxyHttp for Proxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         use ErrorType::*;
+        if session.was_upgraded() {
+            // A WebSocket tunnel ended: idle for client_idle_ms (the read and write waits
+            // in it), or a side went away. Its 101 is written; nothing is owed.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let upstream = matches!(e.esource(), pingora::ErrorSource::Upstream);
         // The connection guard refused the client's chunked body as it passed.
         let bad_chunk = e
@@ -593,6 +613,16 @@ impl ProxyHttp for Proxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// A WebSocket tunnel closed for want of a byte within client_idle_ms ends as pingora's
+    /// read or write timeout: routine, not an error line (the access line says `error`).
+    fn suppress_error_log(&self, session: &Session, _ctx: &Ctx, e: &Error) -> bool {
+        session.was_upgraded()
+            && matches!(
+                e.etype(),
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            )
     }
 
     /// Used by pingora's own error lines: method and normalised path, never the query

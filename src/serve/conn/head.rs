@@ -112,8 +112,12 @@ pub struct Checked {
     pub framing: Framing,
     /// The head to hand pingora in place of the received one, when it had to change: an
     /// absolute-form target reduced to origin-form with `Host` taken from it (RFC 9112
-    /// §3.2.2), or protocol-upgrade fields dropped (the guard proxies no tunnels).
+    /// §3.2.2), or protocol-upgrade fields dropped (every upgrade but WebSocket's).
     pub rewritten: Option<Vec<u8>>,
+    /// A WebSocket opening handshake (RFC 6455 §4.1: `GET`, HTTP/1.1, `Upgrade: websocket`,
+    /// `Connection: upgrade`, no body), passed on with its `Upgrade`: the connection becomes
+    /// a tunnel if the upstream answers 101 (SPEC §17).
+    pub websocket: bool,
 }
 
 /// Why a head was refused. The text names the rule, never the bytes sent.
@@ -364,7 +368,10 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
     let http10 = line.version == b"HTTP/1.0";
     let (mut hosts, mut lengths, mut encodings) = (0usize, 0usize, 0usize);
     let mut length = None;
-    let mut drop_upgrade = false;
+    // Upgrade fields seen, whether the one `Upgrade` says exactly `websocket` (what pingora
+    // passes upstream), whether `Connection` names `upgrade`, and an `HTTP2-Settings`.
+    let (mut upgrades, mut upgrade_websocket, mut connection_upgrade, mut http2_settings) =
+        (0usize, false, false, false);
     let mut connection_options = 0;
     for field in lines {
         if matches!(field[0], b' ' | b'\t') {
@@ -423,6 +430,7 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
                     continue;
                 }
                 connection_options += 1;
+                connection_upgrade |= option.eq_ignore_ascii_case(b"upgrade");
                 let proxy_sets = [
                     &b"host"[..],
                     b"x-forwarded-for",
@@ -442,10 +450,11 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
             || name.eq_ignore_ascii_case(b"content_length")
         {
             return Err(Malformed::FramingLookalike);
-        } else if name.eq_ignore_ascii_case(b"upgrade")
-            || name.eq_ignore_ascii_case(b"http2-settings")
-        {
-            drop_upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrades += 1;
+            upgrade_websocket = value.eq_ignore_ascii_case(b"websocket");
+        } else if name.eq_ignore_ascii_case(b"http2-settings") {
+            http2_settings = true;
         }
     }
     if hosts == 0 && !http10 {
@@ -474,20 +483,33 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
             Some(n) => Framing::Length(n),
         }
     };
-    let rewritten =
-        (absolute.is_some() || drop_upgrade).then(|| rewrite(head, start, &line, absolute));
-    Ok(Checked { framing, rewritten })
+    // A handshake with a body is not one (where would the tunnel begin?): its upgrade goes.
+    let websocket = upgrades == 1
+        && upgrade_websocket
+        && connection_upgrade
+        && line.method == b"GET"
+        && line.version == b"HTTP/1.1"
+        && framing == Framing::Empty;
+    let drop_upgrade = (upgrades > 0 && !websocket) || http2_settings;
+    let rewritten = (absolute.is_some() || drop_upgrade)
+        .then(|| rewrite(head, start, &line, absolute, websocket));
+    Ok(Checked {
+        framing,
+        rewritten,
+        websocket,
+    })
 }
 
 /// The head pingora is handed instead: origin-form target and `Host` from an absolute-form
-/// target, `Upgrade` and `HTTP2-Settings` left out (RFC 9110 §7.8 lets a server ignore an
-/// upgrade; relaying one would open a tunnel past the decision). Only called on a head
-/// [`check`] accepted.
+/// target, `HTTP2-Settings` and (but for a WebSocket handshake) `Upgrade` left out (RFC
+/// 9110 §7.8 lets a server ignore an upgrade; relaying h2c's or an unknown one would open
+/// a tunnel nothing watches). Only called on a head [`check`] accepted.
 fn rewrite(
     head: &[u8],
     start: usize,
     line: &RequestLine<'_>,
     absolute: Option<(&[u8], &[u8])>,
+    websocket: bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(head.len() + 8);
     out.extend_from_slice(line.method);
@@ -511,7 +533,7 @@ fn rewrite(
     }
     for field in lines(head, start).skip(1) {
         let name = &field[..field_colon(field).unwrap_or(0)];
-        let dropped = name.eq_ignore_ascii_case(b"upgrade")
+        let dropped = (name.eq_ignore_ascii_case(b"upgrade") && !websocket)
             || name.eq_ignore_ascii_case(b"http2-settings")
             || (absolute.is_some() && name.eq_ignore_ascii_case(b"host"));
         if !dropped {
@@ -684,6 +706,53 @@ mod tests {
                 .rewritten,
             None
         );
+    }
+
+    #[test]
+    fn only_a_websocket_handshake_keeps_its_upgrade() {
+        const WS: &str = "Host: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+        let head = |line: &str, fields: &str| {
+            checked(format!("{line}\r\n{fields}\r\n").as_bytes())
+                .unwrap_or_else(|e| panic!("{line} {fields}: {e:?}"))
+        };
+        let got = head("GET /chat HTTP/1.1", WS);
+        assert!(got.websocket);
+        assert_eq!(got.rewritten, None, "passed on as sent");
+        // Absolute-form: reduced, the upgrade kept.
+        let got = head("GET http://a/chat HTTP/1.1", WS);
+        assert!(got.websocket);
+        let rewritten = String::from_utf8(got.rewritten.unwrap()).unwrap();
+        assert!(
+            rewritten.contains("\r\nUpgrade: WebSocket\r\n"),
+            "{rewritten}"
+        );
+        // Anything else is not a handshake: the upgrade is dropped, the request served.
+        for (line, fields) in [
+            ("POST /chat HTTP/1.1", WS.to_string()),
+            ("GET /chat HTTP/1.0", WS.to_string()),
+            ("GET /chat HTTP/1.1", format!("{WS}Content-Length: 3\r\n")),
+            (
+                "GET /chat HTTP/1.1",
+                WS.replace("keep-alive, Upgrade", "keep-alive"),
+            ),
+            (
+                "GET /chat HTTP/1.1",
+                WS.replace("Upgrade: WebSocket", "Upgrade: websocket, h2c"),
+            ),
+            ("GET /chat HTTP/1.1", format!("{WS}Upgrade: websocket\r\n")),
+            (
+                "GET /chat HTTP/1.1",
+                WS.replace("Upgrade: WebSocket", "Upgrade: h2c"),
+            ),
+        ] {
+            let got = head(line, &fields);
+            assert!(!got.websocket, "{line} {fields}");
+            let rewritten = String::from_utf8(got.rewritten.unwrap()).unwrap();
+            assert!(
+                !rewritten.to_ascii_lowercase().contains("upgrade:"),
+                "{rewritten}"
+            );
+        }
     }
 
     #[test]

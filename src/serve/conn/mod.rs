@@ -11,7 +11,10 @@
 //! - closes a keep-alive connection idle for `timeouts.client_idle_ms`;
 //! - bounds each request by `timeouts.request_total_ms`: the proxy clips its own waits to
 //!   that deadline (408/504, see [`deadline`]), and a request still running a second later
-//!   is cut.
+//!   is cut;
+//! - lets a WebSocket handshake ([`head::Checked::websocket`]) the upstream answers 101
+//!   become a tunnel ([`Tunnel`]): every byte passed both ways, bounded by
+//!   `timeouts.client_idle_ms` with no byte either way instead of `request_total_ms`.
 //!
 //! pingora's own bounds are coarser (60 s per read, 1 MiB and 256 headers, no connection
 //! limit), its answers to them are a bare close or a plain 400, and it closes a connection
@@ -40,7 +43,7 @@ use pingora::protocols::{
 use pingora::server::ShutdownWatch;
 use prometheus::IntGauge;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -151,6 +154,41 @@ enum Message {
     Passthrough,
 }
 
+/// A WebSocket handshake's tunnel (SPEC §17), shared by the connection, which opens it when
+/// the upstream's 101 goes out and notes every byte through it, and the guard's loop, which
+/// bounds it by the time since the last byte either way.
+#[derive(Debug)]
+struct Tunnel {
+    open: AtomicBool,
+    since: Instant,
+    /// Milliseconds after `since` of the last byte either way.
+    last_byte: AtomicU64,
+}
+
+impl Tunnel {
+    fn new() -> Tunnel {
+        Tunnel {
+            open: AtomicBool::new(false),
+            since: Instant::now(),
+            last_byte: AtomicU64::new(0),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn touch(&self) {
+        let ms = self.since.elapsed().as_millis();
+        self.last_byte
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn last_byte(&self) -> Instant {
+        self.since + Duration::from_millis(self.last_byte.load(Ordering::Relaxed))
+    }
+}
+
 /// A connection with bytes already read from it put back in front, handed to pingora one
 /// request at a time.
 #[derive(Debug)]
@@ -160,6 +198,9 @@ struct Conn {
     message: Message,
     /// The client closed its side (after sending what is in `pending`).
     eof: bool,
+    /// The request being served is a WebSocket handshake: its tunnel, opened (and every byte
+    /// passed through from then on) when the response head written is a 101.
+    handshake: Option<Arc<Tunnel>>,
 }
 
 impl Conn {
@@ -369,6 +410,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             io,
             message: Message::Done,
             eof: false,
+            handshake: None,
         });
         let mut settings: Option<HttpPersistentSettings> = None;
         // A new connection has `client_header` for its first head, counted from now.
@@ -393,8 +435,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 refuse(&mut conn.io, status, title, &detail, extra).await;
                 return None;
             }
+            let mut tunnel = None;
             match head::check(&conn.pending[..len]) {
                 Ok(checked) => {
+                    if checked.websocket {
+                        tunnel = Some(Arc::new(Tunnel::new()));
+                    }
                     let mut left = len;
                     if let Some(head) = checked.rewritten {
                         left = head.len();
@@ -425,6 +471,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                     return None;
                 }
             }
+            conn.handshake = tunnel.clone();
             let mut session = ServerSession::new_http1(conn);
             match settings.take() {
                 Some(s) => s.apply_to_session(&mut session),
@@ -441,18 +488,26 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 session.set_keepalive(None);
             }
             let deadline = Instant::now() + limits.request_total;
-            let served = timeout_at(
-                deadline + HARD_CUT_AFTER,
-                DEADLINE.scope(deadline, self.app.process_new_http(session, shutdown)),
-            )
-            .await;
+            let serve = DEADLINE.scope(deadline, self.app.process_new_http(session, shutdown));
+            let served = match &tunnel {
+                None => timeout_at(deadline + HARD_CUT_AFTER, serve)
+                    .await
+                    .map_err(|_| Cut::RequestTotal),
+                Some(tunnel) => {
+                    bound_tunnel(serve, deadline + HARD_CUT_AFTER, tunnel, limits.client_idle).await
+                }
+            };
             let reused = match served {
                 Ok(reused) => reused?,
-                Err(_) => {
+                Err(Cut::RequestTotal) => {
                     metrics
                         .limit_rejections
                         .inc(crate::serve::metrics::REQUEST_TOTAL_TIMEOUT);
                     tracing::warn!(target: "ords_guard::limits", listener = self.listener, limit = "request_total_timeout", "request cut: still running after timeouts.request_total_ms");
+                    return None;
+                }
+                Err(Cut::TunnelIdle) => {
+                    tracing::info!(target: "ords_guard::limits", listener = self.listener, limit = "client_idle", "WebSocket tunnel closed: no byte either way within timeouts.client_idle_ms");
                     return None;
                 }
             };
@@ -478,6 +533,41 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     }
 }
 
+/// Why the guard cut a request it had handed pingora.
+enum Cut {
+    RequestTotal,
+    TunnelIdle,
+}
+
+/// Serve a WebSocket handshake: until its tunnel opens, by the request's deadline (`cut_at`)
+/// as any request; once open, for as long as a byte passes either way within `idle`.
+/// pingora's own waits in the tunnel are set to `idle` too (see the proxy) and end an idle
+/// tunnel first, cleanly; this is the bound that holds whatever they do.
+async fn bound_tunnel<F: std::future::Future>(
+    serve: F,
+    cut_at: Instant,
+    tunnel: &Tunnel,
+    idle: Duration,
+) -> Result<F::Output, Cut> {
+    tokio::pin!(serve);
+    loop {
+        let open = tunnel.is_open();
+        let until = if open {
+            tunnel.last_byte() + idle + HARD_CUT_AFTER
+        } else {
+            cut_at
+        };
+        match timeout_at(until, &mut serve).await {
+            Ok(out) => return Ok(out),
+            // Opened meanwhile, or a byte since: look again.
+            Err(_) if tunnel.is_open() != open => {}
+            Err(_) if open && Instant::now() < tunnel.last_byte() + idle + HARD_CUT_AFTER => {}
+            Err(_) if open => return Err(Cut::TunnelIdle),
+            Err(_) => return Err(Cut::RequestTotal),
+        }
+    }
+}
+
 impl AsyncRead for Conn {
     /// pingora reads the request it was handed and nothing past it: the head, then the
     /// body as its framing delimits it. Once the request is whole, reads return nothing
@@ -495,7 +585,14 @@ impl AsyncRead for Conn {
         loop {
             match &mut this.message {
                 Message::Passthrough if this.pending.is_empty() => {
-                    return Pin::new(&mut this.io).poll_read(cx, buf);
+                    let filled = buf.filled().len();
+                    let read = Pin::new(&mut this.io).poll_read(cx, buf);
+                    if let Some(tunnel) = &this.handshake {
+                        if buf.filled().len() > filled {
+                            tunnel.touch();
+                        }
+                    }
+                    return read;
                 }
                 Message::Passthrough => {
                     let n = this.pending.len().min(buf.remaining());
@@ -564,12 +661,35 @@ impl AsyncRead for Conn {
     }
 }
 
+impl Conn {
+    /// A WebSocket handshake's answer is being written: a 101 opens the tunnel (what the
+    /// client sent after its handshake, held until now, goes first), a final answer of any
+    /// other status leaves the connection HTTP/1.1; in an open tunnel, a byte passes.
+    fn note_write(&mut self, buf: &[u8]) {
+        let Some(tunnel) = &self.handshake else {
+            return;
+        };
+        if tunnel.is_open() {
+            tunnel.touch();
+        } else if buf.starts_with(b"HTTP/1.1 101 ") {
+            self.message = Message::Passthrough;
+            tunnel.touch();
+            tunnel.open.store(true, Ordering::Release);
+        } else if !buf.starts_with(b"HTTP/1.1 1") {
+            self.handshake = None;
+        }
+    }
+}
+
 impl AsyncWrite for Conn {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.handshake.is_some() && !buf.is_empty() {
+            self.note_write(buf);
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -583,6 +703,11 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if self.handshake.is_some() {
+                self.note_write(first);
+            }
+        }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -647,3 +772,46 @@ impl GetSocketDigest for Conn {
 
 // Peeking is only used for the h2c preface, which is off: the default (unsupported) is right.
 impl Peek for Conn {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On tokio's paused clock: a tunnel is bounded by the deadline until it opens, then by
+    /// the time since its last byte, however long it lives.
+    #[tokio::test(start_paused = true)]
+    async fn a_tunnel_is_cut_only_after_idle_without_a_byte() {
+        let idle = Duration::from_secs(10);
+        let tunnel = Tunnel::new();
+        let cut_at = Instant::now() + Duration::from_secs(5);
+        let never = std::future::pending::<()>();
+        let r = bound_tunnel(never, cut_at, &tunnel, idle).await;
+        assert!(
+            matches!(r, Err(Cut::RequestTotal)),
+            "not open by the deadline"
+        );
+        assert_eq!(Instant::now(), cut_at);
+
+        tunnel.touch();
+        tunnel.open.store(true, Ordering::Release);
+        let opened = Instant::now();
+        // A byte every 8 s for 40 s, then silence.
+        let busy_then_silent = async {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                tunnel.touch();
+            }
+            std::future::pending::<()>().await
+        };
+        let r = bound_tunnel(busy_then_silent, cut_at, &tunnel, idle).await;
+        assert!(matches!(r, Err(Cut::TunnelIdle)));
+        assert_eq!(
+            opened.elapsed(),
+            Duration::from_secs(40) + idle + HARD_CUT_AFTER
+        );
+
+        // A tunnel that ends by itself is served whole.
+        let r = bound_tunnel(async { 7 }, cut_at, &tunnel, idle).await;
+        assert!(matches!(r, Ok(7)));
+    }
+}
