@@ -8,10 +8,11 @@
 //! beyond `limits.h2_max_concurrent_streams` are refused, CONTINUATION floods, malformed
 //! requests (upper-case names, connection-specific headers) and resets of streams not yet
 //! accepted end in a reset or a GOAWAY. pingora answers a `Host` that differs from
-//! `:authority` with 400. What it does not bound is kept here: the stream tasks a
-//! connection runs (a stream the client resets leaves h2's count, not its task's), and the
-//! malformed streams it sends.
+//! `:authority` with 400. SPEC §17's own bounds and the count of every abuse kind, h2's
+//! included, are [`super::h2watch`]'s, read off the frames; the stream tasks a connection
+//! runs (a stream the client resets leaves h2's count, not its task's) are bounded here.
 
+use super::h2watch::{Abuse, H2Watch, Signal, MAX_IN_WINDOW};
 use super::head::Malformed;
 use super::{Conn, Guarded, Message, Refusal, DEADLINE, HARD_CUT_AFTER, LINGER, PROXY_LISTENER};
 use crate::registry::Limits;
@@ -30,10 +31,6 @@ use tokio::time::{timeout_at, Instant};
 /// count at once; past this the client is resetting streams faster than they are served.
 const TASKS_PER_STREAM: usize = 2;
 
-/// Malformed streams a connection may send (pingora's own bound, which its per-stream
-/// accept call resets each time).
-const MAX_MALFORMED: usize = 32;
-
 /// Serve an HTTP/2 connection until it closes, and until its streams' tasks are done (the
 /// connection's place in `max_connections` covers them). `over`: the connection is beyond
 /// `limits.max_connections`: its first stream is answered 503 and no other is taken. The
@@ -49,6 +46,11 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
     shutdown: &ShutdownWatch,
 ) -> Option<Stream> {
     conn.message = Message::Passthrough;
+    let abuse = Arc::new(Signal::default());
+    conn.h2 = Some(Box::new(H2Watch::new(
+        abuse.clone(),
+        limits.max_header_bytes,
+    )));
     let digest = Arc::new(Digest {
         ssl_digest: conn.io.get_ssl_digest(),
         timing_digest: conn.io.get_timing_digest(),
@@ -59,7 +61,10 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
     options
         // h2 refuses a list of this size or more: a list of exactly max_header_bytes passes.
         .max_header_list_size(u32::try_from(limits.max_header_bytes + 1).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.h2_max_concurrent_streams);
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        // h2's own count of resets of streams not yet accepted (20 by default) would close
+        // a connection below SPEC's bound, which the watch keeps.
+        .max_pending_accept_reset_streams(MAX_IN_WINDOW);
     let mut h2 = match timeout_at(first_until, handshake(conn as Stream, Some(options))).await {
         Ok(Ok(h2)) => h2,
         _ => return None,
@@ -69,7 +74,6 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
     let mut stop = shutdown.clone();
     // No stream yet: the first must come as an HTTP/1.1 connection's first head must.
     let mut idle_until = first_until;
-    let mut malformed = 0;
     // Once closing (GOAWAY sent): streams accepted meanwhile are served, within their own
     // deadlines; the connection ends when h2 has nothing left or at this instant.
     let mut closing: Option<Instant> = None;
@@ -77,6 +81,8 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
     loop {
         let accepted = tokio::select! {
             a = HttpSession::from_h2_conn(&mut h2, digest.clone()) => a,
+            // Answered below (no await in here: the other branches' outputs are held).
+            _ = abuse.notify.notified() => break,
             Ok(_) = stop.wait_for(|stop| *stop), if closing.is_none() => {
                 h2.graceful_shutdown();
                 closing = Some(busy_until());
@@ -98,41 +104,24 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
         };
         let stream = match accepted {
             Ok(Some(H2Accept::Session(stream))) => stream,
-            // pingora answered it (400) or reset it: a malformed request, never forwarded.
+            // pingora answered it (400) or reset it: a malformed request, never forwarded
+            // (its reset counts toward invalid_frames in the watch).
             Ok(Some(H2Accept::Rejected)) => {
                 if guarded.listener == PROXY_LISTENER {
                     guarded.guard.metrics.requests.inc("bad_request");
-                }
-                malformed += 1;
-                if malformed >= MAX_MALFORMED {
-                    guarded.guard.metrics.h2_abuse.inc("invalid_frames");
-                    tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, kind = "invalid_frames", "HTTP/2 connection closed for abuse: {MAX_MALFORMED} malformed streams");
-                    h2.abrupt_shutdown(h2::Reason::PROTOCOL_ERROR);
-                    flush_goaway(&mut h2, &digest).await;
-                    break;
                 }
                 continue;
             }
             Ok(None) => break,
             Err(e) => {
-                // h2's own GOAWAYs for abuse (CONTINUATION floods, oversized header lists,
-                // resets of streams not yet accepted) reach here as ENHANCE_YOUR_CALM
-                // without their debug data, so their kind is not known here: logged, not
-                // counted in ords_guard_h2_abuse_total.
-                let error = e.to_string();
-                if error.contains("excessive load generating behavior") {
-                    tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, error = %error, "HTTP/2 connection closed by h2 with GOAWAY ENHANCE_YOUR_CALM");
-                } else {
-                    tracing::debug!(target: "ords_guard::limits", listener = guarded.listener, error = %error, "HTTP/2 connection ended");
-                }
+                // h2's own GOAWAYs for abuse are named and counted from the watch below.
+                tracing::debug!(target: "ords_guard::limits", listener = guarded.listener, error = %e, "HTTP/2 connection ended");
                 break;
             }
         };
         let Ok(permit) = running.clone().try_acquire_owned() else {
-            guarded.guard.metrics.h2_abuse.inc("rapid_reset");
-            tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, kind = "rapid_reset", tasks, "HTTP/2 connection closed for abuse: more streams running than limits.h2_max_concurrent_streams allows (streams reset faster than they are served)");
-            h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-            flush_goaway(&mut h2, &digest).await;
+            // Streams reset faster than they are served: more tasks than streams allowed.
+            abuse.trip(Abuse::RapidReset);
             break;
         };
         idle_until = Instant::now() + limits.client_idle;
@@ -155,6 +144,13 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
             h2.graceful_shutdown();
             closing = Some(busy_until());
         }
+    }
+    if let Some(kind) = abuse.get() {
+        // Also when h2 noticed first and has sent its own GOAWAY: then this one is not sent.
+        h2.abrupt_shutdown(kind.reason());
+        flush_goaway(&mut h2, &digest).await;
+        guarded.guard.metrics.h2_abuse.inc(kind.kind());
+        tracing::warn!(target: "ords_guard::limits", listener = guarded.listener, kind = kind.kind(), peer = %digest.socket_digest.as_ref().and_then(|d| d.peer_addr()).map_or_else(|| "-".to_string(), |a| a.to_string()), "HTTP/2 connection closed for abuse with GOAWAY {}", kind.reason());
     }
     // The connection is gone (its streams' I/O fails from here); its place is held until
     // every stream's task has ended, as an HTTP/1.1 connection's is while its request runs.

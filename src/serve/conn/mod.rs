@@ -21,6 +21,7 @@
 //! on which a second request arrived before the first was answered.
 
 pub mod framing;
+pub mod h2watch;
 pub mod head;
 pub mod http2;
 
@@ -201,6 +202,8 @@ struct Conn {
     /// The request being served is a WebSocket handshake: its tunnel, opened (and every byte
     /// passed through from then on) when the response head written is a 101.
     handshake: Option<Arc<Tunnel>>,
+    /// HTTP/2: the frames both ways, read for abuse (SPEC §17).
+    h2: Option<Box<h2watch::H2Watch>>,
 }
 
 impl Conn {
@@ -411,6 +414,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             message: Message::Done,
             eof: false,
             handshake: None,
+            h2: None,
         });
         let mut settings: Option<HttpPersistentSettings> = None;
         // A new connection has `client_header` for its first head, counted from now.
@@ -584,18 +588,29 @@ impl AsyncRead for Conn {
         }
         loop {
             match &mut this.message {
+                // An abusive HTTP/2 client is read no further: the GOAWAY is on its way.
+                Message::Passthrough if this.h2.as_ref().is_some_and(|w| w.tripped()) => {
+                    return Poll::Pending;
+                }
                 Message::Passthrough if this.pending.is_empty() => {
                     let filled = buf.filled().len();
                     let read = Pin::new(&mut this.io).poll_read(cx, buf);
-                    if let Some(tunnel) = &this.handshake {
-                        if buf.filled().len() > filled {
+                    let new = &buf.filled()[filled..];
+                    if !new.is_empty() {
+                        if let Some(tunnel) = &this.handshake {
                             tunnel.touch();
+                        }
+                        if let Some(watch) = &mut this.h2 {
+                            watch.read(new);
                         }
                     }
                     return read;
                 }
                 Message::Passthrough => {
                     let n = this.pending.len().min(buf.remaining());
+                    if let Some(watch) = &mut this.h2 {
+                        watch.read(&this.pending[..n]);
+                    }
                     this.hand_over(buf, n);
                     return Poll::Ready(Ok(()));
                 }
@@ -690,7 +705,11 @@ impl AsyncWrite for Conn {
         if self.handshake.is_some() && !buf.is_empty() {
             self.note_write(buf);
         }
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let wrote = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let (Some(watch), Poll::Ready(Ok(n))) = (&mut self.h2, &wrote) {
+            watch.wrote(&buf[..*n]);
+        }
+        wrote
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_flush(cx)
@@ -708,7 +727,19 @@ impl AsyncWrite for Conn {
                 self.note_write(first);
             }
         }
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let wrote = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let (Some(watch), Poll::Ready(Ok(n))) = (&mut self.h2, &wrote) {
+            let mut left = *n;
+            for b in bufs {
+                let take = left.min(b.len());
+                watch.wrote(&b[..take]);
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        wrote
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
