@@ -36,6 +36,10 @@
 #   public_h2, protected_h2  the public and protected paths over h2c (h2load, 32
 #               connections, one stream each: the same concurrency as wrk's), SPEC §17
 #   protected_h2_m8  the protected path over h2c, 4 connections of 8 streams each
+#   grpc_direct, grpc_through  unary gRPC calls (grpc.health.v1 Check, examples/grpc_backend.rs
+#               on one thread) sent by examples/grpc_check_load.rs, 32 concurrent calls over 4
+#               h2c connections: to the service, and through a guard (upstream_protocol: h2c)
+#               deciding each call on its method path with the token as metadata, SPEC §17
 #   nginx_authz nginx (one worker) in front with `auth_request` to the main guard, exactly
 #               docs/src/guides/authz-nginx.conf, the protected path with its token: the
 #               same request as `protected`, with the CPU of nginx and ords-guard apart
@@ -61,13 +65,14 @@ PER_ROUND=${PER_ROUND:-}
 source "$(dirname "$0")/common.sh"
 bench_tools
 ./scripts/setup.sh
-cargo build --release --quiet --bin ords-guard --example passthrough --example grpc_check_load
+cargo build --release --quiet --bin ords-guard --example passthrough --example grpc_check_load --example grpc_backend
 BIN=${BIN:-$PWD/target/release/ords-guard}   # BIN=... measures another build
 FLOOR_BIN=$PWD/target/release/examples/passthrough
 GRPC_LOAD_BIN=$PWD/target/release/examples/grpc_check_load
+GRPC_BACKEND_BIN=$PWD/target/release/examples/grpc_backend
 
 WORK=$(mktemp -d)
-cleanup() { kill "${CONN_PID:-}" "${BOUND_PID:-}" "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${FRONT_PID:-}" "${T0_PID:-}" "${T5_PID:-}" "${T100_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${CONN_PID:-}" "${BOUND_PID:-}" "${LOG_PID:-}" "${GUARD_PID:-}" "${HS_PID:-}" "${IDP_PID:-}" "${MANY_PID:-}" "${EGRESS_PID:-}" "${LIM_PID:-}" "${SHARED_PID:-}" "${REDIS_PID:-}" "${FLOOR_PID:-}" "${FRONT_PID:-}" "${T0_PID:-}" "${T5_PID:-}" "${T100_PID:-}" "${NGINX_PID:-}" "${GRPC_PID:-}" "${GRPC_BACKEND_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 BACKEND=$(port); PROXY=$(port); ADMIN=$(port); FLOOR=$(port); HS_PROXY=$(port); HS_ADMIN=$(port)
@@ -79,6 +84,7 @@ LOG_PROXY=$(port); LOG_ADMIN=$(port)
 BOUND_PROXY=$(port); BOUND_ADMIN=$(port); CONN_PROXY=$(port); CONN_ADMIN=$(port)
 AUTHZ=$(port); AUTHZ_GRPC=$(port); FRONT=$(port)
 T0_PROXY=$(port); T0_ADMIN=$(port); T5_PROXY=$(port); T5_ADMIN=$(port); T100_PROXY=$(port); T100_ADMIN=$(port)
+GRPC_BACKEND=$(port); GRPC_PROXY=$(port); GRPC_ADMIN=$(port)
 
 start_nginx "$WORK" "$BACKEND"
 
@@ -88,11 +94,12 @@ HASH=$(printf '%s' "$SECRET" | "$BIN" hash-secret --scheme sha256)
 "$BIN" keygen --algorithm ES256 --out "$WORK/idpkeys" >/dev/null
 "$BIN" keygen --algorithm RS256 --out "$WORK/rsakeys" >/dev/null
 write_config() { # $1: extra clients, $2: extra privileges, $3: file, $4 proxy, $5 admin, $6 algorithm, $7 keys dir, $8 token.issuer, $9 issuers
+  # (UPSTREAM and PATTERN in the environment: another backend, example_priv's pattern)
   cat > "${3:-$WORK/ords-guard.yaml}" <<EOF
 listen: "127.0.0.1:${4:-$PROXY}"
 admin_listen: "127.0.0.1:${5:-$ADMIN}"
 threads: 1
-upstream: "http://127.0.0.1:$BACKEND"
+upstream: "${UPSTREAM:-http://127.0.0.1:$BACKEND}"
 token:
   issuer: "${8:-ords-guard}"
   algorithm: ${6:-ES256}
@@ -102,7 +109,7 @@ ${9:-}
 privileges:
   - name: example_priv
     roles: [example_role]
-    patterns: ["/example/*"]
+    patterns: ["${PATTERN:-/example/*}"]
 ${2}clients:
   - name: Bench Client
     client_id: bench
@@ -172,6 +179,11 @@ tracing:
   RUST_LOG=warn "$BIN" run --config "$WORK/trace$1.yaml" > "$WORK/trace$1.log" 2>&1 &
   printf -v "${1}_PID" '%s' "$!"
 done
+# A gRPC service, and a guard in front of it: example_priv maps its methods (SPEC §17).
+"$GRPC_BACKEND_BIN" "127.0.0.1:$GRPC_BACKEND" > "$WORK/grpc_backend.log" 2>&1 & GRPC_BACKEND_PID=$!
+UPSTREAM="http://127.0.0.1:$GRPC_BACKEND" PATTERN="/grpc.health.v1.Health/*" \
+  write_config "" "" "$WORK/grpc.yaml" "$GRPC_PROXY" "$GRPC_ADMIN" ES256 keys ords-guard "upstream_protocol: h2c"
+RUST_LOG=warn "$BIN" run --config "$WORK/grpc.yaml" > "$WORK/grpc.log" 2>&1 & GRPC_PID=$!
 # A legacy backend's bound: at most 32 connections to it (issue #15).
 write_config "" "" "$WORK/bounded.yaml" "$BOUND_PROXY" "$BOUND_ADMIN" ES256 keys ords-guard 'limits:
   max_upstream_connections: 32'
@@ -179,7 +191,7 @@ RUST_LOG=warn "$BIN" run --config "$WORK/bounded.yaml" > "$WORK/bounded.log" 2>&
 write_config "" "" "$WORK/conns.yaml" "$CONN_PROXY" "$CONN_ADMIN" ES256 keys
 RUST_LOG=warn "$BIN" run --config "$WORK/conns.yaml" > "$WORK/conns.log" 2>&1 & CONN_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" 10000 > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
-wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"; wait_ready "$BOUND_ADMIN"; wait_ready "$CONN_ADMIN"; wait_ready "$T0_ADMIN"; wait_ready "$T5_ADMIN"; wait_ready "$T100_ADMIN"
+wait_ready "$ADMIN"; wait_ready "$HS_ADMIN"; wait_ready "$LOG_ADMIN"; wait_ready "$LIM_ADMIN"; wait_ready "$SHARED_ADMIN"; wait_ready "$BOUND_ADMIN"; wait_ready "$CONN_ADMIN"; wait_ready "$T0_ADMIN"; wait_ready "$T5_ADMIN"; wait_ready "$T100_ADMIN"; wait_ready "$GRPC_ADMIN"
 # The egress guard: no ingress, one entry calling the backend with the bench client's token.
 printf '%s\n' "$SECRET" > "$WORK/egress.secret"
 cat > "$WORK/egress.yaml" <<EOF
@@ -224,6 +236,8 @@ serving() {
     protected_trace5) echo "$T5_PID" ;;
     protected_trace100) echo "$T100_PID" ;;
     egress) echo "$EGRESS_PID" ;;
+    grpc_direct) echo "$GRPC_BACKEND_PID" ;;
+    grpc_through) echo "$GRPC_PID" ;;
     token_hs256) echo "$HS_PID" ;;
     bounded_1000) echo "$BOUND_PID" ;;
     public_256|public_1000) echo "$CONN_PID" ;;
@@ -245,7 +259,7 @@ run() {
   for pid in "${pids[@]}"; do t0+=("$(ticks "$pid")"); done
   a0=$(backend_accepts "$BACKEND")
   if [ "${LOADER:-wrk}" = grpc ]; then
-    out=$("$GRPC_LOAD_BIN" "$url" "${RUN_CONNS:-$CONNS}" "$DURATION" "$@")
+    out=$(GRPC_CALL="${GRPC_CALL:-}" "$GRPC_LOAD_BIN" "$url" "${RUN_CONNS:-$CONNS}" "$DURATION" "$@")
   elif [ "${LOADER:-wrk}" = h2load ]; then
     # h2c with prior knowledge; its summary in wrk's words (h2load gives no percentiles).
     out=$(h2load -c"${RUN_CONNS:-$CONNS}" -m"${STREAMS:-1}" -D"$DURATION" "$@" "$url" | awk -v d="$DURATION" '
@@ -272,8 +286,8 @@ for r in $(seq "$ROUNDS"); do
   # public, protected, protected_log, protected_limited and protected_shared run back to
   # back, their order reversed every round: each ratio between them compares neighbours,
   # and none always follows the same scenario (the machine drifts over a run).
-  guarded=(public public_h2 protected protected_h2 protected_h2_m8 protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc nginx_authz protected_log protected_limited protected_shared)
-  if (( r % 2 == 0 )); then guarded=(protected_shared protected_limited protected_log nginx_authz authz_grpc authz_check protected_trace100 protected_trace5 protected_trace0 protected_h2_m8 protected_h2 protected public_h2 public); fi
+  guarded=(public public_h2 protected protected_h2 protected_h2_m8 protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc grpc_direct grpc_through nginx_authz protected_log protected_limited protected_shared)
+  if (( r % 2 == 0 )); then guarded=(protected_shared protected_limited protected_log nginx_authz grpc_through grpc_direct authz_grpc authz_check protected_trace100 protected_trace5 protected_trace0 protected_h2_m8 protected_h2 protected public_h2 public); fi
   for name in "${guarded[@]}"; do
     case $name in
       public) run public "http://127.0.0.1:$PROXY/public/1" ;;
@@ -289,6 +303,8 @@ for r in $(seq "$ROUNDS"); do
       protected_trace100) run protected_trace100 "http://127.0.0.1:$T100_PROXY/example/1" -H "Authorization: Bearer $TOKEN" ;;
       authz_check) run authz_check "http://127.0.0.1:$AUTHZ/authz/forward-auth" -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /example/1" -H "X-Forwarded-Host: api.example.com" -H "Authorization: Bearer $TOKEN" ;;
       authz_grpc) LOADER=grpc run authz_grpc "127.0.0.1:$AUTHZ_GRPC" /example/1 "$TOKEN" ;;
+      grpc_direct) GRPC_CALL=health LOADER=grpc run grpc_direct "127.0.0.1:$GRPC_BACKEND" - ;;
+      grpc_through) GRPC_CALL=health LOADER=grpc run grpc_through "127.0.0.1:$GRPC_PROXY" - "$TOKEN" ;;
       nginx_authz) run nginx_authz "http://127.0.0.1:$FRONT/example/1" -H "Authorization: Bearer $TOKEN" ;;
     esac
   done
@@ -346,13 +362,14 @@ awk -v cpeak="$CONN_PEAK" -v bpeak="$BOUND_PEAK" -v idle="$IDLE_RSS" -v peak="$P
   END {
     printf "wrk -t1 -c%d -d%ds, %d alternating rounds, ords-guard threads: 1, ES256\n\n", c, d, rounds
     printf "| target | req/s | p99 ms | non-2xx | CPU µs/request (serving process) | new backend connections |\n|---|---|---|---|---|---|\n"
-    split("direct floor public public_h2 protected protected_h2 protected_h2_m8 protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc nginx_authz protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000 floor_256 floor_1000", order, " ")
-    for (i = 1; i <= 26; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
+    split("direct floor public public_h2 protected protected_h2 protected_h2_m8 protected_trace0 protected_trace5 protected_trace100 authz_check authz_grpc grpc_direct grpc_through nginx_authz protected_log protected_issuer protected_limited protected_shared 401 egress token token_hs256 public_256 public_1000 bounded_1000 floor_256 floor_1000", order, " ")
+    for (i = 1; i <= 28; i++) { k = order[i]; if (!n[k]) continue; printf "| %s | %.0f | %.2f | %d | %.1f | %.2f%% |\n", k, rps[k]/n[k], p99[k]/n[k], bad[k], cpu[k]/n[k], fresh[k]/n[k] }
     printf "\nprotected/public = %s   public/direct = %s   protected/direct = %s   floor/direct = %s   protected/floor = %s\n", r("protected", "public"), r("public", "direct"), r("protected", "direct"), r("floor", "direct"), r("protected", "floor")
     printf "protected_log/protected = %s (access log on / off)\n", r("protected_log", "protected")
     printf "public_h2/public = %s   protected_h2/protected = %s   protected_h2_m8/protected = %s (h2c: 32 connections of one stream; 4 of 8 streams; against HTTP/1.1 at 32 connections)\n", r("public_h2", "public"), r("protected_h2", "protected"), r("protected_h2_m8", "protected")
     printf "protected_trace0/protected = %s   protected_trace5/protected = %s   protected_trace100/protected = %s (tracing at sample_ratio 0, 0.05, 1.0; CPU µs/request: off %.1f, 0: %.1f, 0.05: %.1f, 1.0: %.1f)\n", r("protected_trace0", "protected"), r("protected_trace5", "protected"), r("protected_trace100", "protected"), (n["protected"] ? cpu["protected"]/n["protected"] : 0), (n["protected_trace0"] ? cpu["protected_trace0"]/n["protected_trace0"] : 0), (n["protected_trace5"] ? cpu["protected_trace5"]/n["protected_trace5"] : 0), (n["protected_trace100"] ? cpu["protected_trace100"]/n["protected_trace100"] : 0)
     printf "authz_check/protected = %s   authz_grpc/protected = %s   nginx_authz/protected = %s (the decision alone, over HTTP and gRPC; nginx + auth_request in front)\n", r("authz_check", "protected"), r("authz_grpc", "protected"), r("nginx_authz", "protected")
+    printf "grpc_through/grpc_direct = %s (unary gRPC calls through ords-guard, each decided with its token, against the service alone; CPU µs/call: service %.1f, ords-guard %.1f)\n", r("grpc_through", "grpc_direct"), (n["grpc_direct"] ? cpu["grpc_direct"]/n["grpc_direct"] : 0), (n["grpc_through"] ? cpu["grpc_through"]/n["grpc_through"] : 0)
     if (n["nginx_authz"]) printf "nginx_authz CPU µs/request: nginx %.1f + ords-guard %.1f (ords-guard as the proxy: %.1f)\n", (cpu["nginx_authz"] - last["nginx_authz"]) / n["nginx_authz"], last["nginx_authz"] / n["nginx_authz"], (n["protected"] ? cpu["protected"] / n["protected"] : 0)
     printf "public_256/public = %s   public_1000/public = %s   bounded_1000/public = %s (client connections: 256, 1000, 1000 with max_upstream_connections: 32; against %d)\n", r("public_256", "public"), r("public_1000", "public"), r("bounded_1000", "public"), c
     printf "floor_256/floor = %s   floor_1000/floor = %s (pingora with no logic at 256 and 1000 client connections)\n", r("floor_256", "floor"), r("floor_1000", "floor")

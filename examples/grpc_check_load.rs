@@ -1,9 +1,13 @@
-//! A load client for the gRPC check API (SPEC §14): Envoy's `Authorization/Check`, sent as
-//! Envoy sends it, by `concurrency` tasks on one thread for `seconds` (ghz is not on these
-//! machines). It prints what `bench/load.sh` reads from wrk: the request count, req/s, the
-//! 99th percentile and the answers that were not OK.
+//! A load client for unary gRPC calls, by `concurrency` tasks on one thread for `seconds`
+//! (ghz is not on these machines). It prints what `bench/load.sh` reads from wrk: the
+//! request count, req/s, the 99th percentile and the answers that were not OK. Two calls:
 //!
-//! Usage: grpc_check_load HOST:PORT CONCURRENCY SECONDS [PATH] [TOKEN]
+//! - the gRPC check API (SPEC §14): Envoy's `Authorization/Check`, sent as Envoy sends it,
+//!   for the original request `PATH` with `TOKEN` (the default);
+//! - `GRPC_CALL=health`: `grpc.health.v1.Health/Check` with `TOKEN` as `authorization`
+//!   metadata, for a gRPC service called directly or through ords-guard (SPEC §17).
+//!
+//! Usage: [GRPC_CALL=health] grpc_check_load HOST:PORT CONCURRENCY SECONDS [PATH] [TOKEN]
 //! Loopback only, bounded in time.
 
 use envoy_types::pb::envoy::config::core::v3::{
@@ -15,6 +19,33 @@ use envoy_types::pb::envoy::service::auth::v3::{
     AttributeContext, CheckRequest,
 };
 use std::time::{Duration, Instant};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+/// One kind of call, on one channel.
+enum Caller {
+    Check(AuthorizationClient<tonic::transport::Channel>, CheckRequest),
+    Health(HealthClient<tonic::transport::Channel>, Option<String>),
+}
+
+impl Caller {
+    /// One call; whether it was answered OK.
+    async fn call(&mut self) -> bool {
+        match self {
+            Caller::Check(client, request) => match client.check(request.clone()).await {
+                Ok(r) => r.into_inner().status.map_or(0, |s| s.code) == 0,
+                Err(_) => false,
+            },
+            Caller::Health(client, token) => {
+                let mut request = tonic::Request::new(HealthCheckRequest::default());
+                if let Some(t) = token {
+                    let value = format!("Bearer {t}").parse().expect("a token is ASCII");
+                    request.metadata_mut().insert("authorization", value);
+                }
+                client.check(request).await.is_ok()
+            }
+        }
+    }
+}
 
 /// Envoy multiplexes its checks over a few h2 connections to the authz cluster.
 const CONNECTIONS: usize = 4;
@@ -44,24 +75,26 @@ async fn run(addr: String, concurrency: usize, seconds: u64, path: String, token
             .unwrap()
             .connect()
             .await
-            .expect("the gRPC check listener answers");
+            .expect("the gRPC service answers");
         channels.push(channel);
     }
     let request = check_request(&path, token.as_deref());
+    let health = std::env::var("GRPC_CALL").is_ok_and(|c| c == "health");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|i| {
-            let mut client = AuthorizationClient::new(channels[i % channels.len()].clone());
-            let request = request.clone();
+            let channel = channels[i % channels.len()].clone();
+            let mut caller = if health {
+                Caller::Health(HealthClient::new(channel), token.clone())
+            } else {
+                Caller::Check(AuthorizationClient::new(channel), request.clone())
+            };
             tokio::spawn(async move {
                 let (mut latencies, mut not_ok) = (Vec::new(), 0u64);
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let ok = match client.check(request.clone()).await {
-                        Ok(r) => r.into_inner().status.map_or(0, |s| s.code) == 0,
-                        Err(_) => false,
-                    };
+                    let ok = caller.call().await;
                     latencies.push(t.elapsed().as_micros() as u64);
                     not_ok += u64::from(!ok);
                 }
