@@ -60,10 +60,10 @@ pub async fn explain(
         ),
         None => out.line("path", target.path.clone()),
     }
-    if reg.token_path() == Some(path) || reg.jwks_path() == Some(path) {
+    if reg.own_endpoint(path).is_some() {
         out.line(
             "rule",
-            "ords-guard's own token endpoint or JWKS: answered here, never forwarded",
+            "ords-guard's own token endpoint, JWKS or metadata: answered here, never forwarded",
         );
         return Ok(out.finish(None, "token_endpoint", None).not_forwarded());
     }

@@ -533,6 +533,41 @@ pub fn jwks(reg: &Registry, method: &str) -> Reply {
     }
 }
 
+/// RFC 8414 metadata (SPEC §16) at `path`, or 404 on a well-known path it does not serve
+/// (`token.issuer` is not a URL it can describe): never forwarded either way.
+pub fn metadata(reg: &Registry, method: &str, path: &str) -> Reply {
+    if method != "GET" && method != "HEAD" {
+        let mut r = Reply::error(
+            405,
+            "invalid_request",
+            "the metadata endpoint accepts GET only",
+        );
+        r.headers.push(("Allow", "GET, HEAD".into()));
+        return r;
+    }
+    match reg.metadata(path) {
+        Some(doc) => Reply {
+            status: 200,
+            content_type: "application/json",
+            headers: vec![("Cache-Control", "max-age=60".into())],
+            body: doc.to_vec(),
+            outcome: "metadata",
+            issued_to: None,
+            limit: None,
+        },
+        None => Reply {
+            status: 404,
+            content_type: "application/problem+json",
+            headers: Vec::new(),
+            body: serde_json::to_vec(&serde_json::json!({"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no authorization server metadata here: ords-guard serves it only when token.issuer is an https:// URL (or http:// to loopback) whose path is empty or base_path, at /.well-known/oauth-authorization-server followed by that path"}))
+            .expect("json"),
+            outcome: "metadata",
+            issued_to: None,
+            limit: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

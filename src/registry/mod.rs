@@ -12,6 +12,7 @@
 
 pub mod authz;
 pub mod clients;
+pub mod discovery;
 pub mod egress;
 pub mod issuers;
 pub mod limits;
@@ -125,6 +126,8 @@ pub struct Registry {
     /// with them. `None` without `token:`: then they are ordinary paths.
     token_path: Option<String>,
     jwks_path: Option<String>,
+    /// RFC 8414 metadata, when `token.issuer` is a URL it can describe (SPEC §16).
+    discovery: Option<discovery::Discovery>,
     pub unmatched: Unmatched,
     /// How a `;` in a path is read (SPEC §11).
     pub path_parameters: crate::config::PathParameters,
@@ -219,6 +222,35 @@ impl Registry {
     pub fn jwks_path(&self) -> Option<&str> {
         self.jwks_path.as_deref()
     }
+
+    /// Which of ords-guard's own endpoints `path` (absolute, normalised) is: answered here,
+    /// never forwarded. None without `token:`.
+    pub fn own_endpoint(&self, path: &str) -> Option<Own> {
+        let token_path = self.token_path.as_deref()?;
+        if path == token_path {
+            Some(Own::Token)
+        } else if self.jwks_path.as_deref() == Some(path) {
+            Some(Own::Jwks)
+        } else if discovery::reserved(path, &self.base) {
+            Some(Own::Metadata)
+        } else {
+            None
+        }
+    }
+
+    /// The RFC 8414 document served at `path`, if any.
+    pub fn metadata(&self, path: &str) -> Option<&[u8]> {
+        self.discovery.as_ref()?.at(path)
+    }
+}
+
+/// ords-guard's own endpoints (SPEC §4, §16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Own {
+    Token,
+    Jwks,
+    /// RFC 8414 metadata (or 404 on a well-known path it does not serve).
+    Metadata,
 }
 
 /// Listener settings: read at start only (a reload cannot move a bound socket).
@@ -350,6 +382,10 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
     let (clients, has_argon2) =
         clients::clients(cfg, &privileges, &by_name, &mut errors, &mut warnings);
     let tokens = own_tokens(cfg, src, &mut errors);
+    let discovery = cfg
+        .token
+        .as_ref()
+        .and_then(|t| discovery::compile(&t.issuer, &base, &mut warnings));
     let tracing = traces::compile(
         cfg.tracing.as_ref(),
         &|k| std::env::var(k).ok(),
@@ -365,6 +401,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         registry: Registry {
             token_path: tokens.is_some().then(|| format!("{base}/oauth/token")),
             jwks_path: tokens.is_some().then(|| format!("{base}/oauth/jwks")),
+            discovery,
             max_bearer: cfg.limits.max_bearer_bytes,
             base,
             unmatched: cfg.unmatched,

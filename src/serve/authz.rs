@@ -9,7 +9,7 @@
 //! with 403 before any of its fields is read, since anyone could write `X-Forwarded-Uri`
 //! (oauth2-proxy trusted a client-written one: CVE-2026-40575).
 
-use crate::registry::Registry;
+use crate::registry::{Own, Registry};
 use crate::serve::pipeline::{self, Answer, Decided, Next, RequestView};
 use crate::serve::proxy::{count_token_reply, discard_body, token_reply};
 use crate::serve::state::Guard;
@@ -79,10 +79,10 @@ impl HttpApi {
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
     Check(HttpApi),
-    /// The token endpoint (`is_jwks`: the JWKS), served here as an ordinary backend the
-    /// proxy routes those paths to.
+    /// ords-guard's own endpoints (token, JWKS, metadata), served here as an ordinary
+    /// backend the proxy routes those paths to.
     Token {
-        is_jwks: bool,
+        own: Own,
     },
     NotFound,
 }
@@ -94,9 +94,10 @@ fn route(reg: &Registry, path: &str) -> Route {
         FORWARD_AUTH => Route::Check(HttpApi::ForwardAuth),
         AUTH_REQUEST => Route::Check(HttpApi::AuthRequest),
         _ if ext_authz_rest(path.as_bytes()).is_some() => Route::Check(HttpApi::ExtAuthz),
-        _ if reg.token_path() == Some(path) => Route::Token { is_jwks: false },
-        _ if reg.jwks_path() == Some(path) => Route::Token { is_jwks: true },
-        _ => Route::NotFound,
+        _ => match reg.own_endpoint(path) {
+            Some(own) => Route::Token { own },
+            None => Route::NotFound,
+        },
     }
 }
 
@@ -483,7 +484,7 @@ impl ServeHttp for Authz {
                 discard_body(session).await;
                 self.check(session, &reg, api, ip, &mut c).await
             }
-            (Route::Token { is_jwks }, ip) => {
+            (Route::Token { own }, ip) => {
                 // Behind the proxy in front every caller shares its address: the trusted
                 // peer's X-Forwarded-For names the client, for throttling and the log.
                 let ip = ip.map(|peer| {
@@ -494,7 +495,7 @@ impl ServeHttp for Authz {
                 c.decided.client_addr = ip;
                 // Already in normal form (the route is by equality): for the log and span.
                 c.decided.target = crate::patterns::path::normalise(path.as_bytes()).ok();
-                match token_reply(&self.guard, session, &reg, is_jwks, ip).await {
+                match token_reply(&self.guard, session, &reg, own, &path, ip).await {
                     Ok(reply) => {
                         count_token_reply(&self.guard, &reply, &mut c.decided);
                         c.token_outcome = Some(reply.outcome);

@@ -89,7 +89,7 @@ pub struct Metrics {
     pub upstream_errors: KnownLabels<4>,
     /// Requests waiting for one of `limits.max_upstream_connections`.
     pub upstream_waiting: IntGauge,
-    pub token_requests: KnownLabels<9>,
+    pub token_requests: KnownLabels<10>,
     pub tokens_issued: IntCounterVec,
     pub reloads: KnownLabels<2>,
     pub last_reload_success: Gauge,
@@ -193,6 +193,7 @@ impl Metrics {
                 "throttled",
                 "overloaded",
                 "jwks",
+                "metadata",
             ],
         );
         let tokens_issued = counter(

@@ -13,7 +13,7 @@
 
 use crate::access::decision::{self, Decision};
 use crate::patterns::path::{self, Target};
-use crate::registry::Registry;
+use crate::registry::{Own, Registry};
 use crate::serve::state::Guard;
 use crate::tokens::token::TokenError;
 use opentelemetry::KeyValue;
@@ -186,8 +186,9 @@ impl Answer {
 pub enum Next {
     /// Send the request upstream: the decision is in [`Decided::decision`].
     Forward,
-    /// The token endpoint (`is_jwks`: the JWKS), which reads the body: the door serves it.
-    TokenEndpoint { target: Target, is_jwks: bool },
+    /// ords-guard's own endpoints (the token endpoint, which reads the body; the JWKS; the
+    /// RFC 8414 metadata): the door serves them.
+    TokenEndpoint { target: Target, own: Own },
     /// Answer locally, without forwarding.
     Refuse(Answer),
 }
@@ -237,8 +238,8 @@ pub async fn run(guard: &Guard, reg: &Registry, view: &RequestView<'_>, ctx: &mu
         Ok(t) => t,
         Err(answer) => return Next::Refuse(answer),
     };
-    if let Some(is_jwks) = token_endpoint(reg, &target) {
-        return Next::TokenEndpoint { target, is_jwks };
+    if let Some(own) = reg.own_endpoint(target.decision_path()) {
+        return Next::TokenEndpoint { target, own };
     }
     let d = decide(reg, view, &target).await;
     if d.is_forwarded() && !reg.rate_limits.is_empty() {
@@ -272,13 +273,6 @@ pub fn normalise(
         )
     })
 }
-
-/// Whether `target` is the token endpoint (`Some(false)`) or the JWKS (`Some(true)`).
-pub fn token_endpoint(reg: &Registry, target: &Target) -> Option<bool> {
-    let is_token = reg.token_path() == Some(target.decision_path());
-    (is_token || reg.jwks_path() == Some(target.decision_path())).then_some(!is_token)
-}
-
 /// The access decision (SPEC §3). When it waits for an identity provider's keys, taken
 /// again once they are in.
 pub async fn decide(reg: &Registry, view: &RequestView<'_>, target: &Target) -> Decision {

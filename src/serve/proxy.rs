@@ -4,7 +4,7 @@
 use crate::access::decision::Decision;
 use crate::oauth::endpoint::{self, Reply, TokenRequest};
 use crate::patterns::path::Target;
-use crate::registry::Registry;
+use crate::registry::{Own, Registry};
 use crate::serve::conn::clipper;
 use crate::serve::conn::framing::ChunkError;
 use crate::serve::pipeline::{self, Answer, Decided, Next, RequestView};
@@ -222,19 +222,28 @@ pub(crate) fn is_method_override(name: &str) -> bool {
     .any(|o| canonical(name).eq(o.bytes()))
 }
 
-/// The token endpoint or the JWKS (SPEC §4), read from any door's session: the body read
-/// within `limits.max_token_body_bytes`, argon2 on the endpoint's own pool.
+/// ords-guard's own endpoints (SPEC §4, §16), read from any door's session: the token
+/// endpoint's body read within `limits.max_token_body_bytes`, argon2 on the endpoint's own
+/// pool; the JWKS and the metadata at `path`.
 pub(crate) async fn token_reply(
     guard: &Guard,
     session: &mut ServerSession,
     reg: &Registry,
-    is_jwks: bool,
+    own: Own,
+    path: &str,
     client_addr: Option<std::net::IpAddr>,
 ) -> Result<Reply> {
     let method = session.req_header().method.as_str().to_string();
-    if is_jwks {
-        discard_body(session).await;
-        return Ok(endpoint::jwks(reg, &method));
+    match own {
+        Own::Token => {}
+        Own::Jwks => {
+            discard_body(session).await;
+            return Ok(endpoint::jwks(reg, &method));
+        }
+        Own::Metadata => {
+            discard_body(session).await;
+            return Ok(endpoint::metadata(reg, &method, path));
+        }
     }
     let body = read_limited_body(session, reg.limits.max_token_body_bytes).await?;
     let h = &session.req_header().headers;
@@ -283,10 +292,18 @@ impl Proxy {
         ctx: &mut Ctx,
         reg: Arc<Registry>,
         target: Target,
-        is_jwks: bool,
+        own: Own,
     ) -> Result<bool> {
-        let reply =
-            token_reply(&self.guard, session, &reg, is_jwks, ctx.decided.client_addr).await?;
+        let path = target.decision_path().to_string();
+        let reply = token_reply(
+            &self.guard,
+            session,
+            &reg,
+            own,
+            &path,
+            ctx.decided.client_addr,
+        )
+        .await?;
         count_token_reply(&self.guard, &reply, &mut ctx.decided);
         ctx.token_outcome = Some(reply.outcome);
         ctx.decided.target = Some(target);
@@ -386,8 +403,8 @@ impl ProxyHttp for Proxy {
         }
         match next {
             Next::Forward => Ok(false),
-            Next::TokenEndpoint { target, is_jwks } => {
-                self.serve_token_endpoint(session, ctx, reg, target, is_jwks)
+            Next::TokenEndpoint { target, own } => {
+                self.serve_token_endpoint(session, ctx, reg, target, own)
                     .await
             }
             Next::Refuse(answer) => refuse(session, answer).await,
