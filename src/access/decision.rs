@@ -64,6 +64,8 @@ pub enum Invalid {
     Ambiguous,
     /// The token is sound but its client was removed or disabled since.
     ClientRevoked,
+    /// Revoked at `/oauth/revoke`, or issued before its client's `not_before` (SPEC §16).
+    Revoked,
 }
 
 impl fmt::Display for Invalid {
@@ -74,6 +76,7 @@ impl fmt::Display for Invalid {
                 f.write_str("send exactly one Authorization: Bearer header with one token")
             }
             Invalid::ClientRevoked => f.write_str("the token's client is unknown or disabled"),
+            Invalid::Revoked => f.write_str("token revoked"),
         }
     }
 }
@@ -303,6 +306,12 @@ fn protected(
             }
         }
     };
+    if client.revoked(&claims) {
+        return Decision::InvalidToken {
+            privilege: name(),
+            reason: Invalid::Revoked,
+        };
+    }
     let opened =
         (privilege.roles.is_empty() || claims.has_scope(&privilege.name)) && reg.holds(client, idx);
     if !opened {

@@ -29,6 +29,8 @@ pub fn new_client(
         roles,
         token_lifetime_seconds: None,
         disabled: false,
+        introspect: false,
+        not_before: None,
     };
     (client, secret)
 }

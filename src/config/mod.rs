@@ -612,6 +612,12 @@ pub struct ClientConfig {
     pub token_lifetime_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// May ask `POST {base_path}/oauth/introspect` about ords-guard's tokens (SPEC §16).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub introspect: bool,
+    /// RFC 3339: this client's tokens issued earlier are refused (SPEC §16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
 }
 
 fn default_grant_type() -> String {

@@ -122,6 +122,53 @@ fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, Reply> {
     Ok(out)
 }
 
+/// The form of a POST to `endpoint` (the token, introspection or revocation endpoint),
+/// read within `limits.max_token_body_bytes`.
+fn form(
+    reg: &Registry,
+    req: &TokenRequest<'_>,
+    endpoint: &str,
+) -> Result<Vec<(String, String)>, Reply> {
+    if req.method != "POST" {
+        let mut r = Reply::error(
+            405,
+            "invalid_request",
+            &format!("{endpoint} accepts POST only"),
+        );
+        r.headers.push(("Allow", "POST".into()));
+        return Err(r);
+    }
+    let form_type = req
+        .content_type
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .map(|c| c.split(';').next().unwrap_or("").trim());
+    if !form_type.is_some_and(|c| c.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
+        return Err(Reply::error(
+            400,
+            "invalid_request",
+            "send the parameters as application/x-www-form-urlencoded",
+        ));
+    }
+    let Some(body) = req.body else {
+        return Err(Reply::error(
+            400,
+            "invalid_request",
+            &format!(
+                "the request body is larger than {} bytes",
+                reg.limits.max_token_body_bytes
+            ),
+        ));
+    };
+    parse_form(body)
+}
+
+/// The `token` parameter of an introspection or revocation request.
+fn token_parameter(form: &[(String, String)]) -> Result<&str, Reply> {
+    get(form, "token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Reply::error(400, "invalid_request", "token is missing"))
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
@@ -181,37 +228,7 @@ impl TokenEndpoint {
     }
 
     async fn handle_inner(&self, reg: &Registry, req: &TokenRequest<'_>) -> Result<Reply, Reply> {
-        if req.method != "POST" {
-            let mut r = Reply::error(
-                405,
-                "invalid_request",
-                "the token endpoint accepts POST only",
-            );
-            r.headers.push(("Allow", "POST".into()));
-            return Err(r);
-        }
-        let form_type = req
-            .content_type
-            .and_then(|c| std::str::from_utf8(c).ok())
-            .map(|c| c.split(';').next().unwrap_or("").trim());
-        if !form_type.is_some_and(|c| c.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
-            return Err(Reply::error(
-                400,
-                "invalid_request",
-                "send the parameters as application/x-www-form-urlencoded",
-            ));
-        }
-        let Some(body) = req.body else {
-            return Err(Reply::error(
-                400,
-                "invalid_request",
-                &format!(
-                    "the request body is larger than {} bytes",
-                    reg.limits.max_token_body_bytes
-                ),
-            ));
-        };
-        let form = parse_form(body)?;
+        let form = form(reg, req, "the token endpoint")?;
         let grant_type = get(&form, "grant_type")
             .ok_or_else(|| Reply::error(400, "invalid_request", "grant_type is missing"))?;
         if grant_type != "client_credentials" {
@@ -221,7 +238,111 @@ impl TokenEndpoint {
                 "only grant_type=client_credentials is supported",
             ));
         }
-        let presented = self.presented(req, &form)?;
+        let client = self.client(reg, req, &form).await?;
+        if client.disabled || client.grant_type != "client_credentials" {
+            return Err(Reply::error(
+                400,
+                "unauthorized_client",
+                "this client may not use the client_credentials grant",
+            ));
+        }
+        let requested = get(&form, "scope");
+        let (roles, scope) = grant(reg, client, requested)
+            .map_err(|why| Reply::error(400, "invalid_scope", &why))?;
+        // Clients exist only with `token:` (the registry refuses them otherwise).
+        let tokens = reg.tokens.as_ref().ok_or_else(no_token_endpoint)?;
+        Ok(self.issue(tokens, client, roles, scope, requested))
+    }
+
+    /// `POST {base_path}/oauth/introspect` (RFC 7662, SPEC §16): what a client allowed to
+    /// ask (`introspect: true`) learns of one of ords-guard's tokens; `{"active": false}`
+    /// and nothing more for any token that would not pass the decision's token checks now.
+    pub async fn introspect(&self, reg: &Registry, req: &TokenRequest<'_>) -> Reply {
+        let answer = async {
+            let form = form(reg, req, "the introspection endpoint")?;
+            let client = self.client(reg, req, &form).await?;
+            if !client.introspect || client.disabled {
+                return Err(Reply::error(
+                    401,
+                    "invalid_client",
+                    "this client may not introspect tokens (clients[].introspect)",
+                ));
+            }
+            let token = token_parameter(&form)?;
+            let active = reg
+                .tokens
+                .as_ref()
+                .and_then(|t| t.verify(token).ok())
+                .filter(|claims| {
+                    reg.client(&claims.client_id)
+                        .is_some_and(|c| !c.disabled && !c.revoked(claims))
+                });
+            let body = match active {
+                Some(c) => {
+                    let mut body = serde_json::json!({
+                        "active": true,
+                        "client_id": c.client_id,
+                        "sub": c.sub,
+                        "scope": c.scope,
+                        "exp": c.exp,
+                        "iat": c.iat,
+                        "iss": c.iss,
+                        "jti": c.jti,
+                        "token_type": "Bearer",
+                    });
+                    if let Some(aud) = &c.aud {
+                        body["aud"] = serde_json::Value::String(aud.clone());
+                    }
+                    body
+                }
+                None => serde_json::json!({"active": false}),
+            };
+            Ok(Reply::json(200, body, "introspection"))
+        };
+        match answer.await {
+            Ok(r) | Err(r) => r,
+        }
+    }
+
+    /// `POST {base_path}/oauth/revoke` (RFC 7009, SPEC §16): a client revokes one of its own
+    /// tokens, until its expiry. 200 whatever the token was (nothing says whether it was
+    /// valid, known or another client's, which is left alone).
+    pub async fn revoke(&self, reg: &Registry, req: &TokenRequest<'_>) -> Reply {
+        let answer = async {
+            let form = form(reg, req, "the revocation endpoint")?;
+            let client = self.client(reg, req, &form).await?;
+            let token = token_parameter(&form)?;
+            let own = reg
+                .tokens
+                .as_ref()
+                .and_then(|t| t.verify(token).ok())
+                .filter(|claims| claims.client_id == client.client_id);
+            let outcome = match own {
+                Some(claims) => {
+                    crate::tokens::revoked::REVOKED.revoke(&claims.jti, claims.exp, now());
+                    tracing::info!(target: "ords_guard::token", client_id = %client.client_id, jti = %claims.jti, "token revoked");
+                    "revoked"
+                }
+                None => "not_revoked",
+            };
+            let mut r = Reply::json(200, serde_json::Value::Null, outcome);
+            r.body.clear();
+            Ok(r)
+        };
+        match answer.await {
+            Ok(r) | Err(r) => r,
+        }
+    }
+
+    /// The client a request to one of the endpoints authenticates as (SPEC §4: HTTP Basic
+    /// or form fields, throttled), or the 401 `invalid_client` (or 429) that answers it.
+    async fn client<'r>(
+        &self,
+        reg: &'r Registry,
+        req: &TokenRequest<'_>,
+        form: &[(String, String)],
+    ) -> Result<&'r Client, Reply> {
+        let presented = self.presented(req, form)?;
         let started = Instant::now();
         if let Some(wait) = self
             .throttle
@@ -237,10 +358,10 @@ impl TokenEndpoint {
             r.outcome = "throttled";
             return Err(r);
         }
-        let client = match self.authenticate(reg, &presented).await? {
+        match self.authenticate(reg, &presented).await? {
             Some(c) => {
                 self.throttle.succeeded(&presented.id);
-                c
+                Ok(c)
             }
             None => {
                 self.throttle
@@ -250,22 +371,9 @@ impl TokenEndpoint {
                     r.headers
                         .push(("WWW-Authenticate", "Basic realm=\"ords-guard\"".into()));
                 }
-                return Err(r);
+                Err(r)
             }
-        };
-        if client.disabled || client.grant_type != "client_credentials" {
-            return Err(Reply::error(
-                400,
-                "unauthorized_client",
-                "this client may not use the client_credentials grant",
-            ));
         }
-        let requested = get(&form, "scope");
-        let (roles, scope) = grant(reg, client, requested)
-            .map_err(|why| Reply::error(400, "invalid_scope", &why))?;
-        // Clients exist only with `token:` (the registry refuses them otherwise).
-        let tokens = reg.tokens.as_ref().ok_or_else(no_token_endpoint)?;
-        Ok(self.issue(tokens, client, roles, scope, requested))
     }
 
     fn presented(

@@ -81,6 +81,21 @@ pub(super) fn clients(
                 ));
             }
         }
+        let not_before =
+            c.not_before
+                .as_deref()
+                .and_then(|t| match chrono::DateTime::parse_from_rfc3339(t) {
+                    Ok(d) => Some(u64::try_from(d.timestamp()).unwrap_or(0)),
+                    Err(e) => {
+                        errors.push(Diagnostic::new(
+                            format!("{at}.not_before"),
+                            format!(
+                                "`{t}` is not an RFC 3339 time such as 2026-12-07T10:00:00Z: {e}"
+                            ),
+                        ));
+                        None
+                    }
+                });
         let held = grants.held(c, by_name);
         if held.is_empty() {
             warnings.push(Diagnostic::new(
@@ -107,6 +122,8 @@ pub(super) fn clients(
                 roles: c.roles.clone(),
                 token_lifetime_seconds: c.token_lifetime_seconds,
                 disabled: c.disabled,
+                introspect: c.introspect,
+                not_before,
                 held,
             },
         );

@@ -66,6 +66,10 @@ pub struct Client {
     pub roles: Vec<String>,
     pub token_lifetime_seconds: Option<u64>,
     pub disabled: bool,
+    /// May introspect ords-guard's tokens (SPEC §16).
+    pub introspect: bool,
+    /// Unix seconds: tokens issued (`iat`) earlier are refused (SPEC §16).
+    pub not_before: Option<u64>,
     /// Indices of every privilege this client holds, computed once at load.
     held: HashSet<usize>,
 }
@@ -73,6 +77,13 @@ pub struct Client {
 impl Client {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether one of this client's tokens was revoked (SPEC §16): at `/oauth/revoke`
+    /// (this process's list), or with all its tokens issued before `not_before`.
+    pub fn revoked(&self, claims: &crate::tokens::token::Claims) -> bool {
+        self.not_before.is_some_and(|nb| claims.iat < nb)
+            || crate::tokens::revoked::REVOKED.is_revoked(&claims.jti, crate::tokens::token::now())
     }
 }
 
@@ -227,11 +238,16 @@ impl Registry {
     /// never forwarded. None without `token:`.
     pub fn own_endpoint(&self, path: &str) -> Option<Own> {
         let token_path = self.token_path.as_deref()?;
-        if path == token_path {
-            Some(Own::Token)
-        } else if self.jwks_path.as_deref() == Some(path) {
-            Some(Own::Jwks)
-        } else if discovery::reserved(path, &self.base) {
+        // `{base}/oauth/` then the endpoint's name.
+        let oauth = &token_path[..token_path.len() - "token".len()];
+        match path.strip_prefix(oauth) {
+            Some("token") => return Some(Own::Token),
+            Some("jwks") => return Some(Own::Jwks),
+            Some("introspect") => return Some(Own::Introspect),
+            Some("revoke") => return Some(Own::Revoke),
+            _ => {}
+        }
+        if discovery::reserved(path, &self.base) {
             Some(Own::Metadata)
         } else {
             None
@@ -249,6 +265,10 @@ impl Registry {
 pub enum Own {
     Token,
     Jwks,
+    /// RFC 7662, for clients with `introspect: true`.
+    Introspect,
+    /// RFC 7009: a client revokes one of its own tokens.
+    Revoke,
     /// RFC 8414 metadata (or 404 on a well-known path it does not serve).
     Metadata,
 }

@@ -89,7 +89,7 @@ pub struct Metrics {
     pub upstream_errors: KnownLabels<4>,
     /// Requests waiting for one of `limits.max_upstream_connections`.
     pub upstream_waiting: IntGauge,
-    pub token_requests: KnownLabels<10>,
+    pub token_requests: KnownLabels<13>,
     pub tokens_issued: IntCounterVec,
     pub reloads: KnownLabels<2>,
     pub last_reload_success: Gauge,
@@ -194,6 +194,9 @@ impl Metrics {
                 "overloaded",
                 "jwks",
                 "metadata",
+                "introspection",
+                "revoked",
+                "not_revoked",
             ],
         );
         let tokens_issued = counter(
@@ -309,6 +312,7 @@ impl Metrics {
         .expect("metric");
         register(Box::new(rate_limit_store_errors.clone()));
         register(Box::new(LogLinesDropped::new()));
+        register(Box::new(Revocations::new()));
         let plain_counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("metric");
             register(Box::new(c.clone()));
@@ -425,6 +429,39 @@ impl prometheus::core::Collector for LogLinesDropped {
         let c = IntCounter::new(self.desc.fq_name.clone(), self.desc.help.clone()).expect("metric");
         c.inc_by(crate::logs::dropped_lines());
         c.collect()
+    }
+}
+
+/// `ords_guard_revocations`: tokens revoked and not yet expired, this process's view
+/// (SPEC §16), read from the list at each scrape.
+struct Revocations {
+    desc: prometheus::core::Desc,
+}
+
+impl Revocations {
+    fn new() -> Revocations {
+        Revocations {
+            desc: prometheus::core::Desc::new(
+                "ords_guard_revocations".into(),
+                "Tokens revoked at /oauth/revoke and not yet expired (this process's view).".into(),
+                vec![],
+                Default::default(),
+            )
+            .expect("metric"),
+        }
+    }
+}
+
+impl prometheus::core::Collector for Revocations {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let g = IntGauge::new(self.desc.fq_name.clone(), self.desc.help.clone()).expect("metric");
+        let live = crate::tokens::revoked::REVOKED.live(crate::tokens::token::now());
+        g.set(i64::try_from(live).unwrap_or(i64::MAX));
+        g.collect()
     }
 }
 

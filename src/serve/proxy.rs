@@ -235,7 +235,7 @@ pub(crate) async fn token_reply(
 ) -> Result<Reply> {
     let method = session.req_header().method.as_str().to_string();
     match own {
-        Own::Token => {}
+        Own::Token | Own::Introspect | Own::Revoke => {}
         Own::Jwks => {
             discard_body(session).await;
             return Ok(endpoint::jwks(reg, &method));
@@ -263,7 +263,11 @@ pub(crate) async fn token_reply(
         client_addr,
     };
     // argon2 runs on the endpoint's own pool, never on this thread.
-    Ok(guard.endpoint.handle(reg, &req).await)
+    Ok(match own {
+        Own::Introspect => guard.endpoint.introspect(reg, &req).await,
+        Own::Revoke => guard.endpoint.revoke(reg, &req).await,
+        _ => guard.endpoint.handle(reg, &req).await,
+    })
 }
 
 /// A token endpoint reply counted (outcome, limits, tokens per client); who got a token is
