@@ -262,11 +262,18 @@ impl TokenEndpoint {
             let form = form(reg, req, "the introspection endpoint")?;
             let client = self.client(reg, req, &form).await?;
             if !client.introspect || client.disabled {
-                return Err(Reply::error(
-                    401,
-                    "invalid_client",
-                    "this client may not introspect tokens (clients[].introspect)",
-                ));
+                // As a failed authentication answers (SPEC §4): nothing says the secret
+                // was right.
+                let mut r = Reply::error(401, "invalid_client", "client authentication failed");
+                if req
+                    .authorization
+                    .iter()
+                    .any(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic "))
+                {
+                    r.headers
+                        .push(("WWW-Authenticate", "Basic realm=\"ords-guard\"".into()));
+                }
+                return Err(r);
             }
             let token = token_parameter(&form)?;
             let active = reg
@@ -317,14 +324,20 @@ impl TokenEndpoint {
                 .as_ref()
                 .and_then(|t| t.verify(token).ok())
                 .filter(|claims| claims.client_id == client.client_id);
-            let outcome = match own {
-                Some(claims) => {
-                    crate::tokens::revoked::REVOKED.revoke(&claims.jti, claims.exp, now());
+            let revoked = own.is_some_and(|claims| {
+                let new = crate::tokens::revoked::REVOKED.revoke(
+                    &client.client_id,
+                    &claims.jti,
+                    claims.iat,
+                    claims.exp,
+                    now(),
+                );
+                if new {
                     tracing::info!(target: "ords_guard::token", client_id = %client.client_id, jti = %claims.jti, "token revoked");
-                    "revoked"
                 }
-                None => "not_revoked",
-            };
+                new
+            });
+            let outcome = if revoked { "revoked" } else { "not_revoked" };
             let mut r = Reply::json(200, serde_json::Value::Null, outcome);
             r.body.clear();
             Ok(r)

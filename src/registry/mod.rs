@@ -83,7 +83,12 @@ impl Client {
     /// (this process's list), or with all its tokens issued before `not_before`.
     pub fn revoked(&self, claims: &crate::tokens::token::Claims) -> bool {
         self.not_before.is_some_and(|nb| claims.iat < nb)
-            || crate::tokens::revoked::REVOKED.is_revoked(&claims.jti, crate::tokens::token::now())
+            || crate::tokens::revoked::REVOKED.is_revoked(
+                &self.client_id,
+                &claims.jti,
+                claims.iat,
+                crate::tokens::token::now(),
+            )
     }
 }
 
@@ -238,9 +243,13 @@ impl Registry {
     /// never forwarded. None without `token:`.
     pub fn own_endpoint(&self, path: &str) -> Option<Own> {
         let token_path = self.token_path.as_deref()?;
-        // `{base}/oauth/` then the endpoint's name.
+        // `{base}/oauth/` then the endpoint's name, with or without one trailing `/` (never
+        // forwarded either way: the request carries a client's secret).
         let oauth = &token_path[..token_path.len() - "token".len()];
-        match path.strip_prefix(oauth) {
+        let name = path
+            .strip_prefix(oauth)
+            .map(|n| n.strip_suffix('/').unwrap_or(n));
+        match name {
             Some("token") => return Some(Own::Token),
             Some("jwks") => return Some(Own::Jwks),
             Some("introspect") => return Some(Own::Introspect),

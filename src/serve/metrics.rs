@@ -459,8 +459,12 @@ impl prometheus::core::Collector for Revocations {
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
         let g = IntGauge::new(self.desc.fq_name.clone(), self.desc.help.clone()).expect("metric");
-        let live = crate::tokens::revoked::REVOKED.live(crate::tokens::token::now());
-        g.set(i64::try_from(live).unwrap_or(i64::MAX));
+        // Swept here too, so the figure drops as tokens expire without new revocations.
+        let revoked = &crate::tokens::revoked::REVOKED;
+        if !revoked.is_empty() {
+            revoked.sweep(crate::tokens::token::now());
+        }
+        g.set(i64::try_from(revoked.len()).unwrap_or(i64::MAX));
         g.collect()
     }
 }

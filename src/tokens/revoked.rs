@@ -1,46 +1,105 @@
 //! ords-guard's own tokens revoked before their expiry (SPEC §16, `revocation: {store:
-//! local}`): this process's list, by `jti`, each entry forgotten at its token's `exp`.
-//! Only a client that authenticates can add to it, and only tokens it was issued that
-//! still verify, so it is bounded by the tokens issued within one lifetime.
+//! local}`): this process's list, by `jti`, each entry kept while its token could still
+//! verify (`exp` plus the verification leeway).
+//!
+//! Only a client that authenticates can add to it, and only tokens it was issued that still
+//! verify; still, a client minting and revoking in a loop must not grow it without end: past
+//! [`PER_CLIENT`] live revocations, a client's later revocations become a watermark instead
+//! (every token of the client issued up to the revoked one's `iat` is refused), one entry
+//! per client.
 
+use super::token::LEEWAY_SECONDS;
 use dashmap::DashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 
-/// Entries past their `exp` are swept when the list has grown by this many since.
+/// Entries past their expiry are swept when the list has grown by this many since.
 const SWEEP_EVERY: usize = 1024;
+/// Live revocations one client may hold as single tokens.
+pub const PER_CLIENT: usize = 1000;
+
+/// A client's revocations beyond [`PER_CLIENT`]: its tokens issued (`iat`) up to `iat` are
+/// refused until `until`.
+#[derive(Debug, Clone, Copy)]
+struct Watermark {
+    iat: u64,
+    until: u64,
+}
 
 #[derive(Default)]
 pub struct Revocations {
-    /// `jti` -> the token's `exp` (Unix seconds).
-    by_jti: DashMap<String, u64>,
+    /// `jti` -> (client id, until when the token could verify).
+    by_jti: DashMap<String, (String, u64)>,
+    /// Live single revocations per client.
+    per_client: DashMap<String, usize>,
+    watermarks: DashMap<String, Watermark>,
     /// The list's length after the last sweep.
-    swept_at: std::sync::atomic::AtomicUsize,
+    swept_at: AtomicUsize,
 }
 
 impl Revocations {
-    /// Revoke the token `jti`, valid until `exp`; false when it already was.
-    pub fn revoke(&self, jti: &str, exp: u64, now: u64) -> bool {
-        use std::sync::atomic::Ordering;
-        let new = self.by_jti.insert(jti.to_string(), exp).is_none();
-        let len = self.by_jti.len();
-        if len >= self.swept_at.load(Ordering::Relaxed) + SWEEP_EVERY {
-            self.by_jti.retain(|_, exp| *exp > now);
-            self.swept_at.store(self.by_jti.len(), Ordering::Relaxed);
+    /// Revoke the token `jti` of `client`, issued at `iat`, expiring at `exp`; false when it
+    /// already was.
+    pub fn revoke(&self, client: &str, jti: &str, iat: u64, exp: u64, now: u64) -> bool {
+        if self.is_revoked(client, jti, iat, now) {
+            return false;
         }
-        new
+        let until = exp.saturating_add(LEEWAY_SECONDS);
+        let held = self.per_client.get(client).map_or(0, |n| *n);
+        if held >= PER_CLIENT {
+            let mut w = self
+                .watermarks
+                .entry(client.to_string())
+                .or_insert(Watermark { iat, until });
+            w.iat = w.iat.max(iat);
+            w.until = w.until.max(until);
+            return true;
+        }
+        self.by_jti
+            .insert(jti.to_string(), (client.to_string(), until));
+        *self.per_client.entry(client.to_string()).or_insert(0) += 1;
+        if self.by_jti.len() >= self.swept_at.load(Ordering::Relaxed) + SWEEP_EVERY {
+            self.sweep(now);
+        }
+        true
     }
 
-    /// Whether the token `jti` is revoked (at `now`, before its `exp`).
-    pub fn is_revoked(&self, jti: &str, now: u64) -> bool {
-        self.by_jti.get(jti).is_some_and(|exp| *exp > now)
+    /// Whether `client`'s token `jti`, issued at `iat`, is revoked at `now`.
+    pub fn is_revoked(&self, client: &str, jti: &str, iat: u64, now: u64) -> bool {
+        if !self.watermarks.is_empty() {
+            if let Some(w) = self.watermarks.get(client) {
+                if iat <= w.iat && now <= w.until {
+                    return true;
+                }
+            }
+        }
+        self.by_jti.get(jti).is_some_and(|e| now <= e.1)
     }
 
-    /// Tokens revoked and not yet expired; expired entries are forgotten.
-    pub fn live(&self, now: u64) -> usize {
-        self.by_jti.retain(|_, exp| *exp > now);
-        self.swept_at
-            .store(self.by_jti.len(), std::sync::atomic::Ordering::Relaxed);
-        self.by_jti.len()
+    /// Revocations held (single tokens and watermarks), as of the last sweep and since.
+    pub fn len(&self) -> usize {
+        self.by_jti.len() + self.watermarks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forget what can no longer verify.
+    pub fn sweep(&self, now: u64) {
+        let per_client = &self.per_client;
+        self.by_jti.retain(|_, (client, until)| {
+            let live = now <= *until;
+            if !live {
+                if let Some(mut n) = per_client.get_mut(client.as_str()) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            live
+        });
+        self.per_client.retain(|_, n| *n > 0);
+        self.watermarks.retain(|_, w| now <= w.until);
+        self.swept_at.store(self.by_jti.len(), Ordering::Relaxed);
     }
 }
 
@@ -52,31 +111,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_revocation_lasts_until_the_tokens_expiry() {
+    fn a_revocation_lasts_while_the_token_could_verify() {
         let r = Revocations::default();
-        assert!(r.revoke("j1", 1_000, 500));
-        assert!(!r.revoke("j1", 1_000, 600), "already revoked");
-        assert!(r.is_revoked("j1", 999));
-        assert!(
-            !r.is_revoked("j1", 1_000),
-            "expired: the token is refused anyway"
-        );
-        assert!(!r.is_revoked("j2", 500));
-        assert_eq!(r.live(999), 1);
-        assert_eq!(r.live(1_000), 0);
+        assert!(r.revoke("c", "j1", 0, 1_000, 500));
+        assert!(!r.revoke("c", "j1", 0, 1_000, 600), "already revoked");
+        // Refused through the leeway `verify` allows past `exp`.
+        assert!(r.is_revoked("c", "j1", 0, 1_000 + LEEWAY_SECONDS));
+        assert!(!r.is_revoked("c", "j1", 0, 1_001 + LEEWAY_SECONDS));
+        assert!(!r.is_revoked("c", "j2", 0, 500));
+        r.sweep(1_000);
+        assert_eq!(r.len(), 1);
+        r.sweep(1_001 + LEEWAY_SECONDS);
+        assert!(r.is_empty());
     }
 
     #[test]
     fn expired_entries_are_swept_as_the_list_grows() {
         let r = Revocations::default();
         for i in 0..SWEEP_EVERY * 3 {
-            r.revoke(&format!("j{i}"), 100, 50);
+            r.revoke(&format!("c{i}"), &format!("j{i}"), 0, 100, 50);
         }
         // Past their expiry, the next sweep forgets them.
         for i in 0..SWEEP_EVERY {
-            r.revoke(&format!("k{i}"), 10_000, 200);
+            r.revoke(&format!("d{i}"), &format!("k{i}"), 0, 10_000, 200);
         }
         assert!(r.by_jti.len() <= 2 * SWEEP_EVERY, "{}", r.by_jti.len());
-        assert_eq!(r.live(200), SWEEP_EVERY);
+        r.sweep(200);
+        assert_eq!(r.len(), SWEEP_EVERY);
+        assert!(r.per_client.len() <= SWEEP_EVERY);
+    }
+
+    #[test]
+    fn a_client_past_its_bound_gets_a_watermark_not_more_entries() {
+        let r = Revocations::default();
+        for i in 0..PER_CLIENT as u64 + 500 {
+            assert!(r.revoke("busy", &format!("j{i}"), i, 10_000, 0));
+        }
+        assert_eq!(r.by_jti.len(), PER_CLIENT);
+        assert_eq!(r.len(), PER_CLIENT + 1);
+        // Everything up to the last revoked token's iat is refused; a later token is not,
+        // nor another client's.
+        let last = PER_CLIENT as u64 + 499;
+        assert!(r.is_revoked("busy", "unlisted", last, 5));
+        assert!(!r.is_revoked("busy", "later", last + 1, 5));
+        assert!(!r.is_revoked("other", "unlisted", 0, 5));
     }
 }
