@@ -272,3 +272,64 @@ async fn without_a_101_the_connection_stays_http_1_1() {
     assert!(answers[1].starts_with("200 "), "{got}");
     assert_eq!(backend.count(), 3);
 }
+
+/// An upstream that answers 101 without `Sec-WebSocket-Accept` has not shown it read the
+/// handshake (it may be an HTTP server relaying a status): what the client sent behind the
+/// handshake never reaches it, and the connection ends.
+#[tokio::test]
+async fn a_101_without_the_accept_opens_no_tunnel() {
+    use tokio::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await
+            .unwrap();
+        // Everything after the handshake, until the proxy closes the connection.
+        let head = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut after = got.split_off(head);
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            after.extend_from_slice(&buf[..n]);
+        }
+        let _ = done_tx.send(after);
+    });
+    let unused = Backend::start().await;
+    let g = Guard::start(Options {
+        upstream: format!("http://{upstream}"),
+        ..Options::new(&unused)
+    })
+    .await;
+    let token = g.token("example-client", EXAMPLE_SECRET, None).await;
+    let mut s = tokio::net::TcpStream::connect(g.proxy).await.unwrap();
+    s.write_all(
+        format!("{HANDSHAKE}Authorization: Bearer {token}\r\n\r\nGET /example/admin HTTP/1.1\r\nHost: a\r\nX-ORDS-Client-Id: admin\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the connection ends");
+    let after = tokio::time::timeout(Duration::from_secs(20), done_rx)
+        .await
+        .expect("the upstream connection ends")
+        .unwrap();
+    assert!(
+        after.is_empty(),
+        "reached the upstream: {}",
+        String::from_utf8_lossy(&after)
+    );
+    g.output_with("without the Sec-WebSocket-Accept").await;
+}

@@ -115,9 +115,10 @@ pub struct Checked {
     /// §3.2.2), or protocol-upgrade fields dropped (every upgrade but WebSocket's).
     pub rewritten: Option<Vec<u8>>,
     /// A WebSocket opening handshake (RFC 6455 §4.1: `GET`, HTTP/1.1, `Upgrade: websocket`,
-    /// `Connection: upgrade`, no body), passed on with its `Upgrade`: the connection becomes
-    /// a tunnel if the upstream answers 101 (SPEC §17).
-    pub websocket: bool,
+    /// `Connection: upgrade`, one `Sec-WebSocket-Key`, no body), passed on with its
+    /// `Upgrade`: the `Sec-WebSocket-Accept` a 101 must carry for the connection to become
+    /// a tunnel (SPEC §17).
+    pub websocket: Option<String>,
 }
 
 /// Why a head was refused. The text names the rule, never the bytes sent.
@@ -372,6 +373,7 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
     // passes upstream), whether `Connection` names `upgrade`, and an `HTTP2-Settings`.
     let (mut upgrades, mut upgrade_websocket, mut connection_upgrade, mut http2_settings) =
         (0usize, false, false, false);
+    let mut keys: Vec<&[u8]> = Vec::new();
     let mut connection_options = 0;
     for field in lines {
         if matches!(field[0], b' ' | b'\t') {
@@ -455,6 +457,8 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
             upgrade_websocket = value.eq_ignore_ascii_case(b"websocket");
         } else if name.eq_ignore_ascii_case(b"http2-settings") {
             http2_settings = true;
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-key") {
+            keys.push(value);
         }
     }
     if hosts == 0 && !http10 {
@@ -484,20 +488,32 @@ pub fn check(head: &[u8]) -> Result<Checked, Malformed> {
         }
     };
     // A handshake with a body is not one (where would the tunnel begin?): its upgrade goes.
-    let websocket = upgrades == 1
+    let handshake = upgrades == 1
+        && keys.len() == 1
         && upgrade_websocket
         && connection_upgrade
         && line.method == b"GET"
         && line.version == b"HTTP/1.1"
         && framing == Framing::Empty;
-    let drop_upgrade = (upgrades > 0 && !websocket) || http2_settings;
+    let websocket = handshake.then(|| websocket_accept(keys[0]));
+    let drop_upgrade = (upgrades > 0 && !handshake) || http2_settings;
     let rewritten = (absolute.is_some() || drop_upgrade)
-        .then(|| rewrite(head, start, &line, absolute, websocket));
+        .then(|| rewrite(head, start, &line, absolute, handshake));
     Ok(Checked {
         framing,
         rewritten,
         websocket,
     })
+}
+
+/// The `Sec-WebSocket-Accept` that proves a server read this `Sec-WebSocket-Key` (RFC 6455
+/// §4.2.2): base64 of the SHA-1 of the key and the protocol's GUID.
+pub fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish())
 }
 
 /// The head pingora is handed instead: origin-form target and `Host` from an absolute-form
@@ -716,11 +732,15 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{line} {fields}: {e:?}"))
         };
         let got = head("GET /chat HTTP/1.1", WS);
-        assert!(got.websocket);
+        // RFC 6455 §1.3's own example.
+        assert_eq!(
+            got.websocket.as_deref(),
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
         assert_eq!(got.rewritten, None, "passed on as sent");
         // Absolute-form: reduced, the upgrade kept.
         let got = head("GET http://a/chat HTTP/1.1", WS);
-        assert!(got.websocket);
+        assert!(got.websocket.is_some());
         let rewritten = String::from_utf8(got.rewritten.unwrap()).unwrap();
         assert!(
             rewritten.contains("\r\nUpgrade: WebSocket\r\n"),
@@ -744,9 +764,17 @@ mod tests {
                 "GET /chat HTTP/1.1",
                 WS.replace("Upgrade: WebSocket", "Upgrade: h2c"),
             ),
+            (
+                "GET /chat HTTP/1.1",
+                WS.replace("Sec-WebSocket-Key", "Sec-WebSocket-Nonce"),
+            ),
+            (
+                "GET /chat HTTP/1.1",
+                format!("{WS}Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n"),
+            ),
         ] {
             let got = head(line, &fields);
-            assert!(!got.websocket, "{line} {fields}");
+            assert!(got.websocket.is_none(), "{line} {fields}");
             let rewritten = String::from_utf8(got.rewritten.unwrap()).unwrap();
             assert!(
                 !rewritten.to_ascii_lowercase().contains("upgrade:"),

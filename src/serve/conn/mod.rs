@@ -160,6 +160,8 @@ enum Message {
 /// bounds it by the time since the last byte either way.
 #[derive(Debug)]
 struct Tunnel {
+    /// The `Sec-WebSocket-Accept` the upstream's 101 must carry.
+    accept: String,
     open: AtomicBool,
     since: Instant,
     /// Milliseconds after `since` of the last byte either way.
@@ -167,8 +169,9 @@ struct Tunnel {
 }
 
 impl Tunnel {
-    fn new() -> Tunnel {
+    fn new(accept: String) -> Tunnel {
         Tunnel {
+            accept,
             open: AtomicBool::new(false),
             since: Instant::now(),
             last_byte: AtomicU64::new(0),
@@ -442,8 +445,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             let mut tunnel = None;
             match head::check(&conn.pending[..len]) {
                 Ok(checked) => {
-                    if checked.websocket {
-                        tunnel = Some(Arc::new(Tunnel::new()));
+                    if let Some(accept) = checked.websocket {
+                        tunnel = Some(Arc::new(Tunnel::new(accept)));
                     }
                     let mut left = len;
                     if let Some(head) = checked.rewritten {
@@ -535,6 +538,22 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     async fn cleanup(&self) {
         self.app.http_cleanup().await
     }
+}
+
+/// Whether a response head (from its start, as pingora writes it in one piece) carries
+/// `Sec-WebSocket-Accept: accept`.
+fn accepts(head: &[u8], accept: &str) -> bool {
+    let end = memchr::memmem::find(head, b"\r\n\r\n").unwrap_or(head.len());
+    head[..end].split(|b| *b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line.iter().position(|b| *b == b':') {
+            Some(colon) => {
+                line[..colon].eq_ignore_ascii_case(b"sec-websocket-accept")
+                    && line[colon + 1..].trim_ascii() == accept.as_bytes()
+            }
+            None => false,
+        }
+    })
 }
 
 /// Why the guard cut a request it had handed pingora.
@@ -677,9 +696,12 @@ impl AsyncRead for Conn {
 }
 
 impl Conn {
-    /// A WebSocket handshake's answer is being written: a 101 opens the tunnel (what the
-    /// client sent after its handshake, held until now, goes first), a final answer of any
-    /// other status leaves the connection HTTP/1.1; in an open tunnel, a byte passes.
+    /// A WebSocket handshake's answer is being written: a 101 that proves the upstream read
+    /// the handshake (its `Sec-WebSocket-Accept`) opens the tunnel (what the client sent
+    /// after its handshake, held until now, goes first); a final answer of any other status
+    /// leaves the connection HTTP/1.1; in an open tunnel, a byte passes. A 101 without the
+    /// proof is an upstream that may still read HTTP: the client's held bytes would reach
+    /// it undecided, so they are dropped and the connection ends.
     fn note_write(&mut self, buf: &[u8]) {
         let Some(tunnel) = &self.handshake else {
             return;
@@ -687,9 +709,16 @@ impl Conn {
         if tunnel.is_open() {
             tunnel.touch();
         } else if buf.starts_with(b"HTTP/1.1 101 ") {
-            self.message = Message::Passthrough;
-            tunnel.touch();
-            tunnel.open.store(true, Ordering::Release);
+            if accepts(buf, &tunnel.accept) {
+                self.message = Message::Passthrough;
+                tunnel.touch();
+                tunnel.open.store(true, Ordering::Release);
+            } else {
+                tracing::warn!(target: "ords_guard::limits", "the upstream answered a WebSocket handshake 101 without the Sec-WebSocket-Accept it owes: not tunnelled, connection closed");
+                self.handshake = None;
+                self.pending.clear();
+                self.eof = true;
+            }
         } else if !buf.starts_with(b"HTTP/1.1 1") {
             self.handshake = None;
         }
@@ -813,7 +842,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_tunnel_is_cut_only_after_idle_without_a_byte() {
         let idle = Duration::from_secs(10);
-        let tunnel = Tunnel::new();
+        let tunnel = Tunnel::new(String::new());
         let cut_at = Instant::now() + Duration::from_secs(5);
         let never = std::future::pending::<()>();
         let r = bound_tunnel(never, cut_at, &tunnel, idle).await;
