@@ -11,10 +11,11 @@
 //! here, not by the crate's response timeout, so a slow answer is an error for `on_error`
 //! and not a reconnect.
 //!
-//! One health view for every thread ([`Health`]): the first check that fails marks the
-//! store down and starts a background probe; the first answer after that, to the probe or
-//! to any thread's check, is a recovery, and every thread's next check starts a fresh
-//! connection. Left to each thread's manager, a thread whose reconnect was sleeping in its
+//! One health view for every thread ([`Health`]): the first check whose connection breaks
+//! (refused, dropped: not a slow answer, which leaves the connections as they are) marks
+//! the store broken and starts a background probe; the first answer after that, to the
+//! probe or to any thread's check, is a recovery, and every thread's next check starts a
+//! fresh connection. Left to each thread's manager, a thread whose reconnect was sleeping in its
 //! backoff when Redis came back kept failing checks for up to that backoff (2 s) while the
 //! others were counted.
 
@@ -188,6 +189,8 @@ pub enum StoreError {
     /// The limits name a store whose URL could not be opened (logged at load).
     NotConfigured,
     TimedOut(Duration),
+    /// The connection failed (refused, dropped, not connected in time).
+    Broken(String),
     Failed(String),
 }
 
@@ -196,7 +199,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::NotConfigured => f.write_str("no connection to the rate-limit store"),
             StoreError::TimedOut(t) => write!(f, "no answer within {} ms", t.as_millis()),
-            StoreError::Failed(e) => f.write_str(e),
+            StoreError::Broken(e) | StoreError::Failed(e) => f.write_str(e),
         }
     }
 }
@@ -242,18 +245,24 @@ impl Connection {
 
 /// Whether the store answers, as every thread sees it.
 struct Health {
-    /// False from a failed check until the probe or a check gets an answer.
+    /// False from a failed check until a check or the probe gets an answer (an outage is
+    /// logged once).
     answering: AtomicBool,
-    /// Times the store came back: a thread's manager made before the last one is replaced.
+    /// A check's connection broke since the last recovery: a probe runs.
+    broken: AtomicBool,
+    /// Times the store came back after a break: a thread's manager made before the last
+    /// one is replaced.
     recoveries: AtomicU64,
 }
 
 impl Health {
-    /// The store answers again: every thread's next check starts a fresh connection.
-    fn recovered(&self, store: &str) {
-        // The recovery first: a thread that sees `answering` sees it too. Two at once
-        // count two: one more fresh connection per thread, no harm.
-        self.recoveries.fetch_add(1, Ordering::AcqRel);
+    /// The store answers: after a break, every thread's next check starts a fresh
+    /// connection.
+    fn answered(&self, store: &str) {
+        // The recovery first: a thread that sees `answering` sees it too.
+        if self.broken.swap(false, Ordering::AcqRel) {
+            self.recoveries.fetch_add(1, Ordering::AcqRel);
+        }
         if !self.answering.swap(true, Ordering::AcqRel) {
             tracing::info!(target: "ords_guard::rate_limit", %store, "the rate-limit store answers again");
         }
@@ -283,6 +292,7 @@ impl SharedStore {
             current: Arc::new(ArcSwapOption::empty()),
             health: Arc::new(Health {
                 answering: AtomicBool::new(true),
+                broken: AtomicBool::new(false),
                 recoveries: AtomicU64::new(0),
             }),
             errors,
@@ -308,9 +318,9 @@ impl SharedStore {
                 None
             }
         });
-        // A new connection is tried at once; a probe of the old one ends by itself.
-        self.health.answering.store(true, Ordering::Release);
+        // A new connection is tried at once (a running probe follows it).
         self.current.store(next);
+        self.health.answering.store(true, Ordering::Release);
     }
 
     /// Run the script for `takes` (at least one), bounded by `settings.timeout`. Errors
@@ -321,9 +331,13 @@ impl SharedStore {
         settings: &StoreSettings,
     ) -> Result<Reply, StoreError> {
         let result = self.round_trip(takes, settings.timeout).await;
+        let health = &self.health;
         match &result {
-            Ok(_) if !self.health.answering.load(Ordering::Acquire) => {
-                self.health.recovered(&settings.redacted());
+            Ok(_)
+                if health.broken.load(Ordering::Acquire)
+                    || !health.answering.load(Ordering::Acquire) =>
+            {
+                health.answered(&settings.redacted());
             }
             Ok(_) => {}
             Err(e) => {
@@ -334,18 +348,19 @@ impl SharedStore {
                         OnStoreError::Deny => "refused with 503",
                     };
                     tracing::warn!(target: "ords_guard::rate_limit", store = %settings.redacted(), "rate-limit store unavailable ({e}): requests its limits count are {follow} (on_error: {}) until it answers", settings.on_error.as_str());
-                    if let Some(conn) = self.current.load_full() {
-                        self.probe(conn, settings.redacted());
-                    }
+                }
+                if matches!(e, StoreError::Broken(_)) && !health.broken.swap(true, Ordering::AcqRel)
+                {
+                    self.probe(settings.redacted());
                 }
             }
         }
         result
     }
 
-    /// Until the store takes the script on a fresh connection (or the connection is
-    /// replaced by a reload): then every thread's next check starts a fresh connection.
-    fn probe(&self, conn: Arc<Connection>, store: String) {
+    /// Until the store (the current connection's, as reloads move it) takes the script on
+    /// a fresh connection, or a check gets an answer first, or no limit uses the store.
+    fn probe(&self, store: String) {
         let Ok(rt) = crate::background::handle() else {
             return;
         };
@@ -355,11 +370,11 @@ impl SharedStore {
             loop {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(PROBE_MAX);
-                let replaced = current
-                    .load()
-                    .as_ref()
-                    .is_none_or(|c| c.generation != conn.generation);
-                if replaced || health.answering.load(Ordering::Acquire) {
+                let Some(conn) = current.load_full() else {
+                    health.broken.store(false, Ordering::Release);
+                    return;
+                };
+                if !health.broken.load(Ordering::Acquire) {
                     return;
                 }
                 // Loading the script: what a check needs (a server that refuses scripts
@@ -369,7 +384,7 @@ impl SharedStore {
                     GCRA.load_async(&mut c).await
                 };
                 if let Ok(Ok(_)) = tokio::time::timeout(PROBE_TIMEOUT, load).await {
-                    health.recovered(&store);
+                    health.answered(&store);
                     return;
                 }
             }
@@ -397,6 +412,14 @@ impl SharedStore {
         self.duration.observe(started.elapsed().as_secs_f64());
         match answer {
             Err(_) => Err(StoreError::TimedOut(timeout)),
+            Ok(Err(e))
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout() =>
+            {
+                Err(StoreError::Broken(e.to_string()))
+            }
             Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
             Ok(Ok(v)) => parse_reply(&v, takes.len()).map_err(StoreError::Failed),
         }
