@@ -565,11 +565,9 @@ async fn resets_and_provoked_stream_errors_over_100_in_10_s_end_the_connection()
 
     let r = h2c_client().get(g.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        g.output().contains("HTTP/2 connection closed for abuse"),
-        "{}",
-        g.output()
-    );
+    // Logged (after it was counted), with the kind.
+    let log = g.output_with("HTTP/2 connection closed for abuse").await;
+    assert!(log.contains("\"kind\":\"invalid_frames\""), "{log}");
 }
 
 /// Raw HTTP/2 frames, for what no client library sends: the preface, frames by hand, and

@@ -264,7 +264,9 @@ impl H2Watch {
             |kind| if kind == HEADERS { 1 + 5 + 6 } else { 0 },
             |head, kept| match head.kind {
                 HEADERS => {
-                    if oversized_table_update(head.flags, kept) {
+                    // Unless the block goes on in a CONTINUATION right where kept ends.
+                    let whole = head.len > kept.len() || head.flags & END_HEADERS != 0;
+                    if oversized_table_update(head.flags, kept, whole) {
                         *oversized = true;
                         found = Some(Abuse::Hpack);
                     }
@@ -352,8 +354,11 @@ fn goaway_kind(code: u32, debug: &[u8], oversized_table: bool) -> Option<Abuse> 
 
 /// Whether a HEADERS frame's header block opens with a dynamic-table size update (RFC 7541
 /// §6.3: `001` and a 5-bit-prefix integer) above [`HEADER_TABLE_SIZE`]. `kept` is the
-/// payload's first bytes.
-fn oversized_table_update(flags: u8, kept: &[u8]) -> bool {
+/// payload's first bytes, `whole` whether an integer that does not end within them cannot
+/// go on elsewhere (the frame holds more, or ends the block): then it is far over any
+/// table size, or malformed; one cut by the frame's end, the block going on in a
+/// CONTINUATION, is left to h2.
+fn oversized_table_update(flags: u8, kept: &[u8], whole: bool) -> bool {
     let mut at = 0;
     if flags & PADDED != 0 {
         at += 1;
@@ -365,9 +370,10 @@ fn oversized_table_update(flags: u8, kept: &[u8]) -> bool {
         return false;
     };
     match fragment.first() {
-        Some(b) if b & 0xe0 == 0x20 => {
-            hpack_integer(fragment, 5).is_none_or(|n| n > HEADER_TABLE_SIZE)
-        }
+        Some(b) if b & 0xe0 == 0x20 => match hpack_integer(fragment, 5) {
+            Some(n) => n > HEADER_TABLE_SIZE,
+            None => whole,
+        },
         _ => false,
     }
 }
@@ -544,6 +550,9 @@ mod tests {
             feed_both_ways(&update(&[0x3f, 0xff, 0xff, 0xff, 0xff, 0xff], 0, &[])),
             (hpack, hpack)
         );
+        // One the HEADERS frame cuts (it goes on in a CONTINUATION): not judged here.
+        let cut = frame(HEADERS, 0, 1, &[0x3f, 0xe1]);
+        assert_eq!(feed_both_ways(&cut), (None, None));
     }
 
     #[test]

@@ -62,9 +62,11 @@ pub(super) async fn serve<A: HttpServerApp + Send + Sync + 'static>(
         // h2 refuses a list of this size or more: a list of exactly max_header_bytes passes.
         .max_header_list_size(u32::try_from(limits.max_header_bytes + 1).unwrap_or(u32::MAX))
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        // h2's own count of resets of streams not yet accepted (20 by default) would close
-        // a connection below SPEC's bound, which the watch keeps.
-        .max_pending_accept_reset_streams(MAX_IN_WINDOW);
+        // h2's own counts would close a connection below SPEC's windowed bounds, which the
+        // watch keeps: resets of streams not yet accepted (20 by default), and stream
+        // errors over the connection's whole life (1,024).
+        .max_pending_accept_reset_streams(MAX_IN_WINDOW)
+        .max_local_error_reset_streams(None);
     let mut h2 = match timeout_at(first_until, handshake(conn as Stream, Some(options))).await {
         Ok(Ok(h2)) => h2,
         _ => return None,
