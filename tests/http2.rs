@@ -565,9 +565,11 @@ async fn resets_and_provoked_stream_errors_over_100_in_10_s_end_the_connection()
 
     let r = h2c_client().get(g.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    // Logged (after it was counted), with the kind.
-    let log = g.output_with("HTTP/2 connection closed for abuse").await;
-    assert!(log.contains("\"kind\":\"invalid_frames\""), "{log}");
+    // Each logged (just after it was counted), with its kind.
+    for kind in ["rapid_reset", "invalid_frames"] {
+        let log = g.output_with(&format!("\"kind\":\"{kind}\"")).await;
+        assert!(log.contains("HTTP/2 connection closed for abuse"), "{log}");
+    }
 }
 
 /// Raw HTTP/2 frames, for what no client library sends: the preface, frames by hand, and
