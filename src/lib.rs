@@ -46,6 +46,7 @@ pub mod registry;
 // 4. The doors that read it.
 pub mod access;
 pub mod oauth;
+pub mod revocation;
 pub mod serve;
 
 // 5. The commands.

@@ -266,3 +266,72 @@ fn decode_claims(token: &str) -> serde_json::Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// `revocation: {store: redis}`: a revocation at one replica is refused by every replica
+/// within 2 s (waited for, bounded), and a replica that starts afterwards refuses it from
+/// its first answer (it is not ready before it has read the revocations).
+#[tokio::test]
+async fn replicas_sharing_redis_refuse_a_token_revoked_at_any_of_them() {
+    let redis = common::redis::Redis::start();
+    let backend = Backend::start().await;
+    let extra = format!(
+        "rate_limit_store:\n  url: \"{}\"\nrevocation:\n  store: redis\n",
+        redis.url()
+    );
+    let a = Guard::start(Options {
+        extra: extra.clone(),
+        ..Options::new(&backend)
+    })
+    .await;
+    // The replicas of a Deployment share the signing key.
+    let replica = |keys: std::path::PathBuf| {
+        let extra = extra.clone();
+        let backend = &backend;
+        async move {
+            let o = Options {
+                extra,
+                ..Options::new(backend)
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let (proxy, admin) = Guard::prepare(&dir, &o);
+            for f in std::fs::read_dir(&keys).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, dir.path().join("keys").join(f.file_name().unwrap())).unwrap();
+            }
+            let config = dir.path().join("ords-guard.yaml");
+            std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+            Guard::spawn(dir, config, proxy, admin, "/").await
+        }
+    };
+    let b = replica(a.keys_dir()).await;
+    let token = a.token("example-client", EXAMPLE_SECRET, None).await;
+    assert_eq!(b.get_as("/example/1", &token).await.status(), 200);
+
+    let r = form(&a, "revoke", ("example-client", EXAMPLE_SECRET), &token).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        a.get_as("/example/1", &token).await.status(),
+        401,
+        "at once here"
+    );
+    eventually("refused by the other replica", || async {
+        b.get_as("/example/1", &token).await.status() == 401
+    })
+    .await;
+    assert!(!redis
+        .cli(&["KEYS", "ords-guard:revoked:*"])
+        .trim()
+        .is_empty());
+    let ttl = redis.pttl(redis.cli(&["KEYS", "ords-guard:revoked:*"]).trim());
+    assert!(ttl > 0, "the key expires with the token: {ttl}");
+
+    // A replica started now refuses it from the start.
+    let c = replica(a.keys_dir()).await;
+    let r = c.get_as("/example/1", &token).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("token revoked"));
+    assert!(!a.output().contains(&token));
+}

@@ -77,6 +77,9 @@ pub struct Config {
     /// Where `store: redis` limits count (SPEC §13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_store: Option<RateLimitStoreConfig>,
+    /// Where revocations are kept (SPEC §16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationConfig>,
     #[serde(default)]
     pub privileges: Vec<PrivilegeConfig>,
     #[serde(default)]
@@ -349,6 +352,15 @@ pub enum LimitStore {
     #[default]
     Local,
     Redis,
+}
+
+/// `revocation` (SPEC §16): `local` (this process) or `redis` (the Redis of
+/// `rate_limit_store`, shared by every replica).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    #[serde(default)]
+    pub store: LimitStore,
 }
 
 /// `tracing` (SPEC §15). Keys left out are filled from the OTEL_* variables.

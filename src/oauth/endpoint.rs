@@ -38,6 +38,9 @@ pub struct Reply {
     pub issued_to: Option<String>,
     /// The limit that refused the request (`ords_guard_limit_rejections_total{limit}`).
     pub limit: Option<&'static str>,
+    /// A revocation this process made, for the other replicas (SPEC §16 `store: redis`):
+    /// the client and what was revoked.
+    pub revoked: Option<(String, crate::tokens::revoked::Revoked)>,
 }
 
 impl Reply {
@@ -53,6 +56,7 @@ impl Reply {
             outcome,
             issued_to: None,
             limit: None,
+            revoked: None,
         }
     }
 
@@ -324,22 +328,24 @@ impl TokenEndpoint {
                 .as_ref()
                 .and_then(|t| t.verify(token).ok())
                 .filter(|claims| claims.client_id == client.client_id);
-            let revoked = own.is_some_and(|claims| {
-                let new = crate::tokens::revoked::REVOKED.revoke(
-                    &client.client_id,
-                    &claims.jti,
-                    claims.iat,
-                    claims.exp,
-                    now(),
-                );
-                if new {
-                    tracing::info!(target: "ords_guard::token", client_id = %client.client_id, jti = %claims.jti, "token revoked");
-                }
-                new
-            });
-            let outcome = if revoked { "revoked" } else { "not_revoked" };
+            use crate::tokens::revoked::{Revoked, REVOKED};
+            let revoked = own
+                .map(|claims| {
+                    let r = REVOKED.revoke(&client.client_id, &claims.jti, claims.iat, claims.exp, now());
+                    if r != Revoked::Already {
+                        tracing::info!(target: "ords_guard::token", client_id = %client.client_id, jti = %claims.jti, "token revoked");
+                    }
+                    r
+                })
+                .filter(|r| *r != Revoked::Already);
+            let outcome = if revoked.is_some() {
+                "revoked"
+            } else {
+                "not_revoked"
+            };
             let mut r = Reply::json(200, serde_json::Value::Null, outcome);
             r.body.clear();
+            r.revoked = revoked.map(|what| (client.client_id.clone(), what));
             Ok(r)
         };
         match answer.await {
@@ -625,6 +631,18 @@ pub fn grant(
 
 /// What the token endpoint and JWKS answer if ever asked without `token:` (the proxy
 /// routes nothing to them then: the paths are ordinary).
+/// A revocation the shared store did not take (SPEC §16 `store: redis`): 503, try again.
+pub fn revocation_not_shared() -> Reply {
+    let mut r = Reply::error(
+        503,
+        "temporarily_unavailable",
+        "the token is revoked at this replica, but the revocation store did not answer: send the revocation again",
+    );
+    r.headers.push(("Retry-After", "1".into()));
+    r.outcome = "revoked";
+    r
+}
+
 fn no_token_endpoint() -> Reply {
     Reply::error(
         404,
@@ -651,6 +669,7 @@ pub fn jwks(reg: &Registry, method: &str) -> Reply {
         outcome: "jwks",
         issued_to: None,
         limit: None,
+        revoked: None,
     }
 }
 
@@ -675,6 +694,7 @@ pub fn metadata(reg: &Registry, method: &str, path: &str) -> Reply {
             outcome: "metadata",
             issued_to: None,
             limit: None,
+            revoked: None,
         },
         None => Reply {
             status: 404,
@@ -685,6 +705,7 @@ pub fn metadata(reg: &Registry, method: &str, path: &str) -> Reply {
             outcome: "metadata",
             issued_to: None,
             limit: None,
+            revoked: None,
         },
     }
 }

@@ -20,6 +20,8 @@ fn valid_name(n: &str) -> bool {
 pub fn compile(
     cfgs: &[RateLimitConfig],
     store: Option<&RateLimitStoreConfig>,
+    // Revocations are kept in the same Redis (SPEC §16).
+    revocations_in_redis: bool,
     privileges: &HashMap<String, usize>,
     src: &Source,
     errors: &mut Vec<Diagnostic>,
@@ -82,7 +84,7 @@ pub fn compile(
         out.push(Limit::new(&l.name, l.by, indices, shape, l.store));
     }
     let settings = store.and_then(|s| compile_store(s, src, errors));
-    let used = out.iter().any(|l| l.store == LimitStore::Redis);
+    let used = revocations_in_redis || out.iter().any(|l| l.store == LimitStore::Redis);
     (out, settings.filter(|_| used))
 }
 

@@ -161,6 +161,9 @@ pub struct Registry {
     pub rate_limits: Vec<crate::ratelimit::Limit>,
     /// Where limits with `store: redis` count; `None` when none does.
     pub rate_limit_store: Option<crate::ratelimit::shared::StoreSettings>,
+    /// `revocation: {store: redis}`: revocations are shared through `rate_limit_store`'s
+    /// Redis (SPEC §16).
+    pub revocations_in_redis: bool,
     /// Every role some privilege names: the only ones an issuer's token forwards.
     pub role_names: HashSet<String>,
     /// Identity providers' tokens verified in this generation (a reload empties it).
@@ -389,9 +392,20 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         .chain(cfg.egress.iter().filter_map(|e| e.listen.parse().ok()))
         .collect();
     let authz = authz::compile(cfg.authz.as_ref(), &taken, &mut errors);
+    let revocations_in_redis = cfg
+        .revocation
+        .as_ref()
+        .is_some_and(|r| r.store == crate::config::LimitStore::Redis);
+    if revocations_in_redis && cfg.rate_limit_store.is_none() {
+        errors.push(Diagnostic::new(
+            "revocation.store",
+            "store: redis keeps revocations in the Redis of `rate_limit_store`: add that section (url or url_file)",
+        ));
+    }
     let (rate_limits, rate_limit_store) = limits::compile(
         &cfg.rate_limits,
         cfg.rate_limit_store.as_ref(),
+        revocations_in_redis,
         &by_name,
         src,
         &mut errors,
@@ -442,6 +456,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             egress,
             rate_limits,
             rate_limit_store,
+            revocations_in_redis,
             role_names,
             issuer_tokens: Default::default(),
             upstream,

@@ -263,10 +263,24 @@ pub(crate) async fn token_reply(
         client_addr,
     };
     // argon2 runs on the endpoint's own pool, never on this thread.
-    Ok(match own {
+    let reply = match own {
         Own::Introspect => guard.endpoint.introspect(reg, &req).await,
         Own::Revoke => guard.endpoint.revoke(reg, &req).await,
         _ => guard.endpoint.handle(reg, &req).await,
+    };
+    Ok(match &reply.revoked {
+        Some((client, what)) if reg.revocations_in_redis => {
+            match guard.revocations.publish(client, what).await {
+                Ok(()) => reply,
+                // Revoked here; the other replicas may not know: the client is told to
+                // try again (revoking again is harmless).
+                Err(e) => {
+                    tracing::error!(target: "ords_guard::token", client_id = %client, "revocation not shared: {e}");
+                    endpoint::revocation_not_shared()
+                }
+            }
+        }
+        _ => reply,
     })
 }
 

@@ -98,6 +98,8 @@ pub struct Guard {
     egress: crate::serve::egress::runner::Runner,
     /// The connection to the store of limits with `store: redis` (SPEC §13).
     pub shared_limits: crate::ratelimit::shared::SharedStore,
+    /// Revocations shared through Redis (SPEC §16 `revocation: {store: redis}`).
+    pub revocations: crate::revocation::RevocationStore,
     /// The tracer of the `tracing` section (SPEC §15), replaced when a reload changes it.
     pub traces: crate::traces::Traces,
     pub config_path: PathBuf,
@@ -123,6 +125,7 @@ impl Guard {
                 metrics.rate_limit_store_duration.clone(),
             ),
             traces: crate::traces::Traces::new(metrics.traces.clone()),
+            revocations: Default::default(),
             metrics,
             config_path,
             listeners,
@@ -151,6 +154,11 @@ impl Guard {
             .collect();
         self.egress.sync(&served, &self.metrics.egress);
         self.shared_limits.sync(r.rate_limit_store.as_ref());
+        self.revocations.sync(
+            r.rate_limit_store
+                .as_ref()
+                .filter(|_| r.revocations_in_redis),
+        );
         self.traces.sync(r.tracing.as_ref());
         let jwks = &self.metrics.jwks;
         for gone in before
@@ -303,8 +311,9 @@ impl Guard {
         self.ready.store(false, Ordering::SeqCst);
     }
 
+    /// Serving, and (SPEC §16) the shared revocations read.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.revocations.loaded()
     }
 
     /// Readiness as pingora's phases move; never back on once draining (pingora announces

@@ -26,6 +26,17 @@ struct Watermark {
     until: u64,
 }
 
+/// What a revocation added, for the replicas to learn (SPEC §16 `store: redis`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// Nothing: it already was.
+    Already,
+    /// The token `jti`, refused until `until`.
+    Token { jti: String, until: u64 },
+    /// Every token of the client issued up to `iat`, until `until`.
+    Watermark { iat: u64, until: u64 },
+}
+
 #[derive(Default)]
 pub struct Revocations {
     /// `jti` -> (client id, until when the token could verify).
@@ -38,30 +49,49 @@ pub struct Revocations {
 }
 
 impl Revocations {
-    /// Revoke the token `jti` of `client`, issued at `iat`, expiring at `exp`; false when it
-    /// already was.
-    pub fn revoke(&self, client: &str, jti: &str, iat: u64, exp: u64, now: u64) -> bool {
+    /// Revoke the token `jti` of `client`, issued at `iat`, expiring at `exp`.
+    pub fn revoke(&self, client: &str, jti: &str, iat: u64, exp: u64, now: u64) -> Revoked {
         if self.is_revoked(client, jti, iat, now) {
-            return false;
+            return Revoked::Already;
         }
         let until = exp.saturating_add(LEEWAY_SECONDS);
         let held = self.per_client.get(client).map_or(0, |n| *n);
         if held >= PER_CLIENT {
-            let mut w = self
-                .watermarks
-                .entry(client.to_string())
-                .or_insert(Watermark { iat, until });
-            w.iat = w.iat.max(iat);
-            w.until = w.until.max(until);
-            return true;
+            self.watermark(client, iat, until);
+            return Revoked::Watermark { iat, until };
         }
+        self.add(client, jti, until, now);
+        Revoked::Token {
+            jti: jti.to_string(),
+            until,
+        }
+    }
+
+    /// Learn another replica's revocation of the token `jti` (refused until `until`).
+    pub fn restore(&self, client: &str, jti: &str, until: u64, now: u64) {
+        if now <= until && !self.by_jti.contains_key(jti) {
+            self.add(client, jti, until, now);
+        }
+    }
+
+    /// Refuse `client`'s tokens issued up to `iat`, until `until` (a client past its bound,
+    /// here or at another replica).
+    pub fn watermark(&self, client: &str, iat: u64, until: u64) {
+        let mut w = self
+            .watermarks
+            .entry(client.to_string())
+            .or_insert(Watermark { iat, until });
+        w.iat = w.iat.max(iat);
+        w.until = w.until.max(until);
+    }
+
+    fn add(&self, client: &str, jti: &str, until: u64, now: u64) {
         self.by_jti
             .insert(jti.to_string(), (client.to_string(), until));
         *self.per_client.entry(client.to_string()).or_insert(0) += 1;
         if self.by_jti.len() >= self.swept_at.load(Ordering::Relaxed) + SWEEP_EVERY {
             self.sweep(now);
         }
-        true
     }
 
     /// Whether `client`'s token `jti`, issued at `iat`, is revoked at `now`.
@@ -113,8 +143,11 @@ mod tests {
     #[test]
     fn a_revocation_lasts_while_the_token_could_verify() {
         let r = Revocations::default();
-        assert!(r.revoke("c", "j1", 0, 1_000, 500));
-        assert!(!r.revoke("c", "j1", 0, 1_000, 600), "already revoked");
+        assert!(matches!(
+            r.revoke("c", "j1", 0, 1_000, 500),
+            Revoked::Token { .. }
+        ));
+        assert_eq!(r.revoke("c", "j1", 0, 1_000, 600), Revoked::Already);
         // Refused through the leeway `verify` allows past `exp`.
         assert!(r.is_revoked("c", "j1", 0, 1_000 + LEEWAY_SECONDS));
         assert!(!r.is_revoked("c", "j1", 0, 1_001 + LEEWAY_SECONDS));
@@ -145,7 +178,10 @@ mod tests {
     fn a_client_past_its_bound_gets_a_watermark_not_more_entries() {
         let r = Revocations::default();
         for i in 0..PER_CLIENT as u64 + 500 {
-            assert!(r.revoke("busy", &format!("j{i}"), i, 10_000, 0));
+            assert_ne!(
+                r.revoke("busy", &format!("j{i}"), i, 10_000, 0),
+                Revoked::Already
+            );
         }
         assert_eq!(r.by_jti.len(), PER_CLIENT);
         assert_eq!(r.len(), PER_CLIENT + 1);
