@@ -273,9 +273,11 @@ async fn without_a_101_the_connection_stays_http_1_1() {
     assert_eq!(backend.count(), 3);
 }
 
-/// An upstream that answers 101 without `Sec-WebSocket-Accept` has not shown it read the
-/// handshake (it may be an HTTP server relaying a status): what the client sent behind the
-/// handshake never reaches it, and the connection ends.
+/// An upstream that answers 101 without the `Sec-WebSocket-Accept` owed for the key
+/// ords-guard sent it has not shown it read the handshake: here an HTTP endpoint that
+/// relays a status and a header the client chose, the accept for the client's own key
+/// among them. What the client sent behind the handshake never reaches it, and the
+/// connection ends.
 #[tokio::test]
 async fn a_101_without_the_accept_opens_no_tunnel() {
     use tokio::net::TcpListener;
@@ -291,7 +293,17 @@ async fn a_101_without_the_accept_opens_no_tunnel() {
             assert!(n > 0);
             got.extend_from_slice(&buf[..n]);
         }
-        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        let relayed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("x-relay-accept:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        // The relayed value as sent (base64 is case-sensitive): from the raw bytes.
+        let raw = String::from_utf8_lossy(&got).to_string();
+        let start = text.find(&relayed).unwrap_or(0);
+        let relayed = &raw[start..start + relayed.len()];
+        s.write_all(format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {relayed}\r\n\r\n").as_bytes())
             .await
             .unwrap();
         // Everything after the handshake, until the proxy closes the connection.
@@ -314,7 +326,8 @@ async fn a_101_without_the_accept_opens_no_tunnel() {
     let token = g.token("example-client", EXAMPLE_SECRET, None).await;
     let mut s = tokio::net::TcpStream::connect(g.proxy).await.unwrap();
     s.write_all(
-        format!("{HANDSHAKE}Authorization: Bearer {token}\r\n\r\nGET /example/admin HTTP/1.1\r\nHost: a\r\nX-ORDS-Client-Id: admin\r\n\r\n")
+        // RFC 6455's example accept for HANDSHAKE's key: what the client can compute.
+        format!("{HANDSHAKE}Authorization: Bearer {token}\r\nX-Relay-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nGET /example/admin HTTP/1.1\r\nHost: a\r\nX-ORDS-Client-Id: admin\r\n\r\n")
             .as_bytes(),
     )
     .await

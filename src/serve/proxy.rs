@@ -48,6 +48,9 @@ pub struct Ctx {
     upstream_slot: Option<Slot>,
     /// Its spans, with `tracing` set (SPEC §15).
     trace: Option<crate::traces::RequestTrace>,
+    /// A WebSocket handshake: the `Sec-WebSocket-Accept` the upstream owes for the key
+    /// ords-guard sent it in place of the client's (see `websocket_key`).
+    websocket_accept: Option<String>,
 }
 
 /// Counts a request in flight (ingress or egress) for as long as it lives: the drain
@@ -337,6 +340,46 @@ impl Proxy {
     }
 }
 
+/// A WebSocket handshake goes upstream with a key ords-guard chose, not the client's: the
+/// client could compute the accept for its own key, so only an upstream that answers the
+/// guard's key has shown it read the handshake (an HTTP endpoint relaying a status and
+/// headers the client chose could not). The accept the upstream owes.
+fn websocket_key(req: &mut RequestHeader) -> Result<String> {
+    use base64::Engine;
+    let mut key = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+    let key = base64::engine::general_purpose::STANDARD.encode(key);
+    req.insert_header("Sec-WebSocket-Key", key.as_str())?;
+    Ok(crate::serve::conn::head::websocket_accept(key.as_bytes()))
+}
+
+/// The upstream's 101 to a WebSocket handshake: when it carries the accept owed for the
+/// guard's key, the client's own accept goes downstream (the connection then opens the
+/// tunnel); otherwise it is left as it is, and the connection, not finding the client's
+/// accept, opens nothing.
+fn websocket_answer(
+    session: &Session,
+    resp: &mut ResponseHeader,
+    owed: Option<&str>,
+) -> Result<()> {
+    let (Some(owed), Some(client_key)) =
+        (owed, session.req_header().headers.get("sec-websocket-key"))
+    else {
+        return Ok(());
+    };
+    let answered = resp
+        .headers
+        .get("sec-websocket-accept")
+        .is_some_and(|v| v.as_bytes() == owed.as_bytes());
+    if answered {
+        let accept = crate::serve::conn::head::websocket_accept(client_key.as_bytes());
+        resp.insert_header("Sec-WebSocket-Accept", accept)?;
+    } else {
+        resp.remove_header("sec-websocket-accept");
+    }
+    Ok(())
+}
+
 /// A body that stalls ends by the request's deadline (408), not pingora's 60 s. A WebSocket
 /// handshake's waits are its tunnel's: `client_idle` (pingora renews them whenever a byte
 /// passes either way), not clipped to a deadline the tunnel outlives.
@@ -400,6 +443,7 @@ impl ProxyHttp for Proxy {
             token_outcome: None,
             upstream_slot: None,
             trace: None,
+            websocket_accept: None,
         }
     }
 
@@ -513,6 +557,9 @@ impl ProxyHttp for Proxy {
                 req.insert_header(name, v)?;
             }
         }
+        if session.is_upgrade_req() {
+            ctx.websocket_accept = Some(websocket_key(req)?);
+        }
         if let Some(ip) = peer_ip(session) {
             use std::fmt::Write;
             let prev = req
@@ -550,11 +597,14 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        if resp.status == 101 {
+            websocket_answer(session, resp, ctx.websocket_accept.as_deref())?;
+        }
         if let Some(trace) = &mut ctx.trace {
             trace.upstream_answered(resp.status.as_u16());
         }
