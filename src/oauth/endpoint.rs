@@ -328,24 +328,28 @@ impl TokenEndpoint {
                 .as_ref()
                 .and_then(|t| t.verify(token).ok())
                 .filter(|claims| claims.client_id == client.client_id);
-            use crate::tokens::revoked::{Revoked, REVOKED};
-            let revoked = own
-                .map(|claims| {
-                    let r = REVOKED.revoke(&client.client_id, &claims.jti, claims.iat, claims.exp, now());
-                    if r != Revoked::Already {
-                        tracing::info!(target: "ords_guard::token", client_id = %client.client_id, jti = %claims.jti, "token revoked");
-                    }
-                    r
-                })
-                .filter(|r| *r != Revoked::Already);
-            let outcome = if revoked.is_some() {
-                "revoked"
-            } else {
-                "not_revoked"
+            let revoked = own.map(|claims| {
+                let (new, what) = crate::tokens::revoked::REVOKED.revoke(
+                    &client.client_id,
+                    &claims.jti,
+                    claims.iat,
+                    claims.exp,
+                    now(),
+                );
+                if new {
+                    tracing::info!(target: "ords_guard::token", client_id = %client.client_id, jti = %claims.jti, "token revoked");
+                }
+                (new, what)
+            });
+            let outcome = match &revoked {
+                Some((true, _)) => "revoked",
+                _ => "not_revoked",
             };
             let mut r = Reply::json(200, serde_json::Value::Null, outcome);
             r.body.clear();
-            r.revoked = revoked.map(|what| (client.client_id.clone(), what));
+            // Shared again even when it was already revoked here: a client retrying after
+            // the store failed must reach the other replicas.
+            r.revoked = revoked.map(|(_, what)| (client.client_id.clone(), what));
             Ok(r)
         };
         match answer.await {

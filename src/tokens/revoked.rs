@@ -26,11 +26,9 @@ struct Watermark {
     until: u64,
 }
 
-/// What a revocation added, for the replicas to learn (SPEC §16 `store: redis`).
+/// What a revocation holds, for the replicas to learn (SPEC §16 `store: redis`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revoked {
-    /// Nothing: it already was.
-    Already,
     /// The token `jti`, refused until `until`.
     Token { jti: String, until: u64 },
     /// Every token of the client issued up to `iat`, until `until`.
@@ -44,27 +42,42 @@ pub struct Revocations {
     /// Live single revocations per client.
     per_client: DashMap<String, usize>,
     watermarks: DashMap<String, Watermark>,
-    /// The list's length after the last sweep.
+    /// The list's length after the last sweep, and when a client at its bound last swept.
     swept_at: AtomicUsize,
+    last_sweep: std::sync::atomic::AtomicU64,
 }
 
 impl Revocations {
-    /// Revoke the token `jti` of `client`, issued at `iat`, expiring at `exp`.
-    pub fn revoke(&self, client: &str, jti: &str, iat: u64, exp: u64, now: u64) -> Revoked {
-        if self.is_revoked(client, jti, iat, now) {
-            return Revoked::Already;
-        }
+    /// Revoke the token `jti` of `client`, issued at `iat`, expiring at `exp`: whether it
+    /// is new (false: it already was), and what holds it.
+    pub fn revoke(&self, client: &str, jti: &str, iat: u64, exp: u64, now: u64) -> (bool, Revoked) {
         let until = exp.saturating_add(LEEWAY_SECONDS);
-        let held = self.per_client.get(client).map_or(0, |n| *n);
-        if held >= PER_CLIENT {
-            self.watermark(client, iat, until);
-            return Revoked::Watermark { iat, until };
-        }
-        self.add(client, jti, until, now);
-        Revoked::Token {
+        let token = Revoked::Token {
             jti: jti.to_string(),
             until,
+        };
+        if self.by_jti.contains_key(jti) {
+            return (false, token);
         }
+        if self.is_revoked(client, jti, iat, now) {
+            return (false, Revoked::Watermark { iat, until });
+        }
+        if self.held(client) >= PER_CLIENT {
+            // Expired ones do not count: swept first (at most once a second).
+            if self.last_sweep.swap(now, Ordering::AcqRel) < now {
+                self.sweep(now);
+            }
+            if self.held(client) >= PER_CLIENT {
+                self.watermark(client, iat, until);
+                return (true, Revoked::Watermark { iat, until });
+            }
+        }
+        self.add(client, jti, until, now);
+        (true, token)
+    }
+
+    fn held(&self, client: &str) -> usize {
+        self.per_client.get(client).map_or(0, |n| *n)
     }
 
     /// Learn another replica's revocation of the token `jti` (refused until `until`).
@@ -86,9 +99,14 @@ impl Revocations {
     }
 
     fn add(&self, client: &str, jti: &str, until: u64, now: u64) {
-        self.by_jti
-            .insert(jti.to_string(), (client.to_string(), until));
-        *self.per_client.entry(client.to_string()).or_insert(0) += 1;
+        // Counted once however many add it at once.
+        if self
+            .by_jti
+            .insert(jti.to_string(), (client.to_string(), until))
+            .is_none()
+        {
+            *self.per_client.entry(client.to_string()).or_insert(0) += 1;
+        }
         if self.by_jti.len() >= self.swept_at.load(Ordering::Relaxed) + SWEEP_EVERY {
             self.sweep(now);
         }
@@ -145,9 +163,9 @@ mod tests {
         let r = Revocations::default();
         assert!(matches!(
             r.revoke("c", "j1", 0, 1_000, 500),
-            Revoked::Token { .. }
+            (true, Revoked::Token { .. })
         ));
-        assert_eq!(r.revoke("c", "j1", 0, 1_000, 600), Revoked::Already);
+        assert!(!r.revoke("c", "j1", 0, 1_000, 600).0, "already revoked");
         // Refused through the leeway `verify` allows past `exp`.
         assert!(r.is_revoked("c", "j1", 0, 1_000 + LEEWAY_SECONDS));
         assert!(!r.is_revoked("c", "j1", 0, 1_001 + LEEWAY_SECONDS));
@@ -178,10 +196,7 @@ mod tests {
     fn a_client_past_its_bound_gets_a_watermark_not_more_entries() {
         let r = Revocations::default();
         for i in 0..PER_CLIENT as u64 + 500 {
-            assert_ne!(
-                r.revoke("busy", &format!("j{i}"), i, 10_000, 0),
-                Revoked::Already
-            );
+            assert!(r.revoke("busy", &format!("j{i}"), i, 10_000, 0).0);
         }
         assert_eq!(r.by_jti.len(), PER_CLIENT);
         assert_eq!(r.len(), PER_CLIENT + 1);
@@ -191,5 +206,18 @@ mod tests {
         assert!(r.is_revoked("busy", "unlisted", last, 5));
         assert!(!r.is_revoked("busy", "later", last + 1, 5));
         assert!(!r.is_revoked("other", "unlisted", 0, 5));
+    }
+
+    #[test]
+    fn expired_revocations_do_not_count_toward_the_bound() {
+        let r = Revocations::default();
+        for i in 0..PER_CLIENT as u64 {
+            r.revoke("daily", &format!("old{i}"), i, 100, 50);
+        }
+        // A day later, long expired: the next revocation is a single one again.
+        let (new, what) = r.revoke("daily", "today", 86_400, 90_000, 86_400);
+        assert!(new);
+        assert!(matches!(what, Revoked::Token { .. }), "{what:?}");
+        assert!(!r.is_revoked("daily", "other-today", 86_400, 86_401));
     }
 }
