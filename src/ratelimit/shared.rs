@@ -12,7 +12,8 @@
 //! and not a reconnect.
 //!
 //! One health view for every thread ([`Health`]): the first check whose connection breaks
-//! (refused, dropped: not a slow answer, which leaves the connections as they are) marks
+//! (refused, dropped, or five checks in a row without an answer in time: one slow answer
+//! leaves the connections as they are) marks
 //! the store broken and starts a background probe; the first answer after that, to the
 //! probe or to any thread's check, is a recovery, and every thread's next check starts a
 //! fresh connection. Left to each thread's manager, a thread whose reconnect was sleeping in its
@@ -250,6 +251,9 @@ struct Health {
     answering: AtomicBool,
     /// A check's connection broke since the last recovery: a probe runs.
     broken: AtomicBool,
+    /// Checks in a row that got no answer in time: a few are a slow store, more a dead
+    /// path (a silently dropped connection is never reported broken).
+    timeouts: std::sync::atomic::AtomicU32,
     /// Times the store came back after a break: a thread's manager made before the last
     /// one is replaced.
     recoveries: AtomicU64,
@@ -273,6 +277,8 @@ impl Health {
 /// moments), then no more often than this.
 const PROBE_FIRST: Duration = Duration::from_millis(25);
 const PROBE_MAX: Duration = Duration::from_millis(500);
+/// Checks in a row without an answer in time that count as a broken connection.
+const TIMEOUTS_DEAD: u32 = 5;
 /// One probe (connect and load the script) is bounded by this.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -293,6 +299,7 @@ impl SharedStore {
             health: Arc::new(Health {
                 answering: AtomicBool::new(true),
                 broken: AtomicBool::new(false),
+                timeouts: std::sync::atomic::AtomicU32::new(0),
                 recoveries: AtomicU64::new(0),
             }),
             errors,
@@ -337,9 +344,10 @@ impl SharedStore {
                 if health.broken.load(Ordering::Acquire)
                     || !health.answering.load(Ordering::Acquire) =>
             {
+                health.timeouts.store(0, Ordering::Relaxed);
                 health.answered(&settings.redacted());
             }
-            Ok(_) => {}
+            Ok(_) => health.timeouts.store(0, Ordering::Relaxed),
             Err(e) => {
                 self.errors.inc();
                 if self.health.answering.swap(false, Ordering::AcqRel) {
@@ -349,8 +357,14 @@ impl SharedStore {
                     };
                     tracing::warn!(target: "ords_guard::rate_limit", store = %settings.redacted(), "rate-limit store unavailable ({e}): requests its limits count are {follow} (on_error: {}) until it answers", settings.on_error.as_str());
                 }
-                if matches!(e, StoreError::Broken(_)) && !health.broken.swap(true, Ordering::AcqRel)
-                {
+                let dead = match e {
+                    StoreError::Broken(_) => true,
+                    StoreError::TimedOut(_) => {
+                        health.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_DEAD
+                    }
+                    _ => false,
+                };
+                if dead && !health.broken.swap(true, Ordering::AcqRel) {
                     self.probe(settings.redacted());
                 }
             }
