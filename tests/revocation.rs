@@ -267,6 +267,39 @@ fn decode_claims(token: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// Another replica of `of`: the same config `extra`, the same signing key (the replicas of
+/// a Deployment share it).
+async fn replica(of: &Guard, backend: &Backend, extra: &str) -> Guard {
+    let o = Options {
+        extra: extra.to_string(),
+        ..Options::new(backend)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, admin) = Guard::prepare(&dir, &o);
+    for f in std::fs::read_dir(of.keys_dir()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.path().join("keys").join(f.file_name().unwrap())).unwrap();
+    }
+    let config = dir.path().join("ords-guard.yaml");
+    std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
+    Guard::spawn(dir, config, proxy, admin, "/").await
+}
+
+/// Two replicas keeping revocations in `redis`, and their config's extra lines.
+async fn two_replicas(redis: &common::redis::Redis, backend: &Backend) -> (Guard, Guard, String) {
+    let extra = format!(
+        "rate_limit_store:\n  url: \"{}\"\nrevocation:\n  store: redis\n",
+        redis.url()
+    );
+    let a = Guard::start(Options {
+        extra: extra.clone(),
+        ..Options::new(backend)
+    })
+    .await;
+    let b = replica(&a, backend, &extra).await;
+    (a, b, extra)
+}
+
 /// `revocation: {store: redis}`: a revocation at one replica is refused by every replica
 /// within 2 s (waited for, bounded), and a replica that starts afterwards refuses it from
 /// its first answer (it is not ready before it has read the revocations).
@@ -274,36 +307,7 @@ fn decode_claims(token: &str) -> serde_json::Value {
 async fn replicas_sharing_redis_refuse_a_token_revoked_at_any_of_them() {
     let redis = common::redis::Redis::start();
     let backend = Backend::start().await;
-    let extra = format!(
-        "rate_limit_store:\n  url: \"{}\"\nrevocation:\n  store: redis\n",
-        redis.url()
-    );
-    let a = Guard::start(Options {
-        extra: extra.clone(),
-        ..Options::new(&backend)
-    })
-    .await;
-    // The replicas of a Deployment share the signing key.
-    let replica = |keys: std::path::PathBuf| {
-        let extra = extra.clone();
-        let backend = &backend;
-        async move {
-            let o = Options {
-                extra,
-                ..Options::new(backend)
-            };
-            let dir = tempfile::tempdir().unwrap();
-            let (proxy, admin) = Guard::prepare(&dir, &o);
-            for f in std::fs::read_dir(&keys).unwrap() {
-                let f = f.unwrap().path();
-                std::fs::copy(&f, dir.path().join("keys").join(f.file_name().unwrap())).unwrap();
-            }
-            let config = dir.path().join("ords-guard.yaml");
-            std::fs::write(&config, config_text(&o, proxy, admin)).unwrap();
-            Guard::spawn(dir, config, proxy, admin, "/").await
-        }
-    };
-    let b = replica(a.keys_dir()).await;
+    let (a, b, extra) = two_replicas(&redis, &backend).await;
     let token = a.token("example-client", EXAMPLE_SECRET, None).await;
     assert_eq!(b.get_as("/example/1", &token).await.status(), 200);
 
@@ -326,7 +330,7 @@ async fn replicas_sharing_redis_refuse_a_token_revoked_at_any_of_them() {
     assert!(ttl > 0, "the key expires with the token: {ttl}");
 
     // A replica started now refuses it from the start.
-    let c = replica(a.keys_dir()).await;
+    let c = replica(&a, &backend, &extra).await;
     let r = c.get_as("/example/1", &token).await;
     assert_eq!(r.status(), 401);
     assert!(r.headers()["www-authenticate"]
@@ -334,4 +338,40 @@ async fn replicas_sharing_redis_refuse_a_token_revoked_at_any_of_them() {
         .unwrap()
         .contains("token revoked"));
     assert!(!a.output().contains(&token));
+}
+
+/// A revocation Redis did not take is answered 503 (revoked at that replica only), and the
+/// client's retry shares it: the other replica refuses the token once Redis answers again.
+#[tokio::test]
+async fn a_revocation_the_store_missed_is_shared_when_sent_again() {
+    let mut redis = common::redis::Redis::start();
+    let backend = Backend::start().await;
+    let (a, b, _) = two_replicas(&redis, &backend).await;
+    let token = a.token("example-client", EXAMPLE_SECRET, None).await;
+
+    redis.kill();
+    let r = form(&a, "revoke", ("example-client", EXAMPLE_SECRET), &token).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(
+        a.get_as("/example/1", &token).await.status(),
+        401,
+        "revoked here"
+    );
+    assert_eq!(
+        b.get_as("/example/1", &token).await.status(),
+        200,
+        "not known there"
+    );
+
+    redis.run();
+    let r = form(&a, "revoke", ("example-client", EXAMPLE_SECRET), &token).await;
+    assert_eq!(r.status(), 200);
+    eventually(
+        "refused by the other replica once the retry is shared",
+        || async { b.get_as("/example/1", &token).await.status() == 401 },
+    )
+    .await;
 }
