@@ -30,6 +30,7 @@ pub mod client_addr;
 pub mod config;
 pub mod logs;
 pub mod outbound;
+pub mod problem;
 pub mod resolve;
 
 // 2. What the registry is compiled from.

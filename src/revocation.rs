@@ -64,12 +64,8 @@ impl RevocationStore {
     /// Follow a registry generation: read the store `settings` names (when revocations are
     /// kept in Redis), stop when they are not.
     pub fn sync(&self, settings: Option<&StoreSettings>) {
-        let same = match (self.current.load().as_deref(), settings) {
-            (Some(c), Some(s)) => c.url == s.url,
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
+        let current = self.current.load().as_deref().map(|c| c.url.clone());
+        if !crate::ratelimit::shared::moves(current.as_deref(), settings) {
             return;
         }
         let Some(s) = settings else {

@@ -35,18 +35,22 @@ async fn guard_issuing_as_url(backend: &Backend) -> (Guard, String) {
     )
 }
 
+/// GET `path` as it is, outside base_path too.
+async fn get(g: &Guard, path: &str) -> reqwest::Response {
+    g.http
+        .get(format!("http://{}{path}", g.proxy))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_client_configured_from_the_metadata_alone_gets_a_working_token() {
     let backend = Backend::start().await;
     let (g, issuer) = guard_issuing_as_url(&backend).await;
     let mut documents = Vec::new();
     for path in [WELL_KNOWN.to_string(), format!("/ords/hr{WELL_KNOWN}")] {
-        let r = g
-            .http
-            .get(format!("http://{}{path}", g.proxy))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&g, &path).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["content-type"], "application/json");
         documents.push(r.json::<serde_json::Value>().await.unwrap());
@@ -122,12 +126,7 @@ async fn without_a_url_issuer_the_well_known_paths_are_404_and_never_forwarded()
         format!("{WELL_KNOWN}/ords/hr"),
         format!("/ords/hr{WELL_KNOWN}"),
     ] {
-        let r = g
-            .http
-            .get(format!("http://{}{path}", g.proxy))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&g, &path).await;
         assert_eq!(r.status(), 404, "{path}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
         let body: serde_json::Value = r.json().await.unwrap();

@@ -643,7 +643,6 @@ pub fn revocation_not_shared() -> Reply {
         "the token is revoked at this replica, but the revocation store did not answer: send the revocation again",
     );
     r.headers.push(("Retry-After", "1".into()));
-    r.outcome = "revoked";
     r
 }
 
@@ -704,8 +703,7 @@ pub fn metadata(reg: &Registry, method: &str, path: &str) -> Reply {
             status: 404,
             content_type: "application/problem+json",
             headers: Vec::new(),
-            body: serde_json::to_vec(&serde_json::json!({"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no authorization server metadata here: ords-guard serves it only when token.issuer is an https:// URL (or http:// to loopback) whose path is empty or base_path, at /.well-known/oauth-authorization-server followed by that path"}))
-            .expect("json"),
+            body: crate::problem::problem(404, "Not Found", "no authorization server metadata here: ords-guard serves it only when token.issuer is an https:// URL (or http:// to loopback) whose path is empty or base_path, at /.well-known/oauth-authorization-server followed by that path"),
             outcome: "metadata",
             issued_to: None,
             limit: None,

@@ -310,12 +310,10 @@ impl SharedStore {
     /// Follow a new registry generation: open a connection when the URL is new or changed,
     /// close it when no limit uses the store any more.
     pub fn sync(&self, settings: Option<&StoreSettings>) {
-        let same = match (self.current.load().as_deref(), settings) {
-            (Some(c), Some(s)) => c.url == s.url,
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
+        if !moves(
+            self.current.load().as_deref().map(|c| c.url.as_str()),
+            settings,
+        ) {
             return;
         }
         let next = settings.and_then(|s| match open(s) {
@@ -437,6 +435,16 @@ impl SharedStore {
             Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
             Ok(Ok(v)) => parse_reply(&v, takes.len()).map_err(StoreError::Failed),
         }
+    }
+}
+
+/// Whether a generation's store settings `next` move away from the store open at URL
+/// `current`: another URL, or a store opened or closed.
+pub fn moves(current: Option<&str>, next: Option<&StoreSettings>) -> bool {
+    match (current, next) {
+        (Some(c), Some(n)) => c != n.url,
+        (None, None) => false,
+        _ => true,
     }
 }
 

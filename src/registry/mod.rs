@@ -142,6 +142,8 @@ pub struct Registry {
     /// with them. `None` without `token:`: then they are ordinary paths.
     token_path: Option<String>,
     jwks_path: Option<String>,
+    /// `{base_path}/oauth/`, under which the own endpoints are named.
+    oauth_path: Option<String>,
     /// RFC 8414 metadata, when `token.issuer` is a URL it can describe (SPEC §16).
     discovery: Option<discovery::Discovery>,
     pub unmatched: Unmatched,
@@ -245,10 +247,9 @@ impl Registry {
     /// Which of ords-guard's own endpoints `path` (absolute, normalised) is: answered here,
     /// never forwarded. None without `token:`.
     pub fn own_endpoint(&self, path: &str) -> Option<Own> {
-        let token_path = self.token_path.as_deref()?;
-        // `{base}/oauth/` then the endpoint's name, with or without one trailing `/` (never
-        // forwarded either way: the request carries a client's secret).
-        let oauth = &token_path[..token_path.len() - "token".len()];
+        let oauth = self.oauth_path.as_deref()?;
+        // The endpoint's name, with or without one trailing `/` (never forwarded either
+        // way: the request carries a client's secret).
         let name = path
             .strip_prefix(oauth)
             .map(|n| n.strip_suffix('/').unwrap_or(n));
@@ -444,6 +445,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
         registry: Registry {
             token_path: tokens.is_some().then(|| format!("{base}/oauth/token")),
             jwks_path: tokens.is_some().then(|| format!("{base}/oauth/jwks")),
+            oauth_path: tokens.is_some().then(|| format!("{base}/oauth/")),
             discovery,
             max_bearer: cfg.limits.max_bearer_bytes,
             base,

@@ -311,8 +311,19 @@ impl Metrics {
         )
         .expect("metric");
         register(Box::new(rate_limit_store_errors.clone()));
-        register(Box::new(LogLinesDropped::new()));
-        register(Box::new(Revocations::new()));
+        // The log writer counts its drops; it knows nothing of the registry.
+        register(Box::new(Scraped::new(
+            "ords_guard_log_lines_dropped_total",
+            "Log lines (access log included) dropped because stdout did not keep up.",
+            true,
+            crate::logs::dropped_lines,
+        )));
+        register(Box::new(Scraped::new(
+            "ords_guard_revocations",
+            "Tokens revoked at /oauth/revoke and not yet expired (this process's view).",
+            false,
+            live_revocations,
+        )));
         let plain_counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("metric");
             register(Box::new(c.clone()));
@@ -400,73 +411,54 @@ impl Metrics {
     }
 }
 
-/// `ords_guard_log_lines_dropped_total`, read from the log writer at each scrape (the
-/// writer counts; it knows nothing of the registry).
-struct LogLinesDropped {
+/// A figure kept outside the registry, read at each scrape: a counter or a gauge.
+struct Scraped {
     desc: prometheus::core::Desc,
+    counter: bool,
+    read: fn() -> u64,
 }
 
-impl LogLinesDropped {
-    fn new() -> LogLinesDropped {
-        LogLinesDropped {
-            desc: prometheus::core::Desc::new(
-                "ords_guard_log_lines_dropped_total".into(),
-                "Log lines (access log included) dropped because stdout did not keep up.".into(),
-                vec![],
-                Default::default(),
-            )
-            .expect("metric"),
+impl Scraped {
+    fn new(name: &str, help: &str, counter: bool, read: fn() -> u64) -> Scraped {
+        let desc =
+            prometheus::core::Desc::new(name.into(), help.into(), vec![], Default::default())
+                .expect("metric");
+        Scraped {
+            desc,
+            counter,
+            read,
         }
     }
 }
 
-impl prometheus::core::Collector for LogLinesDropped {
+impl prometheus::core::Collector for Scraped {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         vec![&self.desc]
     }
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        let c = IntCounter::new(self.desc.fq_name.clone(), self.desc.help.clone()).expect("metric");
-        c.inc_by(crate::logs::dropped_lines());
-        c.collect()
-    }
-}
-
-/// `ords_guard_revocations`: tokens revoked and not yet expired, this process's view
-/// (SPEC §16), read from the list at each scrape.
-struct Revocations {
-    desc: prometheus::core::Desc,
-}
-
-impl Revocations {
-    fn new() -> Revocations {
-        Revocations {
-            desc: prometheus::core::Desc::new(
-                "ords_guard_revocations".into(),
-                "Tokens revoked at /oauth/revoke and not yet expired (this process's view).".into(),
-                vec![],
-                Default::default(),
-            )
-            .expect("metric"),
+        let (name, help) = (self.desc.fq_name.clone(), self.desc.help.clone());
+        let value = (self.read)();
+        if self.counter {
+            let c = IntCounter::new(name, help).expect("metric");
+            c.inc_by(value);
+            c.collect()
+        } else {
+            let g = IntGauge::new(name, help).expect("metric");
+            g.set(i64::try_from(value).unwrap_or(i64::MAX));
+            g.collect()
         }
     }
 }
 
-impl prometheus::core::Collector for Revocations {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        vec![&self.desc]
+/// `ords_guard_revocations` (SPEC §16): swept at the scrape too, so the figure drops as
+/// tokens expire without new revocations.
+fn live_revocations() -> u64 {
+    let revoked = &crate::tokens::revoked::REVOKED;
+    if !revoked.is_empty() {
+        revoked.sweep(crate::tokens::token::now());
     }
-
-    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        let g = IntGauge::new(self.desc.fq_name.clone(), self.desc.help.clone()).expect("metric");
-        // Swept here too, so the figure drops as tokens expire without new revocations.
-        let revoked = &crate::tokens::revoked::REVOKED;
-        if !revoked.is_empty() {
-            revoked.sweep(crate::tokens::token::now());
-        }
-        g.set(i64::try_from(revoked.len()).unwrap_or(i64::MAX));
-        g.collect()
-    }
+    revoked.len() as u64
 }
 
 #[cfg(test)]

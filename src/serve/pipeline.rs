@@ -193,10 +193,7 @@ pub enum Next {
     Refuse(Answer),
 }
 
-/// An RFC 9457 problem document.
-pub fn problem(status: u16, title: &str, detail: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({"type": "about:blank", "title": title, "status": status, "detail": detail})).expect("json")
-}
+pub use crate::problem::problem;
 
 /// Record the decision. Each door counts it in its own family (the proxy's requests, the
 /// authz checks) as soon as the pipeline returns, so the count is in place before the

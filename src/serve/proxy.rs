@@ -48,8 +48,10 @@ pub struct Ctx {
     upstream_slot: Option<Slot>,
     /// Its spans, with `tracing` set (SPEC §15).
     trace: Option<crate::traces::RequestTrace>,
-    /// A WebSocket handshake: the `Sec-WebSocket-Accept` the upstream owes for the key
-    /// ords-guard sent it in place of the client's (see `websocket_key`).
+    /// A WebSocket handshake (the connection guard passed its `Upgrade` on), read once.
+    websocket: bool,
+    /// Its `Sec-WebSocket-Accept` the upstream owes for the key ords-guard sent it in
+    /// place of the client's (see `websocket_key`).
     websocket_accept: Option<String>,
 }
 
@@ -279,7 +281,10 @@ pub(crate) async fn token_reply(
                 // try again (revoking again is harmless).
                 Err(e) => {
                     tracing::error!(target: "ords_guard::token", client_id = %client, "revocation not shared: {e}");
-                    endpoint::revocation_not_shared()
+                    // Counted as the endpoint counted it: `revoked` only when it was new.
+                    let mut r = endpoint::revocation_not_shared();
+                    r.outcome = reply.outcome;
+                    r
                 }
             }
         }
@@ -383,8 +388,8 @@ fn websocket_answer(
 /// A body that stalls ends by the request's deadline (408), not pingora's 60 s. A WebSocket
 /// handshake's waits are its tunnel's: `client_idle` (pingora renews them whenever a byte
 /// passes either way), not clipped to a deadline the tunnel outlives.
-fn bound_downstream_waits(session: &mut Session, tunnel_idle: Duration) {
-    if session.is_upgrade_req() {
+fn bound_downstream_waits(session: &mut Session, websocket: bool, tunnel_idle: Duration) {
+    if websocket {
         session.set_read_timeout(Some(tunnel_idle));
         session.set_write_timeout(Some(tunnel_idle));
         return;
@@ -443,6 +448,7 @@ impl ProxyHttp for Proxy {
             token_outcome: None,
             upstream_slot: None,
             trace: None,
+            websocket: false,
             websocket_accept: None,
         }
     }
@@ -453,7 +459,8 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let reg = self.guard.registry();
-        bound_downstream_waits(session, reg.limits.client_idle);
+        ctx.websocket = session.is_upgrade_req();
+        bound_downstream_waits(session, ctx.websocket, reg.limits.client_idle);
         ctx.trace = self.guard.traces.server(&session.req_header().headers);
         ctx.registry = Some(reg.clone());
         let view = request_view(session, &reg);
@@ -512,7 +519,7 @@ impl ProxyHttp for Proxy {
             waited = started.elapsed();
         }
         let mut peer = peer_for(up).await?;
-        if session.is_upgrade_req() {
+        if ctx.websocket {
             // The upstream's reads and writes in a WebSocket tunnel: see bound_downstream_waits.
             let idle = Some(reg.limits.client_idle);
             (peer.options.read_timeout, peer.options.write_timeout) = (idle, idle);
@@ -557,7 +564,7 @@ impl ProxyHttp for Proxy {
                 req.insert_header(name, v)?;
             }
         }
-        if session.is_upgrade_req() {
+        if ctx.websocket {
             ctx.websocket_accept = Some(websocket_key(req)?);
         }
         if let Some(ip) = peer_ip(session) {

@@ -10,7 +10,7 @@
 
 use super::token::LEEWAY_SECONDS;
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::LazyLock;
 
 /// Entries past their expiry are swept when the list has grown by this many since.
@@ -45,6 +45,10 @@ pub struct Revocations {
     /// The list's length after the last sweep, and when a client at its bound last swept.
     swept_at: AtomicUsize,
     last_sweep: std::sync::atomic::AtomicU64,
+    /// Whether a token, or a watermark, was ever revoked: until then the decision's check
+    /// costs one load, not a map lookup (DashMap's `is_empty` reads every shard).
+    any_token: AtomicBool,
+    any_watermark: AtomicBool,
 }
 
 impl Revocations {
@@ -90,6 +94,7 @@ impl Revocations {
     /// Refuse `client`'s tokens issued up to `iat`, until `until` (a client past its bound,
     /// here or at another replica).
     pub fn watermark(&self, client: &str, iat: u64, until: u64) {
+        self.any_watermark.store(true, Ordering::Release);
         let mut w = self
             .watermarks
             .entry(client.to_string())
@@ -99,6 +104,7 @@ impl Revocations {
     }
 
     fn add(&self, client: &str, jti: &str, until: u64, now: u64) {
+        self.any_token.store(true, Ordering::Release);
         // Counted once however many add it at once.
         if self
             .by_jti
@@ -114,14 +120,14 @@ impl Revocations {
 
     /// Whether `client`'s token `jti`, issued at `iat`, is revoked at `now`.
     pub fn is_revoked(&self, client: &str, jti: &str, iat: u64, now: u64) -> bool {
-        if !self.watermarks.is_empty() {
+        if self.any_watermark.load(Ordering::Acquire) {
             if let Some(w) = self.watermarks.get(client) {
                 if iat <= w.iat && now <= w.until {
                     return true;
                 }
             }
         }
-        self.by_jti.get(jti).is_some_and(|e| now <= e.1)
+        self.any_token.load(Ordering::Acquire) && self.by_jti.get(jti).is_some_and(|e| now <= e.1)
     }
 
     /// Revocations held (single tokens and watermarks), as of the last sweep and since.

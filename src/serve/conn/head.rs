@@ -289,6 +289,17 @@ fn lines(head: &[u8], start: usize) -> impl Iterator<Item = &[u8]> {
     .take_while(|l| !l.is_empty())
 }
 
+/// The value of the first field named `name` (any letter case) in a whole head, request or
+/// response, without its surrounding whitespace.
+pub fn field<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    lines(head, 0).skip(1).find_map(|line| {
+        let colon = field_colon(line)?;
+        line[..colon]
+            .eq_ignore_ascii_case(name)
+            .then(|| trim_ows(&line[colon + 1..]))
+    })
+}
+
 /// The parts of an accepted request line.
 struct RequestLine<'a> {
     method: &'a [u8],

@@ -540,22 +540,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     }
 }
 
-/// Whether a response head (from its start, as pingora writes it in one piece) carries
-/// `Sec-WebSocket-Accept: accept`.
-fn accepts(head: &[u8], accept: &str) -> bool {
-    let end = memchr::memmem::find(head, b"\r\n\r\n").unwrap_or(head.len());
-    head[..end].split(|b| *b == b'\n').any(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match line.iter().position(|b| *b == b':') {
-            Some(colon) => {
-                line[..colon].eq_ignore_ascii_case(b"sec-websocket-accept")
-                    && line[colon + 1..].trim_ascii() == accept.as_bytes()
-            }
-            None => false,
-        }
-    })
-}
-
 /// Why the guard cut a request it had handed pingora.
 enum Cut {
     RequestTotal,
@@ -709,7 +693,7 @@ impl Conn {
         if tunnel.is_open() {
             tunnel.touch();
         } else if buf.starts_with(b"HTTP/1.1 101 ") {
-            if accepts(buf, &tunnel.accept) {
+            if head::field(buf, b"sec-websocket-accept") == Some(tunnel.accept.as_bytes()) {
                 self.message = Message::Passthrough;
                 tunnel.touch();
                 tunnel.open.store(true, Ordering::Release);
