@@ -5,7 +5,8 @@
 //! a cap on the body read, checked as it streams, so a slow or huge answer costs little.
 
 use rustls::pki_types::CertificateDer;
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Whom a client trusts for `https://`.
@@ -188,6 +189,64 @@ fn transport(e: reqwest::Error, deadline: Duration) -> FetchError {
     FetchError::Transport(causes(e))
 }
 
+/// A secret file's content less one trailing LF or CRLF (SPEC §10).
+pub fn secret_from(bytes: &[u8]) -> &[u8] {
+    let b = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    b.strip_suffix(b"\r")
+        .filter(|_| b.len() < bytes.len())
+        .unwrap_or(b)
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-encoded before they are joined for Basic.
+pub fn basic_credentials(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", enc(id), enc(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// A `client_secret_file` (SPEC §10, §16), read again for every request so a rotated
+/// Secret is used at once; the last secret read stays in use while the file cannot be read.
+pub struct SecretFile {
+    path: PathBuf,
+    kept: Mutex<Option<String>>,
+}
+
+impl SecretFile {
+    pub fn new(path: PathBuf) -> SecretFile {
+        SecretFile {
+            path,
+            kept: Mutex::new(None),
+        }
+    }
+
+    /// The secret now, or why there is none (the message names the file, never the secret).
+    pub fn read(&self) -> Result<String, String> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        match std::fs::read(&self.path) {
+            Ok(bytes) => match String::from_utf8(secret_from(&bytes).to_vec()) {
+                Ok(s) if !s.is_empty() => {
+                    *kept = Some(s.clone());
+                    Ok(s)
+                }
+                _ => Err(format!(
+                    "client_secret_file {} is empty or not UTF-8",
+                    self.path.display()
+                )),
+            },
+            Err(e) => kept.clone().ok_or_else(|| {
+                format!(
+                    "cannot read client_secret_file {}: {e}",
+                    self.path.display()
+                )
+            }),
+        }
+    }
+}
+
 /// webpki's verification for another name (`server_name`), or none at all
 /// (`insecure_skip_verify`); the handshake's signatures are checked either way.
 #[derive(Debug)]
@@ -250,5 +309,25 @@ impl rustls::client::danger::ServerCertVerifier for Verifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_lose_one_trailing_newline() {
+        assert_eq!(secret_from(b"s3cret\n"), b"s3cret");
+        assert_eq!(secret_from(b"s3cret\r\n"), b"s3cret");
+        assert_eq!(secret_from(b"s3cret\n\n"), b"s3cret\n");
+        assert_eq!(secret_from(b"s3cret\r"), b"s3cret\r");
+        assert_eq!(secret_from(b"s3cret"), b"s3cret");
+    }
+
+    #[test]
+    fn basic_credentials_are_form_encoded_first() {
+        // "id:1" / "p w" form-encoded first: "id%3A1:p+w".
+        assert_eq!(basic_credentials("id:1", "p w"), "Basic aWQlM0ExOnArdw==");
     }
 }

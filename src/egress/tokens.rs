@@ -205,25 +205,6 @@ impl fmt::Display for Failure {
     }
 }
 
-/// A secret file's content less one trailing LF or CRLF (SPEC §10).
-pub fn secret_from(bytes: &[u8]) -> &[u8] {
-    let b = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    b.strip_suffix(b"\r")
-        .filter(|_| b.len() < bytes.len())
-        .unwrap_or(b)
-}
-
-/// RFC 6749 §2.3.1: id and secret are form-encoded before they are joined for Basic.
-fn basic(id: &str, secret: &str) -> String {
-    use base64::Engine;
-    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let pair = format!("{}:{}", enc(id), enc(secret));
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
-}
-
 /// The form of a client credentials request, the secret included for `post`.
 pub fn form(req: &Request, secret: &str) -> Vec<(String, String)> {
     let mut form = vec![("grant_type".to_string(), "client_credentials".to_string())];
@@ -246,18 +227,18 @@ pub struct Tokens {
     /// Counts finished fetches: callers waiting on a fetch watch it move.
     done: watch::Sender<u64>,
     wake: Notify,
-    secret: Mutex<Option<String>>,
+    secret: outbound::SecretFile,
 }
 
 impl Tokens {
     pub fn new(request: Request, client: reqwest::Client) -> Arc<Tokens> {
         Arc::new(Tokens {
+            secret: outbound::SecretFile::new(request.secret_file.clone()),
             request,
             client,
             state: Mutex::new(State::default()),
             done: watch::Sender::new(0),
             wake: Notify::new(),
-            secret: Mutex::new(None),
         })
     }
 
@@ -364,25 +345,7 @@ impl Tokens {
     }
 
     fn current_secret(&self) -> Result<String, Failure> {
-        let mut kept = self.secret.lock().unwrap_or_else(|e| e.into_inner());
-        match std::fs::read(&self.request.secret_file) {
-            Ok(bytes) => match String::from_utf8(secret_from(&bytes).to_vec()) {
-                Ok(s) if !s.is_empty() => {
-                    *kept = Some(s.clone());
-                    Ok(s)
-                }
-                _ => Err(Failure::Secret(format!(
-                    "client_secret_file {} is empty or not UTF-8",
-                    self.request.secret_file.display()
-                ))),
-            },
-            Err(e) => kept.clone().ok_or_else(|| {
-                Failure::Secret(format!(
-                    "cannot read client_secret_file {}: {e}",
-                    self.request.secret_file.display()
-                ))
-            }),
-        }
+        self.secret.read().map_err(Failure::Secret)
     }
 
     async fn fetch(&self) -> Result<Fetched, Failure> {
@@ -394,7 +357,10 @@ impl Tokens {
             .header(http::header::ACCEPT, "application/json")
             .form(&form(r, &secret));
         if r.auth == AuthMethod::Basic {
-            req = req.header(http::header::AUTHORIZATION, basic(&r.client_id, &secret));
+            req = req.header(
+                http::header::AUTHORIZATION,
+                outbound::basic_credentials(&r.client_id, &secret),
+            );
         }
         let a = outbound::send(req, MAX_ANSWER_BYTES, REQUEST_TIMEOUT)
             .await
@@ -480,15 +446,6 @@ mod tests {
     }
 
     #[test]
-    fn secrets_lose_one_trailing_newline() {
-        assert_eq!(secret_from(b"s3cret\n"), b"s3cret");
-        assert_eq!(secret_from(b"s3cret\r\n"), b"s3cret");
-        assert_eq!(secret_from(b"s3cret\n\n"), b"s3cret\n");
-        assert_eq!(secret_from(b"s3cret\r"), b"s3cret\r");
-        assert_eq!(secret_from(b"s3cret"), b"s3cret");
-    }
-
-    #[test]
     fn the_request_form_and_basic_credentials() {
         let req = |auth| Request {
             egress: "orders".into(),
@@ -515,7 +472,5 @@ mod tests {
                 "client_secret"
             ]
         );
-        // "id:1" / "p w" form-encoded first: "id%3A1:p+w".
-        assert_eq!(basic("id:1", "p w"), "Basic aWQlM0ExOnArdw==");
     }
 }

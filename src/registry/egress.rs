@@ -102,7 +102,7 @@ pub fn compile(
         );
         let secret_file = src.resolve(&e.client_secret_file);
         match std::fs::read(&secret_file) {
-            Ok(b) if !tokens::secret_from(&b).is_empty() => {}
+            Ok(b) if !outbound::secret_from(&b).is_empty() => {}
             Ok(_) => errors.push(Diagnostic::new(
                 format!("{at}.client_secret_file"),
                 format!(
