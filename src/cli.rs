@@ -697,6 +697,7 @@ fn print_issuers(r: &crate::registry::Registry) {
                 f.display(),
                 e.keys.current().map_or(0, |k| k.len())
             ),
+            KeysFrom::Introspection { url } => format!("introspection {url} (opaque tokens)"),
             KeysFrom::Url { url, ca_file, .. } => match ca_file {
                 Some(ca) => format!("jwks_url {url} (verified with ca_file {})", ca.display()),
                 None => format!("jwks_url {url} (verified with the system roots)"),

@@ -46,6 +46,12 @@ allowed_skew_seconds: 30
 max_age_seconds: 0
 refresh_seconds: 600
 tenants: ["8f5c1e2a-0000-4000-8000-000000000001"]
+introspection:
+  url: "https://idp.example.com/introspect"
+  client_id: ords-guard
+  client_secret_file: secrets/introspect.secret
+  auth_method: basic
+  cache_seconds: 60
 "#;
 
 /// Every key the schema accepts, as dotted paths.

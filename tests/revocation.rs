@@ -234,6 +234,11 @@ async fn not_before_refuses_the_clients_earlier_tokens() {
         .to_str()
         .unwrap()
         .contains("token revoked"));
+    let said = explained_revocation(&g, &old).await;
+    assert!(
+        said.starts_with("yes: issued at ") && said.contains("not_before"),
+        "{said}"
+    );
     // A token issued from then on works.
     eventually("a token issued after not_before is accepted", || async {
         let fresh = g.token("example-client", EXAMPLE_SECRET, None).await;
@@ -255,6 +260,33 @@ async fn not_before_refuses_the_clients_earlier_tokens() {
         text.contains("clients[0].not_before") && text.contains("RFC 3339"),
         "{text}"
     );
+}
+
+/// What `explain --token` says of a token's revocation (SPEC §16).
+async fn explained_revocation(g: &Guard, token: &str) -> String {
+    let (config, token) = (g.config.clone(), token.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        ords_guard_cli(
+            &[
+                "explain",
+                "--format",
+                "json",
+                "--token",
+                &token,
+                "GET",
+                "/example/1",
+            ],
+            &config,
+        )
+    })
+    .await
+    .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    j["token"]["revoked"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{j:#}"))
+        .to_string()
 }
 
 /// The claims of a JWT, unverified (the test reads its own token's `iat`).
@@ -328,6 +360,20 @@ async fn replicas_sharing_redis_refuse_a_token_revoked_at_any_of_them() {
         .is_empty());
     let ttl = redis.pttl(redis.cli(&["KEYS", "ords-guard:revoked:*"]).trim());
     assert!(ttl > 0, "the key expires with the token: {ttl}");
+
+    // `explain` reads the shared store as a replica does, and says so.
+    assert_eq!(
+        explained_revocation(&a, &token).await,
+        format!(
+            "yes: revoked at /oauth/revoke (jti {})",
+            decode_claims(&token)["jti"].as_str().unwrap()
+        )
+    );
+    let other = a.token("example-client", EXAMPLE_SECRET, None).await;
+    assert_eq!(
+        explained_revocation(&a, &other).await,
+        "no: not among the revocations in the shared store"
+    );
 
     // A replica started now refuses it from the start.
     let c = replica(&a, &backend, &extra).await;

@@ -3,7 +3,8 @@
 
 use crate::config::{Mode, Unmatched};
 use crate::registry::{Privilege, Registry};
-use crate::tokens::issuer::{IssuerError, IssuerVerified, Unverified};
+use crate::tokens::introspection::Verdict;
+use crate::tokens::issuer::{IssuerClaims, IssuerError, IssuerVerified, Unverified};
 use crate::tokens::jwks::KeyMiss;
 use crate::tokens::token::TokenError;
 use std::fmt;
@@ -128,6 +129,16 @@ pub enum Decision {
         issuer: String,
         /// Its index in `Registry::issuers`: the proxy waits on a fetch in flight.
         entry: usize,
+        /// Its introspection endpoint, not its keys, could not check the token (SPEC §16).
+        introspected: bool,
+    },
+    /// Protected, a token the introspecting identity provider must be asked about, with no
+    /// answer remembered (SPEC §16): the door asks (or joins the call asking) and decides
+    /// again; never answered as it is.
+    Introspect {
+        privilege: String,
+        issuer: String,
+        entry: usize,
     },
     /// Protected, an identity provider's token signed by a `kid` its keys do not hold (401
     /// `invalid_token`, unless a refetch of that issuer's keys brings it: the proxy asks
@@ -151,7 +162,9 @@ impl Decision {
             Decision::Unmatched | Decision::InsufficientScope { .. } => "forbidden",
             Decision::Unauthenticated { .. } => "unauthenticated",
             Decision::InvalidToken { .. } | Decision::UnknownKey { .. } => "invalid_token",
-            Decision::IssuerUnavailable { .. } => "issuer_unavailable",
+            Decision::IssuerUnavailable { .. } | Decision::Introspect { .. } => {
+                "issuer_unavailable"
+            }
             Decision::ReportOnly(_) => "report_only",
         }
     }
@@ -164,7 +177,7 @@ impl Decision {
             | Decision::InvalidToken { .. }
             | Decision::UnknownKey { .. } => Some(401),
             Decision::Unmatched | Decision::InsufficientScope { .. } => Some(403),
-            Decision::IssuerUnavailable { .. } => Some(503),
+            Decision::IssuerUnavailable { .. } | Decision::Introspect { .. } => Some(503),
         }
     }
 
@@ -197,26 +210,71 @@ impl Decision {
             | Decision::InvalidToken { privilege, .. }
             | Decision::InsufficientScope { privilege, .. }
             | Decision::IssuerUnavailable { privilege, .. }
+            | Decision::Introspect { privilege, .. }
             | Decision::UnknownKey { privilege, .. } => Some(privilege),
             Decision::ReportOnly(inner) => inner.privilege(),
         }
     }
 
-    /// The issuer (index in `Registry::issuers`) whose keys, fetched again, could change
-    /// this decision: it has none yet, or lacks the token's `kid`.
-    pub fn awaits_keys(&self) -> Option<usize> {
+    /// What the door must wait for before this decision can be taken again: an issuer's
+    /// keys (it has none yet, or lacks the token's `kid`), or its introspection endpoint's
+    /// answer about the token.
+    pub fn awaits(&self) -> Option<Awaits> {
         match self {
-            Decision::IssuerUnavailable { entry, .. } | Decision::UnknownKey { entry, .. } => {
-                Some(*entry)
+            Decision::IssuerUnavailable {
+                entry,
+                introspected: false,
+                ..
             }
-            Decision::ReportOnly(inner) => inner.awaits_keys(),
+            | Decision::UnknownKey { entry, .. } => Some(Awaits::Keys(*entry)),
+            Decision::Introspect { entry, .. } => Some(Awaits::Introspection(*entry)),
+            Decision::ReportOnly(inner) => inner.awaits(),
             _ => None,
+        }
+    }
+
+    /// An [`Decision::Introspect`] whose token could not be checked: 503.
+    pub fn unchecked(self) -> Decision {
+        match self {
+            Decision::Introspect {
+                privilege,
+                issuer,
+                entry,
+            } => Decision::IssuerUnavailable {
+                privilege,
+                issuer,
+                entry,
+                introspected: true,
+            },
+            d => d,
         }
     }
 }
 
+/// What a decision waits for (the index in `Registry::issuers` of whose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaits {
+    Keys(usize),
+    Introspection(usize),
+}
+
+impl Decision {}
+
 /// Decide a request whose path is already normalised.
 pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) -> Decision {
+    decide_answered(reg, method, path, creds, None)
+}
+
+/// [`decide`] again once the introspecting provider `answered` about the request's token
+/// ([`Decision::Introspect`]): the answer itself decides, not a cache that may have let it
+/// go, and it is not counted as remembered.
+pub fn decide_answered(
+    reg: &Registry,
+    method: &str,
+    path: &str,
+    creds: Credentials<'_>,
+    answered: Option<&Verdict>,
+) -> Decision {
     let Some(idx) = reg.protecting(path, method) else {
         return match reg.unmatched {
             Unmatched::Allow => Decision::ForwardPublic,
@@ -224,7 +282,7 @@ pub fn decide(reg: &Registry, method: &str, path: &str, creds: Credentials<'_>) 
         };
     };
     let privilege = reg.privilege(idx);
-    let d = protected(reg, idx, privilege, creds);
+    let d = protected(reg, idx, privilege, creds, answered);
     // SPEC §11: under `mode: report` the same decision is taken, and its 401/403 reported.
     if privilege.mode == Mode::Report && d.would().is_some() {
         return Decision::ReportOnly(Box::new(d));
@@ -238,6 +296,7 @@ fn protected(
     idx: usize,
     privilege: &Privilege,
     creds: Credentials<'_>,
+    answered: Option<&Verdict>,
 ) -> Decision {
     let name = || privilege.name.clone();
     let token = match creds {
@@ -257,7 +316,7 @@ fn protected(
     if !reg.issuers.is_empty() && !own.is_some_and(|t| t.knows(token)) {
         // One lookup answers a known issuer token: no more than an own token costs.
         match reg.issuer_tokens.get(token, crate::tokens::token::now()) {
-            Some(Ok(v)) => return issuer_grant(reg, privilege, &v),
+            Some(Ok(v)) => return issuer_grant(reg, privilege, v.entry, &v.claims),
             Some(Err(e)) => {
                 return Decision::InvalidToken {
                     privilege: name(),
@@ -269,16 +328,22 @@ fn protected(
         match Unverified::parse(token, reg.max_bearer) {
             Ok(unverified) => {
                 if own.is_none_or(|t| unverified.iss() != Some(t.issuer.as_str())) {
-                    return decide_issuer(reg, privilege, token, &unverified);
+                    return decide_issuer(reg, privilege, token, &unverified, answered);
                 }
             }
-            Err(e) if own.is_none() => {
-                return Decision::InvalidToken {
-                    privilege: name(),
-                    reason: Invalid::Token(e),
+            // Not a JWT: an opaque token, the introspecting provider's (SPEC §16).
+            Err(e) => match reg.introspecting {
+                Some(entry) if e != TokenError::TooLong => {
+                    return introspected(reg, privilege, entry, token, answered)
                 }
-            }
-            Err(_) => {}
+                _ if own.is_none() => {
+                    return Decision::InvalidToken {
+                        privilege: name(),
+                        reason: Invalid::Token(e),
+                    }
+                }
+                _ => {}
+            },
         }
     }
     let Some(own) = own else {
@@ -342,6 +407,7 @@ fn decide_issuer(
     privilege: &Privilege,
     token: &str,
     u: &Unverified<'_>,
+    answered: Option<&Verdict>,
 ) -> Decision {
     let name = || privilege.name.clone();
     let invalid = |e: TokenError| Decision::InvalidToken {
@@ -358,11 +424,15 @@ fn decide_issuer(
         return invalid(TokenError::WrongIssuer);
     };
     let entry = &reg.issuers[idx];
+    if entry.introspector.is_some() {
+        return introspected(reg, privilege, idx, token, answered);
+    }
     let Some(keys) = entry.keys.current() else {
         return Decision::IssuerUnavailable {
             privilege: name(),
             issuer: entry.issuer.name.clone(),
             entry: idx,
+            introspected: false,
         };
     };
     let claims = match entry.issuer.verify(u, &keys, now) {
@@ -386,16 +456,55 @@ fn decide_issuer(
         valid_until: claims.exp.saturating_add(entry.issuer.allowed_skew_seconds),
         claims,
     };
-    let decision = issuer_grant(reg, privilege, &v);
+    let decision = issuer_grant(reg, privilege, idx, &v.claims);
     reg.issuer_tokens.insert(token, Arc::new(v), now);
     decision
 }
 
-/// What a verified identity provider's token opens of `privilege`.
-fn issuer_grant(reg: &Registry, privilege: &Privilege, verified: &IssuerVerified) -> Decision {
+/// A token the introspecting entry `idx` answers for (SPEC §16): the answer just
+/// `answered`, or else its remembered one, decided afresh against `privilege`; or
+/// [`Decision::Introspect`] when there is none.
+fn introspected(
+    reg: &Registry,
+    privilege: &Privilege,
+    idx: usize,
+    token: &str,
+    answered: Option<&Verdict>,
+) -> Decision {
+    let entry = &reg.issuers[idx];
+    let Some(introspector) = &entry.introspector else {
+        return Decision::InvalidToken {
+            privilege: privilege.name.clone(),
+            reason: Invalid::Token(TokenError::WrongIssuer),
+        };
+    };
+    let verdict = answered
+        .cloned()
+        .or_else(|| introspector.cached(token, crate::tokens::token::now()));
+    match verdict {
+        Some(Verdict::Active(claims)) => issuer_grant(reg, privilege, idx, &claims),
+        Some(Verdict::Inactive(e)) => Decision::InvalidToken {
+            privilege: privilege.name.clone(),
+            reason: Invalid::Token(e),
+        },
+        None => Decision::Introspect {
+            privilege: privilege.name.clone(),
+            issuer: entry.issuer.name.clone(),
+            entry: idx,
+        },
+    }
+}
+
+/// What an identity provider's token (`issuers[idx]`'s, verified or introspected) opens of
+/// `privilege`.
+fn issuer_grant(
+    reg: &Registry,
+    privilege: &Privilege,
+    idx: usize,
+    claims: &IssuerClaims,
+) -> Decision {
     let name = || privilege.name.clone();
-    let entry = &reg.issuers[verified.entry];
-    let claims = &verified.claims;
+    let entry = &reg.issuers[idx];
     if !entry
         .issuer
         .opens(claims, &privilege.name, &privilege.roles)
@@ -651,6 +760,103 @@ mod tests {
         assert!(matches!(
             decide(&reg, "GET", "/open/x", Credentials::None),
             Decision::Unauthenticated { .. }
+        ));
+    }
+
+    /// SPEC §16: opaque tokens, and JWTs naming the introspecting issuer, go to its
+    /// remembered answers, decided afresh per privilege; none remembered: ask.
+    #[test]
+    fn introspected_tokens_are_decided_afresh_from_the_answer() {
+        use crate::tokens::introspection::Verdict;
+        use crate::tokens::issuer::testing::TestIdp;
+        let (_dir, reg) = registry(
+            "issuers:\n  - name: corp\n    issuer: https://idp.test\n    roles_claim: /roles\n    introspection:\n      url: http://127.0.0.1:9/introspect\n      client_id: ords\n      client_secret_file: hs.key\n",
+            "allow",
+        );
+        let intro = reg.issuers[0].introspector.as_ref().unwrap();
+        let ask = Decision::Introspect {
+            privilege: "example_priv".into(),
+            issuer: "corp".into(),
+            entry: 0,
+        };
+        let get = |t: &str| decide(&reg, "GET", "/example/1", Credentials::Bearer(t));
+        assert_eq!(get("opaque-1"), ask);
+        assert_eq!(ask.awaits(), Some(Awaits::Introspection(0)));
+        assert_eq!(ask.label(), "issuer_unavailable");
+        // A JWT naming the introspecting issuer is asked about too, whatever signs it.
+        let mut claims = serde_json::Map::new();
+        claims.insert("iss".into(), "https://idp.test".into());
+        let jwt = TestIdp::new().sign(r#"{"alg":"ES256","kid":"k1"}"#, &claims);
+        assert_eq!(get(&jwt), ask);
+        // Our own tokens are ours still; an over-long opaque one is never sent anywhere.
+        let own = token(&reg, "c1", &["example_role"], "example_priv");
+        assert!(matches!(get(&own), Decision::Forward(ref g) if g.issuer.is_none()));
+        let long = "x".repeat(reg.max_bearer + 1);
+        assert!(matches!(
+            get(&long),
+            Decision::InvalidToken {
+                reason: Invalid::Token(TokenError::TooLong),
+                ..
+            }
+        ));
+        // An active answer: decided per privilege, every time.
+        let c = crate::tokens::issuer::IssuerClaims {
+            client_id: "app".into(),
+            subject: Some("u".into()),
+            scopes: vec![],
+            roles: vec!["example_role".into(), "other".into()],
+            exp: u64::MAX,
+        };
+        intro.remember("opaque-1", Verdict::Active(Arc::new(c)), now() + 60);
+        let want = Decision::Forward(Grant {
+            client_id: "app".into(),
+            client_name: None,
+            roles: vec!["example_role".into()],
+            privilege: "example_priv".into(),
+            issuer: Some("corp".into()),
+            subject: Some("u".into()),
+        });
+        assert_eq!(get("opaque-1"), want);
+        assert!(matches!(
+            decide(
+                &reg,
+                "POST",
+                "/example/orders/1",
+                Credentials::Bearer("opaque-1")
+            ),
+            Decision::InsufficientScope { .. }
+        ));
+        // An inactive one: 401, until it is forgotten.
+        intro.remember(
+            "opaque-2",
+            Verdict::Inactive(TokenError::Inactive),
+            now() + 10,
+        );
+        assert!(matches!(
+            get("opaque-2"),
+            Decision::InvalidToken {
+                reason: Invalid::Token(TokenError::Inactive),
+                ..
+            }
+        ));
+        // Not answered: 503, as a keyless issuer's tokens are.
+        let d = ask.clone().unchecked();
+        assert!(matches!(
+            d,
+            Decision::IssuerUnavailable {
+                introspected: true,
+                ..
+            }
+        ));
+        assert_eq!((d.status(), d.awaits()), (Some(503), None));
+        // Without an introspecting issuer, an opaque token is simply malformed.
+        let (_d2, plain) = registry("", "allow");
+        assert!(matches!(
+            decide(&plain, "GET", "/example/1", Credentials::Bearer("opaque-1")),
+            Decision::InvalidToken {
+                reason: Invalid::Token(TokenError::Malformed),
+                ..
+            }
         ));
     }
 

@@ -1,10 +1,13 @@
 //! `ords-guard explain` (SPEC §11): how the proxy would decide one request, told from the
 //! command line. It runs the proxy's own steps — `path::normalise_with`, the token
 //! endpoint's `grant` for `--client`, `decision::decide`, an identity provider's keys fetched
-//! once when the decision waits for them — and then says why, in words or as JSON.
+//! (or its introspection endpoint asked) once when the decision waits for them, the shared
+//! revocations read once — and then says why, in words or as JSON.
 
-use crate::access::decision::{self, Decision, Invalid};
+use crate::access::decision::{self, Awaits, Decision, Invalid};
 use crate::registry::{issuers, Registry};
+use crate::tokens::introspection::Verdict;
+use crate::tokens::introspector::Unavailable;
 use crate::tokens::token::TokenError;
 use serde_json::{json, Value};
 
@@ -72,27 +75,56 @@ pub async fn explain(
     let header = token.as_ref().map(|t| format!("Bearer {t}"));
     let values: Vec<&[u8]> = header.iter().map(|h| h.as_bytes()).collect();
     let creds = decision::credentials(&values);
+    if reg.revocations_in_redis && token.is_some() {
+        shared_revocations(reg, &mut out).await;
+    }
     let mut d = decision::decide(reg, method, path, creds);
-    if let Some(entry) = d.awaits_keys() {
-        // The proxy waits on one refetch here; explain fetches once itself.
-        let source = issuers::fetch_sources(&reg.issuers)
-            .into_iter()
-            .find(|s| std::sync::Arc::ptr_eq(&s.cell, &reg.issuers[entry].keys));
-        if let Some(s) = source {
-            match crate::tokens::jwks_fetch::fetch_once(&s).await {
-                Ok(n) => out.line(
-                    "keys",
-                    format!("fetched {n} key(s) of `{}` from {}", s.issuer, s.url),
-                ),
-                Err(e) => out.line(
-                    "keys",
-                    format!(
-                        "cannot fetch the keys of `{}` from {}: {e}",
-                        s.issuer, s.url
+    match d.awaits() {
+        None => {}
+        Some(Awaits::Keys(entry)) => {
+            // The proxy waits on one refetch here; explain fetches once itself.
+            let source = issuers::fetch_sources(&reg.issuers)
+                .into_iter()
+                .find(|s| std::sync::Arc::ptr_eq(&s.cell, &reg.issuers[entry].keys));
+            if let Some(s) = source {
+                match crate::tokens::jwks_fetch::fetch_once(&s).await {
+                    Ok(n) => out.line(
+                        "keys",
+                        format!("fetched {n} key(s) of `{}` from {}", s.issuer, s.url),
                     ),
-                ),
+                    Err(e) => out.line(
+                        "keys",
+                        format!(
+                            "cannot fetch the keys of `{}` from {}: {e}",
+                            s.issuer, s.url
+                        ),
+                    ),
+                }
+                d = decision::decide(reg, method, path, creds);
             }
-            d = decision::decide(reg, method, path, creds);
+        }
+        Some(Awaits::Introspection(entry)) => {
+            // As the proxy does: one call, then the same decision on its answer.
+            let e = &reg.issuers[entry];
+            let asked = match (&token, &e.introspector) {
+                (Some(t), Some(i)) => Some(i.check(t).await),
+                _ => None,
+            };
+            let name = &e.issuer.name;
+            let said = match &asked {
+                Some(Ok(Verdict::Active(_))) => format!("`{name}` says the token is active"),
+                Some(Ok(Verdict::Inactive(why))) => format!("`{name}` refuses the token: {why}"),
+                Some(Err(Unavailable(why))) => format!("`{name}` could not be asked: {why}"),
+                None => format!("`{name}` was not asked"),
+            };
+            out.line("introspection", said.clone());
+            out.json["introspection"] = json!(said);
+            d = match &asked {
+                Some(Ok(answer)) => {
+                    decision::decide_answered(reg, method, path, creds, Some(answer))
+                }
+                _ => d.unchecked(),
+            };
         }
     }
     rule(reg, method, path, &mut out);
@@ -206,6 +238,9 @@ fn describe_token(reg: &Registry, token: &str, out: &mut Out) {
             ),
         );
         out.json["token"] = json!({"issuer": c.iss, "client_id": c.client_id, "client_name": name, "roles": c.roles, "scope": c.scope, "exp": c.exp});
+        let revoked = revocation(reg, &c, now);
+        out.line("revoked", revoked.clone());
+        out.json["token"]["revoked"] = json!(revoked);
         return;
     }
     if let Some(Ok(v)) = reg.issuer_tokens.get(token, now) {
@@ -228,6 +263,33 @@ fn describe_token(reg: &Registry, token: &str, out: &mut Out) {
             ),
         );
         out.json["token"] = json!({"issuer": entry.name, "client_id": c.client_id, "subject": c.subject, "roles": c.roles, "scope": c.scopes.join(" "), "exp": c.exp});
+        return;
+    }
+    if let Some((entry, Verdict::Active(c))) = introspected(reg, token, now) {
+        out.line(
+            "token",
+            format!(
+                "opaque, introspected by `{}`: active, client {}{}, roles [{}], scope \"{}\", remembered until {}",
+                entry.name,
+                c.client_id,
+                c.subject
+                    .as_ref()
+                    .map(|s| format!(", subject {s}"))
+                    .unwrap_or_default(),
+                c.roles.join(", "),
+                c.scopes.join(" "),
+                if c.exp == u64::MAX { "cache_seconds pass".to_string() } else { expiry(c.exp) }
+            ),
+        );
+        out.json["token"] = json!({"issuer": entry.name, "introspected": true, "active": true, "client_id": c.client_id, "subject": c.subject, "roles": c.roles, "scope": c.scopes.join(" ")});
+        return;
+    }
+    if let Some((entry, Verdict::Inactive(why))) = introspected(reg, token, now) {
+        out.line(
+            "token",
+            format!("opaque, introspected by `{}`: refused ({why})", entry.name),
+        );
+        out.json["token"] = json!({"issuer": entry.name, "introspected": true, "active": false, "why": why.to_string()});
         return;
     }
     if let Some(why) = crate::tokens::token::why_malformed(token) {
@@ -253,6 +315,57 @@ fn describe_token(reg: &Registry, token: &str, out: &mut Out) {
     }
 }
 
+/// The introspecting entry's remembered answer about `token` (after `explain` asked).
+fn introspected<'r>(
+    reg: &'r Registry,
+    token: &str,
+    now: u64,
+) -> Option<(&'r crate::tokens::issuer::Issuer, Verdict)> {
+    reg.issuers.iter().find_map(|e| {
+        let v = e.introspector.as_ref()?.peek(token, now)?;
+        Some((&e.issuer, v))
+    })
+}
+
+/// Whether our own token `c` is revoked (SPEC §16), in words.
+fn revocation(reg: &Registry, c: &crate::tokens::token::Claims, now: u64) -> String {
+    let client = reg.client(&c.client_id);
+    if let Some(nb) = client.and_then(|cl| cl.not_before).filter(|nb| c.iat < *nb) {
+        return format!(
+            "yes: issued at {}, before its client's not_before {nb}",
+            c.iat
+        );
+    }
+    let revoked = crate::tokens::revoked::REVOKED.is_revoked(&c.client_id, &c.jti, c.iat, now);
+    match (revoked, reg.revocations_in_redis) {
+        (true, _) => format!("yes: revoked at /oauth/revoke (jti {})", c.jti),
+        (false, true) => "no: not among the revocations in the shared store".into(),
+        (false, false) => "not in this process's view: with revocation store local, only the running proxy knows what was revoked at its /oauth/revoke".into(),
+    }
+}
+
+/// Read the revocations replicas share (`revocation: {store: redis}`) once, as a replica
+/// does before it is ready: at most 3 s.
+async fn shared_revocations(reg: &Registry, out: &mut Out) {
+    let store = crate::revocation::RevocationStore::default();
+    store.sync(reg.rate_limit_store.as_ref());
+    let read = async {
+        while !store.loaded() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(3), read)
+        .await
+        .is_err()
+    {
+        out.line(
+            "revocations",
+            "the shared revocation store did not answer within 3 s: revocations are not known",
+        );
+    }
+    store.sync(None);
+}
+
 /// Why the decision is what it is, in words.
 fn why(reg: &Registry, d: &Decision, token: Option<&str>) -> String {
     match d {
@@ -276,7 +389,8 @@ fn why(reg: &Registry, d: &Decision, token: Option<&str>) -> String {
             format!("`{privilege}` is protected and the token is not valid: {reason}{detail}")
         }
         Decision::UnknownKey { privilege, issuer, .. } => format!("`{privilege}` is protected and the token's kid is not among the keys of `{issuer}`, even after a fetch"),
-        Decision::IssuerUnavailable { privilege, issuer, .. } => format!("`{privilege}` is protected and the keys of `{issuer}` could not be fetched, so its token cannot be checked (503)"),
+        Decision::IssuerUnavailable { privilege, issuer, introspected: false, .. } => format!("`{privilege}` is protected and the keys of `{issuer}` could not be fetched, so its token cannot be checked (503)"),
+        Decision::IssuerUnavailable { privilege, issuer, .. } | Decision::Introspect { privilege, issuer, .. } => format!("`{privilege}` is protected and `{issuer}` could not be asked about the token (introspection), so it cannot be checked (503)"),
         Decision::InsufficientScope { privilege, client_id } => {
             let own = token.and_then(|t| reg.tokens.as_ref()?.verify_uncached(t).ok());
             match own {

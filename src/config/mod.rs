@@ -506,6 +506,27 @@ pub struct IssuerConfig {
     pub refresh_seconds: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<String>,
+    /// Opaque tokens checked at the provider's RFC 7662 endpoint instead of keys (SPEC §16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+/// `issuers[].introspection` (SPEC §16): where and as whom the provider is asked about a
+/// token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    #[serde(default)]
+    pub auth_method: EgressAuth,
+    #[serde(default = "default_introspection_cache")]
+    pub cache_seconds: u64,
+}
+
+fn default_introspection_cache() -> u64 {
+    60
 }
 
 fn default_skew() -> u64 {

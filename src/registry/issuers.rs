@@ -3,6 +3,8 @@
 
 use crate::config::{Diagnostic, IssuerConfig, Source};
 use crate::outbound::Trust;
+use crate::tokens::introspection::MAX_CACHE_SECONDS;
+use crate::tokens::introspector::{self, Introspector};
 use crate::tokens::issuer::{is_json_pointer, Issuer, TENANT_PLACEHOLDER};
 use crate::tokens::jwks::{KeySet, DEFAULT_ALGORITHMS};
 use crate::tokens::jwks_fetch;
@@ -25,6 +27,8 @@ pub enum KeysFrom {
     },
     /// Read at every load, so a reload (or the file changing) picks up new keys.
     File(PathBuf),
+    /// None: its tokens are introspected at `url` (SPEC §16).
+    Introspection { url: String },
 }
 
 /// One compiled `issuers[]` entry.
@@ -35,6 +39,9 @@ pub struct IssuerEntry {
     /// with the previous generation when a reload keeps the entry ([`keep_keys`]).
     pub keys: Arc<KeyCell>,
     pub refresh: Duration,
+    /// The entry's RFC 7662 calls and remembered answers, when it introspects (SPEC §16).
+    /// Shared with the previous generation when a reload keeps the entry ([`keep_keys`]).
+    pub introspector: Option<Arc<Introspector>>,
 }
 
 /// Most seconds of clock skew an entry may allow, and the shortest JWKS refresh.
@@ -92,6 +99,7 @@ pub fn compile(
 ) -> Vec<IssuerEntry> {
     let mut names = HashSet::new();
     let mut issuers = HashSet::new();
+    let mut introspecting: Option<usize> = None;
     let mut out = Vec::new();
     for (i, c) in cfgs.iter().enumerate() {
         let at = format!("issuers[{i}]");
@@ -175,7 +183,43 @@ pub fn compile(
         }
         let trust =
             super::upstream::trust(c.ca_file.as_deref(), format!("{at}.ca_file"), src, errors);
+        let introspection = match &c.introspection {
+            None => None,
+            Some(_) if c.jwks_url.is_some() || c.jwks_file.is_some() => {
+                errors.push(Diagnostic::new(
+                    at.clone(),
+                    "give exactly one of jwks_url, jwks_file and introspection",
+                ));
+                continue;
+            }
+            Some(ic) => {
+                if let Some(first) = introspecting.replace(i) {
+                    errors.push(Diagnostic::new(format!("{at}.introspection"), format!("only one issuer may introspect, and issuers[{first}] does: an opaque token carries no `iss` to choose between them")));
+                }
+                if c.algorithms.is_some() {
+                    warnings.push(Diagnostic::new(format!("{at}.algorithms"), "an introspecting issuer verifies no signature (its provider answers for its tokens, JWTs too); algorithms is ignored"));
+                }
+                introspection_settings(
+                    ic,
+                    &format!("{at}.introspection"),
+                    trust.clone(),
+                    src,
+                    errors,
+                )
+            }
+        };
         let (keys_from, keys) = match (&c.jwks_url, &c.jwks_file) {
+            _ if introspection.is_some() => (
+                KeysFrom::Introspection {
+                    url: c
+                        .introspection
+                        .as_ref()
+                        .map(|i| i.url.clone())
+                        .unwrap_or_default(),
+                },
+                KeyCell::fetched(),
+            ),
+            _ if c.introspection.is_some() => continue,
             (Some(url), None) => {
                 if let Err(e) = check_url(url) {
                     errors.push(Diagnostic::new(format!("{at}.jwks_url"), e));
@@ -239,7 +283,7 @@ pub fn compile(
             _ => {
                 errors.push(Diagnostic::new(
                     at.clone(),
-                    "give exactly one of jwks_url and jwks_file",
+                    "give exactly one of jwks_url, jwks_file and introspection",
                 ));
                 continue;
             }
@@ -247,25 +291,90 @@ pub fn compile(
         if errors.len() > n {
             continue;
         }
-        out.push(IssuerEntry {
-            issuer: Issuer {
-                name: c.name.clone(),
-                issuer: c.issuer.clone(),
-                audience: c.audience.clone(),
-                algorithms: algs,
-                roles_claim: c.roles_claim.clone(),
-                client_id_claim: c.client_id_claim.clone(),
-                privileges: c.privileges.clone(),
-                tenants: c.tenants.clone(),
-                allowed_skew_seconds: c.allowed_skew_seconds,
-                max_age_seconds: c.max_age_seconds,
+        let issuer = Issuer {
+            name: c.name.clone(),
+            issuer: c.issuer.clone(),
+            audience: c.audience.clone(),
+            algorithms: algs,
+            roles_claim: c.roles_claim.clone(),
+            client_id_claim: c.client_id_claim.clone(),
+            privileges: c.privileges.clone(),
+            tenants: c.tenants.clone(),
+            allowed_skew_seconds: c.allowed_skew_seconds,
+            max_age_seconds: c.max_age_seconds,
+        };
+        let introspector = match introspection {
+            None => None,
+            Some(settings) => match Introspector::new(issuer.clone(), settings) {
+                Ok(i) => Some(Arc::new(i)),
+                Err(e) => {
+                    errors.push(Diagnostic::new(format!("{at}.introspection"), e));
+                    continue;
+                }
             },
+        };
+        out.push(IssuerEntry {
+            issuer,
             keys_from,
             keys,
             refresh: Duration::from_secs(c.refresh_seconds),
+            introspector,
         });
     }
     out
+}
+
+/// Check an entry's `introspection` (SPEC §16): `url` as a `jwks_url`, the client and its
+/// secret as an egress entry's, `cache_seconds` 1 to 300.
+fn introspection_settings(
+    c: &crate::config::IntrospectionConfig,
+    at: &str,
+    trust: Trust,
+    src: &Source,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<introspector::Settings> {
+    let n = errors.len();
+    if let Err(e) = check_url(&c.url) {
+        errors.push(Diagnostic::new(format!("{at}.url"), e));
+    }
+    if c.client_id.is_empty() {
+        errors.push(Diagnostic::new(
+            format!("{at}.client_id"),
+            "client_id is empty: give the client ords-guard authenticates as at the introspection endpoint",
+        ));
+    }
+    if !(1..=MAX_CACHE_SECONDS).contains(&c.cache_seconds) {
+        errors.push(Diagnostic::new(
+            format!("{at}.cache_seconds"),
+            format!(
+                "{} is outside 1 to {MAX_CACHE_SECONDS} seconds",
+                c.cache_seconds
+            ),
+        ));
+    }
+    let secret_file = src.resolve(&c.client_secret_file);
+    match std::fs::read(&secret_file) {
+        Ok(b) if !crate::outbound::secret_from(&b).is_empty() => {}
+        Ok(_) => errors.push(Diagnostic::new(
+            format!("{at}.client_secret_file"),
+            format!(
+                "{} is empty: it holds the client secret",
+                secret_file.display()
+            ),
+        )),
+        Err(e) => errors.push(Diagnostic::new(
+            format!("{at}.client_secret_file"),
+            format!("cannot read {}: {e}", secret_file.display()),
+        )),
+    }
+    (errors.len() == n).then(|| introspector::Settings {
+        url: c.url.clone(),
+        client_id: c.client_id.clone(),
+        secret_file,
+        auth: c.auth_method,
+        cache_seconds: c.cache_seconds,
+        trust,
+    })
 }
 
 /// Carry the keys of `old`'s entries over to the unchanged entries of `new` (a reload):
@@ -273,6 +382,17 @@ pub fn compile(
 /// keys already fetched while the reload's own fetch runs (SPEC §9).
 pub fn keep_keys(new: &mut [IssuerEntry], old: &[IssuerEntry]) {
     for n in new.iter_mut() {
+        // An introspecting entry read the same way keeps its answers and its bucket.
+        if let Some(i) = &n.introspector {
+            let same = old
+                .iter()
+                .filter_map(|o| o.introspector.as_ref())
+                .find(|o| o.same(&n.issuer, &i.settings));
+            if let Some(o) = same {
+                n.introspector = Some(o.clone());
+            }
+            continue;
+        }
         let KeysFrom::Url { url, .. } = &n.keys_from else {
             continue;
         };
@@ -300,7 +420,7 @@ pub fn fetch_sources(entries: &[IssuerEntry]) -> Vec<jwks_fetch::Source> {
                 algorithms: e.issuer.algorithms.clone(),
                 refresh: e.refresh,
             }),
-            KeysFrom::File(_) => None,
+            KeysFrom::File(_) | KeysFrom::Introspection { .. } => None,
         })
         .collect()
 }

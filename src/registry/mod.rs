@@ -157,6 +157,8 @@ pub struct Registry {
     pub max_bearer: usize,
     /// Identity providers whose tokens are accepted (SPEC §9).
     pub issuers: Vec<issuers::IssuerEntry>,
+    /// The `issuers` entry that introspects, which opaque tokens go to (SPEC §16).
+    pub introspecting: Option<usize>,
     /// Remote APIs called for legacy callers (SPEC §10).
     pub egress: Vec<egress::EgressEntry>,
     /// Requests per client or address (SPEC §13).
@@ -454,6 +456,7 @@ pub fn compile(cfg: &Config, src: &Source) -> Result<Compiled, Vec<Diagnostic>> 
             privileges,
             clients,
             tokens,
+            introspecting: issuers.iter().position(|e| e.introspector.is_some()),
             issuers,
             egress,
             rate_limits,
@@ -619,6 +622,53 @@ mod tests {
         assert!(errs[1].contains("allow_remote"), "{}", errs[1]);
         assert!(errs[6].contains("already a listen address"), "{}", errs[6]);
         assert!(errs[0].starts_with("g.yaml:9:5: "), "{}", errs[0]);
+    }
+
+    /// SPEC §16: `introspection` instead of keys, checked by key; one entry at most.
+    #[test]
+    fn introspection_errors_name_the_key() {
+        let entry = |name: &str, rest: &str| {
+            format!("  - name: {name}\n    issuer: https://{name}.test\n    introspection:\n      url: http://127.0.0.1:9/introspect\n      client_id: ords\n      client_secret_file: hs.key\n{rest}")
+        };
+        let y = format!(
+            "{HEAD}issuers:\n{}{}{}{}",
+            entry("a", ""),
+            entry("b", "      cache_seconds: 0\n"),
+            entry("c", "      url: http://idp.example/introspect\n      client_secret_file: nope.secret\n      client_id: \"\"\n      cache_seconds: 301\n")
+                .replace("      url: http://127.0.0.1:9/introspect\n", "")
+                .replace("      client_id: ords\n", "")
+                .replace("      client_secret_file: hs.key\n", ""),
+            entry("d", "    jwks_url: https://d.test/jwks\n"),
+        );
+        let errs = compile_str(&y).err().unwrap();
+        assert_eq!(
+            error_keys(&errs),
+            [
+                "issuers[1].introspection",
+                "issuers[1].introspection.cache_seconds",
+                "issuers[2].introspection",
+                "issuers[2].introspection.url",
+                "issuers[2].introspection.client_id",
+                "issuers[2].introspection.cache_seconds",
+                "issuers[2].introspection.client_secret_file",
+                "issuers[3]",
+            ],
+            "{errs:#?}"
+        );
+        assert!(
+            errs[0].contains("only one issuer may introspect"),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[3].contains("https://"), "{}", errs[3]);
+        assert!(
+            errs[7].contains("exactly one of jwks_url, jwks_file and introspection"),
+            "{}",
+            errs[7]
+        );
+        // One is fine, and opaque tokens go to it.
+        let c = compile_str(&format!("{HEAD}issuers:\n{}", entry("a", ""))).unwrap();
+        assert_eq!(c.registry.introspecting, Some(0));
     }
 
     /// SPEC §13 validation: each error names its key, line and column.

@@ -318,6 +318,9 @@ impl Metrics {
             true,
             crate::logs::dropped_lines,
         )));
+        register(Box::new(
+            crate::tokens::introspector::INTROSPECTIONS.clone(),
+        ));
         register(Box::new(Scraped::new(
             "ords_guard_revocations",
             "Tokens revoked at /oauth/revoke and not yet expired (this process's view).",

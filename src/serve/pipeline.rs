@@ -11,7 +11,7 @@
 //! client sees the answer; what it learnt is kept in [`Decided`], for the forwarded
 //! request's headers and the access line.
 
-use crate::access::decision::{self, Decision};
+use crate::access::decision::{self, Awaits, Decision};
 use crate::patterns::path::{self, Target};
 use crate::registry::{Own, Registry};
 use crate::serve::state::Guard;
@@ -270,32 +270,56 @@ pub fn normalise(
         )
     })
 }
-/// The access decision (SPEC §3). When it waits for an identity provider's keys, taken
-/// again once they are in.
+/// The access decision (SPEC §3). When it waits for an identity provider's keys or its
+/// answer about an opaque token, taken again once they are in.
 pub async fn decide(reg: &Registry, view: &RequestView<'_>, target: &Target) -> Decision {
-    let decide = || {
-        decision::decide(
-            reg,
-            view.method,
-            target.decision_path(),
-            decision::credentials(&view.authorization),
-        )
-    };
-    let mut d = decide();
-    if let Some(entry) = d.awaits_keys() {
-        // Unknown `kid` or no keys yet: the issuer's cell joins or starts one refetch
-        // (bounded in time and rate, SPEC §9), then the same pure decision runs again.
-        let e = &reg.issuers[entry];
-        crate::traces::waiting(
-            "jwks fetch",
-            || vec![KeyValue::new("ords_guard.issuer", e.issuer.name.clone())],
-            |_| false,
-            e.keys.refetch(std::time::Instant::now()),
-        )
-        .await;
-        d = decide();
+    let creds = decision::credentials(&view.authorization);
+    let decide = || decision::decide(reg, view.method, target.decision_path(), creds);
+    let d = decide();
+    match d.awaits() {
+        None => d,
+        Some(Awaits::Keys(entry)) => {
+            // Unknown `kid` or no keys yet: the issuer's cell joins or starts one refetch
+            // (bounded in time and rate, SPEC §9), then the same pure decision runs again.
+            let e = &reg.issuers[entry];
+            crate::traces::waiting(
+                "jwks fetch",
+                || issuer_attribute(e),
+                |_| false,
+                e.keys.refetch(std::time::Instant::now()),
+            )
+            .await;
+            decide()
+        }
+        Some(Awaits::Introspection(entry)) => {
+            // No answer remembered: one call (or the one in flight) asks the provider
+            // (SPEC §16), then the same pure decision runs again on what it answered.
+            let e = &reg.issuers[entry];
+            let (decision::Credentials::Bearer(token), Some(i)) = (creds, &e.introspector) else {
+                return d.unchecked();
+            };
+            let asked = crate::traces::waiting(
+                "introspection",
+                || issuer_attribute(e),
+                |r| r.is_err(),
+                i.check(token),
+            );
+            match asked.await {
+                Ok(answer) => decision::decide_answered(
+                    reg,
+                    view.method,
+                    target.decision_path(),
+                    creds,
+                    Some(&answer),
+                ),
+                Err(_) => d.unchecked(),
+            }
+        }
     }
-    d
+}
+
+fn issuer_attribute(e: &crate::registry::issuers::IssuerEntry) -> Vec<KeyValue> {
+    vec![KeyValue::new("ords_guard.issuer", e.issuer.name.clone())]
 }
 
 /// SPEC §13: take the request from every limit that applies, or refuse it (429) when
@@ -466,12 +490,27 @@ pub fn refusal(d: &Decision, ctx: &mut Decided) -> Answer {
         }
         Decision::IssuerUnavailable {
             privilege, issuer, ..
+        }
+        | Decision::Introspect {
+            privilege, issuer, ..
         } => {
             ctx.privilege = Some(privilege.clone());
             ctx.issuer = Some(issuer.clone());
+            let introspected = !matches!(
+                d,
+                Decision::IssuerUnavailable {
+                    introspected: false,
+                    ..
+                }
+            );
+            let why = if introspected {
+                format!("identity provider `{issuer}` could not be asked about the token")
+            } else {
+                format!("the keys of identity provider `{issuer}` could not be fetched yet")
+            };
             (
                 "Service Unavailable",
-                format!("the keys of identity provider `{issuer}` could not be fetched yet, so its token cannot be checked; retry shortly"),
+                format!("{why}, so the token cannot be checked; retry shortly"),
                 Some(("Retry-After", ISSUER_RETRY_AFTER.to_string())),
             )
         }

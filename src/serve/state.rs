@@ -171,7 +171,8 @@ impl Guard {
                 let _ = jwks.fetches.remove_label_values(&[gone, result]);
             }
         }
-        for e in &r.issuers {
+        // An introspecting entry holds no keys: it has no jwks series.
+        for e in r.issuers.iter().filter(|e| e.introspector.is_none()) {
             let name = e.issuer.name.as_str();
             let keys = jwks.keys.with_label_values(&[name]);
             // Fetched keys are counted by their fetch task (which may already be done);

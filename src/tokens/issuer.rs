@@ -78,7 +78,7 @@ impl crate::tokens::token::Expiring for IssuerVerified {
 }
 
 /// One `issuers[]` entry, compiled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issuer {
     pub name: String,
     /// `iss` exactly, or with [`TENANT_PLACEHOLDER`] standing for the token's `tid`.
@@ -198,12 +198,24 @@ impl Issuer {
                 return Err(TokenError::TooOld);
             }
         }
+        self.check_audience(c)?;
+        self.identity(c, exp)
+    }
+
+    /// `aud` holds one of the entry's audiences, when it has any.
+    pub fn check_audience(&self, c: &Map<String, Value>) -> Result<(), TokenError> {
         if !self.audience.is_empty() {
             let aud = names(c.get("aud"), &[]);
             if !aud.iter().any(|a| self.audience.contains(a)) {
                 return Err(TokenError::WrongAudience);
             }
         }
+        Ok(())
+    }
+
+    /// Who and what checked claims (a token's, or an introspection answer's) name: the
+    /// client id, `sub`, the scopes and the role claim's roles (SPEC §9).
+    pub fn identity(&self, c: &Map<String, Value>, exp: u64) -> Result<IssuerClaims, TokenError> {
         let subject = c.get("sub").and_then(Value::as_str).map(str::to_string);
         let client_id = match &self.client_id_claim {
             Some(pointer) => claim_at(c, pointer).and_then(Value::as_str),

@@ -66,6 +66,10 @@ pub enum TokenError {
     /// Issued longer ago than an issuer's `max_age_seconds` (SPEC §9).
     TooOld,
     MissingClaim(String),
+    /// An identity provider's introspection answered `active: false` (SPEC §16).
+    Inactive,
+    /// Introspection named another `token_type` than an access token (SPEC §16).
+    NotAccessToken,
 }
 
 impl fmt::Display for TokenError {
@@ -82,6 +86,12 @@ impl fmt::Display for TokenError {
             TokenError::WrongAudience => f.write_str("the token has the wrong audience"),
             TokenError::TooOld => f.write_str("the token was issued too long ago"),
             TokenError::MissingClaim(c) => write!(f, "the token lacks the {c} claim"),
+            TokenError::Inactive => {
+                f.write_str("the identity provider says the token is not active")
+            }
+            TokenError::NotAccessToken => {
+                f.write_str("the identity provider says the token is not an access token")
+            }
         }
     }
 }

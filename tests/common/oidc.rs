@@ -1,5 +1,6 @@
 //! panva's oidc-provider (tests/idp, `npm ci` in scripts/setup.sh) on a loopback port: a
-//! real OpenID provider issuing JWT access tokens to one client_credentials client.
+//! real OpenID provider issuing JWT (or opaque) access tokens to one client_credentials
+//! client, and answering for them at its introspection endpoint.
 
 use super::free_port;
 use std::io::BufRead;
@@ -8,6 +9,9 @@ use std::time::Duration;
 
 pub const CLIENT_ID: &str = "orders-app";
 pub const CLIENT_SECRET: &str = "orders-app-secret-0123456789abcdef";
+/// The client ords-guard authenticates as at `/token/introspection`.
+pub const INTROSPECT_ID: &str = "ords-guard";
+pub const INTROSPECT_SECRET: &str = "ords-guard-introspect-secret-0123456789";
 
 /// `node tests/idp/oidc.mjs` on a loopback port, stopped on drop.
 pub struct OidcProvider {
@@ -17,6 +21,15 @@ pub struct OidcProvider {
 
 impl OidcProvider {
     pub fn start() -> OidcProvider {
+        Self::issuing("jwt")
+    }
+
+    /// Issuing opaque access tokens (SPEC §16).
+    pub fn start_opaque() -> OidcProvider {
+        Self::issuing("opaque")
+    }
+
+    fn issuing(format: &str) -> OidcProvider {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -29,6 +42,9 @@ impl OidcProvider {
             .env("PORT", port.to_string())
             .env("CLIENT_ID", CLIENT_ID)
             .env("CLIENT_SECRET", CLIENT_SECRET)
+            .env("INTROSPECT_ID", INTROSPECT_ID)
+            .env("INTROSPECT_SECRET", INTROSPECT_SECRET)
+            .env("TOKEN_FORMAT", format)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,6 +1,8 @@
 // A real OpenID provider for the integration tests: panva's oidc-provider on
 // http://127.0.0.1:$PORT, issuing JWT access tokens (ES256, signed with a key made at
-// start) to one client_credentials client through resource indicators.
+// start) to one client_credentials client through resource indicators; with
+// TOKEN_FORMAT=opaque, opaque ones instead, which its RFC 7662 endpoint
+// (/token/introspection) answers for to the INTROSPECT_ID client.
 //
 //   PORT=8123 CLIENT_ID=orders-app CLIENT_SECRET=... node tests/idp/oidc.mjs
 //
@@ -30,11 +32,22 @@ const provider = new Provider(issuer, {
       token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: 'ES256',
     },
+    {
+      // ords-guard's own client at the introspection endpoint (SPEC §16).
+      client_id: process.env.INTROSPECT_ID ?? 'ords-guard',
+      client_secret: process.env.INTROSPECT_SECRET ?? 'ords-guard-introspect-secret',
+      grant_types: [],
+      redirect_uris: [],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'ES256',
+    },
   ],
   jwks: { keys: [signing] },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    introspection: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => 'urn:orders-api',
@@ -43,7 +56,7 @@ const provider = new Provider(issuer, {
         scope: 'example_priv example_write',
         audience: 'orders-api',
         accessTokenTTL: 300,
-        accessTokenFormat: 'jwt',
+        accessTokenFormat: process.env.TOKEN_FORMAT === 'opaque' ? 'opaque' : 'jwt',
         jwt: { sign: { alg: 'ES256' } },
       }),
     },
