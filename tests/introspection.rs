@@ -70,6 +70,10 @@ fn answer(token: &str) -> (u16, Vec<u8>) {
         .to_string()
         .into_bytes()
     };
+    // A JWT (SPEC §16: one naming the introspecting issuer is asked about too).
+    if token.starts_with("eyJ") {
+        return (200, active("example_priv"));
+    }
     let prefix = token.split('-').next().unwrap_or_default();
     match prefix {
         "active" => (200, active("example_priv")),
@@ -154,17 +158,40 @@ async fn provider() -> (SocketAddr, Arc<Calls>) {
 
 /// ords-guard in front of `backend`, its `corp` issuer introspecting at `url` as `id`.
 async fn guard(backend: &Backend, url: &str, id: &str, secret: &str) -> (Guard, tempfile::TempDir) {
+    guard_with(backend, url, id, secret, "").await
+}
+
+/// [`guard`] with more lines under `introspection:` (six-space indented).
+async fn guard_with(
+    backend: &Backend,
+    url: &str,
+    id: &str,
+    secret: &str,
+    more: &str,
+) -> (Guard, tempfile::TempDir) {
     let files = tempfile::tempdir().unwrap();
     let secret_file = files.path().join("introspect.secret");
     std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
     let o = Options {
         extra: format!(
-            "issuers:\n  - name: corp\n    issuer: \"{ISS}\"\n    roles_claim: /roles\n    introspection:\n      url: \"{url}\"\n      client_id: {id}\n      client_secret_file: \"{}\"\n",
+            "issuers:\n  - name: corp\n    issuer: \"{ISS}\"\n    roles_claim: /roles\n    introspection:\n      url: \"{url}\"\n      client_id: {id}\n      client_secret_file: \"{}\"\n{more}",
             secret_file.display()
         ),
         ..Options::new(backend)
     };
     (Guard::start(o).await, files)
+}
+
+/// An unsigned JWT of `claims` (the introspecting entry never checks a signature).
+fn jwt(claims: serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    format!(
+        "{}.{}.{}",
+        B64.encode(r#"{"alg":"ES256","typ":"JWT","kid":"k"}"#),
+        B64.encode(claims.to_string()),
+        B64.encode([7u8; 64])
+    )
 }
 
 fn introspections(result: &str) -> String {
@@ -521,4 +548,97 @@ async fn explain_says_what_the_provider_answered() {
     );
     // The running proxy has asked nothing yet: explain is a process of its own.
     assert_eq!(g.metric(&introspections("active")).await, 0.0);
+}
+
+/// A JWT naming the introspecting issuer is asked about, never verified by keys; other
+/// JWTs are routed by `iss` as before.
+#[tokio::test]
+async fn a_jwt_naming_the_introspecting_issuer_is_asked_about_too() {
+    let (addr, calls) = provider().await;
+    let backend = Backend::start().await;
+    let (g, _files) = guard(
+        &backend,
+        &format!("http://{addr}/introspect"),
+        "ords-guard",
+        SECRET,
+    )
+    .await;
+    let theirs = jwt(serde_json::json!({"iss": ISS, "sub": "x", "exp": now() + 60}));
+    assert_eq!(g.get_as("/example/1", &theirs).await.status(), 200);
+    assert_eq!(calls.of(&theirs), 1);
+    assert_eq!(backend.last().header("x-ords-issuer"), Some("corp"));
+    let other = jwt(serde_json::json!({"iss": "https://elsewhere", "sub": "x", "exp": now() + 60}));
+    let r = g.get_as("/example/1", &other).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("wrong issuer"));
+    assert_eq!(
+        calls.total(),
+        1,
+        "only the introspecting issuer's JWT was asked about"
+    );
+}
+
+/// `auth_method: post` sends the client in the form; a secret file that cannot be read at
+/// the first call leaves the token unchecked (503); a reload that changes the entry asks
+/// again.
+#[tokio::test]
+async fn client_secret_post_an_unreadable_secret_and_a_changed_entry() {
+    let (addr, calls) = provider().await;
+    let backend = Backend::start().await;
+    let (g, files) = guard_with(
+        &backend,
+        &format!("http://{addr}/introspect"),
+        "ords-guard",
+        SECRET,
+        "      auth_method: post\n",
+    )
+    .await;
+    let secret_file = files.path().join("introspect.secret");
+    std::fs::remove_file(&secret_file).unwrap();
+    let r = g.get_as("/example/1", "active-1").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(calls.total(), 0, "no call without the secret");
+    eventually("the failure to be logged", || async {
+        g.output().contains("cannot read client_secret_file")
+    })
+    .await;
+    assert!(!g.output().contains(SECRET));
+
+    std::fs::write(&secret_file, SECRET).unwrap();
+    assert_eq!(g.get_as("/example/1", "active-1").await.status(), 200);
+    assert_eq!(calls.last_auth.lock().unwrap().as_deref(), None);
+    let form = calls.last_form.lock().unwrap().clone();
+    for (k, v) in [
+        ("client_id", "ords-guard"),
+        ("client_secret", SECRET),
+        ("token", "active-1"),
+    ] {
+        assert!(form.contains(&(k.to_string(), v.to_string())), "{form:?}");
+    }
+
+    // An unchanged reload keeps the answer; a changed entry is asked again.
+    let config = std::fs::read_to_string(&g.config).unwrap();
+    let reloads = "ords_guard_config_reloads_total{result=\"success\"}";
+    let reload = |text: String| {
+        let (g, before) = (&g, text);
+        async move {
+            let n = g.metric(reloads).await;
+            std::fs::write(&g.config, before).unwrap();
+            g.signal("HUP");
+            g.wait_metric(reloads, |v| v > n).await;
+        }
+    };
+    reload(config.clone()).await;
+    assert_eq!(g.get_as("/example/1", "active-1").await.status(), 200);
+    assert_eq!(calls.of("active-1"), 1);
+    reload(config.replace(
+        "      auth_method: post\n",
+        "      auth_method: post\n      cache_seconds: 30\n",
+    ))
+    .await;
+    assert_eq!(g.get_as("/example/1", "active-1").await.status(), 200);
+    assert_eq!(calls.of("active-1"), 2);
 }

@@ -313,6 +313,13 @@ fn protected(
     // tokens verified before, ours or theirs, are known by their caches and need no routing.
     // Without `token:` every bearer token is an identity provider's.
     let own = reg.tokens.as_ref();
+    // No `.`, no JWS: an opaque token, straight to the introspecting provider's answers
+    // (SPEC §16) without the JWT caches' lookups.
+    if let Some(entry) = reg.introspecting {
+        if !token.contains('.') && token.len() <= reg.max_bearer {
+            return introspected(reg, privilege, entry, token, answered);
+        }
+    }
     if !reg.issuers.is_empty() && !own.is_some_and(|t| t.knows(token)) {
         // One lookup answers a known issuer token: no more than an own token costs.
         match reg.issuer_tokens.get(token, crate::tokens::token::now()) {

@@ -269,7 +269,7 @@ fn describe_token(reg: &Registry, token: &str, out: &mut Out) {
         out.line(
             "token",
             format!(
-                "opaque, introspected by `{}`: active, client {}{}, roles [{}], scope \"{}\", remembered until {}",
+                "opaque, introspected by `{}`: active, client {}{}, roles [{}], scope \"{}\", {}",
                 entry.name,
                 c.client_id,
                 c.subject
@@ -278,7 +278,11 @@ fn describe_token(reg: &Registry, token: &str, out: &mut Out) {
                     .unwrap_or_default(),
                 c.roles.join(", "),
                 c.scopes.join(" "),
-                if c.exp == u64::MAX { "cache_seconds pass".to_string() } else { expiry(c.exp) }
+                if c.exp == u64::MAX {
+                    "no exp in the answer".to_string()
+                } else {
+                    expiry(c.exp)
+                }
             ),
         );
         out.json["token"] = json!({"issuer": entry.name, "introspected": true, "active": true, "client_id": c.client_id, "subject": c.subject, "roles": c.roles, "scope": c.scopes.join(" ")});

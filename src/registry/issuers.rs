@@ -199,6 +199,9 @@ pub fn compile(
                 if c.algorithms.is_some() {
                     warnings.push(Diagnostic::new(format!("{at}.algorithms"), "an introspecting issuer verifies no signature (its provider answers for its tokens, JWTs too); algorithms is ignored"));
                 }
+                if c.max_age_seconds > 0 {
+                    warnings.push(Diagnostic::new(format!("{at}.max_age_seconds"), "an introspecting issuer's tokens are checked by its answers (active, exp), not by age; max_age_seconds is ignored"));
+                }
                 introspection_settings(
                     ic,
                     &format!("{at}.introspection"),
@@ -378,18 +381,26 @@ fn introspection_settings(
 }
 
 /// Carry the keys of `old`'s entries over to the unchanged entries of `new` (a reload):
-/// same name, same `jwks_url`, same algorithms. Their tokens keep being checked with the
+/// same name, same `jwks_url`, same algorithms; and an introspecting entry's answers (or,
+/// changed, its bounds). Their tokens keep being checked with the
 /// keys already fetched while the reload's own fetch runs (SPEC §9).
 pub fn keep_keys(new: &mut [IssuerEntry], old: &[IssuerEntry]) {
     for n in new.iter_mut() {
-        // An introspecting entry read the same way keeps its answers and its bucket.
-        if let Some(i) = &n.introspector {
-            let same = old
+        // An introspecting entry read the same way keeps its answers; changed, it keeps
+        // only its bounds, so a reload never grants a second allowance of calls.
+        if let Some(i) = &mut n.introspector {
+            let before = old
                 .iter()
-                .filter_map(|o| o.introspector.as_ref())
-                .find(|o| o.same(&n.issuer, &i.settings));
-            if let Some(o) = same {
-                n.introspector = Some(o.clone());
+                .filter(|o| o.issuer.name == n.issuer.name)
+                .find_map(|o| o.introspector.as_ref());
+            match before {
+                Some(o) if o.same(&n.issuer, &i.settings) => *i = o.clone(),
+                Some(o) => {
+                    if let Some(fresh) = Arc::get_mut(i) {
+                        fresh.share_bounds(o);
+                    }
+                }
+                None => {}
             }
             continue;
         }

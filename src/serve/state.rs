@@ -170,6 +170,19 @@ impl Guard {
             for result in ["success", "failure"] {
                 let _ = jwks.fetches.remove_label_values(&[gone, result]);
             }
+            let introspections = &crate::tokens::introspector::INTROSPECTIONS;
+            for result in ["active", "inactive", "failure", "cached"] {
+                let _ = introspections.remove_label_values(&[gone, result]);
+            }
+        }
+        // An entry that introspects now has no keys: no jwks series either.
+        for e in r.issuers.iter().filter(|e| e.introspector.is_some()) {
+            let name = e.issuer.name.as_str();
+            let _ = jwks.keys.remove_label_values(&[name]);
+            let _ = jwks.last_success.remove_label_values(&[name]);
+            for result in ["success", "failure"] {
+                let _ = jwks.fetches.remove_label_values(&[name, result]);
+            }
         }
         // An introspecting entry holds no keys: it has no jwks series.
         for e in r.issuers.iter().filter(|e| e.introspector.is_none()) {

@@ -7,6 +7,7 @@ use super::issuer::{Issuer, IssuerClaims};
 use super::token::TokenError;
 use dashmap::DashMap;
 use serde_json::{Map, Value};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,8 +15,11 @@ use std::time::Instant;
 pub const INACTIVE_SECONDS: u64 = 10;
 /// Most `cache_seconds` an entry may give.
 pub const MAX_CACHE_SECONDS: u64 = 300;
-/// Most answers remembered per entry; past it the expired are swept, then all.
+/// Most answers remembered per entry, and most bytes of names (client id, subject, scopes,
+/// roles) they hold; past either, the expired are swept, then a quarter of the rest, so
+/// one flood of valid tokens cannot make everyone's answers be asked for again at once.
 const CACHE_MAX: usize = 16_384;
+const CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 /// What an answer said of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +46,9 @@ pub fn key(token: &str) -> Key {
 pub struct Unusable(pub String);
 
 /// Read the provider's answer (`status`, `body`) to a question about one token at `now`
-/// (Unix seconds): the verdict, and until when it may be remembered (`cache_seconds` at
-/// most for an active token, never past its `exp`; [`INACTIVE_SECONDS`] otherwise).
+/// (Unix seconds): the verdict, and until when it may be remembered (SPEC §16: an answer
+/// `cache_seconds` at most, never past its `exp`, whether the entry's rules accept it or
+/// not; an inactive one [`INACTIVE_SECONDS`]).
 pub fn verdict(
     issuer: &Issuer,
     cache_seconds: u64,
@@ -70,16 +75,18 @@ pub fn verdict(
             "the introspection answer has no boolean `active`".into(),
         ));
     };
-    let inactive = |e| Ok((Verdict::Inactive(e), now.saturating_add(INACTIVE_SECONDS)));
     if !active {
-        return inactive(TokenError::Inactive);
+        let until = now.saturating_add(INACTIVE_SECONDS);
+        return Ok((Verdict::Inactive(TokenError::Inactive), until));
     }
+    let exp = answer
+        .get("exp")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+    let until = now.saturating_add(cache_seconds).min(exp);
     match rules(issuer, &answer, now) {
-        Ok(claims) => {
-            let until = now.saturating_add(cache_seconds).min(claims.exp);
-            Ok((Verdict::Active(Arc::new(claims)), until))
-        }
-        Err(e) => inactive(e),
+        Ok(claims) => Ok((Verdict::Active(Arc::new(claims)), until)),
+        Err(e) => Ok((Verdict::Inactive(e), until)),
     }
 }
 
@@ -121,10 +128,27 @@ struct Remembered {
     until: u64,
 }
 
+impl Remembered {
+    /// What it holds, roughly, in bytes.
+    fn size(&self) -> usize {
+        let names = |v: &[String]| v.iter().map(|n| n.len() + 24).sum::<usize>();
+        96 + match &self.verdict {
+            Verdict::Active(c) => {
+                c.client_id.len()
+                    + c.subject.as_ref().map_or(0, String::len)
+                    + names(&c.scopes)
+                    + names(&c.roles)
+            }
+            Verdict::Inactive(_) => 0,
+        }
+    }
+}
+
 /// Answers remembered by the token's SHA-256, each until its time (Unix seconds).
 #[derive(Default)]
 pub struct Cache {
     map: DashMap<Key, Remembered>,
+    bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl Cache {
@@ -135,7 +159,9 @@ impl Cache {
             return Some(hit.verdict.clone());
         }
         drop(hit);
-        self.map.remove_if(key, |_, r| now >= r.until);
+        if let Some((_, r)) = self.map.remove_if(key, |_, r| now >= r.until) {
+            self.bytes.fetch_sub(r.size(), Ordering::Relaxed);
+        }
         None
     }
 
@@ -143,13 +169,32 @@ impl Cache {
         if until <= now {
             return;
         }
-        if self.map.len() >= CACHE_MAX {
-            self.map.retain(|_, r| now < r.until);
-            if self.map.len() >= CACHE_MAX {
-                self.map.clear();
-            }
+        let r = Remembered { verdict, until };
+        let size = r.size();
+        if self.map.len() >= CACHE_MAX
+            || self.bytes.load(Ordering::Relaxed) + size > CACHE_MAX_BYTES
+        {
+            self.make_room(now);
         }
-        self.map.insert(key, Remembered { verdict, until });
+        if let Some(old) = self.map.insert(key, r) {
+            self.bytes.fetch_sub(old.size(), Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// Sweep the expired; still over three quarters full, drop every fourth of the rest.
+    /// Rare (once per quarter of the cache filled), so the sizes are summed again here.
+    fn make_room(&self, now: u64) {
+        self.map.retain(|_, r| now < r.until);
+        let total = || self.map.iter().map(|r| r.size()).sum::<usize>();
+        if self.map.len() > CACHE_MAX / 4 * 3 || total() > CACHE_MAX_BYTES / 4 * 3 {
+            let mut n = 0usize;
+            self.map.retain(|_, _| {
+                n += 1;
+                n % 4 != 0
+            });
+        }
+        self.bytes.store(total(), Ordering::Relaxed);
     }
 
     pub fn len(&self) -> usize {
@@ -221,12 +266,9 @@ mod tests {
         verdict(i, 60, status, body.to_string().as_bytes(), NOW)
     }
 
-    fn refused(v: Result<(Verdict, u64), Unusable>) -> TokenError {
+    fn refused(v: Result<(Verdict, u64), Unusable>) -> (TokenError, u64) {
         match v {
-            Ok((Verdict::Inactive(e), until)) => {
-                assert_eq!(until, NOW + INACTIVE_SECONDS);
-                e
-            }
+            Ok((Verdict::Inactive(e), until)) => (e, until),
             other => panic!("not refused: {other:?}"),
         }
     }
@@ -262,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_remembered_for_ten_seconds() {
+    fn refusals_are_remembered_as_answers_and_inactive_ones_ten_seconds() {
         let i = issuer(&["orders"]);
         let ok = json!({"active": true, "sub": "u", "aud": "orders"});
         assert!(matches!(read(&i, 200, ok).unwrap().0, Verdict::Active(_)));
@@ -306,7 +348,18 @@ mod tests {
             ),
         ];
         for (answer, want) in cases {
-            assert_eq!(refused(read(&i, 200, answer.clone())), want, "{answer}");
+            // Inactive: 10 s. Active but refused by the entry's rules: as any answer,
+            // cache_seconds at most and never past its exp.
+            let until = match &want {
+                TokenError::Inactive => NOW + INACTIVE_SECONDS,
+                TokenError::Expired => NOW,
+                _ => NOW + 60,
+            };
+            assert_eq!(
+                refused(read(&i, 200, answer.clone())),
+                (want, until),
+                "{answer}"
+            );
         }
     }
 
@@ -357,6 +410,26 @@ mod tests {
             c.insert(k, Verdict::Inactive(TokenError::Inactive), NOW + 10, NOW);
         }
         assert!(c.len() <= CACHE_MAX);
+        assert!(
+            c.len() >= CACHE_MAX / 2,
+            "a flood drops a quarter, not everyone's answers"
+        );
+        // Large answers are bounded by their bytes too.
+        let c = Cache::default();
+        let big = Arc::new(IssuerClaims {
+            client_id: "c".into(),
+            subject: None,
+            scopes: vec!["s".repeat(60_000)],
+            roles: vec![],
+            exp: u64::MAX,
+        });
+        for n in 0..2_000u64 {
+            let mut k = [0; 32];
+            k[..8].copy_from_slice(&n.to_le_bytes());
+            c.insert(k, Verdict::Active(big.clone()), NOW + 10, NOW);
+        }
+        assert!(c.bytes.load(Ordering::Relaxed) <= CACHE_MAX_BYTES + 61_000);
+        assert!(c.len() < 600, "{}", c.len());
     }
 
     #[test]

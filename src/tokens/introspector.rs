@@ -24,8 +24,6 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub const MAX_CONCURRENT: usize = 16;
 /// The bucket of calls: capacity, and refill per second.
 pub const RATE: u32 = 100;
-/// How long a request waits for a call it shares (the call's own bound, and a margin).
-const WAIT: Duration = Duration::from_secs(6);
 
 /// `ords_guard_introspections_total{issuer,result}` (SPEC §16).
 pub static INTROSPECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -64,6 +62,23 @@ struct Counts {
     cached: IntCounter,
 }
 
+/// The calls an entry may make: 16 at once, a bucket of 100 refilled at 100 a second.
+/// Shared by the generations of an entry of the same name, so a reload never grants a
+/// second allowance while the first generation's calls still run.
+pub struct Bounds {
+    busy: Arc<Semaphore>,
+    bucket: Mutex<Bucket>,
+}
+
+impl Bounds {
+    fn new() -> Bounds {
+        Bounds {
+            busy: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            bucket: Mutex::new(Bucket::full(RATE, RATE, Instant::now())),
+        }
+    }
+}
+
 /// An introspecting `issuers[]` entry at run time.
 pub struct Introspector {
     pub settings: Settings,
@@ -72,10 +87,10 @@ pub struct Introspector {
     client: reqwest::Client,
     secret: SecretFile,
     cache: Cache,
-    /// The calls in flight, by token hash: later requests with the same token wait on it.
-    flights: Mutex<HashMap<Key, watch::Receiver<Option<Outcome>>>>,
-    busy: Arc<Semaphore>,
-    bucket: Mutex<Bucket>,
+    /// The calls in flight, by token hash, and when each one's 5 s are up: later requests
+    /// with the same token wait on it.
+    flights: Mutex<HashMap<Key, (watch::Receiver<Option<Outcome>>, tokio::time::Instant)>>,
+    bounds: Arc<Bounds>,
     counts: Counts,
     /// When a failure was last logged, and how many were not since: one line a second.
     logged: Mutex<(Option<Instant>, u64)>,
@@ -102,10 +117,14 @@ impl Introspector {
             client,
             cache: Cache::default(),
             flights: Mutex::new(HashMap::new()),
-            busy: Arc::new(Semaphore::new(MAX_CONCURRENT)),
-            bucket: Mutex::new(Bucket::full(RATE, RATE, Instant::now())),
+            bounds: Arc::new(Bounds::new()),
             logged: Mutex::new((None, 0)),
         })
+    }
+
+    /// Take over `old`'s bounds (the same entry before a reload that changed it).
+    pub fn share_bounds(&mut self, old: &Introspector) {
+        self.bounds = old.bounds.clone();
     }
 
     /// Whether `other` (the entry compiled again by a reload) reads answers the same way.
@@ -135,43 +154,57 @@ impl Introspector {
     }
 
     /// Ask the provider about `token`, or join the call already asking; the answer is
-    /// remembered for [`Introspector::cached`].
+    /// remembered for [`Introspector::cached`]. Every request waits at most until the call's
+    /// own 5 s are up, however late it joined or however busy the runtime making it is.
     pub async fn check(self: &Arc<Self>, token: &str) -> Outcome {
         let key = introspection::key(token);
-        let mut rx = {
+        let (mut rx, deadline, joined) = {
             let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(rx) = flights.get(&key) {
-                self.counts.cached.inc();
-                rx.clone()
-            } else {
-                if let Some(v) = self.cache.get(&key, now()) {
-                    // Answered between the decision's look and this one.
-                    return Ok(v);
+            match flights.get(&key) {
+                Some((rx, deadline)) => (rx.clone(), *deadline, true),
+                None => {
+                    if let Some(v) = self.cache.get(&key, now()) {
+                        // Answered between the decision's look and this one.
+                        self.counts.cached.inc();
+                        return Ok(v);
+                    }
+                    let rx = self.start(key, token)?;
+                    let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+                    flights.insert(key, (rx.clone(), deadline));
+                    (rx, deadline, false)
                 }
-                let rx = self.start(key, token)?;
-                flights.insert(key, rx.clone());
-                rx
             }
         };
-        let answered = tokio::time::timeout(WAIT, rx.wait_for(Option::is_some))
+        let answered = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some))
             .await
             .ok()
             .and_then(|r| r.ok().and_then(|v| v.clone()));
-        if answered.is_none() {
+        let timed_out = answered.is_none();
+        if timed_out {
             // The call ended without a word (its task gone): no later request may wait on it.
             let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
             if flights
                 .get(&key)
-                .is_some_and(|rx| rx.has_changed().is_err())
+                .is_some_and(|(rx, _)| rx.has_changed().is_err())
             {
                 flights.remove(&key);
             }
         }
-        answered.unwrap_or_else(|| {
-            Err(Unavailable(
-                "the introspection call did not finish in time".into(),
-            ))
-        })
+        let outcome = answered.unwrap_or_else(|| {
+            Err(Unavailable(format!(
+                "the introspection endpoint did not answer within {} s",
+                CALL_TIMEOUT.as_secs()
+            )))
+        });
+        // The call's answer was counted by its task; a request that shared it is counted
+        // by what it got, and one that gave up waiting as a failure.
+        match (&outcome, joined) {
+            (Ok(_), true) => self.counts.cached.inc(),
+            (Err(_), true) => self.counts.failure.inc(),
+            (Err(_), false) if timed_out => self.counts.failure.inc(),
+            _ => {}
+        }
+        outcome
     }
 
     /// Start one call, within the bounds, on the background runtime. Called with
@@ -185,13 +218,13 @@ impl Introspector {
             self.failed(&why);
             Err(Unavailable(why))
         };
-        let Ok(permit) = self.busy.clone().try_acquire_owned() else {
+        let Ok(permit) = self.bounds.busy.clone().try_acquire_owned() else {
             return over(format!(
                 "{MAX_CONCURRENT} introspection calls are already in flight"
             ));
         };
         {
-            let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+            let mut bucket = self.bounds.bucket.lock().unwrap_or_else(|e| e.into_inner());
             if !bucket.take(Instant::now()) {
                 return over(format!("over {RATE} introspection calls a second"));
             }
