@@ -17,6 +17,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 
 # start_nginx DIR PORT: a one-worker nginx answering 200 on every path, logs off; sets NGINX_PID.
 # /nginx_status (stub_status) counts the connections it accepted: `backend_accepts PORT`.
+# /introspect answers as an RFC 7662 endpoint that knows no token (`{"active": false}`).
 start_nginx() {
   mkdir -p "$1/nginx/logs"
   cat > "$1/nginx/nginx.conf" <<CONF
@@ -24,6 +25,7 @@ worker_processes 1; daemon off; pid $1/nginx/nginx.pid; error_log $1/nginx/logs/
 events { worker_connections 8192; }
 http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$2 backlog=4096;
   location = /nginx_status { stub_status; }
+  location = /introspect { default_type application/json; return 200 '{"active": false}'; }
   location / { return 200 "backend ok\n"; } } }
 CONF
   nginx -p "$1/nginx" -c "$1/nginx/nginx.conf" & NGINX_PID=$!

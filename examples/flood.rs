@@ -8,6 +8,9 @@
 //!       can answer
 //!   flood plain ADDR RATE CONCURRENCY SECONDS PATH KID
 //!       the same requests without a token: what the connections alone cost
+//!   flood opaque ADDR RATE CONCURRENCY SECONDS PATH KID
+//!       GET PATH with distinct random opaque bearer tokens, each one an identity
+//!       provider's introspection endpoint would have to be asked about (SPEC §16)
 //!
 //! Every request is its own connection from a random 127.x.y.z source address, so no
 //! per-address throttle applies. At most CONCURRENCY are in flight; a tick that finds them
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn usage() -> ! {
-    eprintln!("usage: flood token ADDR RATE CONCURRENCY SECONDS | flood forged|plain ADDR RATE CONCURRENCY SECONDS PATH KID");
+    eprintln!("usage: flood token ADDR RATE CONCURRENCY SECONDS | flood forged|plain|opaque ADDR RATE CONCURRENCY SECONDS PATH KID");
     std::process::exit(2)
 }
 
@@ -47,6 +50,10 @@ fn request(mode: &str, path: &str, kid: &str, client: Option<&str>) -> Vec<u8> {
         }
         "plain" => {
             format!("GET {path} HTTP/1.1\r\nHost: flood\r\nConnection: close\r\n\r\n").into_bytes()
+        }
+        "opaque" => {
+            let token = random_hex(24);
+            format!("GET {path} HTTP/1.1\r\nHost: flood\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").into_bytes()
         }
         _ => {
             let now = ords_guard::oauth::token::now();
@@ -92,7 +99,7 @@ async fn send(target: SocketAddr, req: Vec<u8>) -> Option<u16> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 5 || !matches!(args[0].as_str(), "token" | "forged" | "plain") {
+    if args.len() < 5 || !matches!(args[0].as_str(), "token" | "forged" | "plain" | "opaque") {
         usage()
     }
     let mode = args[0].clone();
@@ -101,8 +108,10 @@ async fn main() {
     let concurrency: usize = args[3].parse().unwrap_or_else(|_| usage());
     let seconds: u64 = args[4].parse().unwrap_or_else(|_| usage());
     let (path, kid) = match mode.as_str() {
-        "forged" | "plain" if matches!(args.len(), 7 | 8) => (args[5].clone(), args[6].clone()),
-        "forged" | "plain" => usage(),
+        "forged" | "plain" | "opaque" if matches!(args.len(), 7 | 8) => {
+            (args[5].clone(), args[6].clone())
+        }
+        "forged" | "plain" | "opaque" => usage(),
         _ => (String::new(), String::new()),
     };
     assert!(target.ip().is_loopback(), "loopback targets only");
