@@ -18,6 +18,10 @@
 //! - "SIGTERM received, gracefully exiting" and "SIGINT received, exiting": pingora's
 //!   words for the shutdown our drain returns, whatever the signal was. Dropped: the drain
 //!   logs the real signal and what it did.
+//! - "failed to acquire reusable stream" (ERROR): a pooled upstream connection could not be
+//!   taken (its idle watcher still held it) and pingora simply opened another. Routine,
+//!   yet it read like an outage (issue #37): counted instead
+//!   (`ords_guard_upstream_reuse_misses_total`) and logged at debug.
 
 pub mod access;
 
@@ -200,6 +204,13 @@ pub fn append_line(line: &[u8]) {
     }
 }
 
+static REUSE_MISSES: AtomicU64 = AtomicU64::new(0);
+
+/// Pooled upstream connections pingora could not take (it opened new ones instead).
+pub fn upstream_reuse_misses() -> u64 {
+    REUSE_MISSES.load(Ordering::Relaxed)
+}
+
 /// Lines dropped so far because stdout did not keep up.
 pub fn dropped_lines() -> u64 {
     SHARED
@@ -235,6 +246,11 @@ impl PingoraNoise {
         if target == "pingora_core::server"
             && (message.starts_with("SIGINT received") || message.starts_with("SIGTERM received"))
         {
+            return false;
+        }
+        if target == "pingora_core::connectors" && message == "failed to acquire reusable stream" {
+            REUSE_MISSES.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target: "ords_guard::upstream", "a pooled upstream connection could not be taken; a new one is opened");
             return false;
         }
         if target == "pingora_core::services::listening" && message.starts_with("Accept() failed") {
@@ -405,5 +421,16 @@ mod tests {
         ));
         assert!(n.keep("pingora_core::server", "Bootstrap starting", now));
         assert!(n.keep("ords_guard::access", "SIGINT received", now));
+    }
+
+    #[test]
+    fn a_pooled_connection_not_taken_is_counted_not_logged_as_an_error() {
+        let n = PingoraNoise::default();
+        let now = Instant::now();
+        let before = upstream_reuse_misses();
+        let line = "failed to acquire reusable stream";
+        assert!(!n.keep("pingora_core::connectors", line, now));
+        assert!(upstream_reuse_misses() > before);
+        assert!(n.keep("pingora_core::connectors", "another line", now));
     }
 }

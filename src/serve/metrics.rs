@@ -322,6 +322,12 @@ impl Metrics {
             crate::tokens::introspector::INTROSPECTIONS.clone(),
         ));
         register(Box::new(Scraped::new(
+            "ords_guard_upstream_reuse_misses_total",
+            "Pooled upstream connections pingora could not take (\"failed to acquire reusable stream\"); a new connection was opened instead.",
+            true,
+            crate::logs::upstream_reuse_misses,
+        )));
+        register(Box::new(Scraped::new(
             "ords_guard_revocations",
             "Tokens revoked at /oauth/revoke and not yet expired (this process's view).",
             false,
