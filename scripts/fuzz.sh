@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-600}; shift || true
-TARGETS=("$@"); [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path_decision pattern jwt token_endpoint config request_head chunked_body jwks json_pointer token_answer h2_frames)
+TARGETS=("$@"); [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path_decision pattern jwt token_endpoint config request_head chunked_body jwks json_pointer token_answer h2_frames introspection_answer)
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 for t in "${TARGETS[@]}"; do
   # New inputs go to fuzz/corpus-run (ignored); the committed seeds stay as they are.
