@@ -156,30 +156,22 @@ async fn provider() -> (SocketAddr, Arc<Calls>) {
     (addr, calls)
 }
 
-/// ords-guard in front of `backend`, its `corp` issuer introspecting at `url` as `id`.
-async fn guard(backend: &Backend, url: &str, id: &str, secret: &str) -> (Guard, tempfile::TempDir) {
-    guard_with(backend, url, id, secret, "").await
-}
-
-/// [`guard`] with more lines under `introspection:` (six-space indented).
-async fn guard_with(
-    backend: &Backend,
-    url: &str,
-    id: &str,
-    secret: &str,
-    more: &str,
-) -> (Guard, tempfile::TempDir) {
+/// The counting provider, a backend, and ords-guard in front of it whose `corp` issuer
+/// introspects there as `ords-guard` (`more`: lines under `introspection:`).
+async fn setup(more: &str) -> (Arc<Calls>, Backend, Guard, tempfile::TempDir) {
+    let (addr, calls) = provider().await;
+    let backend = Backend::start().await;
     let files = tempfile::tempdir().unwrap();
     let secret_file = files.path().join("introspect.secret");
-    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let o = Options {
         extra: format!(
-            "issuers:\n  - name: corp\n    issuer: \"{ISS}\"\n    roles_claim: /roles\n    introspection:\n      url: \"{url}\"\n      client_id: {id}\n      client_secret_file: \"{}\"\n{more}",
+            "issuers:\n  - name: corp\n    issuer: \"{ISS}\"\n    roles_claim: /roles\n    introspection:\n      url: \"http://{addr}/introspect\"\n      client_id: ords-guard\n      client_secret_file: \"{}\"\n{more}",
             secret_file.display()
         ),
-        ..Options::new(backend)
+        ..Options::new(&backend)
     };
-    (Guard::start(o).await, files)
+    (calls, backend, Guard::start(o).await, files)
 }
 
 /// An unsigned JWT of `claims` (the introspecting entry never checks a signature).
@@ -291,15 +283,7 @@ async fn opaque_tokens_of_oidc_provider_open_privileges_through_ords_guard() {
 
 #[tokio::test]
 async fn one_call_per_token_remembered_and_decided_afresh() {
-    let (addr, calls) = provider().await;
-    let backend = Backend::start().await;
-    let (g, _files) = guard(
-        &backend,
-        &format!("http://{addr}/introspect"),
-        "ords-guard",
-        SECRET,
-    )
-    .await;
+    let (calls, backend, g, _files) = setup("").await;
 
     // Twenty requests at once with one token held at the provider: one call.
     let requests: Vec<_> = (0..20)
@@ -371,15 +355,7 @@ async fn one_call_per_token_remembered_and_decided_afresh() {
 
 #[tokio::test]
 async fn a_token_that_cannot_be_checked_is_503_and_never_forwarded() {
-    let (addr, calls) = provider().await;
-    let backend = Backend::start().await;
-    let (g, _files) = guard(
-        &backend,
-        &format!("http://{addr}/introspect"),
-        "ords-guard",
-        SECRET,
-    )
-    .await;
+    let (calls, backend, g, _files) = setup("").await;
     let kinds = ["garbage-1", "huge-1", "array-1", "notbool-1", "error-1"];
     for token in kinds {
         for _ in 0..2 {
@@ -425,15 +401,7 @@ async fn a_token_that_cannot_be_checked_is_503_and_never_forwarded() {
 
 #[tokio::test]
 async fn calls_are_bounded_in_concurrency_and_rate() {
-    let (addr, calls) = provider().await;
-    let backend = Backend::start().await;
-    let (g, _files) = guard(
-        &backend,
-        &format!("http://{addr}/introspect"),
-        "ords-guard",
-        SECRET,
-    )
-    .await;
+    let (calls, backend, g, _files) = setup("").await;
     let first_call = Instant::now();
 
     // 24 distinct tokens held at the provider: 16 calls at most; the others are not made.
@@ -492,15 +460,7 @@ async fn calls_are_bounded_in_concurrency_and_rate() {
 /// `explain` asks the provider once, as the proxy would, and says what it answered.
 #[tokio::test]
 async fn explain_says_what_the_provider_answered() {
-    let (addr, calls) = provider().await;
-    let backend = Backend::start().await;
-    let (g, _files) = guard(
-        &backend,
-        &format!("http://{addr}/introspect"),
-        "ords-guard",
-        SECRET,
-    )
-    .await;
+    let (calls, _backend, g, _files) = setup("").await;
     let explain = |token: &'static str| {
         let config = g.config.clone();
         tokio::task::spawn_blocking(move || {
@@ -554,15 +514,7 @@ async fn explain_says_what_the_provider_answered() {
 /// JWTs are routed by `iss` as before.
 #[tokio::test]
 async fn a_jwt_naming_the_introspecting_issuer_is_asked_about_too() {
-    let (addr, calls) = provider().await;
-    let backend = Backend::start().await;
-    let (g, _files) = guard(
-        &backend,
-        &format!("http://{addr}/introspect"),
-        "ords-guard",
-        SECRET,
-    )
-    .await;
+    let (calls, backend, g, _files) = setup("").await;
     let theirs = jwt(serde_json::json!({"iss": ISS, "sub": "x", "exp": now() + 60}));
     assert_eq!(g.get_as("/example/1", &theirs).await.status(), 200);
     assert_eq!(calls.of(&theirs), 1);
@@ -586,16 +538,7 @@ async fn a_jwt_naming_the_introspecting_issuer_is_asked_about_too() {
 /// again.
 #[tokio::test]
 async fn client_secret_post_an_unreadable_secret_and_a_changed_entry() {
-    let (addr, calls) = provider().await;
-    let backend = Backend::start().await;
-    let (g, files) = guard_with(
-        &backend,
-        &format!("http://{addr}/introspect"),
-        "ords-guard",
-        SECRET,
-        "      auth_method: post\n",
-    )
-    .await;
+    let (calls, _backend, g, files) = setup("      auth_method: post\n").await;
     let secret_file = files.path().join("introspect.secret");
     std::fs::remove_file(&secret_file).unwrap();
     let r = g.get_as("/example/1", "active-1").await;

@@ -8,6 +8,7 @@ use crate::access::decision::{self, Awaits, Decision, Invalid};
 use crate::registry::{issuers, Registry};
 use crate::tokens::introspection::Verdict;
 use crate::tokens::introspector::Unavailable;
+use crate::tokens::issuer::IssuerClaims;
 use crate::tokens::token::TokenError;
 use serde_json::{json, Value};
 
@@ -243,48 +244,32 @@ fn describe_token(reg: &Registry, token: &str, out: &mut Out) {
         out.json["token"]["revoked"] = json!(revoked);
         return;
     }
+    // An identity provider's token: verified (a JWT) or answered for (introspected).
+    let provider = |c: &IssuerClaims, how: String| {
+        let subject = c.subject.as_ref().map(|s| format!(", subject {s}"));
+        let until = match c.exp {
+            u64::MAX => "no exp in the answer".to_string(),
+            exp => expiry(exp),
+        };
+        format!(
+            "{how}: client {}{}, roles [{}], scope \"{}\", {until}",
+            c.client_id,
+            subject.unwrap_or_default(),
+            c.roles.join(", "),
+            c.scopes.join(" "),
+        )
+    };
     if let Some(Ok(v)) = reg.issuer_tokens.get(token, now) {
         let entry = &reg.issuers[v.entry].issuer;
         let c = &v.claims;
-        out.line(
-            "token",
-            format!(
-                "identity provider `{}` (iss {}): client {}{}, roles [{}], scope \"{}\", {}",
-                entry.name,
-                entry.issuer,
-                c.client_id,
-                c.subject
-                    .as_ref()
-                    .map(|s| format!(", subject {s}"))
-                    .unwrap_or_default(),
-                c.roles.join(", "),
-                c.scopes.join(" "),
-                expiry(c.exp)
-            ),
-        );
+        let how = format!("identity provider `{}` (iss {})", entry.name, entry.issuer);
+        out.line("token", provider(c, how));
         out.json["token"] = json!({"issuer": entry.name, "client_id": c.client_id, "subject": c.subject, "roles": c.roles, "scope": c.scopes.join(" "), "exp": c.exp});
         return;
     }
     if let Some((entry, Verdict::Active(c))) = introspected(reg, token, now) {
-        out.line(
-            "token",
-            format!(
-                "opaque, introspected by `{}`: active, client {}{}, roles [{}], scope \"{}\", {}",
-                entry.name,
-                c.client_id,
-                c.subject
-                    .as_ref()
-                    .map(|s| format!(", subject {s}"))
-                    .unwrap_or_default(),
-                c.roles.join(", "),
-                c.scopes.join(" "),
-                if c.exp == u64::MAX {
-                    "no exp in the answer".to_string()
-                } else {
-                    expiry(c.exp)
-                }
-            ),
-        );
+        let how = format!("opaque, introspected by `{}`, active", entry.name);
+        out.line("token", provider(&c, how));
         out.json["token"] = json!({"issuer": entry.name, "introspected": true, "active": true, "client_id": c.client_id, "subject": c.subject, "roles": c.roles, "scope": c.scopes.join(" ")});
         return;
     }

@@ -100,21 +100,12 @@ pub fn compile(
             errors,
             warnings,
         );
-        let secret_file = src.resolve(&e.client_secret_file);
-        match std::fs::read(&secret_file) {
-            Ok(b) if !outbound::secret_from(&b).is_empty() => {}
-            Ok(_) => errors.push(Diagnostic::new(
-                format!("{at}.client_secret_file"),
-                format!(
-                    "{} is empty: it holds the client secret",
-                    secret_file.display()
-                ),
-            )),
-            Err(m) => errors.push(Diagnostic::new(
-                format!("{at}.client_secret_file"),
-                format!("cannot read {}: {m}", secret_file.display()),
-            )),
-        }
+        let secret_file = super::secret_file(
+            src,
+            &e.client_secret_file,
+            &format!("{at}.client_secret_file"),
+            errors,
+        );
         // Built only from a token_tls without errors: a bad one is already reported.
         let client = (errors.len() == n)
             .then(|| {

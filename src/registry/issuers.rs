@@ -355,21 +355,12 @@ fn introspection_settings(
             ),
         ));
     }
-    let secret_file = src.resolve(&c.client_secret_file);
-    match std::fs::read(&secret_file) {
-        Ok(b) if !crate::outbound::secret_from(&b).is_empty() => {}
-        Ok(_) => errors.push(Diagnostic::new(
-            format!("{at}.client_secret_file"),
-            format!(
-                "{} is empty: it holds the client secret",
-                secret_file.display()
-            ),
-        )),
-        Err(e) => errors.push(Diagnostic::new(
-            format!("{at}.client_secret_file"),
-            format!("cannot read {}: {e}", secret_file.display()),
-        )),
-    }
+    let secret_file = super::secret_file(
+        src,
+        &c.client_secret_file,
+        &format!("{at}.client_secret_file"),
+        errors,
+    );
     (errors.len() == n).then(|| introspector::Settings {
         url: c.url.clone(),
         client_id: c.client_id.clone(),

@@ -324,6 +324,29 @@ pub(crate) fn is_vschar(s: &str) -> bool {
 }
 
 /// Whether `name` may name an entry in logs, metrics label values and headers:
+/// A `client_secret_file` (egress, introspection), resolved against the config file: it
+/// must exist and hold a secret at load (it is read again for every request made with it).
+fn secret_file(
+    src: &Source,
+    file: &std::path::Path,
+    at: &str,
+    errors: &mut Vec<Diagnostic>,
+) -> PathBuf {
+    let path = src.resolve(file);
+    match std::fs::read(&path) {
+        Ok(b) if !crate::outbound::secret_from(&b).is_empty() => {}
+        Ok(_) => errors.push(Diagnostic::new(
+            at,
+            format!("{} is empty: it holds the client secret", path.display()),
+        )),
+        Err(e) => errors.push(Diagnostic::new(
+            at,
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+    path
+}
+
 /// 1 to 32 of `a-z`, `0-9`, `_`, `-` (`issuers[].name`, `egress[].name`).
 pub(crate) fn is_entry_name(name: &str) -> bool {
     (1..=32).contains(&name.len())
