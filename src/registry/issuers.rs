@@ -306,16 +306,8 @@ pub fn compile(
             allowed_skew_seconds: c.allowed_skew_seconds,
             max_age_seconds: c.max_age_seconds,
         };
-        let introspector = match introspection {
-            None => None,
-            Some(settings) => match Introspector::new(issuer.clone(), settings) {
-                Ok(i) => Some(Arc::new(i)),
-                Err(e) => {
-                    errors.push(Diagnostic::new(format!("{at}.introspection"), e));
-                    continue;
-                }
-            },
-        };
+        let introspector =
+            introspection.map(|settings| Arc::new(Introspector::new(issuer.clone(), settings)));
         out.push(IssuerEntry {
             issuer,
             keys_from,

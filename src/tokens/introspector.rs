@@ -84,7 +84,9 @@ pub struct Introspector {
     pub settings: Settings,
     /// The entry's claim rules, as its answers are read.
     issuer: Issuer,
-    client: reqwest::Client,
+    /// Or why there is none (no system CA certificates): each call then fails with that,
+    /// as a JWKS fetch does, rather than the config being refused.
+    client: Result<reqwest::Client, String>,
     secret: SecretFile,
     cache: Cache,
     /// The calls in flight, by token hash, and when each one's 5 s are up: later requests
@@ -97,14 +99,14 @@ pub struct Introspector {
 }
 
 impl Introspector {
-    pub fn new(issuer: Issuer, settings: Settings) -> Result<Introspector, String> {
+    pub fn new(issuer: Issuer, settings: Settings) -> Introspector {
         let client = outbound::client(
             &outbound::Tls::trusting(settings.trust.clone()),
             CALL_TIMEOUT,
-        )?;
+        );
         let count =
             |result: &str| INTROSPECTIONS.with_label_values(&[issuer.name.as_str(), result]);
-        Ok(Introspector {
+        Introspector {
             counts: Counts {
                 active: count("active"),
                 inactive: count("inactive"),
@@ -119,7 +121,7 @@ impl Introspector {
             flights: Mutex::new(HashMap::new()),
             bounds: Arc::new(Bounds::new()),
             logged: Mutex::new((None, 0)),
-        })
+        }
     }
 
     /// Take over `old`'s bounds (the same entry before a reload that changed it).
@@ -281,6 +283,7 @@ impl Introspector {
     /// One RFC 7662 request: the token in a form, the client authenticated per
     /// `auth_method`.
     async fn call(&self, token: &str) -> Result<(Verdict, u64), Unavailable> {
+        let client = self.client.as_ref().map_err(|e| Unavailable(e.clone()))?;
         let secret = self.secret.read().map_err(Unavailable)?;
         let s = &self.settings;
         let mut form = vec![("token", token), ("token_type_hint", "access_token")];
@@ -288,8 +291,7 @@ impl Introspector {
             form.push(("client_id", &s.client_id));
             form.push(("client_secret", &secret));
         }
-        let mut req = self
-            .client
+        let mut req = client
             .post(&s.url)
             .header(http::header::ACCEPT, "application/json")
             .form(&form);
