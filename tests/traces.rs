@@ -530,6 +530,12 @@ async fn egress_and_authz_checks_are_server_spans_of_their_own() {
         check.attr("ords_guard.client_id").as_deref(),
         Some("example-client")
     );
+    // The answer hands the proxy in front the trace to continue: the check as the parent.
+    let (_, trace_id, parent, flags) = parts(r.headers()["traceparent"].to_str().unwrap());
+    assert_eq!(
+        (trace_id.as_str(), parent, flags.as_str()),
+        (TRACE_ID, check.span_id(), "01")
+    );
 
     // gRPC: Envoy's Check with the original request's trace context.
     let grpc_parent = "2222222222222222";

@@ -385,6 +385,11 @@ impl Authz {
                 if let Some(rl) = &c.decided.rate_limit {
                     r = r.header("RateLimit", rl.as_str());
                 }
+                // With `tracing`, the request the proxy in front forwards continues this
+                // check's trace (nginx: `auth_request_set $tp $upstream_http_traceparent`).
+                if let Some(t) = &c.trace {
+                    r = r.header("traceparent", t.answer_traceparent());
+                }
                 r.body(Vec::new()).expect("check answer")
             }
             // The token endpoint authenticates its callers itself: public (SPEC §14).

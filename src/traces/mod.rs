@@ -336,6 +336,23 @@ impl RequestTrace {
         Some((sc.trace_id().to_string(), sc.span_id().to_string()))
     }
 
+    /// The `traceparent` an authz check's 200 answer hands the proxy in front, for the
+    /// request it forwards (issue #34): the check's SERVER span as the parent when it is
+    /// recorded; the trace id with a fresh parent-id and the sampled flag off otherwise.
+    pub fn answer_traceparent(&self) -> String {
+        match &self.0 {
+            Inner::Followed { trace_id, .. } => {
+                let hop = RandomIdGenerator::default().new_span_id();
+                format!("00-{trace_id}-{hop}-00")
+            }
+            Inner::Recorded(r) => {
+                let span = r.server.span();
+                let sc = span.span_context();
+                format!("00-{}-{}-01", sc.trace_id(), sc.span_id())
+            }
+        }
+    }
+
     /// The upstream exchange begins: its CLIENT span, and the `traceparent` the forwarded
     /// request carries instead of the client's, naming that span as the parent.
     pub fn upstream(&mut self, host: &str, port: u16) -> Propagated {
