@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{timeout_at, Instant, Sleep};
 
 /// After `request_total_ms`, the proxy's clipped waits answer 408/504; a request still
 /// running this much later (a peer trickling bytes) is cut without an answer.
@@ -311,6 +311,7 @@ async fn read_head(
     idle_until: Instant,
     mut head_until: Option<Instant>,
     shutdown: &ShutdownWatch,
+    timer: &mut Pin<Box<Sleep>>,
 ) -> Read {
     let mut scan = HeadScan::default();
     let mut shutdown = shutdown.clone();
@@ -330,17 +331,19 @@ async fn read_head(
             None => *head_until.insert(Instant::now() + l.client_header),
         };
         conn.pending.reserve(4096);
-        let read = timeout_at(until, conn.io.read_buf(&mut conn.pending));
+        timer.as_mut().reset(until);
         let read = tokio::select! {
-            r = read => r,
+            biased;
+            r = conn.io.read_buf(&mut conn.pending) => Ok(r),
+            () = timer.as_mut() => Err(()),
             // Draining: a connection between requests is closed at once.
             Ok(_) = shutdown.wait_for(|stop| *stop), if idle => return Read::Gone,
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => return Read::Gone,
             Ok(Ok(_)) => {}
-            Err(_) if conn.pending.is_empty() => return Read::Gone,
-            Err(_) => return Read::Refused(Refusal::HeaderTimeout),
+            Err(()) if conn.pending.is_empty() => return Read::Gone,
+            Err(()) => return Read::Refused(Refusal::HeaderTimeout),
         }
     }
 }
@@ -424,17 +427,31 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let mut idle_until = Instant::now() + limits.client_header;
         let mut head_until = Some(idle_until);
         let over = open > limits.max_connections;
+        // One timer per connection for the head and idle waits, one for the request's cut,
+        // each moved on per request: a timer moved later costs tokio nothing, where a new
+        // one per request could wake the runtime's driver each time (an eventfd write per
+        // request, `bench/syscalls.sh`; issue #37).
+        let mut head_timer = Box::pin(tokio::time::sleep_until(idle_until));
+        let mut cut_timer = Box::pin(tokio::time::sleep_until(idle_until));
         if self.http2 && speaks_h2(&mut conn, idle_until).await {
             return http2::serve(self, conn, &limits, over, idle_until, shutdown).await;
         }
         loop {
-            let (refusal, len) =
-                match read_head(&mut conn, &limits, idle_until, head_until, shutdown).await {
-                    Read::Gone => return None,
-                    Read::Refused(r) => (Some(r), 0),
-                    Read::Head(_) if over => (Some(Refusal::Connections), 0),
-                    Read::Head(len) => (None, len),
-                };
+            let (refusal, len) = match read_head(
+                &mut conn,
+                &limits,
+                idle_until,
+                head_until,
+                shutdown,
+                &mut head_timer,
+            )
+            .await
+            {
+                Read::Gone => return None,
+                Read::Refused(r) => (Some(r), 0),
+                Read::Head(_) if over => (Some(Refusal::Connections), 0),
+                Read::Head(len) => (None, len),
+            };
             if let Some(r) = refusal {
                 metrics.limit_rejections.inc(r.limit());
                 let (status, title, detail, extra) = r.response(&limits);
@@ -497,9 +514,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             let deadline = Instant::now() + limits.request_total;
             let serve = DEADLINE.scope(deadline, self.app.process_new_http(session, shutdown));
             let served = match &tunnel {
-                None => timeout_at(deadline + HARD_CUT_AFTER, serve)
-                    .await
-                    .map_err(|_| Cut::RequestTotal),
+                None => {
+                    cut_timer.as_mut().reset(deadline + HARD_CUT_AFTER);
+                    tokio::select! {
+                        biased;
+                        r = serve => Ok(r),
+                        () = cut_timer.as_mut() => Err(Cut::RequestTotal),
+                    }
+                }
                 Some(tunnel) => {
                     bound_tunnel(serve, deadline + HARD_CUT_AFTER, tunnel, limits.client_idle).await
                 }
