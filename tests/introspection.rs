@@ -393,6 +393,8 @@ async fn a_token_that_cannot_be_checked_is_503_and_never_forwarded() {
     assert_eq!(g.get_as("/example/1", "active-2").await.status(), 200);
     let r = slow.await.unwrap();
     assert_eq!(r.status(), 503);
+    // One request left without an answer, one failure (the call's own end is not another).
+    assert_eq!(g.metric(&introspections("failure")).await, 11.0);
     let out = g.output();
     for token in kinds.iter().chain(&["slow-1", "active-2"]) {
         assert!(!out.contains(token), "{token} reached the log");

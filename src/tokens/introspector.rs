@@ -198,13 +198,16 @@ impl Introspector {
                 CALL_TIMEOUT.as_secs()
             )))
         });
-        // The call's answer was counted by its task; a request that shared it is counted
-        // by what it got, and one that gave up waiting as a failure.
+        // A call's answer is counted once, by its task (`active`, `inactive`); every request
+        // left without one is a `failure`, whoever made the call; a request that shared an
+        // answer is `cached`.
         match (&outcome, joined) {
             (Ok(_), true) => self.counts.cached.inc(),
-            (Err(_), true) => self.counts.failure.inc(),
-            (Err(_), false) if timed_out => self.counts.failure.inc(),
-            _ => {}
+            (Ok(_), false) => {}
+            (Err(_), _) => self.counts.failure.inc(),
+        }
+        if timed_out {
+            self.log_failure("no answer within the call's 5 s");
         }
         outcome
     }
@@ -217,7 +220,8 @@ impl Introspector {
         token: &str,
     ) -> Result<watch::Receiver<Option<Outcome>>, Unavailable> {
         let over = |why: String| {
-            self.failed(&why);
+            self.counts.failure.inc();
+            self.log_failure(&why);
             Err(Unavailable(why))
         };
         let Ok(permit) = self.bounds.busy.clone().try_acquire_owned() else {
@@ -259,14 +263,14 @@ impl Introspector {
         match o {
             Ok((Verdict::Active(_), _)) => self.counts.active.inc(),
             Ok((Verdict::Inactive(_), _)) => self.counts.inactive.inc(),
-            Err(Unavailable(why)) => self.failed(why),
+            // Counted by the requests it leaves without an answer (`check`).
+            Err(Unavailable(why)) => self.log_failure(why),
         }
     }
 
-    /// A token that could not be checked: counted, and logged at most once a second (a
-    /// provider down, or a flood over the bounds, would otherwise write a line per request).
-    fn failed(&self, why: &str) {
-        self.counts.failure.inc();
+    /// Why a token could not be checked, logged at most once a second (a provider down, or
+    /// a flood over the bounds, would otherwise write a line per request).
+    fn log_failure(&self, why: &str) {
         let now = Instant::now();
         let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
         let (last, quiet) = &mut *logged;
