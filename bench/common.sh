@@ -37,6 +37,22 @@ backend_accepts() {
   curl -s "http://127.0.0.1:$1/nginx_status" | awk 'NR==3 {print $1}'
 }
 
+# start_minimal_guard BIN DIR PROXY ADMIN BACKEND: one ords-guard (`threads: 1`, access log
+# off, ES256 keys already in DIR/keys, one privilege on /example/*) in front of BACKEND,
+# ready; sets GUARD_PID.
+start_minimal_guard() {
+  cat > "$2/minimal.yaml" <<CONF
+listen: "127.0.0.1:$3"
+admin_listen: "127.0.0.1:$4"
+threads: 1
+upstream: "http://127.0.0.1:$5"
+token: {algorithm: ES256, signing_key_file: keys/signing.pem, key_id: bench}
+privileges: [{name: example_priv, roles: [example_role], patterns: ["/example/*"]}]
+CONF
+  RUST_LOG=warn "$1" run --config "$2/minimal.yaml" > "$2/guard.log" 2>&1 & GUARD_PID=$!
+  wait_ready "$4"
+}
+
 # wait_ready ADMIN_PORT: until an ords-guard answers /readyz (at most 10 s).
 wait_ready() {
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.05; done

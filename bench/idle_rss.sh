@@ -39,16 +39,7 @@ PY
 for r in $(seq "$ROUNDS"); do
   for bin in "$@"; do
     PROXY=$(port); ADMIN=$(port)
-    cat > "$WORK/g.yaml" <<CONF
-listen: "127.0.0.1:$PROXY"
-admin_listen: "127.0.0.1:$ADMIN"
-threads: 1
-upstream: "http://127.0.0.1:$BACKEND"
-token: {algorithm: ES256, signing_key_file: keys/signing.pem, key_id: bench}
-privileges: [{name: example_priv, roles: [example_role], patterns: ["/example/*"]}]
-CONF
-    RUST_LOG=warn "$bin" run --config "$WORK/g.yaml" > "$WORK/guard.log" 2>&1 & GUARD_PID=$!
-    wait_ready "$ADMIN"
+    start_minimal_guard "$bin" "$WORK" "$PROXY" "$ADMIN" "$BACKEND"
     read -r before with < <(python3 "$WORK/idle.py" "$PROXY" "$N" "$GUARD_PID")
     echo "round $r $("$bin" --version): RSS ${before} MiB idle, ${with} MiB with $N idle keep-alive connections"
     kill "$GUARD_PID"; wait "$GUARD_PID" 2>/dev/null || true

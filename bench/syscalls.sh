@@ -48,16 +48,7 @@ EOF
 haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 & HA_PID=$!
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$BACKEND" 10000 > "$WORK/floor.log" 2>&1 & FLOOR_PID=$!
 "$BIN" keygen --algorithm ES256 --out "$WORK/keys" >/dev/null
-cat > "$WORK/ords-guard.yaml" <<EOF
-listen: "127.0.0.1:$PROXY"
-admin_listen: "127.0.0.1:$ADMIN"
-threads: 1
-upstream: "http://127.0.0.1:$BACKEND"
-token: {algorithm: ES256, signing_key_file: keys/signing.pem, key_id: bench}
-privileges: [{name: example_priv, roles: [example_role], patterns: ["/example/*"]}]
-EOF
-RUST_LOG=warn "$BIN" run --config "$WORK/ords-guard.yaml" > "$WORK/guard.log" 2>&1 & GUARD_PID=$!
-wait_ready "$ADMIN"
+start_minimal_guard "$BIN" "$WORK" "$PROXY" "$ADMIN" "$BACKEND"
 for p in $HA $FLOOR; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/public/x" >/dev/null && break; sleep 0.05; done
 done
